@@ -1,0 +1,364 @@
+//! The chip configuration: slice layout on the east-west axis, lanes, streams,
+//! SRAM geometry, MXM and VXM sizes, clock and functional-delay overrides.
+//!
+//! Configurations are data: RON files under `isa-spec/chips/`, two of which
+//! are built in as presets (`tsp`, the published part, and `tiny`, a teaching
+//! chip). A user's own file is loaded with [`ChipConfig::load`].
+
+use crate::isa::{Opcode, Unit};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+/// The function of one slice on the east-west axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum SliceKind {
+    /// SRAM: reads vectors onto streams and writes vectors from streams.
+    Mem,
+    /// Vector execution: elementwise arithmetic, conversions, activations.
+    Vxm,
+    /// Matrix execution: one weight plane with its accumulators.
+    Mxm,
+    /// Switch execution: lane shifts, rotations and permutations.
+    Sxm,
+}
+
+impl SliceKind {
+    /// The unit kind whose instructions this slice's queues execute.
+    pub fn unit(self) -> Unit {
+        match self {
+            SliceKind::Mem => Unit::Mem,
+            SliceKind::Vxm => Unit::Vxm,
+            SliceKind::Mxm => Unit::Mxm,
+            SliceKind::Sxm => Unit::Sxm,
+        }
+    }
+}
+
+/// SRAM geometry of every MEM slice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemConfig {
+    /// Banks per MEM slice; each bank has one port (one access at a time).
+    pub banks: u32,
+    /// Addresses per bank. One address holds one byte per lane.
+    pub addresses_per_bank: u32,
+    /// Bytes per tile per address (one tile per superlane): must equal
+    /// `lanes_per_superlane`, one byte per lane.
+    pub word_bytes: u32,
+}
+
+/// Size of each MXM plane (one plane per MXM slice).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MxmConfig {
+    /// Weight rows and columns of one plane: must equal the vector length, so
+    /// one activation vector is one K-tile and one result vector one N-tile.
+    pub size: u32,
+    /// Accumulator registers per plane, each one vector wide (int32 or fp32).
+    pub accumulators: u32,
+    /// Input element types the plane multiplies (int8 accumulates in int32,
+    /// fp16 in fp32).
+    pub dtypes: Vec<crate::DType>,
+}
+
+/// Queues of the VXM and SXM slices.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitQueues {
+    /// Independent instruction queues (ALUs) per VXM slice.
+    pub vxm_alus: u32,
+    /// Independent instruction queues per SXM slice.
+    pub sxm_queues: u32,
+}
+
+/// A whole chip. See `isa-spec/ISA.md` for what each field means to timing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChipConfig {
+    /// Short name, printed in reports.
+    pub name: String,
+    /// One line saying what this chip is and where its numbers come from.
+    pub description: String,
+    /// Core clock in MHz; latency in microseconds is cycles / clock_mhz.
+    pub clock_mhz: f64,
+    /// Superlanes; an instruction sweeps them one per cycle (superlane skew).
+    pub superlanes: u32,
+    /// Lanes per superlane; vector length = superlanes x lanes_per_superlane.
+    pub lanes_per_superlane: u32,
+    /// Streams flowing in each direction (east and west), one byte per lane.
+    pub streams_per_direction: u32,
+    /// Slices from west to east as runs of (kind, count); a slice's position
+    /// on the axis is its index in the expanded list.
+    pub layout: Vec<(SliceKind, u32)>,
+    /// SRAM geometry.
+    pub mem: MemConfig,
+    /// MXM plane geometry.
+    pub mxm: MxmConfig,
+    /// Queue counts of VXM and SXM slices.
+    pub queues: UnitQueues,
+    /// Functional delays that differ from the ISA table's defaults, by
+    /// mnemonic (for design sweeps).
+    pub latency_overrides: BTreeMap<String, u32>,
+}
+
+/// A configuration that cannot describe a chip.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read chip config: {source}")]
+    Io {
+        /// File that failed.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// The RON text is not a valid config.
+    #[error("{path}: invalid chip config: {message}")]
+    Parse {
+        /// File that failed.
+        path: String,
+        /// Parser's message with line and column.
+        message: String,
+    },
+    /// The config parses but is inconsistent.
+    #[error("{name}: invalid chip config: {message}")]
+    Invalid {
+        /// Chip name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A name that is neither a preset nor a file.
+    #[error("unknown chip '{0}': expected a preset name ({presets}) or a path to a .ron file", presets = ChipConfig::PRESETS.join(", "))]
+    Unknown(String),
+}
+
+impl ChipConfig {
+    /// Names of the built-in presets.
+    pub const PRESETS: &'static [&'static str] = &["tsp", "tiny"];
+
+    /// A built-in preset by name.
+    pub fn preset(name: &str) -> Option<ChipConfig> {
+        let text = match name {
+            "tsp" => include_str!("../chips/tsp.ron"),
+            "tiny" => include_str!("../chips/tiny.ron"),
+            _ => return None,
+        };
+        // The presets are tested to parse and validate.
+        Self::parse(text, name).ok()
+    }
+
+    /// A preset name, or else a path to a RON file.
+    pub fn resolve(name_or_path: &str) -> Result<ChipConfig, ConfigError> {
+        if let Some(c) = Self::preset(name_or_path) {
+            return Ok(c);
+        }
+        let p = Path::new(name_or_path);
+        if p.exists() {
+            return Self::load(p);
+        }
+        Err(ConfigError::Unknown(name_or_path.to_string()))
+    }
+
+    /// Loads and validates a RON file.
+    pub fn load(path: &Path) -> Result<ChipConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates RON text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<ChipConfig, ConfigError> {
+        let cfg: ChipConfig = ron::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that the numbers describe a chip this model can execute.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| {
+            Err(ConfigError::Invalid {
+                name: self.name.clone(),
+                message: m,
+            })
+        };
+        if !(self.clock_mhz.is_finite() && self.clock_mhz > 0.0) {
+            return bad(format!("clock_mhz must be positive, found {}", self.clock_mhz));
+        }
+        if self.superlanes == 0 || self.lanes_per_superlane == 0 || self.lanes() > 4096 {
+            return bad(format!(
+                "vector length superlanes x lanes_per_superlane must be 1..=4096, found {} x {}",
+                self.superlanes, self.lanes_per_superlane
+            ));
+        }
+        if self.streams_per_direction == 0 || self.streams_per_direction > 256 {
+            return bad(format!(
+                "streams_per_direction must be 1..=256, found {}",
+                self.streams_per_direction
+            ));
+        }
+        if self.mem.word_bytes != self.lanes_per_superlane {
+            return bad(format!(
+                "mem.word_bytes ({}) must equal lanes_per_superlane ({}): one byte per lane",
+                self.mem.word_bytes, self.lanes_per_superlane
+            ));
+        }
+        if self.mem.banks == 0 || self.mem.addresses_per_bank == 0 {
+            return bad("mem.banks and mem.addresses_per_bank must be positive".into());
+        }
+        if (self.mem.banks as u64) * (self.mem.addresses_per_bank as u64) > u32::MAX as u64 / 2 {
+            return bad("mem.banks x mem.addresses_per_bank is too large".into());
+        }
+        if self.mxm.size != self.lanes() {
+            return bad(format!(
+                "mxm.size ({}) must equal the vector length ({}) in this model",
+                self.mxm.size,
+                self.lanes()
+            ));
+        }
+        if self.mxm.accumulators == 0 || self.mxm.accumulators > 65536 {
+            return bad("mxm.accumulators must be 1..=65536".into());
+        }
+        if self.queues.vxm_alus == 0 || self.queues.vxm_alus > 64 {
+            return bad("queues.vxm_alus must be 1..=64".into());
+        }
+        if self.queues.sxm_queues == 0 || self.queues.sxm_queues > 64 {
+            return bad("queues.sxm_queues must be 1..=64".into());
+        }
+        let total: u64 = self.layout.iter().map(|(_, n)| *n as u64).sum();
+        if total == 0 || total > 4096 {
+            return bad(format!("layout must have 1..=4096 slices, found {total}"));
+        }
+        for kind in [SliceKind::Mem, SliceKind::Vxm, SliceKind::Mxm] {
+            if !self.layout.iter().any(|(k, n)| *k == kind && *n > 0) {
+                return bad(format!("layout has no {kind} slice"));
+            }
+        }
+        for name in self.latency_overrides.keys() {
+            if Opcode::from_mnemonic(name).is_none() {
+                return bad(format!("latency_overrides names unknown mnemonic '{name}'"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Vector length in lanes (elements per vector).
+    pub fn lanes(&self) -> u32 {
+        self.superlanes * self.lanes_per_superlane
+    }
+
+    /// Slice kinds by position, west to east.
+    pub fn slices(&self) -> Vec<SliceKind> {
+        self.layout
+            .iter()
+            .flat_map(|(k, n)| std::iter::repeat_n(*k, *n as usize))
+            .collect()
+    }
+
+    /// Positions of the slices of one kind, west to east.
+    pub fn positions_of(&self, kind: SliceKind) -> Vec<u16> {
+        self.slices()
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| **k == kind)
+            .map(|(i, _)| i as u16)
+            .collect()
+    }
+
+    /// Number of instruction queues a slice of this kind has.
+    pub fn queues_per_slice(&self, kind: SliceKind) -> u8 {
+        match kind {
+            SliceKind::Mem => 1,
+            // Queue 0 loads and installs weights, queue 1 streams activations
+            // and emits results, so loading overlaps computing.
+            SliceKind::Mxm => 2,
+            SliceKind::Vxm => self.queues.vxm_alus as u8,
+            SliceKind::Sxm => self.queues.sxm_queues as u8,
+        }
+    }
+
+    /// Addresses in one MEM slice.
+    pub fn addresses_per_slice(&self) -> u32 {
+        self.mem.banks * self.mem.addresses_per_bank
+    }
+
+    /// Total SRAM capacity in bytes.
+    pub fn sram_capacity_bytes(&self) -> u64 {
+        self.positions_of(SliceKind::Mem).len() as u64
+            * self.addresses_per_slice() as u64
+            * self.lanes() as u64
+    }
+
+    /// Functional delay of an opcode on this chip: the ISA table's default
+    /// unless `latency_overrides` names it.
+    pub fn delay(&self, op: Opcode) -> u32 {
+        self.latency_overrides
+            .get(op.info().mnemonic)
+            .copied()
+            .unwrap_or(op.info().delay)
+    }
+
+    /// Superlane skew: the last superlane finishes this many cycles after the
+    /// first, for every instruction alike.
+    pub fn superlane_skew(&self) -> u32 {
+        self.superlanes - 1
+    }
+}
+
+impl fmt::Display for SliceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SliceKind::Mem => "mem",
+            SliceKind::Vxm => "vxm",
+            SliceKind::Mxm => "mxm",
+            SliceKind::Sxm => "sxm",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_parse_and_validate() {
+        for name in ChipConfig::PRESETS {
+            let text = match *name {
+                "tsp" => include_str!("../chips/tsp.ron"),
+                _ => include_str!("../chips/tiny.ron"),
+            };
+            let c = ChipConfig::parse(text, name).expect("preset parses");
+            assert_eq!(c.name, *name);
+        }
+    }
+
+    #[test]
+    fn tsp_matches_published_geometry() {
+        // reference/tsp.md: 88 MEM slices of 2.5 MiB = 220 MiB, 320 lanes,
+        // 32 streams per direction, 4 MXM planes of 320 x 320, 900 MHz.
+        let c = ChipConfig::preset("tsp").expect("tsp");
+        assert_eq!(c.lanes(), 320);
+        assert_eq!(c.positions_of(SliceKind::Mem).len(), 88);
+        assert_eq!(c.sram_capacity_bytes(), 220 * 1024 * 1024);
+        assert_eq!(c.positions_of(SliceKind::Mxm).len(), 4);
+        assert_eq!(c.streams_per_direction, 32);
+        assert_eq!(c.clock_mhz, 900.0);
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let text = include_str!("../chips/tiny.ron").replace("size: 16", "size: 8");
+        let e = ChipConfig::parse(&text, "x.ron").unwrap_err().to_string();
+        assert!(e.contains("mxm.size"), "{e}");
+        let e = ChipConfig::parse("ChipConfig(", "x.ron").unwrap_err().to_string();
+        assert!(e.starts_with("x.ron: invalid chip config"), "{e}");
+        assert!(ChipConfig::resolve("nope").is_err());
+    }
+}

@@ -1,0 +1,512 @@
+//! The program format: the contract between compiler and simulator.
+//!
+//! A [`Program`] holds the chip it was compiled for, per-queue instruction
+//! lists, the initial memory image (weights and constants), where each graph
+//! input and output lives in SRAM, the provenance of every instruction (the
+//! graph node it came from) and the dependence edges the compiler scheduled
+//! against. Its binary form is a magic header, a version and a
+//! [postcard](https://docs.rs/postcard) body; its text form is `.lpa`
+//! assembly ([`crate::asm`]). Both are checked by [`Program::validate`] on
+//! load, so the simulator never meets a malformed program.
+
+use crate::config::{ChipConfig, SliceKind};
+use crate::isa::{Opcode, Operand, Typing, Unit};
+use crate::{DType, Instr, Values};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Version of the program format; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Magic bytes opening a binary program (`.lpb`).
+pub const MAGIC: &[u8; 8] = b"LPUPROG\0";
+
+/// Identifies one instruction queue: the ICU's own queue, or queue `index`
+/// of the slice at `slice`. Printed `icu`, `mem@3`, `vxm@47.2`, `mxm@0.1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueId {
+    /// Unit kind of the slice ([`Unit::Icu`] for the ICU queue).
+    pub unit: Unit,
+    /// Slice position (0 for the ICU queue).
+    pub slice: u16,
+    /// Queue within the slice.
+    pub index: u8,
+}
+
+impl QueueId {
+    /// The ICU's own queue, which issues NOTIFY.
+    pub const ICU: QueueId = QueueId {
+        unit: Unit::Icu,
+        slice: 0,
+        index: 0,
+    };
+
+    /// Parses the printed form.
+    pub fn parse(s: &str) -> Option<QueueId> {
+        if s == "icu" {
+            return Some(QueueId::ICU);
+        }
+        let (unit, rest) = s.split_once('@')?;
+        let unit = match unit {
+            "mem" => Unit::Mem,
+            "vxm" => Unit::Vxm,
+            "mxm" => Unit::Mxm,
+            "sxm" => Unit::Sxm,
+            _ => return None,
+        };
+        let (slice, index) = match rest.split_once('.') {
+            Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+            None => (rest.parse().ok()?, 0),
+        };
+        Some(QueueId { unit, slice, index })
+    }
+}
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.unit {
+            Unit::Icu => f.write_str("icu"),
+            Unit::Mem => write!(f, "mem@{}", self.slice),
+            u => write!(f, "{}@{}.{}", u, self.slice, self.index),
+        }
+    }
+}
+
+/// What a dependence edge orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DepKind {
+    /// The consumer's first source stream carries the producer's result: the
+    /// value must arrive exactly when the consumer issues.
+    Src,
+    /// The same for the second source stream.
+    Src2,
+    /// The consumer issues at least `gap` cycles after the producer issued
+    /// (gap may be negative). Used for SRAM, accumulator and weight-buffer
+    /// ordering.
+    Order(i32),
+}
+
+/// A dependence edge into an instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dep {
+    /// The producer's instruction id.
+    pub on: u32,
+    /// What it orders.
+    pub kind: DepKind,
+}
+
+/// One entry of a queue: an instruction with its id, provenance and
+/// dependence edges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Slot {
+    /// Program-wide unique id, printed `i17`.
+    pub id: u32,
+    /// The instruction.
+    pub instr: Instr,
+    /// Index into [`Program::nodes`] of the graph node it came from.
+    pub node: Option<u32>,
+    /// Edges from the instructions it depends on.
+    pub deps: Vec<Dep>,
+}
+
+/// The instruction list of one queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueProgram {
+    /// Which queue.
+    pub queue: QueueId,
+    /// Its instructions in issue order.
+    pub slots: Vec<Slot>,
+}
+
+/// A graph node, for provenance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Node name.
+    pub name: String,
+    /// ONNX op type.
+    pub op: String,
+}
+
+/// Where one vector lives in SRAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VecLoc {
+    /// MEM slice position.
+    pub slice: u16,
+    /// First address (the vector spans `dtype.bytes()` addresses).
+    pub addr: u32,
+}
+
+/// Where a graph input or output lives: the tensor viewed as `rows` x `cols`
+/// (cols = the last dimension), each row split into vectors of `lanes`
+/// elements (the last one zero-padded), vector `(r, j)` at
+/// `vectors[r * vectors_per_row + j]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Binding {
+    /// Tensor name in the graph.
+    pub name: String,
+    /// Element type in SRAM.
+    pub dtype: DType,
+    /// Tensor shape.
+    pub shape: Vec<usize>,
+    /// Rows of the 2-D view.
+    pub rows: usize,
+    /// Columns of the 2-D view.
+    pub cols: usize,
+    /// Vector locations, row-major.
+    pub vectors: Vec<VecLoc>,
+}
+
+impl Binding {
+    /// Vectors per row for a vector length of `lanes`.
+    pub fn vectors_per_row(&self, lanes: usize) -> usize {
+        self.cols.div_ceil(lanes).max(1)
+    }
+}
+
+/// One vector of the initial memory image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemInit {
+    /// Where it goes.
+    pub at: VecLoc,
+    /// Its elements (exactly `lanes` of them).
+    pub values: Values,
+}
+
+/// A compiled program.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    /// Name of the model it was compiled from.
+    pub model: String,
+    /// The chip it was compiled for.
+    pub chip: ChipConfig,
+    /// Graph nodes, for provenance.
+    pub nodes: Vec<NodeInfo>,
+    /// Permutation tables used by `perm`.
+    pub perm_tables: Vec<Vec<u16>>,
+    /// Graph inputs.
+    pub inputs: Vec<Binding>,
+    /// Graph outputs.
+    pub outputs: Vec<Binding>,
+    /// Instruction queues, in a canonical order (ICU first, then by slice and
+    /// queue index).
+    pub queues: Vec<QueueProgram>,
+    /// Initial SRAM contents.
+    pub memory: Vec<MemInit>,
+}
+
+/// A program that is malformed or inconsistent with its chip.
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    /// Not a binary program, or a damaged one.
+    #[error("{0}")]
+    Decode(String),
+    /// Decodes but breaks a rule of the format.
+    #[error("invalid program: {0}")]
+    Invalid(String),
+}
+
+/// When one instruction issues (from [`Program::issue_times`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Issue {
+    /// Cycle of issue.
+    pub cycle: u64,
+    /// Index into [`Program::queues`].
+    pub queue: u32,
+    /// Index into that queue's slots.
+    pub slot: u32,
+    /// 0 for the instruction itself, k for its k-th REPEAT.
+    pub repeat: u32,
+}
+
+impl Program {
+    /// Encodes the binary form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // Serialising plain data into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    /// Decodes and validates the binary form.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Program, ProgramError> {
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or_else(|| ProgramError::Decode("not an lpu binary program (bad magic)".into()))?;
+        if body.len() < 4 {
+            return Err(ProgramError::Decode("truncated program header".into()));
+        }
+        let version = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+        if version != FORMAT_VERSION {
+            return Err(ProgramError::Decode(format!(
+                "program format version {version}, this build reads version {FORMAT_VERSION}"
+            )));
+        }
+        let (p, rest): (Program, &[u8]) = postcard::take_from_bytes(&body[4..])
+            .map_err(|e| ProgramError::Decode(format!("damaged program body: {e}")))?;
+        if !rest.is_empty() {
+            return Err(ProgramError::Decode(format!(
+                "{} trailing bytes after the program",
+                rest.len()
+            )));
+        }
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Number of instructions other than NOP, SYNC and NOTIFY.
+    pub fn instruction_count(&self) -> usize {
+        self.queues
+            .iter()
+            .flat_map(|q| &q.slots)
+            .filter(|s| s.instr.op.info().unit != Unit::Icu)
+            .count()
+    }
+
+    /// Checks every rule of the format against the embedded chip.
+    pub fn validate(&self) -> Result<(), ProgramError> {
+        let chip = &self.chip;
+        chip.validate()
+            .map_err(|e| ProgramError::Invalid(e.to_string()))?;
+        let slices = chip.slices();
+        let lanes = chip.lanes() as usize;
+        let err = |m: String| Err(ProgramError::Invalid(m));
+        let mut seen_queues = BTreeSet::new();
+        let mut ids = BTreeSet::new();
+        for q in &self.queues {
+            if !seen_queues.insert(q.queue) {
+                return err(format!("queue {} appears twice", q.queue));
+            }
+            if q.queue.unit != Unit::Icu {
+                let Some(kind) = slices.get(q.queue.slice as usize) else {
+                    return err(format!("queue {}: no slice at position {}", q.queue, q.queue.slice));
+                };
+                if kind.unit() != q.queue.unit {
+                    return err(format!(
+                        "queue {}: the slice at position {} is a {kind} slice",
+                        q.queue, q.queue.slice
+                    ));
+                }
+                if q.queue.index >= chip.queues_per_slice(*kind) {
+                    return err(format!(
+                        "queue {}: a {kind} slice has {} queues",
+                        q.queue,
+                        chip.queues_per_slice(*kind)
+                    ));
+                }
+            } else if q.queue != QueueId::ICU {
+                return err(format!("queue {}: malformed ICU queue id", q.queue));
+            }
+            for (k, s) in q.slots.iter().enumerate() {
+                if !ids.insert(s.id) {
+                    return err(format!("instruction id i{} is used twice", s.id));
+                }
+                let prev = if k > 0 { Some(&q.slots[k - 1].instr) } else { None };
+                self.check_slot(q.queue, s, prev, lanes)
+                    .map_err(|m| ProgramError::Invalid(format!("queue {}, instruction i{}: {m}", q.queue, s.id)))?;
+            }
+        }
+        for q in &self.queues {
+            for s in &q.slots {
+                for d in &s.deps {
+                    if !ids.contains(&d.on) {
+                        return err(format!(
+                            "queue {}, instruction i{}: depends on unknown instruction i{}",
+                            q.queue, s.id, d.on
+                        ));
+                    }
+                }
+            }
+        }
+        let mem = |at: &VecLoc, width: usize, what: &str| -> Result<(), ProgramError> {
+            if slices.get(at.slice as usize) != Some(&SliceKind::Mem) {
+                return err(format!("{what}: position {} is not a MEM slice", at.slice));
+            }
+            check_addr(chip, at.addr as i64, width).map_err(|m| ProgramError::Invalid(format!("{what}: {m}")))
+        };
+        for m in &self.memory {
+            mem(&m.at, m.values.dtype().bytes(), "memory image")?;
+            if m.values.len() != lanes {
+                return err(format!(
+                    "memory image at mem@{}:{:#x} has {} elements, expected {lanes}",
+                    m.at.slice,
+                    m.at.addr,
+                    m.values.len()
+                ));
+            }
+        }
+        for b in self.inputs.iter().chain(&self.outputs) {
+            let n: usize = b.shape.iter().product();
+            if b.rows.checked_mul(b.cols) != Some(n) {
+                return err(format!("binding '{}': rows x cols does not match shape {:?}", b.name, b.shape));
+            }
+            if b.vectors.len() != b.rows * b.vectors_per_row(lanes) {
+                return err(format!("binding '{}': wrong number of vectors", b.name));
+            }
+            for v in &b.vectors {
+                mem(v, b.dtype.bytes(), &format!("binding '{}'", b.name))?;
+            }
+        }
+        for (i, t) in self.perm_tables.iter().enumerate() {
+            if t.len() != lanes || t.iter().any(|x| *x as usize >= lanes) {
+                return err(format!("permutation table {i} must list {lanes} lanes below {lanes}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_slot(&self, q: QueueId, s: &Slot, prev: Option<&Instr>, lanes: usize) -> Result<(), String> {
+        let chip = &self.chip;
+        let i = &s.instr;
+        i.check_shape()?;
+        let info = i.op.info();
+        if q.unit == Unit::Icu && !matches!(i.op, Opcode::Nop | Opcode::Notify) {
+            return Err(format!("{} cannot run on the ICU queue", info.mnemonic));
+        }
+        if q.unit != Unit::Icu && i.op == Opcode::Notify {
+            return Err("notify runs only on the ICU queue".into());
+        }
+        if info.unit != Unit::Icu && info.unit != q.unit {
+            return Err(format!("{} is a {} instruction", info.mnemonic, info.unit));
+        }
+        if info.unit == Unit::Mxm && info.queue != q.index {
+            return Err(format!("{} runs on MXM queue {} of its plane", info.mnemonic, info.queue));
+        }
+        if let Some(n) = s.node {
+            if n as usize >= self.nodes.len() {
+                return Err(format!("node index {n} out of range"));
+            }
+        }
+        let streams = chip.streams_per_direction as usize;
+        for (st, w) in [(i.src, i.src_width()), (i.src2, i.src_width()), (i.dst, i.dst_width())] {
+            if let Some(st) = st {
+                if st.id as usize + w > streams {
+                    return Err(format!(
+                        "stream {st} with width {w} passes the last stream s{}",
+                        streams - 1
+                    ));
+                }
+            }
+        }
+        let ty_ok = match i.op {
+            Opcode::Exp | Opcode::Tanh | Opcode::Rsqrt => i.ty.is_float(),
+            Opcode::Quantize => i.ty.is_float() && !i.to.is_float(),
+            Opcode::Dequantize => !i.ty.is_float() && i.to == DType::F32,
+            Opcode::Matmul | Opcode::LoadWeights => chip.mxm.dtypes.contains(&i.ty),
+            Opcode::Emit => i.ty != DType::I8,
+            _ => true,
+        };
+        if !ty_ok || (info.typing == Typing::Two && i.op == Opcode::Convert && i.ty == i.to) {
+            return Err(format!("types {}/{} not allowed for {}", i.ty, i.to, info.mnemonic));
+        }
+        for o in info.operands {
+            let bad = match o {
+                Operand::Count => !(1..=1 << 40).contains(&i.arg),
+                Operand::Stride => !(1..=1 << 20).contains(&i.arg2),
+                Operand::Addr => check_addr(chip, i.arg, i.ty.bytes()).err().map(|m| m.to_string()).is_some(),
+                Operand::Row => !(0..chip.mxm.size as i64).contains(&i.arg),
+                Operand::Acc => !(0..chip.mxm.accumulators as i64).contains(&i.arg),
+                Operand::Shift => i.arg.unsigned_abs() as usize > lanes,
+                Operand::Table => !(0..self.perm_tables.len() as i64).contains(&i.arg),
+                Operand::Zp => i32::try_from(i.arg2).is_err(),
+                Operand::Scale => !(i.imm.is_finite() && i.imm > 0.0),
+                _ => false,
+            };
+            if bad {
+                return Err(format!("operand {o:?} out of range in {}", info.mnemonic));
+            }
+        }
+        if i.op == Opcode::Repeat {
+            match prev {
+                Some(p) if p.op.info().unit != Unit::Icu => {}
+                _ => return Err("repeat must follow a non-control instruction".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The cycle each instruction issues at, in (cycle, queue, slot) order,
+    /// derived from the queue lists alone: NOPs, SYNC/NOTIFY and REPEAT.
+    pub fn issue_times(&self) -> Result<Vec<Issue>, String> {
+        let notify_delay = self.chip.delay(Opcode::Notify) as u64;
+        // The ICU queue runs first: its NOTIFYs release the parked queues.
+        let mut notifies = Vec::new();
+        let mut out = Vec::new();
+        let order: Vec<usize> = (0..self.queues.len())
+            .filter(|&k| self.queues[k].queue == QueueId::ICU)
+            .chain((0..self.queues.len()).filter(|&k| self.queues[k].queue != QueueId::ICU))
+            .collect();
+        for k in order {
+            let q = &self.queues[k];
+            let mut t: u64 = 0;
+            let mut last_issue = 0u64;
+            for (j, s) in q.slots.iter().enumerate() {
+                let i = &s.instr;
+                match i.op {
+                    Opcode::Sync => {
+                        let n = notifies.iter().find(|&&n| n >= t).copied().ok_or_else(|| {
+                            format!("queue {}: instruction i{} (sync) waits for a notify that never comes", q.queue, s.id)
+                        })?;
+                        t = n + notify_delay;
+                    }
+                    Opcode::Nop => t += i.issue_cycles(),
+                    Opcode::Repeat => {
+                        let (n, d) = (i.arg as u64, i.arg2 as u64);
+                        for r in 1..=n {
+                            out.push(Issue {
+                                cycle: last_issue + r * d,
+                                queue: k as u32,
+                                slot: j as u32 - 1,
+                                repeat: r as u32,
+                            });
+                        }
+                        last_issue += n * d;
+                        t = last_issue + 1;
+                    }
+                    _ => {
+                        if i.op == Opcode::Notify {
+                            notifies.push(t);
+                        }
+                        out.push(Issue {
+                            cycle: t,
+                            queue: k as u32,
+                            slot: j as u32,
+                            repeat: 0,
+                        });
+                        last_issue = t;
+                        t += 1;
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Index from instruction id to (queue index, slot index).
+    pub fn slot_index(&self) -> BTreeMap<u32, (usize, usize)> {
+        let mut m = BTreeMap::new();
+        for (qi, q) in self.queues.iter().enumerate() {
+            for (si, s) in q.slots.iter().enumerate() {
+                m.insert(s.id, (qi, si));
+            }
+        }
+        m
+    }
+}
+
+/// Checks that a `width`-address access at `addr` stays inside one bank.
+pub fn check_addr(chip: &ChipConfig, addr: i64, width: usize) -> Result<(), String> {
+    let per_bank = chip.mem.addresses_per_bank as i64;
+    let total = chip.addresses_per_slice() as i64;
+    if addr < 0 || addr + width as i64 > total {
+        return Err(format!(
+            "address {addr:#x} + {width} passes the slice's {total:#x} addresses (SRAM overflow)"
+        ));
+    }
+    if addr / per_bank != (addr + width as i64 - 1) / per_bank {
+        return Err(format!("access at {addr:#x} of {width} addresses crosses a bank boundary"));
+    }
+    Ok(())
+}
