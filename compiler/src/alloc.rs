@@ -1,0 +1,174 @@
+//! SRAM allocation: places every tensor's vectors in MEM slices and builds
+//! the initial memory image.
+//!
+//! A tensor is viewed as `rows x cols` (cols = its last dimension) and each
+//! row is cut into vectors of `lanes` elements; consecutive vectors go to
+//! consecutive MEM slices (round-robin) so that they can be read in the same
+//! cycle, alternating banks within a slice so that wide accesses overlap.
+//! Capacity is checked: when the chip is full the allocator keeps counting, and
+//! [`SramAlloc::finish`] reports the shortfall with the largest tensors.
+
+use crate::CompileError;
+use lpu_isa::program::{MemInit, VecLoc};
+use lpu_isa::{ChipConfig, DType, SliceKind, Values};
+
+/// Where a tensor lives: its 2-D view and one location per vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorLoc {
+    /// Element type in SRAM.
+    pub dtype: DType,
+    /// Rows of the 2-D view.
+    pub rows: usize,
+    /// Columns of the 2-D view.
+    pub cols: usize,
+    /// Vectors per row.
+    pub vpr: usize,
+    /// Vector locations, row-major.
+    pub vectors: Vec<VecLoc>,
+}
+
+impl TensorLoc {
+    /// Location of vector `j` of row `r`.
+    pub fn at(&self, r: usize, j: usize) -> VecLoc {
+        self.vectors[r * self.vpr + j]
+    }
+}
+
+/// The 2-D view of a shape: (rows, cols).
+pub fn view2d(shape: &[usize]) -> (usize, usize) {
+    match shape.split_last() {
+        None => (1, 1),
+        Some((last, lead)) => (lead.iter().product(), *last),
+    }
+}
+
+/// The SRAM allocator and memory-image builder.
+pub struct SramAlloc {
+    lanes: usize,
+    slices: Vec<u16>,
+    per_bank: u32,
+    banks: u32,
+    /// Next free address per (slice, bank).
+    next: Vec<Vec<u32>>,
+    cursor: usize,
+    used_bytes: u64,
+    overflow: bool,
+    requests: Vec<(String, u64)>,
+    image: Vec<MemInit>,
+}
+
+impl SramAlloc {
+    /// An empty allocator for `chip`.
+    pub fn new(chip: &ChipConfig) -> SramAlloc {
+        let slices = chip.positions_of(SliceKind::Mem);
+        SramAlloc {
+            lanes: chip.lanes() as usize,
+            next: vec![vec![0; chip.mem.banks as usize]; slices.len()],
+            slices,
+            per_bank: chip.mem.addresses_per_bank,
+            banks: chip.mem.banks,
+            cursor: 0,
+            used_bytes: 0,
+            overflow: false,
+            requests: Vec::new(),
+            image: Vec::new(),
+        }
+    }
+
+    /// Allocates a tensor of `shape` and `dtype`, named `name` in reports.
+    pub fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
+        let (rows, cols) = view2d(shape);
+        let vpr = cols.div_ceil(self.lanes).max(1);
+        let n = rows * vpr;
+        let w = dtype.bytes() as u32;
+        let mut vectors = Vec::with_capacity(n);
+        for _ in 0..n {
+            vectors.push(self.vector(w));
+        }
+        let bytes = n as u64 * w as u64 * self.lanes as u64;
+        self.used_bytes += bytes;
+        self.requests.push((name.to_string(), bytes));
+        TensorLoc {
+            dtype,
+            rows,
+            cols,
+            vpr,
+            vectors,
+        }
+    }
+
+    /// Allocates a constant tensor and records its data in the memory image.
+    /// `values` holds `rows x cols` elements row-major, already of `dtype`.
+    pub fn constant(&mut self, name: &str, shape: &[usize], values: &Values) -> TensorLoc {
+        let loc = self.tensor(name, shape, values.dtype());
+        if !self.overflow {
+            for r in 0..loc.rows {
+                for j in 0..loc.vpr {
+                    let start = r * loc.cols + j * self.lanes;
+                    let len = self.lanes.min(loc.cols - j * self.lanes);
+                    let mut v = values.slice_padded(start, len);
+                    v = v.slice_padded(0, self.lanes);
+                    self.image.push(MemInit {
+                        at: loc.at(r, j),
+                        values: v,
+                    });
+                }
+            }
+        }
+        loc
+    }
+
+    fn vector(&mut self, w: u32) -> VecLoc {
+        let n = self.slices.len();
+        for step in 0..n {
+            let s = (self.cursor + step) % n;
+            // Alternate banks within a slice: pick the emptier bank.
+            let mut banks: Vec<usize> = (0..self.banks as usize).collect();
+            banks.sort_by_key(|&b| (self.next[s][b], b));
+            for b in banks {
+                if self.next[s][b] + w <= self.per_bank {
+                    let addr = b as u32 * self.per_bank + self.next[s][b];
+                    self.next[s][b] += w;
+                    self.cursor = (s + 1) % n;
+                    return VecLoc {
+                        slice: self.slices[s],
+                        addr,
+                    };
+                }
+            }
+        }
+        self.overflow = true;
+        VecLoc {
+            slice: self.slices[0],
+            addr: 0,
+        }
+    }
+
+    /// Bytes allocated so far.
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes
+    }
+
+    /// The memory image, or the capacity error with the numbers.
+    pub fn finish(self, model: &str, chip: &ChipConfig) -> Result<Vec<MemInit>, CompileError> {
+        if !self.overflow {
+            return Ok(self.image);
+        }
+        let mut req = self.requests;
+        req.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let largest = req
+            .iter()
+            .take(5)
+            .map(|(n, b)| format!("{n} ({:.2} MiB)", mib(*b)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(CompileError::DoesNotFit {
+            model: model.to_string(),
+            chip: chip.name.clone(),
+            required_mib: mib(self.used_bytes),
+            available_mib: mib(chip.sram_capacity_bytes()),
+            largest,
+        })
+    }
+}

@@ -1,0 +1,641 @@
+//! Lowering: graph nodes to groups of slice instructions ([`crate::group`]),
+//! with every tensor placed in SRAM ([`crate::alloc`]).
+//!
+//! | op | lowering |
+//! |---|---|
+//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`). N-tiles go round-robin to the planes. |
+//! | Add, Sub, Mul | per output vector: read both operands, VXM op, write. Operands may be the same shape as the output, a row broadcast (`[N]`, `[1, N]`), or a constant scalar (materialised as a row). |
+//! | Relu, Cast, QuantizeLinear, DequantizeLinear | per vector: read, VXM op (`relu`, `cvt`, `qnt`, `dqnt`), write. Quantization parameters must be constant scalars; they become immediates. |
+//! | Identity | no instructions: the output shares the input's storage. |
+
+use crate::alloc::{view2d, SramAlloc, TensorLoc};
+use crate::group::{Group, Link, Member, MemberRef, Place};
+use crate::CompileError;
+use half::f16;
+use lpu_graph::{Graph, Node, Tensor};
+use lpu_isa::program::{Binding, MemInit, VecLoc};
+use lpu_isa::{ChipConfig, DType, Instr, Opcode, SliceKind, Values};
+use std::collections::{BTreeMap, HashMap};
+
+/// The lowered program before scheduling.
+pub struct Lowered {
+    /// Groups in a topological order.
+    pub groups: Vec<Group>,
+    /// Input bindings.
+    pub inputs: Vec<Binding>,
+    /// Output bindings.
+    pub outputs: Vec<Binding>,
+    /// Initial memory image.
+    pub memory: Vec<MemInit>,
+    /// SRAM bytes allocated.
+    pub sram_bytes: u64,
+}
+
+/// Per-accumulator ordering state.
+#[derive(Clone, Default)]
+struct AccState {
+    last_mm: Option<MemberRef>,
+    last_emit: Option<MemberRef>,
+}
+
+/// Per-MXM-plane ordering state.
+struct Plane {
+    slice: u16,
+    last_iw: Option<MemberRef>,
+    lw_since_iw: Vec<MemberRef>,
+    mm_since_iw: Vec<MemberRef>,
+    accs: Vec<AccState>,
+    next_acc: usize,
+}
+
+struct Lowerer<'a> {
+    g: &'a Graph,
+    chip: &'a ChipConfig,
+    lanes: usize,
+    alloc: SramAlloc,
+    locs: BTreeMap<String, TensorLoc>,
+    writer: HashMap<(u16, u32), MemberRef>,
+    groups: Vec<Group>,
+    planes: Vec<Plane>,
+    next_plane: usize,
+    node: u32,
+}
+
+/// A group under construction.
+struct Gb {
+    g: Group,
+    index: u32,
+}
+
+/// What follows `emit` in a matrix product's epilogue.
+struct Epilogue {
+    alpha: Option<f32>,
+    bias: Option<TensorLoc>,
+}
+
+/// Lowers a validated graph for `chip`.
+pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> {
+    let planes = chip
+        .positions_of(SliceKind::Mxm)
+        .into_iter()
+        .map(|slice| Plane {
+            slice,
+            last_iw: None,
+            lw_since_iw: vec![],
+            mm_since_iw: vec![],
+            accs: vec![AccState::default(); chip.mxm.accumulators as usize],
+            next_acc: 0,
+        })
+        .collect();
+    let mut l = Lowerer {
+        g: graph,
+        chip,
+        lanes: chip.lanes() as usize,
+        alloc: SramAlloc::new(chip),
+        locs: BTreeMap::new(),
+        writer: HashMap::new(),
+        groups: Vec::new(),
+        planes,
+        next_plane: 0,
+        node: 0,
+    };
+    for (name, info) in &graph.inputs {
+        let loc = l.alloc.tensor(name, &info.shape, info.dtype);
+        l.locs.insert(name.clone(), loc);
+    }
+    for (i, node) in graph.nodes.iter().enumerate() {
+        l.node = i as u32;
+        l.lower_node(node)?;
+    }
+    let bind = |l: &mut Lowerer, name: &str| -> Result<Binding, CompileError> {
+        let info = graph.info(name).cloned().ok_or_else(|| l.unsupported_msg(&format!("tensor '{name}' has no inferred type")))?;
+        let loc = l.operand(name)?;
+        Ok(Binding {
+            name: name.to_string(),
+            dtype: loc.dtype,
+            shape: info.shape.clone(),
+            rows: loc.rows,
+            cols: loc.cols,
+            vectors: loc.vectors.clone(),
+        })
+    };
+    let inputs = graph
+        .inputs
+        .iter()
+        .map(|(n, _)| bind(&mut l, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let outputs = graph
+        .outputs
+        .iter()
+        .map(|n| bind(&mut l, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sram_bytes = l.alloc.used_bytes();
+    let memory = l.alloc.finish(&graph.name, chip)?;
+    Ok(Lowered {
+        groups: l.groups,
+        inputs,
+        outputs,
+        memory,
+        sram_bytes,
+    })
+}
+
+fn f32_of(v: &Values) -> Vec<f32> {
+    (0..v.len()).map(|i| v.get_f64(i) as f32).collect()
+}
+
+impl<'a> Lowerer<'a> {
+    fn cur(&self) -> &'a Node {
+        &self.g.nodes[self.node as usize]
+    }
+
+    fn unsupported_msg(&self, message: &str) -> CompileError {
+        let n = self.cur();
+        CompileError::Unsupported {
+            model: self.g.name.clone(),
+            node: n.name.clone(),
+            op: n.op_type.clone(),
+            message: message.to_string(),
+        }
+    }
+
+    fn unsupported<T>(&self, message: &str) -> Result<T, CompileError> {
+        Err(self.unsupported_msg(message))
+    }
+
+    fn d(&self, op: Opcode) -> i32 {
+        self.chip.delay(op) as i32
+    }
+
+    /// The storage of a tensor: a runtime tensor, or a constant placed on
+    /// first use.
+    fn operand(&mut self, name: &str) -> Result<TensorLoc, CompileError> {
+        if let Some(l) = self.locs.get(name) {
+            return Ok(l.clone());
+        }
+        let Some(t) = self.g.initializers.get(name) else {
+            return self.unsupported(&format!("tensor '{name}' is neither computed nor an initializer"));
+        };
+        let loc = self.alloc.constant(name, &t.shape, &t.values);
+        self.locs.insert(name.to_string(), loc.clone());
+        Ok(loc)
+    }
+
+    fn constant(&self, name: &str) -> Option<&'a Tensor> {
+        self.g.initializers.get(name)
+    }
+
+    fn scalar_const(&self, name: Option<&str>, what: &str) -> Result<Option<f64>, CompileError> {
+        let Some(name) = name else { return Ok(None) };
+        match self.constant(name) {
+            Some(t) if t.len() == 1 => Ok(Some(t.values.get_f64(0))),
+            Some(_) => self.unsupported(&format!("{what} '{name}' must be a scalar")),
+            None => self.unsupported(&format!(
+                "{what} '{name}' must be a constant (initializer) to become an immediate"
+            )),
+        }
+    }
+
+    fn output(&mut self, k: usize) -> Result<(String, TensorLoc), CompileError> {
+        let n = self.cur();
+        let name = n.outputs.get(k).cloned().unwrap_or_default();
+        let Some(info) = self.g.info(&name).cloned() else {
+            return self.unsupported(&format!("output '{name}' has no inferred type"));
+        };
+        let loc = self.alloc.tensor(&name, &info.shape, info.dtype);
+        self.locs.insert(name.clone(), loc.clone());
+        Ok((name, loc))
+    }
+
+    fn begin(&self) -> Gb {
+        Gb {
+            g: Group::default(),
+            index: self.groups.len() as u32,
+        }
+    }
+
+    fn member(&self, gb: &mut Gb, instr: Instr, place: Place, after: Vec<(MemberRef, i32)>) -> u32 {
+        gb.g.members.push(Member {
+            instr,
+            place,
+            node: self.node,
+            after,
+        });
+        gb.g.members.len() as u32 - 1
+    }
+
+    fn read(&mut self, gb: &mut Gb, at: VecLoc, ty: DType) -> u32 {
+        let mut after = vec![];
+        if let Some(w) = self.writer.get(&(at.slice, at.addr)) {
+            after.push((*w, self.d(Opcode::Write)));
+        }
+        let instr = Instr {
+            arg: at.addr as i64,
+            ..Instr::new(Opcode::Read).typed(ty)
+        };
+        self.member(gb, instr, Place::Mem(at), after)
+    }
+
+    fn op(&mut self, gb: &mut Gb, instr: Instr, place: Place, inputs: &[u32], after: Vec<(MemberRef, i32)>) -> u32 {
+        let m = self.member(gb, instr, place, after);
+        for (k, from) in inputs.iter().enumerate() {
+            gb.g.links.push(Link {
+                from: *from,
+                to: m,
+                operand: k as u8,
+            });
+        }
+        m
+    }
+
+    fn write(&mut self, gb: &mut Gb, from: u32, at: VecLoc, ty: DType) -> u32 {
+        let instr = Instr {
+            arg: at.addr as i64,
+            ..Instr::new(Opcode::Write).typed(ty)
+        };
+        let m = self.op(gb, instr, Place::Mem(at), &[from], vec![]);
+        self.writer.insert(
+            (at.slice, at.addr),
+            MemberRef {
+                group: gb.index,
+                member: m,
+            },
+        );
+        m
+    }
+
+    fn finish(&mut self, gb: Gb) -> u32 {
+        self.groups.push(gb.g);
+        gb.index
+    }
+
+    fn lower_node(&mut self, n: &'a Node) -> Result<(), CompileError> {
+        match n.op_type.as_str() {
+            "MatMul" | "MatMulInteger" | "Gemm" => self.lower_matmul(n),
+            "Add" | "Sub" | "Mul" => self.lower_binary(n),
+            "Relu" => self.lower_unary(n, Instr::new(Opcode::Relu)),
+            "Cast" => {
+                let x = self.input_name(n, 0)?;
+                let from = self.operand(&x)?.dtype;
+                let to = self.out_dtype(n)?;
+                if from == to {
+                    return self.alias(n, &x);
+                }
+                let mut i = Instr::new(Opcode::Convert).typed(from);
+                i.to = to;
+                self.lower_unary(n, i)
+            }
+            "Identity" => {
+                let x = self.input_name(n, 0)?;
+                self.alias(n, &x)
+            }
+            "QuantizeLinear" => {
+                let scale = self.scale(n)?;
+                let zp = self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0);
+                let mut i = Instr::new(Opcode::Quantize).typed(DType::F32);
+                i.to = self.out_dtype(n)?;
+                i.imm = scale;
+                i.arg2 = zp as i64;
+                self.lower_unary(n, i)
+            }
+            "DequantizeLinear" => {
+                let scale = self.scale(n)?;
+                let zp = self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0);
+                let x = self.input_name(n, 0)?;
+                let mut i = Instr::new(Opcode::Dequantize).typed(self.operand(&x)?.dtype);
+                i.to = DType::F32;
+                i.imm = scale;
+                i.arg2 = zp as i64;
+                self.lower_unary(n, i)
+            }
+            other => self.unsupported(&format!(
+                "operator '{other}' has no lowering yet (lowered: MatMul, Gemm, MatMulInteger, Add, Sub, Mul, Relu, Cast, Identity, QuantizeLinear, DequantizeLinear)"
+            )),
+        }
+    }
+
+    fn scale(&self, n: &Node) -> Result<f64, CompileError> {
+        let s = self.scalar_const(n.input(1), "scale")?.unwrap_or(0.0);
+        if !(s.is_finite() && s > 0.0) {
+            return self.unsupported(&format!("scale must be a positive finite constant, found {s}"));
+        }
+        Ok(s)
+    }
+
+    fn input_name(&self, n: &Node, k: usize) -> Result<String, CompileError> {
+        match n.input(k) {
+            Some(x) => Ok(x.to_string()),
+            None => self.unsupported(&format!("input {k} is missing")),
+        }
+    }
+
+    fn out_dtype(&self, n: &Node) -> Result<DType, CompileError> {
+        let name = n.outputs.first().map(String::as_str).unwrap_or_default();
+        match self.g.info(name) {
+            Some(i) => Ok(i.dtype),
+            None => self.unsupported(&format!("output '{name}' has no inferred type")),
+        }
+    }
+
+    fn alias(&mut self, n: &Node, x: &str) -> Result<(), CompileError> {
+        let loc = self.operand(x)?;
+        let out = n.outputs.first().cloned().unwrap_or_default();
+        self.locs.insert(out, loc);
+        Ok(())
+    }
+
+    fn lower_unary(&mut self, n: &Node, instr: Instr) -> Result<(), CompileError> {
+        let x = self.operand(&self.input_name(n, 0)?)?;
+        let (_, out) = self.output(0)?;
+        if (x.rows, x.cols) != (out.rows, out.cols) {
+            return self.unsupported("input and output shapes differ");
+        }
+        let instr = if instr.op.info().typing == lpu_isa::isa::Typing::Two {
+            instr
+        } else {
+            instr.typed(x.dtype)
+        };
+        for r in 0..out.rows {
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let a = self.read(&mut gb, x.at(r, j), x.dtype);
+                let o = self.op(&mut gb, instr.clone(), Place::Vxm, &[a], vec![]);
+                self.write(&mut gb, o, out.at(r, j), out.dtype);
+                self.finish(gb);
+            }
+        }
+        Ok(())
+    }
+
+    /// The storage of a binary operand, broadcast to `rows x cols`.
+    fn broadcast_operand(&mut self, name: &str, rows: usize, cols: usize) -> Result<TensorLoc, CompileError> {
+        let info = match self.g.info(name) {
+            Some(i) => i.clone(),
+            None => return self.unsupported(&format!("operand '{name}' has no inferred type")),
+        };
+        let (r, c) = view2d(&info.shape);
+        if (r == rows || r == 1) && c == cols {
+            return self.operand(name);
+        }
+        if r * c == 1 {
+            if let Some(t) = self.constant(name) {
+                // A constant scalar becomes a row of `cols` copies.
+                let v = t.values.get_f64(0);
+                let row: Vec<f64> = vec![v; cols];
+                let values = match t.dtype() {
+                    DType::F32 => Values::F32(row.iter().map(|x| *x as f32).collect()),
+                    DType::F16 => Values::F16(row.iter().map(|x| f16::from_f64(*x)).collect()),
+                    DType::I8 => Values::I8(row.iter().map(|x| *x as i8).collect()),
+                    DType::I32 => Values::I32(row.iter().map(|x| *x as i32).collect()),
+                };
+                let key = format!("{name}#row{cols}");
+                if let Some(l) = self.locs.get(&key) {
+                    return Ok(l.clone());
+                }
+                let loc = self.alloc.constant(&key, &[cols], &values);
+                self.locs.insert(key, loc.clone());
+                return Ok(loc);
+            }
+        }
+        self.unsupported(&format!(
+            "operand '{name}' of shape {:?} broadcasts along a dimension other than rows; only equal shapes, row vectors [N] / [1, N] and constant scalars are lowered",
+            info.shape
+        ))
+    }
+
+    fn lower_binary(&mut self, n: &Node) -> Result<(), CompileError> {
+        let op = match n.op_type.as_str() {
+            "Add" => Opcode::Add,
+            "Sub" => Opcode::Sub,
+            _ => Opcode::Mul,
+        };
+        let (an, bn) = (self.input_name(n, 0)?, self.input_name(n, 1)?);
+        let (_, out) = self.output(0)?;
+        let a = self.broadcast_operand(&an, out.rows, out.cols)?;
+        let b = self.broadcast_operand(&bn, out.rows, out.cols)?;
+        let pick = |t: &TensorLoc, r: usize, j: usize| t.at(if t.rows == 1 { 0 } else { r }, j);
+        for r in 0..out.rows {
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let x = self.read(&mut gb, pick(&a, r, j), a.dtype);
+                let y = self.read(&mut gb, pick(&b, r, j), b.dtype);
+                let o = self.op(&mut gb, Instr::new(op).typed(out.dtype), Place::Vxm, &[x, y], vec![]);
+                self.write(&mut gb, o, out.at(r, j), out.dtype);
+                self.finish(gb);
+            }
+        }
+        Ok(())
+    }
+
+    fn lower_matmul(&mut self, n: &Node) -> Result<(), CompileError> {
+        let an = self.input_name(n, 0)?;
+        let bn = self.input_name(n, 1)?;
+        let a = self.operand(&an)?;
+        let Some(b) = self.constant(&bn) else {
+            return self.unsupported(&format!(
+                "the right operand '{bn}' must be a constant (weights); products of two computed tensors are not lowered yet"
+            ));
+        };
+        if b.shape.len() != 2 || a.cols == 0 {
+            return self.unsupported("only 2-D weights are lowered");
+        }
+        let gemm = n.op_type == "Gemm";
+        let (trans_a, trans_b) = if gemm {
+            (n.attr_int("transA", 0)?, n.attr_int("transB", 0)?)
+        } else {
+            (0, 0)
+        };
+        if trans_a != 0 {
+            return self.unsupported("transA=1 is not lowered (transpose the left operand first)");
+        }
+        let (k, nn) = if trans_b != 0 {
+            (b.shape[1], b.shape[0])
+        } else {
+            (b.shape[0], b.shape[1])
+        };
+        if a.cols != k {
+            return self.unsupported(&format!("left operand has {} columns, weights have {k} rows", a.cols));
+        }
+        // Weights as K x N row-major, in the MXM's input type.
+        let bv = f32_of(&b.values);
+        let at = |kk: usize, j: usize| if trans_b != 0 { bv[j * k + kk] } else { bv[kk * nn + j] };
+        let integer = n.op_type == "MatMulInteger";
+        let (mm_ty, emit_ty) = if integer {
+            for (idx, what) in [(2, "a_zero_point"), (3, "b_zero_point")] {
+                if self.scalar_const(n.input(idx), what)?.unwrap_or(0.0) != 0.0 {
+                    return self.unsupported(&format!("{what} must be 0 (symmetric quantization)"));
+                }
+            }
+            (DType::I8, DType::I32)
+        } else {
+            let out_ty = self.out_dtype(n)?;
+            (DType::F16, out_ty)
+        };
+        if !self.chip.mxm.dtypes.contains(&mm_ty) {
+            return self.unsupported(&format!("chip '{}' has no {mm_ty} MXM", self.chip.name));
+        }
+        let wvals = match mm_ty {
+            DType::I8 => Values::I8((0..k * nn).map(|i| at(i / nn, i % nn) as i8).collect()),
+            _ => Values::F16((0..k * nn).map(|i| f16::from_f32(at(i / nn, i % nn))).collect()),
+        };
+        let wname = format!("{bn}#{mm_ty}");
+        let w = match self.locs.get(&wname) {
+            Some(l) => l.clone(),
+            None => {
+                let l = self.alloc.constant(&wname, &[k, nn], &wvals);
+                self.locs.insert(wname, l.clone());
+                l
+            }
+        };
+        let (_, out) = self.output(0)?;
+        let mut epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        if gemm {
+            let alpha = n.attr_float("alpha", 1.0)?;
+            let beta = n.attr_float("beta", 1.0)?;
+            if alpha != 1.0 {
+                epi.alpha = Some(alpha);
+            }
+            if let Some(cn) = n.input(2) {
+                let Some(c) = self.constant(cn) else {
+                    return self.unsupported(&format!("bias '{cn}' must be a constant"));
+                };
+                let cv = f32_of(&c.values);
+                let (cr, cc) = view2d(&c.shape);
+                // beta * C broadcast to M x N, exactly as the reference computes it.
+                let mut full = Vec::with_capacity(out.rows * nn);
+                for r in 0..out.rows {
+                    for j in 0..nn {
+                        let v = cv[(if cr == 1 { 0 } else { r }) * cc + if cc == 1 { 0 } else { j }];
+                        full.push(if beta == 1.0 { v } else { beta * v });
+                    }
+                }
+                let values = match emit_ty {
+                    DType::F16 => Values::F16(full.iter().map(|x| f16::from_f32(*x)).collect()),
+                    _ => Values::F32(full),
+                };
+                let loc = self.alloc.constant(&format!("{cn}#bias"), &[out.rows, nn], &values);
+                epi.bias = Some(loc);
+            }
+        }
+        self.matmul(&a, &w, &out, k, mm_ty, emit_ty, &epi)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn matmul(
+        &mut self,
+        a: &TensorLoc,
+        w: &TensorLoc,
+        out: &TensorLoc,
+        k: usize,
+        mm_ty: DType,
+        emit_ty: DType,
+        epi: &Epilogue,
+    ) -> Result<(), CompileError> {
+        let lanes = self.lanes;
+        let kt_count = k.div_ceil(lanes);
+        let (d_lw, d_iw, d_mm) = (self.d(Opcode::LoadWeights), self.d(Opcode::InstallWeights), self.d(Opcode::Matmul));
+        let chunk = self.chip.mxm.accumulators as usize;
+        for j in 0..w.vpr {
+            let p = self.next_plane % self.planes.len();
+            self.next_plane += 1;
+            let slice = self.planes[p].slice;
+            let wq = Place::Mxm { slice, queue: 0 };
+            let cq = Place::Mxm { slice, queue: 1 };
+            let mut row0 = 0;
+            while row0 < a.rows {
+                let rows: Vec<usize> = (row0..a.rows.min(row0 + chunk)).collect();
+                row0 += chunk;
+                let accs: Vec<usize> = rows
+                    .iter()
+                    .map(|_| {
+                        let pl = &mut self.planes[p];
+                        let acc = pl.next_acc;
+                        pl.next_acc = (pl.next_acc + 1) % pl.accs.len();
+                        acc
+                    })
+                    .collect();
+                for kt in 0..kt_count {
+                    for r in 0..lanes.min(k - kt * lanes) {
+                        let mut gb = self.begin();
+                        let x = self.read(&mut gb, w.at(kt * lanes + r, j), mm_ty);
+                        let after: Vec<_> = self.planes[p].last_iw.iter().map(|iw| (*iw, 1 - d_lw)).collect();
+                        let lw = Instr {
+                            arg: r as i64,
+                            ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
+                        };
+                        let m = self.op(&mut gb, lw, wq, &[x], after);
+                        let g = self.finish(gb);
+                        self.planes[p].lw_since_iw.push(MemberRef { group: g, member: m });
+                    }
+                    let mut gb = self.begin();
+                    let pl = &mut self.planes[p];
+                    let after: Vec<_> = pl
+                        .lw_since_iw
+                        .drain(..)
+                        .map(|r| (r, d_lw))
+                        .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
+                        .collect();
+                    let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
+                    let g = self.finish(gb);
+                    let iw = MemberRef { group: g, member: m };
+                    self.planes[p].last_iw = Some(iw);
+                    for (&r, &acc) in rows.iter().zip(&accs) {
+                        let mut gb = self.begin();
+                        let mut x = self.read(&mut gb, a.at(r, kt), a.dtype);
+                        if a.dtype != mm_ty {
+                            let mut cvt = Instr::new(Opcode::Convert).typed(a.dtype);
+                            cvt.to = mm_ty;
+                            x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
+                        }
+                        let st = &self.planes[p].accs[acc];
+                        let mut after = vec![(iw, d_iw)];
+                        if kt > 0 {
+                            after.extend(st.last_mm.map(|m| (m, 1)));
+                        } else {
+                            after.extend(st.last_emit.map(|e| (e, 1 - d_mm)));
+                            after.extend(st.last_mm.map(|m| (m, 1)));
+                        }
+                        let mm = Instr {
+                            arg: acc as i64,
+                            accumulate: kt > 0,
+                            ..Instr::new(Opcode::Matmul).typed(mm_ty)
+                        };
+                        let m = self.op(&mut gb, mm, cq, &[x], after);
+                        let g = self.finish(gb);
+                        let r = MemberRef { group: g, member: m };
+                        self.planes[p].mm_since_iw.push(r);
+                        self.planes[p].accs[acc].last_mm = Some(r);
+                    }
+                }
+                for (&r, &acc) in rows.iter().zip(&accs) {
+                    let mut gb = self.begin();
+                    let after: Vec<_> = self.planes[p].accs[acc].last_mm.iter().map(|m| (*m, d_mm)).collect();
+                    let emit = Instr {
+                        arg: acc as i64,
+                        ..Instr::new(Opcode::Emit).typed(emit_ty)
+                    };
+                    let e = self.op(&mut gb, emit, cq, &[], after);
+                    let mut last = e;
+                    if let Some(alpha) = epi.alpha {
+                        let mul = Instr {
+                            imm: alpha as f64,
+                            ..Instr::new(Opcode::MulImm).typed(emit_ty)
+                        };
+                        last = self.op(&mut gb, mul, Place::Vxm, &[last], vec![]);
+                    }
+                    if let Some(bias) = &epi.bias {
+                        let c = self.read(&mut gb, bias.at(r, j), bias.dtype);
+                        last = self.op(&mut gb, Instr::new(Opcode::Add).typed(emit_ty), Place::Vxm, &[last, c], vec![]);
+                    }
+                    self.write(&mut gb, last, out.at(r, j), out.dtype);
+                    let g = self.finish(gb);
+                    self.planes[p].accs[acc].last_emit = Some(MemberRef { group: g, member: e });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,296 @@
+//! The scheduler: gives every instruction an exact issue cycle, a queue and
+//! its streams, so that every operand arrives on the exact cycle it is read.
+//!
+//! Groups ([`crate::group`]) are placed one by one in lowering order (a
+//! topological order), each at the earliest start cycle where
+//!
+//! - every order dependence on earlier groups holds,
+//! - each member's queue is free on its issue cycle (one issue per queue per
+//!   cycle),
+//! - each SRAM access has its bank's port for `dtype.bytes()` cycles,
+//! - each stream link finds `width` consecutive free streams along its path.
+//!
+//! Stream occupancy is kept in wavefront coordinates: a value written at
+//! position `x` on cycle `t` flowing east is at position `p` on cycle
+//! `t + (p - x)`, so every point of its path shares the *diagonal* `t - x`
+//! (west: `t + x`). Two transfers conflict exactly when they use the same
+//! stream and direction on the same diagonal with overlapping position
+//! ranges. All delays come from [`ChipConfig::delay`].
+
+use crate::group::{Group, MemberRef, Place};
+use lpu_isa::program::QueueId;
+use lpu_isa::{ChipConfig, Dir, Instr, Opcode, SliceKind, StreamRef, Unit};
+use std::collections::HashMap;
+
+/// A scheduled instruction.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    /// Issue cycle, counted from the first cycle after the start-up SYNC.
+    pub cycle: u64,
+    /// Queue that issues it.
+    pub queue: QueueId,
+    /// The instruction with its streams assigned.
+    pub instr: Instr,
+}
+
+/// A bit set of busy cycles.
+#[derive(Default, Clone)]
+struct Busy(Vec<u64>);
+
+impl Busy {
+    fn get(&self, t: u64) -> bool {
+        let w = (t / 64) as usize;
+        self.0.get(w).is_some_and(|x| x & (1 << (t % 64)) != 0)
+    }
+    fn set(&mut self, t: u64) {
+        let w = (t / 64) as usize;
+        if self.0.len() <= w {
+            self.0.resize(w + 1, 0);
+        }
+        self.0[w] |= 1 << (t % 64);
+    }
+}
+
+type StreamKey = (Dir, u8, i64);
+
+/// Resource tables of the whole chip.
+#[derive(Default)]
+struct Tables {
+    queues: HashMap<QueueId, Busy>,
+    banks: HashMap<(u16, u32), Busy>,
+    streams: HashMap<StreamKey, Vec<(u16, u16)>>,
+}
+
+/// Reservations a tentative placement wants.
+#[derive(Default)]
+struct Pending {
+    queues: Vec<(QueueId, u64)>,
+    banks: Vec<((u16, u32), u64)>,
+    streams: Vec<(StreamKey, (u16, u16))>,
+}
+
+fn overlaps(a: (u16, u16), b: (u16, u16)) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+impl Tables {
+    fn queue_free(&self, p: &Pending, q: QueueId, t: u64) -> bool {
+        !self.queues.get(&q).is_some_and(|b| b.get(t)) && !p.queues.contains(&(q, t))
+    }
+    fn bank_free(&self, p: &Pending, k: (u16, u32), t: u64, w: u64) -> bool {
+        (t..t + w).all(|c| !self.banks.get(&k).is_some_and(|b| b.get(c)) && !p.banks.contains(&(k, c)))
+    }
+    fn stream_free(&self, p: &Pending, k: StreamKey, seg: (u16, u16)) -> bool {
+        !self
+            .streams
+            .get(&k)
+            .is_some_and(|v| v.iter().any(|s| overlaps(*s, seg)))
+            && !p.streams.iter().any(|(pk, s)| *pk == k && overlaps(*s, seg))
+    }
+    fn commit(&mut self, p: Pending) {
+        for (q, t) in p.queues {
+            self.queues.entry(q).or_default().set(t);
+        }
+        for (k, t) in p.banks {
+            self.banks.entry(k).or_default().set(t);
+        }
+        for (k, s) in p.streams {
+            self.streams.entry(k).or_default().push(s);
+        }
+    }
+}
+
+/// Positions and queue counts the scheduler needs.
+struct Floorplan {
+    vxm: u16,
+    vxm_queues: u8,
+    sxm: Vec<u16>,
+    sxm_queues: u8,
+    streams: u32,
+}
+
+/// Schedules every group; returns the placement of each member, indexed like
+/// the groups. On failure returns the group index and a message.
+pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
+    let fp = Floorplan {
+        vxm: chip.positions_of(SliceKind::Vxm)[0],
+        vxm_queues: chip.queues_per_slice(SliceKind::Vxm),
+        sxm: chip.positions_of(SliceKind::Sxm),
+        sxm_queues: chip.queues_per_slice(SliceKind::Sxm),
+        streams: chip.streams_per_direction,
+    };
+    let mut tables = Tables::default();
+    let mut out: Vec<Vec<Placed>> = Vec::with_capacity(groups.len());
+    for (gi, g) in groups.iter().enumerate() {
+        let placed = place_group(g, chip, &fp, &mut tables, &out).map_err(|m| (gi, m))?;
+        out.push(placed);
+    }
+    Ok(out)
+}
+
+fn position(place: &Place, fp: &Floorplan) -> u16 {
+    match place {
+        Place::Mem(at) => at.slice,
+        Place::Vxm => fp.vxm,
+        Place::Mxm { slice, .. } => *slice,
+        Place::Sxm => fp.sxm.first().copied().unwrap_or(0),
+    }
+}
+
+/// Issue-cycle offsets of a group's members relative to its first member,
+/// fixed by the stream links.
+fn offsets(g: &Group, chip: &ChipConfig, fp: &Floorplan) -> Result<Vec<i64>, String> {
+    let n = g.members.len();
+    let mut off: Vec<Option<i64>> = vec![None; n];
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    off[0] = Some(0);
+    // Links form a tree; relax until every member has an offset.
+    for _ in 0..n {
+        for l in &g.links {
+            let (f, t) = (l.from as usize, l.to as usize);
+            let hop = chip.delay(g.members[f].instr.op) as i64
+                + (position(&g.members[f].place, fp) as i64 - position(&g.members[t].place, fp) as i64).abs();
+            match (off[f], off[t]) {
+                (Some(a), None) => off[t] = Some(a + hop),
+                (None, Some(b)) => off[f] = Some(b - hop),
+                (Some(a), Some(b)) if b != a + hop => {
+                    return Err("stream links of one group disagree on timing".into())
+                }
+                _ => {}
+            }
+        }
+    }
+    off.into_iter()
+        .map(|o| o.ok_or_else(|| "group members are not all linked".to_string()))
+        .collect()
+}
+
+fn place_group(
+    g: &Group,
+    chip: &ChipConfig,
+    fp: &Floorplan,
+    tables: &mut Tables,
+    done: &[Vec<Placed>],
+) -> Result<Vec<Placed>, String> {
+    let off = offsets(g, chip, fp)?;
+    let min_off = off.iter().copied().min().unwrap_or(0);
+    // Earliest start: every member at cycle >= 0 and after its dependences.
+    let mut start = -min_off;
+    for (m, o) in g.members.iter().zip(&off) {
+        for (r, gap) in &m.after {
+            let p = producer(done, *r)?;
+            start = start.max(p.cycle as i64 + *gap as i64 - o);
+        }
+    }
+    const SEARCH_LIMIT: i64 = 50_000_000;
+    let limit = start + SEARCH_LIMIT;
+    while start < limit {
+        if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start) {
+            tables.commit(pending);
+            return Ok(placed);
+        }
+        start += 1;
+    }
+    Err("no free cycle found for its instructions".into())
+}
+
+fn producer(done: &[Vec<Placed>], r: MemberRef) -> Result<&Placed, String> {
+    done.get(r.group as usize)
+        .and_then(|g| g.get(r.member as usize))
+        .ok_or_else(|| "dependence on an instruction that is not scheduled yet".to_string())
+}
+
+fn try_at(
+    g: &Group,
+    chip: &ChipConfig,
+    fp: &Floorplan,
+    tables: &Tables,
+    off: &[i64],
+    start: i64,
+) -> Option<(Pending, Vec<Placed>)> {
+    let mut p = Pending::default();
+    let mut placed = Vec::with_capacity(g.members.len());
+    for (m, o) in g.members.iter().zip(off) {
+        let t = (start + o) as u64;
+        let candidates: Vec<QueueId> = match m.place {
+            Place::Mem(at) => vec![QueueId {
+                unit: Unit::Mem,
+                slice: at.slice,
+                index: 0,
+            }],
+            Place::Vxm => (0..fp.vxm_queues)
+                .map(|i| QueueId {
+                    unit: Unit::Vxm,
+                    slice: fp.vxm,
+                    index: i,
+                })
+                .collect(),
+            Place::Mxm { slice, queue } => vec![QueueId {
+                unit: Unit::Mxm,
+                slice,
+                index: queue,
+            }],
+            Place::Sxm => fp
+                .sxm
+                .iter()
+                .take(1)
+                .flat_map(|s| {
+                    (0..fp.sxm_queues).map(|i| QueueId {
+                        unit: Unit::Sxm,
+                        slice: *s,
+                        index: i,
+                    })
+                })
+                .collect(),
+        };
+        let q = candidates.into_iter().find(|q| tables.queue_free(&p, *q, t))?;
+        p.queues.push((q, t));
+        if let Place::Mem(at) = m.place {
+            let bank = at.addr / chip.mem.addresses_per_bank;
+            let w = m.instr.ty.bytes() as u64;
+            if !tables.bank_free(&p, (at.slice, bank), t, w) {
+                return None;
+            }
+            for c in t..t + w {
+                p.banks.push(((at.slice, bank), c));
+            }
+        }
+        placed.push(Placed {
+            cycle: t,
+            queue: q,
+            instr: m.instr.clone(),
+        });
+    }
+    for l in &g.links {
+        let (f, to) = (l.from as usize, l.to as usize);
+        let pf = position(&g.members[f].place, fp);
+        let pt = position(&g.members[to].place, fp);
+        let ready = placed[f].cycle as i64 + chip.delay(g.members[f].instr.op) as i64;
+        let dir = Dir::between(pf, pt);
+        let diag = match dir {
+            Dir::East => ready - pf as i64,
+            Dir::West => ready + pf as i64,
+        };
+        let seg = (pf.min(pt), pf.max(pt));
+        let w = g.members[f].instr.dst_width() as u32;
+        let base = (0..=fp.streams.checked_sub(w)?).find(|b| {
+            (0..w).all(|k| tables.stream_free(&p, (dir, (b + k) as u8, diag), seg))
+        })?;
+        for k in 0..w {
+            p.streams.push(((dir, (base + k) as u8, diag), seg));
+        }
+        let s = StreamRef {
+            id: base as u8,
+            dir,
+        };
+        placed[f].instr.dst = Some(s);
+        match l.operand {
+            0 => placed[to].instr.src = Some(s),
+            _ => placed[to].instr.src2 = Some(s),
+        }
+    }
+    debug_assert!(placed.iter().all(|x| x.instr.op != Opcode::Nop));
+    Some((p, placed))
+}
