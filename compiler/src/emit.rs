@@ -108,7 +108,11 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                         };
                         deps.push(Dep {
                             on: ids[&from],
-                            kind: if l.operand == 0 { DepKind::Src } else { DepKind::Src2 },
+                            kind: if l.operand == 0 {
+                                DepKind::Src
+                            } else {
+                                DepKind::Src2
+                            },
                         });
                     }
                     for (p, gap) in &m.after {

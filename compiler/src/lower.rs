@@ -108,7 +108,10 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         l.lower_node(node)?;
     }
     let bind = |l: &mut Lowerer, name: &str| -> Result<Binding, CompileError> {
-        let info = graph.info(name).cloned().ok_or_else(|| l.unsupported_msg(&format!("tensor '{name}' has no inferred type")))?;
+        let info = graph
+            .info(name)
+            .cloned()
+            .ok_or_else(|| l.unsupported_msg(&format!("tensor '{name}' has no inferred type")))?;
         let loc = l.operand(name)?;
         Ok(Binding {
             name: name.to_string(),
@@ -174,7 +177,9 @@ impl<'a> Lowerer<'a> {
             return Ok(l.clone());
         }
         let Some(t) = self.g.initializers.get(name) else {
-            return self.unsupported(&format!("tensor '{name}' is neither computed nor an initializer"));
+            return self.unsupported(&format!(
+                "tensor '{name}' is neither computed nor an initializer"
+            ));
         };
         let loc = self.alloc.constant(name, &t.shape, &t.values);
         self.locs.insert(name.to_string(), loc.clone());
@@ -236,7 +241,14 @@ impl<'a> Lowerer<'a> {
         self.member(gb, instr, Place::Mem(at), after)
     }
 
-    fn op(&mut self, gb: &mut Gb, instr: Instr, place: Place, inputs: &[u32], after: Vec<(MemberRef, i32)>) -> u32 {
+    fn op(
+        &mut self,
+        gb: &mut Gb,
+        instr: Instr,
+        place: Place,
+        inputs: &[u32],
+        after: Vec<(MemberRef, i32)>,
+    ) -> u32 {
         let m = self.member(gb, instr, place, after);
         for (k, from) in inputs.iter().enumerate() {
             gb.g.links.push(Link {
@@ -317,7 +329,9 @@ impl<'a> Lowerer<'a> {
     fn scale(&self, n: &Node) -> Result<f64, CompileError> {
         let s = self.scalar_const(n.input(1), "scale")?.unwrap_or(0.0);
         if !(s.is_finite() && s > 0.0) {
-            return self.unsupported(&format!("scale must be a positive finite constant, found {s}"));
+            return self.unsupported(&format!(
+                "scale must be a positive finite constant, found {s}"
+            ));
         }
         Ok(s)
     }
@@ -368,7 +382,12 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The storage of a binary operand, broadcast to `rows x cols`.
-    fn broadcast_operand(&mut self, name: &str, rows: usize, cols: usize) -> Result<TensorLoc, CompileError> {
+    fn broadcast_operand(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<TensorLoc, CompileError> {
         let info = match self.g.info(name) {
             Some(i) => i.clone(),
             None => return self.unsupported(&format!("operand '{name}' has no inferred type")),
@@ -417,9 +436,38 @@ impl<'a> Lowerer<'a> {
         for r in 0..out.rows {
             for j in 0..out.vpr {
                 let mut gb = self.begin();
-                let x = self.read(&mut gb, pick(&a, r, j), a.dtype);
-                let y = self.read(&mut gb, pick(&b, r, j), b.dtype);
-                let o = self.op(&mut gb, Instr::new(op).typed(out.dtype), Place::Vxm, &[x, y], vec![]);
+                let (pa, pb) = (pick(&a, r, j), pick(&b, r, j));
+                let x = self.read(&mut gb, pa, a.dtype);
+                let mut y = self.read(&mut gb, pb, b.dtype);
+                if pa.slice == pb.slice {
+                    // One MEM slice reads one vector per cycle, and a bank's
+                    // port is busy for dtype.bytes() cycles: retime the second
+                    // operand through VXM copies until the reads separate.
+                    let bank = |v: VecLoc| v.addr / self.chip.mem.addresses_per_bank;
+                    let need = if bank(pa) == bank(pb) {
+                        a.dtype.bytes().max(b.dtype.bytes())
+                    } else {
+                        1
+                    } as i32;
+                    let mut shifted = 0;
+                    while shifted < need {
+                        y = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Mov).typed(b.dtype),
+                            Place::Vxm,
+                            &[y],
+                            vec![],
+                        );
+                        shifted += self.d(Opcode::Mov).max(1);
+                    }
+                }
+                let o = self.op(
+                    &mut gb,
+                    Instr::new(op).typed(out.dtype),
+                    Place::Vxm,
+                    &[x, y],
+                    vec![],
+                );
                 self.write(&mut gb, o, out.at(r, j), out.dtype);
                 self.finish(gb);
             }
@@ -454,11 +502,20 @@ impl<'a> Lowerer<'a> {
             (b.shape[0], b.shape[1])
         };
         if a.cols != k {
-            return self.unsupported(&format!("left operand has {} columns, weights have {k} rows", a.cols));
+            return self.unsupported(&format!(
+                "left operand has {} columns, weights have {k} rows",
+                a.cols
+            ));
         }
         // Weights as K x N row-major, in the MXM's input type.
         let bv = f32_of(&b.values);
-        let at = |kk: usize, j: usize| if trans_b != 0 { bv[j * k + kk] } else { bv[kk * nn + j] };
+        let at = |kk: usize, j: usize| {
+            if trans_b != 0 {
+                bv[j * k + kk]
+            } else {
+                bv[kk * nn + j]
+            }
+        };
         let integer = n.op_type == "MatMulInteger";
         let (mm_ty, emit_ty) = if integer {
             for (idx, what) in [(2, "a_zero_point"), (3, "b_zero_point")] {
@@ -476,7 +533,11 @@ impl<'a> Lowerer<'a> {
         }
         let wvals = match mm_ty {
             DType::I8 => Values::I8((0..k * nn).map(|i| at(i / nn, i % nn) as i8).collect()),
-            _ => Values::F16((0..k * nn).map(|i| f16::from_f32(at(i / nn, i % nn))).collect()),
+            _ => Values::F16(
+                (0..k * nn)
+                    .map(|i| f16::from_f32(at(i / nn, i % nn)))
+                    .collect(),
+            ),
         };
         let wname = format!("{bn}#{mm_ty}");
         let w = match self.locs.get(&wname) {
@@ -508,7 +569,8 @@ impl<'a> Lowerer<'a> {
                 let mut full = Vec::with_capacity(out.rows * nn);
                 for r in 0..out.rows {
                     for j in 0..nn {
-                        let v = cv[(if cr == 1 { 0 } else { r }) * cc + if cc == 1 { 0 } else { j }];
+                        let v =
+                            cv[(if cr == 1 { 0 } else { r }) * cc + if cc == 1 { 0 } else { j }];
                         full.push(if beta == 1.0 { v } else { beta * v });
                     }
                 }
@@ -516,7 +578,9 @@ impl<'a> Lowerer<'a> {
                     DType::F16 => Values::F16(full.iter().map(|x| f16::from_f32(*x)).collect()),
                     _ => Values::F32(full),
                 };
-                let loc = self.alloc.constant(&format!("{cn}#bias"), &[out.rows, nn], &values);
+                let loc = self
+                    .alloc
+                    .constant(&format!("{cn}#bias"), &[out.rows, nn], &values);
                 epi.bias = Some(loc);
             }
         }
@@ -536,7 +600,11 @@ impl<'a> Lowerer<'a> {
     ) -> Result<(), CompileError> {
         let lanes = self.lanes;
         let kt_count = k.div_ceil(lanes);
-        let (d_lw, d_iw, d_mm) = (self.d(Opcode::LoadWeights), self.d(Opcode::InstallWeights), self.d(Opcode::Matmul));
+        let (d_lw, d_iw, d_mm) = (
+            self.d(Opcode::LoadWeights),
+            self.d(Opcode::InstallWeights),
+            self.d(Opcode::Matmul),
+        );
         let chunk = self.chip.mxm.accumulators as usize;
         for j in 0..w.vpr {
             let p = self.next_plane % self.planes.len();
@@ -561,14 +629,21 @@ impl<'a> Lowerer<'a> {
                     for r in 0..lanes.min(k - kt * lanes) {
                         let mut gb = self.begin();
                         let x = self.read(&mut gb, w.at(kt * lanes + r, j), mm_ty);
-                        let after: Vec<_> = self.planes[p].last_iw.iter().map(|iw| (*iw, 1 - d_lw)).collect();
+                        let after: Vec<_> = self.planes[p]
+                            .last_iw
+                            .iter()
+                            .map(|iw| (*iw, 1 - d_lw))
+                            .collect();
                         let lw = Instr {
                             arg: r as i64,
                             ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
                         };
                         let m = self.op(&mut gb, lw, wq, &[x], after);
                         let g = self.finish(gb);
-                        self.planes[p].lw_since_iw.push(MemberRef { group: g, member: m });
+                        self.planes[p].lw_since_iw.push(MemberRef {
+                            group: g,
+                            member: m,
+                        });
                     }
                     let mut gb = self.begin();
                     let pl = &mut self.planes[p];
@@ -580,7 +655,10 @@ impl<'a> Lowerer<'a> {
                         .collect();
                     let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
                     let g = self.finish(gb);
-                    let iw = MemberRef { group: g, member: m };
+                    let iw = MemberRef {
+                        group: g,
+                        member: m,
+                    };
                     self.planes[p].last_iw = Some(iw);
                     for (&r, &acc) in rows.iter().zip(&accs) {
                         let mut gb = self.begin();
@@ -605,14 +683,21 @@ impl<'a> Lowerer<'a> {
                         };
                         let m = self.op(&mut gb, mm, cq, &[x], after);
                         let g = self.finish(gb);
-                        let r = MemberRef { group: g, member: m };
+                        let r = MemberRef {
+                            group: g,
+                            member: m,
+                        };
                         self.planes[p].mm_since_iw.push(r);
                         self.planes[p].accs[acc].last_mm = Some(r);
                     }
                 }
                 for (&r, &acc) in rows.iter().zip(&accs) {
                     let mut gb = self.begin();
-                    let after: Vec<_> = self.planes[p].accs[acc].last_mm.iter().map(|m| (*m, d_mm)).collect();
+                    let after: Vec<_> = self.planes[p].accs[acc]
+                        .last_mm
+                        .iter()
+                        .map(|m| (*m, d_mm))
+                        .collect();
                     let emit = Instr {
                         arg: acc as i64,
                         ..Instr::new(Opcode::Emit).typed(emit_ty)
@@ -628,11 +713,20 @@ impl<'a> Lowerer<'a> {
                     }
                     if let Some(bias) = &epi.bias {
                         let c = self.read(&mut gb, bias.at(r, j), bias.dtype);
-                        last = self.op(&mut gb, Instr::new(Opcode::Add).typed(emit_ty), Place::Vxm, &[last, c], vec![]);
+                        last = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Add).typed(emit_ty),
+                            Place::Vxm,
+                            &[last, c],
+                            vec![],
+                        );
                     }
                     self.write(&mut gb, last, out.at(r, j), out.dtype);
                     let g = self.finish(gb);
-                    self.planes[p].accs[acc].last_emit = Some(MemberRef { group: g, member: e });
+                    self.planes[p].accs[acc].last_emit = Some(MemberRef {
+                        group: g,
+                        member: e,
+                    });
                 }
             }
         }

@@ -78,14 +78,18 @@ impl Tables {
         !self.queues.get(&q).is_some_and(|b| b.get(t)) && !p.queues.contains(&(q, t))
     }
     fn bank_free(&self, p: &Pending, k: (u16, u32), t: u64, w: u64) -> bool {
-        (t..t + w).all(|c| !self.banks.get(&k).is_some_and(|b| b.get(c)) && !p.banks.contains(&(k, c)))
+        (t..t + w)
+            .all(|c| !self.banks.get(&k).is_some_and(|b| b.get(c)) && !p.banks.contains(&(k, c)))
     }
     fn stream_free(&self, p: &Pending, k: StreamKey, seg: (u16, u16)) -> bool {
         !self
             .streams
             .get(&k)
             .is_some_and(|v| v.iter().any(|s| overlaps(*s, seg)))
-            && !p.streams.iter().any(|(pk, s)| *pk == k && overlaps(*s, seg))
+            && !p
+                .streams
+                .iter()
+                .any(|(pk, s)| *pk == k && overlaps(*s, seg))
     }
     fn commit(&mut self, p: Pending) {
         for (q, t) in p.queues {
@@ -128,6 +132,15 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
     Ok(out)
 }
 
+/// The queue a member is bound to, when it has no choice.
+fn fixed_queue(place: &Place) -> Option<(u16, u8, bool)> {
+    match place {
+        Place::Mem(at) => Some((at.slice, 0, true)),
+        Place::Mxm { slice, queue } => Some((*slice, *queue, false)),
+        _ => None,
+    }
+}
+
 fn position(place: &Place, fp: &Floorplan) -> u16 {
     match place {
         Place::Mem(at) => at.slice,
@@ -151,7 +164,9 @@ fn offsets(g: &Group, chip: &ChipConfig, fp: &Floorplan) -> Result<Vec<i64>, Str
         for l in &g.links {
             let (f, t) = (l.from as usize, l.to as usize);
             let hop = chip.delay(g.members[f].instr.op) as i64
-                + (position(&g.members[f].place, fp) as i64 - position(&g.members[t].place, fp) as i64).abs();
+                + (position(&g.members[f].place, fp) as i64
+                    - position(&g.members[t].place, fp) as i64)
+                    .abs();
             match (off[f], off[t]) {
                 (Some(a), None) => off[t] = Some(a + hop),
                 (None, Some(b)) => off[f] = Some(b - hop),
@@ -176,6 +191,19 @@ fn place_group(
 ) -> Result<Vec<Placed>, String> {
     let off = offsets(g, chip, fp)?;
     let min_off = off.iter().copied().min().unwrap_or(0);
+    // Two members bound to one queue on the same cycle can never be placed.
+    for (a, ma) in g.members.iter().enumerate() {
+        for (b, mb) in g.members.iter().enumerate().skip(a + 1) {
+            let qa = fixed_queue(&ma.place);
+            if qa.is_some() && off[a] == off[b] && qa == fixed_queue(&mb.place) {
+                return Err(format!(
+                    "two instructions of one group need the same queue on the same cycle ({} and {})",
+                    ma.instr.op.info().mnemonic,
+                    mb.instr.op.info().mnemonic
+                ));
+            }
+        }
+    }
     // Earliest start: every member at cycle >= 0 and after its dependences.
     let mut start = -min_off;
     for (m, o) in g.members.iter().zip(&off) {
@@ -184,7 +212,7 @@ fn place_group(
             start = start.max(p.cycle as i64 + *gap as i64 - o);
         }
     }
-    const SEARCH_LIMIT: i64 = 50_000_000;
+    const SEARCH_LIMIT: i64 = 10_000_000;
     let limit = start + SEARCH_LIMIT;
     while start < limit {
         if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start) {
@@ -193,7 +221,23 @@ fn place_group(
         }
         start += 1;
     }
-    Err("no free cycle found for its instructions".into())
+    let desc: Vec<String> = g
+        .members
+        .iter()
+        .zip(&off)
+        .map(|(m, o)| {
+            format!(
+                "{}@{}{:+}",
+                m.instr.op.info().mnemonic,
+                position(&m.place, fp),
+                o
+            )
+        })
+        .collect();
+    Err(format!(
+        "no free cycle found for its instructions [{}]",
+        desc.join(" ")
+    ))
 }
 
 fn producer(done: &[Vec<Placed>], r: MemberRef) -> Result<&Placed, String> {
@@ -245,7 +289,9 @@ fn try_at(
                 })
                 .collect(),
         };
-        let q = candidates.into_iter().find(|q| tables.queue_free(&p, *q, t))?;
+        let q = candidates
+            .into_iter()
+            .find(|q| tables.queue_free(&p, *q, t))?;
         p.queues.push((q, t));
         if let Place::Mem(at) = m.place {
             let bank = at.addr / chip.mem.addresses_per_bank;
@@ -275,9 +321,8 @@ fn try_at(
         };
         let seg = (pf.min(pt), pf.max(pt));
         let w = g.members[f].instr.dst_width() as u32;
-        let base = (0..=fp.streams.checked_sub(w)?).find(|b| {
-            (0..w).all(|k| tables.stream_free(&p, (dir, (b + k) as u8, diag), seg))
-        })?;
+        let base = (0..=fp.streams.checked_sub(w)?)
+            .find(|b| (0..w).all(|k| tables.stream_free(&p, (dir, (b + k) as u8, diag), seg)))?;
         for k in 0..w {
             p.streams.push(((dir, (base + k) as u8, diag), seg));
         }

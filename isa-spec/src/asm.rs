@@ -269,7 +269,8 @@ fn parse_stream(s: &str) -> Result<(StreamRef, Option<u32>), String> {
         }
         None => (s, None),
     };
-    let r = StreamRef::parse(st).ok_or_else(|| format!("expected a stream like s3e, found '{st}'"))?;
+    let r =
+        StreamRef::parse(st).ok_or_else(|| format!("expected a stream like s3e, found '{st}'"))?;
     Ok((r, dep))
 }
 
@@ -351,7 +352,8 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
                 let s = tok
                     .strip_prefix("->")
                     .ok_or_else(|| format!("{mn}: expected ->stream, found '{tok}'"))?;
-                instr.dst = Some(StreamRef::parse(s).ok_or_else(|| format!("{mn}: bad stream '{s}'"))?);
+                instr.dst =
+                    Some(StreamRef::parse(s).ok_or_else(|| format!("{mn}: bad stream '{s}'"))?);
             }
         }
     }
@@ -367,7 +369,9 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
                 let cut = body
                     .find(['+', '-'])
                     .ok_or_else(|| format!("expected i<id>+<gap>, found '{item}'"))?;
-                let on = body[..cut].parse().map_err(|_| format!("bad id in '{item}'"))?;
+                let on = body[..cut]
+                    .parse()
+                    .map_err(|_| format!("bad id in '{item}'"))?;
                 let gap = body[cut..]
                     .parse::<i32>()
                     .map_err(|_| format!("bad gap in '{item}'"))?;
@@ -394,7 +398,10 @@ fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
     }
     (0..s.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("bad hex byte '{}'", &s[i..i + 2])))
+        .map(|i| {
+            u8::from_str_radix(&s[i..i + 2], 16)
+                .map_err(|_| format!("bad hex byte '{}'", &s[i..i + 2]))
+        })
         .collect()
 }
 
@@ -416,7 +423,9 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
         };
         let body = raw.trim();
         if let Some(rest) = body.strip_prefix(".chip ") {
-            chip = Some(ChipConfig::parse(rest, "assembly .chip line").map_err(|e| fail(e.to_string()))?);
+            chip = Some(
+                ChipConfig::parse(rest, "assembly .chip line").map_err(|e| fail(e.to_string()))?,
+            );
             continue;
         }
         // Strings in .model/.node/.input lines never contain ';' unescaped
@@ -456,7 +465,10 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
                 }
                 ".input" | ".output" => {
                     if toks.len() < 5 {
-                        return Err(format!("{} needs name, type, shape and rows x cols", toks[0]));
+                        return Err(format!(
+                            "{} needs name, type, shape and rows x cols",
+                            toks[0]
+                        ));
                     }
                     let shape_s = toks[3]
                         .strip_prefix('[')
@@ -467,7 +479,10 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
                     } else {
                         shape_s
                             .split(',')
-                            .map(|x| x.parse::<usize>().map_err(|_| format!("bad dimension '{x}'")))
+                            .map(|x| {
+                                x.parse::<usize>()
+                                    .map_err(|_| format!("bad dimension '{x}'"))
+                            })
                             .collect::<Result<Vec<_>, _>>()?
                     };
                     let (r, c) = toks[4].split_once('x').ok_or("expected ROWSxCOLS")?;
@@ -477,7 +492,10 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
                         shape,
                         rows: r.parse().map_err(|_| "bad rows")?,
                         cols: c.parse().map_err(|_| "bad cols")?,
-                        vectors: toks[5..].iter().map(|t| parse_loc(t)).collect::<Result<_, _>>()?,
+                        vectors: toks[5..]
+                            .iter()
+                            .map(|t| parse_loc(t))
+                            .collect::<Result<_, _>>()?,
                     };
                     if toks[0] == ".input" {
                         inputs.push(b)
@@ -490,7 +508,10 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
                         .get(1)
                         .and_then(|q| QueueId::parse(q))
                         .ok_or("expected a queue like mem@3, vxm@47.2 or icu")?;
-                    queues.push(QueueProgram { queue: q, slots: vec![] });
+                    queues.push(QueueProgram {
+                        queue: q,
+                        slots: vec![],
+                    });
                 }
                 ".data" => {
                     if toks.len() != 5 {
@@ -503,7 +524,9 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
                     memory.push(MemInit { at, values });
                 }
                 t if t.starts_with('i') => {
-                    let q = queues.last_mut().ok_or("instruction before any .queue line")?;
+                    let q = queues
+                        .last_mut()
+                        .ok_or("instruction before any .queue line")?;
                     q.slots.push(parse_slot(&toks)?);
                 }
                 t => return Err(format!("unknown directive '{t}'")),

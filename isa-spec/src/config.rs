@@ -190,7 +190,10 @@ impl ChipConfig {
             })
         };
         if !(self.clock_mhz.is_finite() && self.clock_mhz > 0.0) {
-            return bad(format!("clock_mhz must be positive, found {}", self.clock_mhz));
+            return bad(format!(
+                "clock_mhz must be positive, found {}",
+                self.clock_mhz
+            ));
         }
         if self.superlanes == 0 || self.lanes_per_superlane == 0 || self.lanes() > 4096 {
             return bad(format!(
@@ -357,7 +360,9 @@ mod tests {
         let text = include_str!("../chips/tiny.ron").replace("size: 16", "size: 8");
         let e = ChipConfig::parse(&text, "x.ron").unwrap_err().to_string();
         assert!(e.contains("mxm.size"), "{e}");
-        let e = ChipConfig::parse("ChipConfig(", "x.ron").unwrap_err().to_string();
+        let e = ChipConfig::parse("ChipConfig(", "x.ron")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("x.ron: invalid chip config"), "{e}");
         assert!(ChipConfig::resolve("nope").is_err());
     }

@@ -195,6 +195,7 @@ opcodes! {
     Min       = "min",    Vxm, 0, One,  [Src, Src2, Dst],          1, "Elementwise minimum.";
     AddImm    = "addi",   Vxm, 0, One,  [Src, Imm, Dst],           2, "Elementwise a + imm.";
     MulImm    = "muli",   Vxm, 0, One,  [Src, Imm, Dst],           3, "Elementwise a * imm.";
+    Mov       = "mov",    Vxm, 0, One,  [Src, Dst],                1, "Copy the vector unchanged (used to retime an operand by one ALU pass).";
     Relu      = "relu",   Vxm, 0, One,  [Src, Dst],                1, "Elementwise max(a, 0).";
     Neg       = "neg",    Vxm, 0, One,  [Src, Dst],                1, "Elementwise -a (int8 saturating).";
     Abs       = "abs",    Vxm, 0, One,  [Src, Dst],                1, "Elementwise |a| (int8 saturating).";
@@ -356,14 +357,26 @@ impl Instr {
         let uses_imm = has(Operand::Imm) || has(Operand::Scale);
         let problems = [
             (has(Operand::Src) != self.src.is_some(), "source stream"),
-            (has(Operand::Src2) != self.src2.is_some(), "second source stream"),
-            (has(Operand::Dst) != self.dst.is_some(), "destination stream"),
+            (
+                has(Operand::Src2) != self.src2.is_some(),
+                "second source stream",
+            ),
+            (
+                has(Operand::Dst) != self.dst.is_some(),
+                "destination stream",
+            ),
             (!uses_arg && self.arg != 0, "argument"),
             (!uses_arg2 && self.arg2 != 0, "second argument"),
             (!uses_imm && self.imm.to_bits() != 0, "immediate"),
             (!has(Operand::Mode) && self.accumulate, "mode"),
-            (info.typing == Typing::None && (self.ty != DType::I8 || self.to != DType::I8), "type"),
-            (info.typing == Typing::One && self.ty != self.to, "result type"),
+            (
+                info.typing == Typing::None && (self.ty != DType::I8 || self.to != DType::I8),
+                "type",
+            ),
+            (
+                info.typing == Typing::One && self.ty != self.to,
+                "result type",
+            ),
         ];
         for (bad, what) in problems {
             if bad {

@@ -280,7 +280,10 @@ impl Program {
             }
             if q.queue.unit != Unit::Icu {
                 let Some(kind) = slices.get(q.queue.slice as usize) else {
-                    return err(format!("queue {}: no slice at position {}", q.queue, q.queue.slice));
+                    return err(format!(
+                        "queue {}: no slice at position {}",
+                        q.queue, q.queue.slice
+                    ));
                 };
                 if kind.unit() != q.queue.unit {
                     return err(format!(
@@ -302,9 +305,14 @@ impl Program {
                 if !ids.insert(s.id) {
                     return err(format!("instruction id i{} is used twice", s.id));
                 }
-                let prev = if k > 0 { Some(&q.slots[k - 1].instr) } else { None };
-                self.check_slot(q.queue, s, prev, lanes)
-                    .map_err(|m| ProgramError::Invalid(format!("queue {}, instruction i{}: {m}", q.queue, s.id)))?;
+                let prev = if k > 0 {
+                    Some(&q.slots[k - 1].instr)
+                } else {
+                    None
+                };
+                self.check_slot(q.queue, s, prev, lanes).map_err(|m| {
+                    ProgramError::Invalid(format!("queue {}, instruction i{}: {m}", q.queue, s.id))
+                })?;
             }
         }
         for q in &self.queues {
@@ -323,7 +331,8 @@ impl Program {
             if slices.get(at.slice as usize) != Some(&SliceKind::Mem) {
                 return err(format!("{what}: position {} is not a MEM slice", at.slice));
             }
-            check_addr(chip, at.addr as i64, width).map_err(|m| ProgramError::Invalid(format!("{what}: {m}")))
+            check_addr(chip, at.addr as i64, width)
+                .map_err(|m| ProgramError::Invalid(format!("{what}: {m}")))
         };
         for m in &self.memory {
             mem(&m.at, m.values.dtype().bytes(), "memory image")?;
@@ -339,7 +348,10 @@ impl Program {
         for b in self.inputs.iter().chain(&self.outputs) {
             let n: usize = b.shape.iter().product();
             if b.rows.checked_mul(b.cols) != Some(n) {
-                return err(format!("binding '{}': rows x cols does not match shape {:?}", b.name, b.shape));
+                return err(format!(
+                    "binding '{}': rows x cols does not match shape {:?}",
+                    b.name, b.shape
+                ));
             }
             if b.vectors.len() != b.rows * b.vectors_per_row(lanes) {
                 return err(format!("binding '{}': wrong number of vectors", b.name));
@@ -350,13 +362,21 @@ impl Program {
         }
         for (i, t) in self.perm_tables.iter().enumerate() {
             if t.len() != lanes || t.iter().any(|x| *x as usize >= lanes) {
-                return err(format!("permutation table {i} must list {lanes} lanes below {lanes}"));
+                return err(format!(
+                    "permutation table {i} must list {lanes} lanes below {lanes}"
+                ));
             }
         }
         Ok(())
     }
 
-    fn check_slot(&self, q: QueueId, s: &Slot, prev: Option<&Instr>, lanes: usize) -> Result<(), String> {
+    fn check_slot(
+        &self,
+        q: QueueId,
+        s: &Slot,
+        prev: Option<&Instr>,
+        lanes: usize,
+    ) -> Result<(), String> {
         let chip = &self.chip;
         let i = &s.instr;
         i.check_shape()?;
@@ -371,7 +391,10 @@ impl Program {
             return Err(format!("{} is a {} instruction", info.mnemonic, info.unit));
         }
         if info.unit == Unit::Mxm && info.queue != q.index {
-            return Err(format!("{} runs on MXM queue {} of its plane", info.mnemonic, info.queue));
+            return Err(format!(
+                "{} runs on MXM queue {} of its plane",
+                info.mnemonic, info.queue
+            ));
         }
         if let Some(n) = s.node {
             if n as usize >= self.nodes.len() {
@@ -379,7 +402,11 @@ impl Program {
             }
         }
         let streams = chip.streams_per_direction as usize;
-        for (st, w) in [(i.src, i.src_width()), (i.src2, i.src_width()), (i.dst, i.dst_width())] {
+        for (st, w) in [
+            (i.src, i.src_width()),
+            (i.src2, i.src_width()),
+            (i.dst, i.dst_width()),
+        ] {
             if let Some(st) = st {
                 if st.id as usize + w > streams {
                     return Err(format!(
@@ -398,13 +425,19 @@ impl Program {
             _ => true,
         };
         if !ty_ok || (info.typing == Typing::Two && i.op == Opcode::Convert && i.ty == i.to) {
-            return Err(format!("types {}/{} not allowed for {}", i.ty, i.to, info.mnemonic));
+            return Err(format!(
+                "types {}/{} not allowed for {}",
+                i.ty, i.to, info.mnemonic
+            ));
         }
         for o in info.operands {
             let bad = match o {
                 Operand::Count => !(1..=1 << 40).contains(&i.arg),
                 Operand::Stride => !(1..=1 << 20).contains(&i.arg2),
-                Operand::Addr => check_addr(chip, i.arg, i.ty.bytes()).err().map(|m| m.to_string()).is_some(),
+                Operand::Addr => check_addr(chip, i.arg, i.ty.bytes())
+                    .err()
+                    .map(|m| m.to_string())
+                    .is_some(),
                 Operand::Row => !(0..chip.mxm.size as i64).contains(&i.arg),
                 Operand::Acc => !(0..chip.mxm.accumulators as i64).contains(&i.arg),
                 Operand::Shift => i.arg.unsigned_abs() as usize > lanes,
@@ -506,7 +539,9 @@ pub fn check_addr(chip: &ChipConfig, addr: i64, width: usize) -> Result<(), Stri
         ));
     }
     if addr / per_bank != (addr + width as i64 - 1) / per_bank {
-        return Err(format!("access at {addr:#x} of {width} addresses crosses a bank boundary"));
+        return Err(format!(
+            "access at {addr:#x} of {width} addresses crosses a bank boundary"
+        ));
     }
     Ok(())
 }

@@ -1,0 +1,153 @@
+//! `lpc`: the lpu compiler's command line.
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use lpu_cli::{report_error, write_atomic, Artifact, EXIT_ERROR, EXIT_OK};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Compiles operator graphs into statically scheduled lpu programs.
+#[derive(Parser)]
+#[command(name = "lpc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a model (.graph) into a program.
+    Compile {
+        /// The model file.
+        model: PathBuf,
+        /// Output file (default: the model's name with .lpb or .lpa).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Target chip: a preset (tsp, tiny) or a RON config file.
+        #[arg(long, default_value = "tsp")]
+        chip: String,
+        /// Output form (default: from the output's extension, else bin).
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+        /// Print compile statistics.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Print a program (.lpb or .lpa) as assembly.
+    Disasm {
+        /// The program file.
+        program: PathBuf,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Assemble a .lpa file into a binary program.
+    Asm {
+        /// The assembly file.
+        input: PathBuf,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// List the chip presets.
+    Chips,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Emit {
+    /// Binary program (.lpb).
+    Bin,
+    /// Text assembly (.lpa).
+    Asm,
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Compile {
+            model,
+            output,
+            chip,
+            emit,
+            stats,
+        } => {
+            let chip = lpu_cli::chip(&chip)?;
+            let graph = match lpu_cli::load(&model)? {
+                Artifact::Graph(g) => g,
+                Artifact::Program(_) => bail!("{}: already a compiled program", model.display()),
+            };
+            let compiled = lpu_compiler::compile(&graph, &chip)?;
+            let emit = emit.unwrap_or_else(|| match output.as_ref().and_then(|o| o.extension()) {
+                Some(e) if e == "lpa" => Emit::Asm,
+                _ => Emit::Bin,
+            });
+            let out = output.unwrap_or_else(|| {
+                model.with_extension(if emit == Emit::Asm { "lpa" } else { "lpb" })
+            });
+            let bytes = match emit {
+                Emit::Bin => compiled.program.to_bytes(),
+                Emit::Asm => lpu_isa::asm::disassemble(&compiled.program).into_bytes(),
+            };
+            write_atomic(&out, &bytes)?;
+            if stats {
+                let s = &compiled.stats;
+                println!(
+                    "model {} on chip {}: wrote {}",
+                    graph.name,
+                    chip.name,
+                    out.display()
+                );
+                println!(
+                    "  cycles        {} ({:.3} us at {} MHz)",
+                    s.cycles,
+                    s.cycles as f64 / chip.clock_mhz,
+                    chip.clock_mhz
+                );
+                let total: usize = s.instructions.values().sum();
+                let per: Vec<String> = s
+                    .instructions
+                    .iter()
+                    .map(|(u, n)| format!("{u} {n}"))
+                    .collect();
+                println!("  instructions  {total} ({})", per.join(", "));
+                println!("  groups        {}", s.groups);
+                println!(
+                    "  SRAM          {} of {} bytes ({:.2}%)",
+                    s.sram_bytes,
+                    s.sram_capacity_bytes,
+                    100.0 * s.sram_bytes as f64 / s.sram_capacity_bytes as f64
+                );
+            }
+        }
+        Command::Disasm { program, output } => {
+            let p = lpu_cli::load_program(&program)?;
+            let text = lpu_isa::asm::disassemble(&p);
+            match output {
+                Some(o) => write_atomic(&o, text.as_bytes())?,
+                None => print!("{text}"),
+            }
+        }
+        Command::Asm { input, output } => {
+            let p = lpu_cli::load_program(&input)?;
+            write_atomic(&output, &p.to_bytes())?;
+        }
+        Command::Chips => {
+            for name in lpu_isa::ChipConfig::PRESETS {
+                if let Some(c) = lpu_isa::ChipConfig::preset(name) {
+                    println!("{name:<6} {}", c.description);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            report_error("lpc", &e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! `lpsim`: the lpu simulator's command line.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use lpu_cli::{report_error, write_atomic, Artifact, EXIT_ERROR, EXIT_FOUND, EXIT_OK};
+use lpu_graph::{Graph, Tensor};
+use lpu_sim::{check, perturb, report, trace, SimOptions};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Runs lpu programs cycle-accurately with real values.
+#[derive(Parser)]
+#[command(name = "lpsim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program (.lpb/.lpa) or a model (.graph, compiled in-process).
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Program or model file.
+    input: PathBuf,
+    /// Chip for a model: a preset (tsp, tiny) or a RON file. For a program it
+    /// must name the chip the program was compiled for.
+    #[arg(long)]
+    chip: Option<String>,
+    /// Input tensors as NumPy .npy files: NAME=FILE, or FILE in the order of
+    /// the model's inputs. Unspecified inputs are seeded random tensors.
+    #[arg(long, num_args = 1..)]
+    inputs: Vec<String>,
+    /// Seed for random inputs.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Compare with the reference interpreter (bit-exact for integers).
+    #[arg(long)]
+    check: bool,
+    /// The model a program was compiled from (needed by --check for programs).
+    #[arg(long)]
+    graph: Option<PathBuf>,
+    /// Write a text trace (trace.txt) and a Chrome trace (trace.json) to DIR
+    /// (default: <model>-trace).
+    #[arg(long, num_args = 0..=1, value_name = "DIR")]
+    trace: Option<Option<PathBuf>>,
+    /// Print the report as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Move one seeded-random instruction one cycle later.
+    #[arg(long, value_name = "SEED")]
+    perturb: Option<u64>,
+    /// Write the outputs as .npy files to DIR.
+    #[arg(long, value_name = "DIR")]
+    save_outputs: Option<PathBuf>,
+}
+
+fn inputs_for(
+    graph_inputs: &[(String, lpu_isa::DType, Vec<usize>)],
+    args: &RunArgs,
+    random: BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<String, Tensor>> {
+    let mut out = random;
+    for (k, spec) in args.inputs.iter().enumerate() {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) => (n.to_string(), PathBuf::from(p)),
+            None => match graph_inputs.get(k) {
+                Some((n, _, _)) => (n.clone(), PathBuf::from(spec)),
+                None => bail!(
+                    "--inputs: more files ({}) than model inputs ({})",
+                    args.inputs.len(),
+                    graph_inputs.len()
+                ),
+            },
+        };
+        let Some((_, dtype, shape)) = graph_inputs.iter().find(|(n, _, _)| *n == name) else {
+            let names: Vec<&str> = graph_inputs.iter().map(|(n, _, _)| n.as_str()).collect();
+            bail!(
+                "--inputs: the model has no input '{name}' (its inputs: {})",
+                names.join(", ")
+            );
+        };
+        let t = lpu_graph::npy::read_npy(&path)?;
+        if t.dtype() != *dtype || &t.shape != shape {
+            bail!(
+                "{}: input '{name}' must be {dtype} {:?}, the file holds {} {:?}",
+                path.display(),
+                shape,
+                t.dtype(),
+                t.shape
+            );
+        }
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+fn random_for(p: &lpu_isa::Program, seed: u64) -> Result<BTreeMap<String, Tensor>> {
+    // The same tensors the reference would draw: build a graph-shaped view.
+    let mut out = BTreeMap::new();
+    for (i, b) in p.inputs.iter().enumerate() {
+        let n: usize = b.shape.iter().product();
+        let v = lpu_graph::random::random_input_values(
+            b.dtype,
+            n,
+            lpu_graph::random::input_seed(seed, i),
+        );
+        out.insert(b.name.clone(), Tensor::new(b.shape.clone(), v)?);
+    }
+    Ok(out)
+}
+
+fn run(args: RunArgs) -> Result<u8> {
+    let (program, graph): (lpu_isa::Program, Option<Graph>) = match lpu_cli::load(&args.input)? {
+        Artifact::Graph(g) => {
+            let chip = lpu_cli::chip(args.chip.as_deref().unwrap_or("tsp"))?;
+            let c = lpu_compiler::compile(&g, &chip)?;
+            (c.program, Some(*g))
+        }
+        Artifact::Program(p) => {
+            if let Some(name) = &args.chip {
+                let want = lpu_cli::chip(name)?;
+                if want != p.chip {
+                    bail!(
+                        "{}: the program was compiled for chip '{}', not '{}'",
+                        args.input.display(),
+                        p.chip.name,
+                        want.name
+                    );
+                }
+            }
+            let g = match &args.graph {
+                Some(path) => Some(lpu_graph::load_graph(path)?),
+                None => None,
+            };
+            (*p, g)
+        }
+    };
+    if args.check && graph.is_none() {
+        bail!(
+            "--check needs the model: run the .graph, or pass --graph MODEL.graph with a program"
+        );
+    }
+    let specs: Vec<_> = program
+        .inputs
+        .iter()
+        .map(|b| (b.name.clone(), b.dtype, b.shape.clone()))
+        .collect();
+    let inputs = inputs_for(&specs, &args, random_for(&program, args.seed)?)?;
+    let (program, perturbation) = match args.perturb {
+        Some(seed) => match perturb::perturb(&program, seed) {
+            Some((p, d)) => (p, Some(d)),
+            None => bail!("--perturb: no instruction can move one cycle later in this program"),
+        },
+        None => (program, None),
+    };
+    let opts = SimOptions {
+        trace: args.trace.is_some(),
+    };
+    let outcome = lpu_sim::simulate(&program, &inputs, &opts)?;
+    let check = match (&graph, args.check && outcome.hazard.is_none()) {
+        (Some(g), true) => {
+            let reference = lpu_graph::interpret(g, &inputs)?;
+            Some(check::compare(&outcome.outputs, &reference))
+        }
+        _ => None,
+    };
+    if let Some(dir) = &args.trace {
+        let dir = dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}-trace", program.model)));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        write_atomic(
+            &dir.join("trace.txt"),
+            trace::text(&program, &outcome.trace).as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("trace.json"),
+            trace::chrome(&program, &outcome.trace).as_bytes(),
+        )?;
+        if !args.json {
+            eprintln!(
+                "lpsim: wrote {} and {}",
+                dir.join("trace.txt").display(),
+                dir.join("trace.json").display()
+            );
+        }
+    }
+    if let Some(dir) = &args.save_outputs {
+        save_outputs(dir, &outcome.outputs)?;
+    }
+    let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
+    let r = report::build(&program, &outcome, check, perturbation);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", report::text(&r));
+    }
+    Ok(if found { EXIT_FOUND } else { EXIT_OK })
+}
+
+fn save_outputs(dir: &Path, outputs: &BTreeMap<String, Tensor>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    for (name, t) in outputs {
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        write_atomic(
+            &dir.join(format!("{safe}.npy")),
+            &lpu_graph::npy::encode_npy(t),
+        )?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.command {
+        Command::Run(a) => run(a),
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            report_error("lpsim", &e);
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

@@ -1,0 +1,829 @@
+//! The cycle engine: executes a [`Program`] cycle-accurately with real values.
+//!
+//! Issue cycles follow from the queue lists alone ([`Program::issue_times`]),
+//! so the engine walks the issues in cycle order. Results that land later
+//! (SRAM writes, weight-buffer loads and installs, accumulator updates) are
+//! queued as effects and applied at the start of the cycle they land on,
+//! before that cycle's issues read anything.
+//!
+//! Streams are exact wavefronts: a value written at position `x` on cycle
+//! `t` flowing east passes position `p` on cycle `t + (p - x)`, so each write
+//! is stored once under its *diagonal* `t - x` (west: `t + x`). A read at
+//! position `y` on cycle `r` looks up diagonal `r - y` and takes the write
+//! nearest upstream of `y` (a later write on the same diagonal overwrote the
+//! earlier value from its position on). Nothing is shifted per cycle.
+
+use crate::hazard::{Hazard, HazardKind};
+use crate::vxm;
+use lpu_graph::Tensor;
+use lpu_isa::asm::format_instr;
+use lpu_isa::program::{Binding, DepKind, Issue, VecLoc};
+use lpu_isa::{
+    ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Values,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct SimOptions {
+    /// Record a trace event per issued instruction.
+    pub trace: bool,
+}
+
+/// One issued instruction, for traces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceEvent {
+    /// Issue cycle.
+    pub cycle: u64,
+    /// Queue that issued it.
+    pub queue: QueueId,
+    /// Index of the queue in the program.
+    pub queue_index: u32,
+    /// Instruction id.
+    pub id: u32,
+    /// Assembly text.
+    pub asm: String,
+    /// Graph node index.
+    pub node: Option<u32>,
+    /// Functional delay: its result lands at `cycle + delay`.
+    pub delay: u64,
+    /// 0, or k for the k-th REPEAT of it.
+    pub repeat: u32,
+}
+
+/// Counters gathered during a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Instructions issued per queue (NOTIFY included, NOP and SYNC not).
+    pub issued: BTreeMap<QueueId, u64>,
+    /// Per graph node: first issue cycle and last landing cycle.
+    pub node_spans: Vec<Option<(u64, u64)>>,
+    /// Per graph node: instructions issued.
+    pub node_instructions: Vec<u64>,
+    /// SRAM bytes holding data at the end (image, inputs and writes).
+    pub sram_bytes: u64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Cycles from the start-up NOTIFY until the last result lands, plus the
+    /// superlane skew.
+    pub cycles: u64,
+    /// Graph outputs by name (empty when a hazard stopped the run).
+    pub outputs: BTreeMap<String, Tensor>,
+    /// The first hazard, if one stopped the run.
+    pub hazard: Option<Hazard>,
+    /// Counters.
+    pub stats: Stats,
+    /// Trace events, when asked for.
+    pub trace: Vec<TraceEvent>,
+}
+
+/// A run that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The inputs do not match the program's bindings.
+    #[error("{0}")]
+    Input(String),
+    /// The program cannot be timed (a SYNC with no NOTIFY).
+    #[error("{0}")]
+    Program(String),
+}
+
+struct SliceMem {
+    bytes: Vec<u8>,
+    written: Vec<bool>,
+}
+
+#[derive(Default)]
+struct Plane {
+    staging: Vec<Option<Values>>,
+    active: Option<Vec<Values>>,
+    accs: Vec<Option<Values>>,
+}
+
+enum Effect {
+    Sram {
+        slice: u16,
+        addr: u32,
+        planes: Vec<Vec<u8>>,
+    },
+    Staging {
+        plane: u16,
+        row: usize,
+        v: Values,
+    },
+    Install {
+        plane: u16,
+        rows: Vec<Values>,
+    },
+    Acc {
+        plane: u16,
+        acc: usize,
+        v: Values,
+        add: bool,
+    },
+}
+
+struct StreamRec {
+    x: u16,
+    write: u64,
+    part: u8,
+}
+
+struct Written {
+    values: Values,
+    producer: u32,
+}
+
+type Fail = (HazardKind, String, Option<StreamRef>);
+
+struct Engine<'p> {
+    p: &'p Program,
+    chip: &'p ChipConfig,
+    lanes: usize,
+    slices: Vec<SliceKind>,
+    mem: Vec<Option<SliceMem>>,
+    planes: BTreeMap<u16, Plane>,
+    effects: BTreeMap<u64, Vec<Effect>>,
+    streams: HashMap<(Dir, u8, i64), Vec<StreamRec>>,
+    writes: HashMap<u64, Written>,
+    next_write: u64,
+    banks: HashMap<(u16, u32), (u64, u32)>,
+}
+
+/// Runs a program on the given inputs (one tensor per input binding).
+pub fn simulate(
+    p: &Program,
+    inputs: &BTreeMap<String, Tensor>,
+    opts: &SimOptions,
+) -> Result<Outcome, SimError> {
+    let issues = p.issue_times().map_err(SimError::Program)?;
+    let mut e = Engine {
+        p,
+        chip: &p.chip,
+        lanes: p.chip.lanes() as usize,
+        slices: p.chip.slices(),
+        mem: (0..p.chip.slices().len()).map(|_| None).collect(),
+        planes: BTreeMap::new(),
+        effects: BTreeMap::new(),
+        streams: HashMap::new(),
+        writes: HashMap::new(),
+        next_write: 0,
+        banks: HashMap::new(),
+    };
+    for m in &p.memory {
+        e.store(m.at, &m.values);
+    }
+    e.load_inputs(inputs)?;
+    let mut stats = Stats {
+        node_spans: vec![None; p.nodes.len()],
+        node_instructions: vec![0; p.nodes.len()],
+        ..Stats::default()
+    };
+    let mut trace = Vec::new();
+    let dep_violation = e.check_deps(&issues);
+    let mut end = 0u64;
+    let mut hazard = None;
+    let mut next_prune = 4096u64;
+    for iss in &issues {
+        let t = iss.cycle;
+        e.apply_effects(t);
+        if let Some((c, h)) = &dep_violation {
+            if *c <= t {
+                hazard = Some(h.clone());
+                break;
+            }
+        }
+        if t >= next_prune {
+            e.prune(t);
+            next_prune = t + 4096;
+        }
+        let q = &p.queues[iss.queue as usize];
+        let slot = &q.slots[iss.slot as usize];
+        let delay = e.chip.delay(slot.instr.op) as u64;
+        end = end.max(t + delay);
+        *stats.issued.entry(q.queue).or_insert(0) += 1;
+        if let Some(n) = slot.node {
+            let span = &mut stats.node_spans[n as usize];
+            *span = Some(match span {
+                Some((a, b)) => ((*a).min(t), (*b).max(t + delay)),
+                None => (t, t + delay),
+            });
+            stats.node_instructions[n as usize] += 1;
+        }
+        if opts.trace {
+            trace.push(TraceEvent {
+                cycle: t,
+                queue: q.queue,
+                queue_index: iss.queue,
+                id: slot.id,
+                asm: instr_text(slot),
+                node: slot.node,
+                delay,
+                repeat: iss.repeat,
+            });
+        }
+        if let Err((kind, message, stream)) = e.execute(iss, t) {
+            hazard = Some(e.hazard(iss, t, kind, message, stream));
+            break;
+        }
+    }
+    if hazard.is_none() {
+        e.apply_effects(u64::MAX);
+        if let Some((_, h)) = dep_violation {
+            hazard = Some(h);
+        }
+    }
+    let mut outputs = BTreeMap::new();
+    if hazard.is_none() {
+        for b in &p.outputs {
+            match e.fetch(b) {
+                Ok(t) => {
+                    outputs.insert(b.name.clone(), t);
+                }
+                Err(m) => {
+                    hazard = Some(Hazard {
+                        kind: HazardKind::MissingOutput,
+                        cycle: end,
+                        queue: "-".into(),
+                        slice: 0,
+                        instr: "-".into(),
+                        asm: "-".into(),
+                        node: None,
+                        stream: None,
+                        message: m,
+                    });
+                    outputs.clear();
+                    break;
+                }
+            }
+        }
+    }
+    stats.sram_bytes = e
+        .mem
+        .iter()
+        .flatten()
+        .map(|m| m.written.iter().filter(|w| **w).count() as u64)
+        .sum::<u64>()
+        * e.lanes as u64;
+    Ok(Outcome {
+        cycles: end + e.chip.superlane_skew() as u64,
+        outputs,
+        hazard,
+        stats,
+        trace,
+    })
+}
+
+/// The assembly text of a slot, with producer ids on its sources.
+pub fn instr_text(slot: &lpu_isa::program::Slot) -> String {
+    let dep = |k: DepKind| slot.deps.iter().find(|d| d.kind == k).map(|d| d.on);
+    format!(
+        "i{} {}",
+        slot.id,
+        format_instr(&slot.instr, dep(DepKind::Src), dep(DepKind::Src2))
+    )
+}
+
+impl<'p> Engine<'p> {
+    fn hazard(
+        &self,
+        iss: &Issue,
+        t: u64,
+        kind: HazardKind,
+        message: String,
+        stream: Option<StreamRef>,
+    ) -> Hazard {
+        let q = &self.p.queues[iss.queue as usize];
+        let slot = &q.slots[iss.slot as usize];
+        Hazard {
+            kind,
+            cycle: t,
+            queue: q.queue.to_string(),
+            slice: q.queue.slice,
+            instr: format!("i{}", slot.id),
+            asm: format_instr(&slot.instr, None, None),
+            node: slot
+                .node
+                .and_then(|n| self.p.nodes.get(n as usize))
+                .map(|n| n.name.clone()),
+            stream: stream.map(|s| s.to_string()),
+            message,
+        }
+    }
+
+    /// Finds the earliest issue that breaks an order dependence.
+    fn check_deps(&self, issues: &[Issue]) -> Option<(u64, Hazard)> {
+        let mut first: HashMap<u32, (u64, &Issue)> = HashMap::new();
+        for iss in issues.iter().filter(|i| i.repeat == 0) {
+            let id = self.p.queues[iss.queue as usize].slots[iss.slot as usize].id;
+            first.insert(id, (iss.cycle, iss));
+        }
+        let mut worst: Option<(u64, Hazard)> = None;
+        for iss in issues.iter().filter(|i| i.repeat == 0) {
+            let slot = &self.p.queues[iss.queue as usize].slots[iss.slot as usize];
+            for d in &slot.deps {
+                let DepKind::Order(gap) = d.kind else {
+                    continue;
+                };
+                let Some((tp, piss)) = first.get(&d.on) else {
+                    continue;
+                };
+                let need = *tp as i64 + gap as i64;
+                if (iss.cycle as i64) < need && worst.as_ref().is_none_or(|(c, _)| iss.cycle < *c) {
+                    let ps = &self.p.queues[piss.queue as usize].slots[piss.slot as usize];
+                    let msg = format!(
+                        "issued at cycle {} but depends on i{} `{}` (issued at cycle {tp}) with a gap of {gap}: it may issue at cycle {need} at the earliest",
+                        iss.cycle,
+                        d.on,
+                        format_instr(&ps.instr, None, None)
+                    );
+                    worst = Some((
+                        iss.cycle,
+                        self.hazard(iss, iss.cycle, HazardKind::DependenceViolated, msg, None),
+                    ));
+                }
+            }
+        }
+        worst
+    }
+
+    fn slice_mem(&mut self, slice: u16) -> &mut SliceMem {
+        let n = self.chip.addresses_per_slice() as usize;
+        let lanes = self.lanes;
+        self.mem[slice as usize].get_or_insert_with(|| SliceMem {
+            bytes: vec![0; n * lanes],
+            written: vec![false; n],
+        })
+    }
+
+    fn store_planes(&mut self, slice: u16, addr: u32, planes: &[Vec<u8>]) {
+        let lanes = self.lanes;
+        let m = self.slice_mem(slice);
+        for (k, plane) in planes.iter().enumerate() {
+            let a = addr as usize + k;
+            m.bytes[a * lanes..(a + 1) * lanes].copy_from_slice(plane);
+            m.written[a] = true;
+        }
+    }
+
+    fn store(&mut self, at: VecLoc, v: &Values) {
+        self.store_planes(at.slice, at.addr, &v.to_byte_planes());
+    }
+
+    fn load(&mut self, at: VecLoc, ty: DType) -> Option<Values> {
+        let lanes = self.lanes;
+        let m = self.mem[at.slice as usize].as_ref()?;
+        let w = ty.bytes();
+        let a = at.addr as usize;
+        if !m.written[a..a + w].iter().all(|x| *x) {
+            return None;
+        }
+        let planes: Vec<&[u8]> = (0..w)
+            .map(|k| &m.bytes[(a + k) * lanes..(a + k + 1) * lanes])
+            .collect();
+        Values::from_byte_planes(ty, &planes)
+    }
+
+    fn load_inputs(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(), SimError> {
+        for name in inputs.keys() {
+            if !self.p.inputs.iter().any(|b| &b.name == name) {
+                return Err(SimError::Input(format!(
+                    "input '{name}' is not an input of model '{}'",
+                    self.p.model
+                )));
+            }
+        }
+        for b in &self.p.inputs {
+            let t = inputs.get(&b.name).ok_or_else(|| {
+                SimError::Input(format!(
+                    "missing input '{}' ({} {:?})",
+                    b.name, b.dtype, b.shape
+                ))
+            })?;
+            if t.dtype() != b.dtype || t.shape != b.shape {
+                return Err(SimError::Input(format!(
+                    "input '{}': expected {} {:?}, found {} {:?}",
+                    b.name,
+                    b.dtype,
+                    b.shape,
+                    t.dtype(),
+                    t.shape
+                )));
+            }
+            let vpr = b.vectors_per_row(self.lanes);
+            for r in 0..b.rows {
+                for j in 0..vpr {
+                    let start = r * b.cols + j * self.lanes;
+                    let len = self.lanes.min(b.cols - j * self.lanes);
+                    let v = t
+                        .values
+                        .slice_padded(start, len)
+                        .slice_padded(0, self.lanes);
+                    self.store(b.vectors[r * vpr + j], &v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch(&mut self, b: &Binding) -> Result<Tensor, String> {
+        let vpr = b.vectors_per_row(self.lanes);
+        let mut parts: Vec<Values> = Vec::with_capacity(b.rows * vpr);
+        for r in 0..b.rows {
+            for j in 0..vpr {
+                let at = b.vectors[r * vpr + j];
+                let v = self.load(at, b.dtype).ok_or_else(|| {
+                    format!(
+                        "output '{}' row {r} vector {j} at mem@{}:{:#x} was never written",
+                        b.name, at.slice, at.addr
+                    )
+                })?;
+                let len = self.lanes.min(b.cols - j * self.lanes);
+                parts.push(v.slice_padded(0, len));
+            }
+        }
+        let bytes: Vec<u8> = parts.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let values = Values::from_le_bytes(b.dtype, &bytes).ok_or("output bytes")?;
+        Tensor::new(b.shape.clone(), values).map_err(|e| e.to_string())
+    }
+
+    fn apply_effects(&mut self, upto: u64) {
+        while let Some(entry) = self.effects.first_entry() {
+            if *entry.key() > upto {
+                break;
+            }
+            for eff in entry.remove() {
+                match eff {
+                    Effect::Sram {
+                        slice,
+                        addr,
+                        planes,
+                    } => self.store_planes(slice, addr, &planes),
+                    Effect::Staging { plane, row, v } => {
+                        let size = self.chip.mxm.size as usize;
+                        let pl = self.planes.entry(plane).or_default();
+                        pl.staging.resize(size, None);
+                        pl.staging[row] = Some(v);
+                    }
+                    Effect::Install { plane, rows } => {
+                        self.planes.entry(plane).or_default().active = Some(rows);
+                    }
+                    Effect::Acc { plane, acc, v, add } => {
+                        let n = self.chip.mxm.accumulators as usize;
+                        let pl = self.planes.entry(plane).or_default();
+                        pl.accs.resize(n, None);
+                        let new = match (&pl.accs[acc], add) {
+                            (Some(old), true) => vxm::binary(Opcode::Add, old, &v).unwrap_or(v),
+                            _ => v,
+                        };
+                        pl.accs[acc] = Some(new);
+                    }
+                }
+            }
+        }
+    }
+
+    fn prune(&mut self, now: u64) {
+        let last = self.slices.len() as i64 - 1;
+        let now = now as i64;
+        self.streams.retain(|(dir, _, diag), _| match dir {
+            Dir::East => diag + last >= now,
+            Dir::West => *diag >= now,
+        });
+        let live: std::collections::HashSet<u64> =
+            self.streams.values().flatten().map(|r| r.write).collect();
+        self.writes.retain(|k, _| live.contains(k));
+    }
+
+    fn diag(dir: Dir, t: u64, x: u16) -> i64 {
+        match dir {
+            Dir::East => t as i64 - x as i64,
+            Dir::West => t as i64 + x as i64,
+        }
+    }
+
+    fn write_stream(
+        &mut self,
+        s: StreamRef,
+        x: u16,
+        t: u64,
+        values: Values,
+        producer: u32,
+    ) -> Result<(), Fail> {
+        let id = self.next_write;
+        self.next_write += 1;
+        let w = values.dtype().bytes();
+        let diag = Self::diag(s.dir, t, x);
+        for k in 0..w {
+            let key = (s.dir, s.id + k as u8, diag);
+            let recs = self.streams.entry(key).or_default();
+            if let Some(other) = recs.iter().find(|r| r.x == x) {
+                let prev = self
+                    .writes
+                    .get(&other.write)
+                    .map(|w| w.producer)
+                    .unwrap_or(0);
+                return Err((
+                    HazardKind::StreamCollision,
+                    format!("i{prev} wrote the same stream at the same position and cycle {t}"),
+                    Some(s),
+                ));
+            }
+            recs.push(StreamRec {
+                x,
+                write: id,
+                part: k as u8,
+            });
+        }
+        self.writes.insert(id, Written { values, producer });
+        Ok(())
+    }
+
+    fn read_stream(
+        &self,
+        s: StreamRef,
+        ty: DType,
+        y: u16,
+        r: u64,
+        expect: Option<u32>,
+    ) -> Result<Values, Fail> {
+        let diag = Self::diag(s.dir, r, y);
+        let mut found: Option<u64> = None;
+        for k in 0..ty.bytes() {
+            let recs = self.streams.get(&(s.dir, s.id + k as u8, diag));
+            let best = recs.and_then(|v| {
+                v.iter()
+                    .filter(|rec| match s.dir {
+                        Dir::East => rec.x <= y,
+                        Dir::West => rec.x >= y,
+                    })
+                    .max_by_key(|rec| match s.dir {
+                        Dir::East => rec.x as i64,
+                        Dir::West => -(rec.x as i64),
+                    })
+            });
+            let Some(rec) = best else {
+                return Err((
+                    HazardKind::EmptyStream,
+                    format!(
+                        "stream s{}{} carries no value at position {y} on cycle {r}",
+                        s.id + k as u8,
+                        dir_char(s.dir)
+                    ),
+                    Some(s),
+                ));
+            };
+            if rec.part != k as u8 || found.is_some_and(|f| f != rec.write) {
+                let who = self.writes.get(&rec.write).map(|w| w.producer).unwrap_or(0);
+                return Err((
+                    HazardKind::WrongProducer,
+                    format!("the {ty} operand spans streams carrying parts of different values (i{who} among them)"),
+                    Some(s),
+                ));
+            }
+            found = Some(rec.write);
+        }
+        let w = found.and_then(|f| self.writes.get(&f)).ok_or((
+            HazardKind::EmptyStream,
+            "stream value was lost".to_string(),
+            Some(s),
+        ))?;
+        if let Some(e) = expect {
+            if w.producer != e {
+                return Err((
+                    HazardKind::WrongProducer,
+                    format!(
+                        "read the value of i{} where the value of i{e} was expected",
+                        w.producer
+                    ),
+                    Some(s),
+                ));
+            }
+        }
+        if w.values.dtype() != ty {
+            return Err((
+                HazardKind::WrongProducer,
+                format!("read a {} value as {ty}", w.values.dtype()),
+                Some(s),
+            ));
+        }
+        Ok(w.values.clone())
+    }
+
+    fn bank(&mut self, slice: u16, addr: u32, t: u64, w: u64, id: u32) -> Result<(), Fail> {
+        let bank = addr / self.chip.mem.addresses_per_bank;
+        let e = self.banks.entry((slice, bank)).or_insert((0, 0));
+        if e.0 > t {
+            return Err((
+                HazardKind::BankConflict,
+                format!(
+                    "bank {bank} of mem@{slice} is busy with i{} until cycle {}",
+                    e.1, e.0
+                ),
+                None,
+            ));
+        }
+        *e = (t + w, id);
+        Ok(())
+    }
+
+    fn execute(&mut self, iss: &Issue, t: u64) -> Result<(), Fail> {
+        let q = &self.p.queues[iss.queue as usize];
+        let slot = &q.slots[iss.slot as usize];
+        let i: &Instr = &slot.instr;
+        let x = q.queue.slice;
+        let d = self.chip.delay(i.op) as u64;
+        let expect = |k: DepKind| slot.deps.iter().find(|dp| dp.kind == k).map(|dp| dp.on);
+        let src = |e: &Self, ty: DType| -> Result<Values, Fail> {
+            let s = i
+                .src
+                .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+            e.read_stream(s, ty, x, t, expect(DepKind::Src))
+        };
+        let dst = i.dst;
+        let out = |e: &mut Self, v: Values| -> Result<(), Fail> {
+            match dst {
+                Some(s) => e.write_stream(s, x, t + d, v, slot.id),
+                None => Ok(()),
+            }
+        };
+        match i.op {
+            Opcode::Nop | Opcode::Sync | Opcode::Notify | Opcode::Repeat => Ok(()),
+            Opcode::Read => {
+                let at = VecLoc {
+                    slice: x,
+                    addr: i.arg as u32,
+                };
+                self.bank(x, at.addr, t, i.ty.bytes() as u64, slot.id)?;
+                let v = self.load(at, i.ty).ok_or((
+                    HazardKind::UninitializedRead,
+                    format!(
+                        "read of mem@{x}:{:#x} ({} addresses), which holds no data yet",
+                        at.addr,
+                        i.ty.bytes()
+                    ),
+                    None,
+                ))?;
+                out(self, v)
+            }
+            Opcode::Write => {
+                self.bank(x, i.arg as u32, t, i.ty.bytes() as u64, slot.id)?;
+                let v = src(self, i.ty)?;
+                self.effects.entry(t + d).or_default().push(Effect::Sram {
+                    slice: x,
+                    addr: i.arg as u32,
+                    planes: v.to_byte_planes(),
+                });
+                Ok(())
+            }
+            Opcode::Add | Opcode::Sub | Opcode::Mul | Opcode::Max | Opcode::Min => {
+                let a = src(self, i.ty)?;
+                let s2 = i
+                    .src2
+                    .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+                let b = self.read_stream(s2, i.ty, x, t, expect(DepKind::Src2))?;
+                let v =
+                    vxm::binary(i.op, &a, &b).map_err(|m| (HazardKind::WrongProducer, m, None))?;
+                out(self, v)
+            }
+            Opcode::AddImm | Opcode::MulImm => {
+                let a = src(self, i.ty)?;
+                out(self, vxm::binary_imm(i.op, &a, i.imm))
+            }
+            Opcode::Mov => {
+                let a = src(self, i.ty)?;
+                out(self, a)
+            }
+            Opcode::Relu
+            | Opcode::Neg
+            | Opcode::Abs
+            | Opcode::Exp
+            | Opcode::Tanh
+            | Opcode::Rsqrt => {
+                let a = src(self, i.ty)?;
+                out(self, vxm::unary(i.op, &a))
+            }
+            Opcode::Convert => {
+                let a = src(self, i.ty)?;
+                out(self, vxm::convert(&a, i.to))
+            }
+            Opcode::Quantize => {
+                let a = src(self, i.ty)?;
+                out(self, vxm::quantize(&a, i.imm, i.arg2, i.to))
+            }
+            Opcode::Dequantize => {
+                let a = src(self, i.ty)?;
+                out(self, vxm::dequantize(&a, i.imm, i.arg2))
+            }
+            Opcode::LoadWeights => {
+                let v = src(self, i.ty)?;
+                self.effects
+                    .entry(t + d)
+                    .or_default()
+                    .push(Effect::Staging {
+                        plane: x,
+                        row: i.arg as usize,
+                        v,
+                    });
+                Ok(())
+            }
+            Opcode::InstallWeights => {
+                let size = self.chip.mxm.size as usize;
+                let pl = self.planes.entry(x).or_default();
+                let staged = std::mem::take(&mut pl.staging);
+                let ty = staged
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|v| v.dtype())
+                    .unwrap_or(DType::I8);
+                let rows = (0..size)
+                    .map(|r| {
+                        staged
+                            .get(r)
+                            .cloned()
+                            .flatten()
+                            .unwrap_or_else(|| Values::zeros(ty, size))
+                    })
+                    .collect();
+                self.effects
+                    .entry(t + d)
+                    .or_default()
+                    .push(Effect::Install { plane: x, rows });
+                Ok(())
+            }
+            Opcode::Matmul => {
+                let a = src(self, i.ty)?;
+                let lanes = self.lanes;
+                let pl = self.planes.entry(x).or_default();
+                let rows = pl.active.as_ref().ok_or((
+                    HazardKind::MxmState,
+                    format!("mm on plane mxm@{x} before any weights were installed"),
+                    None,
+                ))?;
+                let v =
+                    vxm::matvec(&a, rows, lanes).map_err(|m| (HazardKind::MxmState, m, None))?;
+                self.effects.entry(t + d).or_default().push(Effect::Acc {
+                    plane: x,
+                    acc: i.arg as usize,
+                    v,
+                    add: i.accumulate,
+                });
+                Ok(())
+            }
+            Opcode::Emit => {
+                let pl = self.planes.entry(x).or_default();
+                let acc = pl.accs.get(i.arg as usize).cloned().flatten().ok_or((
+                    HazardKind::MxmState,
+                    format!(
+                        "emit of accumulator {} on mxm@{x}, which holds no result yet",
+                        i.arg
+                    ),
+                    None,
+                ))?;
+                let v = match (acc.dtype(), i.ty) {
+                    (DType::I32, DType::I32) | (DType::F32, DType::F32) => acc,
+                    (DType::F32, DType::F16) => vxm::convert(&acc, DType::F16),
+                    (a, b) => {
+                        return Err((
+                            HazardKind::MxmState,
+                            format!("emit.{b} of a {a} accumulator"),
+                            None,
+                        ));
+                    }
+                };
+                out(self, v)
+            }
+            Opcode::Shift | Opcode::Rotate => {
+                let a = src(self, i.ty)?;
+                let n = self.lanes as i64;
+                let k = i.arg;
+                let v = if i.op == Opcode::Shift {
+                    vxm::move_lanes(&a, |l| {
+                        let s = l as i64 - k;
+                        (0..n).contains(&s).then_some(s as usize)
+                    })
+                } else {
+                    vxm::move_lanes(&a, |l| Some((l as i64 - k).rem_euclid(n) as usize))
+                };
+                out(self, v)
+            }
+            Opcode::Permute => {
+                let a = src(self, i.ty)?;
+                let table = &self.p.perm_tables[i.arg as usize];
+                let v = vxm::move_lanes(&a, |l| Some(table[l] as usize));
+                out(self, v)
+            }
+        }
+    }
+}
+
+fn dir_char(d: Dir) -> char {
+    match d {
+        Dir::East => 'e',
+        Dir::West => 'w',
+    }
+}

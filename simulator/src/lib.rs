@@ -1,0 +1,23 @@
+//! `lpsim`, the lpu simulator: executes a [`lpu_isa::Program`]
+//! cycle-accurately with real values, stops on hazards, and reports.
+//!
+//! - [`engine`]: the cycle engine ([`simulate`]).
+//! - [`vxm`]: elementwise, MXM and SXM arithmetic.
+//! - [`hazard`]: what the engine stops on.
+//! - [`check`]: comparison with the reference interpreter.
+//! - [`report`]: the JSON and terminal report.
+//! - [`trace`]: per-cycle text trace and Chrome trace-event JSON.
+//! - [`perturb`]: moves one instruction one cycle later (the hazard lab).
+//!
+//! The library never calls the compiler: the program is the contract.
+
+pub mod check;
+pub mod engine;
+pub mod hazard;
+pub mod perturb;
+pub mod report;
+pub mod trace;
+pub mod vxm;
+
+pub use engine::{simulate, Outcome, SimError, SimOptions};
+pub use hazard::{Hazard, HazardKind};

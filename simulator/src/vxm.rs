@@ -1,0 +1,271 @@
+//! Elementwise semantics of the VXM, MXM arithmetic and SXM lane moves, on
+//! [`Values`] vectors. These follow `isa-spec/ISA.md` and are written apart
+//! from the reference interpreter on purpose, so that the two check each
+//! other.
+
+use half::f16;
+use lpu_isa::{DType, Opcode, Values};
+
+fn sat8(x: i64) -> i8 {
+    x.clamp(i8::MIN as i64, i8::MAX as i64) as i8
+}
+
+fn float_op(op: Opcode, a: f32, b: f32) -> f32 {
+    match op {
+        Opcode::Add | Opcode::AddImm => a + b,
+        Opcode::Sub => a - b,
+        Opcode::Mul | Opcode::MulImm => a * b,
+        Opcode::Max => a.max(b),
+        Opcode::Min => a.min(b),
+        _ => f32::NAN,
+    }
+}
+
+fn int_op(op: Opcode, a: i64, b: i64) -> i64 {
+    match op {
+        Opcode::Add | Opcode::AddImm => a.wrapping_add(b),
+        Opcode::Sub => a.wrapping_sub(b),
+        Opcode::Mul | Opcode::MulImm => a.wrapping_mul(b),
+        Opcode::Max => a.max(b),
+        Opcode::Min => a.min(b),
+        _ => 0,
+    }
+}
+
+/// A binary elementwise op on two vectors of the same type. int8 saturates,
+/// int32 wraps, fp16 computes in fp32 and rounds once.
+pub fn binary(op: Opcode, a: &Values, b: &Values) -> Result<Values, String> {
+    Ok(match (a, b) {
+        (Values::F32(x), Values::F32(y)) => {
+            Values::F32(x.iter().zip(y).map(|(p, q)| float_op(op, *p, *q)).collect())
+        }
+        (Values::F16(x), Values::F16(y)) => Values::F16(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| f16::from_f32(float_op(op, p.to_f32(), q.to_f32())))
+                .collect(),
+        ),
+        (Values::I8(x), Values::I8(y)) => Values::I8(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| sat8(int_op(op, *p as i64, *q as i64)))
+                .collect(),
+        ),
+        (Values::I32(x), Values::I32(y)) => Values::I32(
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| int_op(op, *p as i64, *q as i64) as i32)
+                .collect(),
+        ),
+        _ => {
+            return Err(format!(
+                "operands of different types {} and {}",
+                a.dtype(),
+                b.dtype()
+            ))
+        }
+    })
+}
+
+/// A binary op against an immediate scalar.
+pub fn binary_imm(op: Opcode, a: &Values, imm: f64) -> Values {
+    match a {
+        Values::F32(x) => Values::F32(x.iter().map(|p| float_op(op, *p, imm as f32)).collect()),
+        Values::F16(x) => Values::F16(
+            x.iter()
+                .map(|p| f16::from_f32(float_op(op, p.to_f32(), imm as f32)))
+                .collect(),
+        ),
+        Values::I8(x) => Values::I8(
+            x.iter()
+                .map(|p| sat8(int_op(op, *p as i64, imm as i64)))
+                .collect(),
+        ),
+        Values::I32(x) => Values::I32(
+            x.iter()
+                .map(|p| int_op(op, *p as i64, imm as i64) as i32)
+                .collect(),
+        ),
+    }
+}
+
+fn float_unary(op: Opcode, x: f32) -> f32 {
+    match op {
+        Opcode::Relu => {
+            if x < 0.0 {
+                0.0
+            } else {
+                x
+            }
+        }
+        Opcode::Neg => -x,
+        Opcode::Abs => x.abs(),
+        Opcode::Exp => x.exp(),
+        Opcode::Tanh => x.tanh(),
+        Opcode::Rsqrt => 1.0 / x.sqrt(),
+        _ => f32::NAN,
+    }
+}
+
+fn int_unary(op: Opcode, x: i64) -> i64 {
+    match op {
+        Opcode::Relu => x.max(0),
+        Opcode::Neg => -x,
+        Opcode::Abs => x.abs(),
+        _ => 0,
+    }
+}
+
+/// A unary elementwise op.
+pub fn unary(op: Opcode, a: &Values) -> Values {
+    match a {
+        Values::F32(x) => Values::F32(x.iter().map(|p| float_unary(op, *p)).collect()),
+        Values::F16(x) => Values::F16(
+            x.iter()
+                .map(|p| f16::from_f32(float_unary(op, p.to_f32())))
+                .collect(),
+        ),
+        Values::I8(x) => Values::I8(x.iter().map(|p| sat8(int_unary(op, *p as i64))).collect()),
+        Values::I32(x) => Values::I32(
+            x.iter()
+                .map(|p| int_unary(op, *p as i64).clamp(i32::MIN as i64, i32::MAX as i64) as i32)
+                .collect(),
+        ),
+    }
+}
+
+/// Element conversion (`cvt`): float to float rounds to nearest even; float
+/// to int rounds toward zero and saturates (NaN to 0); int to float rounds to
+/// nearest; int to int saturates.
+pub fn convert(a: &Values, to: DType) -> Values {
+    let n = a.len();
+    match (a, to) {
+        (Values::F16(x), DType::F32) => Values::F32(x.iter().map(|v| v.to_f32()).collect()),
+        (Values::I8(x), DType::F32) => Values::F32(x.iter().map(|v| *v as f32).collect()),
+        (Values::I32(x), DType::F32) => Values::F32(x.iter().map(|v| *v as f32).collect()),
+        (Values::F32(x), DType::F16) => Values::F16(x.iter().map(|v| f16::from_f32(*v)).collect()),
+        (Values::I8(x), DType::F16) => {
+            Values::F16(x.iter().map(|v| f16::from_f32(*v as f32)).collect())
+        }
+        (Values::I32(x), DType::F16) => {
+            Values::F16(x.iter().map(|v| f16::from_f64(*v as f64)).collect())
+        }
+        (_, DType::I8) => Values::I8(
+            (0..n)
+                .map(|i| a.get_f64(i).clamp(-128.0, 127.0) as i8)
+                .collect(),
+        ),
+        (_, DType::I32) => Values::I32((0..n).map(|i| a.get_f64(i) as i32).collect()),
+        _ => a.clone(),
+    }
+}
+
+/// QuantizeLinear: `clamp(round_half_even(x / scale) + zp)`, NaN to 0.
+pub fn quantize(a: &Values, scale: f64, zp: i64, to: DType) -> Values {
+    let s = scale as f32;
+    let q = |x: f32| -> f32 { (x / s).round_ties_even() + zp as f32 };
+    let xs: Vec<f32> = (0..a.len()).map(|i| a.get_f64(i) as f32).collect();
+    match to {
+        DType::I32 => Values::I32(xs.iter().map(|x| q(*x) as i32).collect()),
+        _ => Values::I8(
+            xs.iter()
+                .map(|x| q(*x).clamp(-128.0, 127.0) as i8)
+                .collect(),
+        ),
+    }
+}
+
+/// DequantizeLinear: `((x - zp) as f32) * scale`, the subtraction exact.
+pub fn dequantize(a: &Values, scale: f64, zp: i64) -> Values {
+    let s = scale as f32;
+    Values::F32(
+        (0..a.len())
+            .map(|i| ((a.get_f64(i) as i64 - zp) as f32) * s)
+            .collect(),
+    )
+}
+
+/// One MXM pass: the activation vector `x` (a K-tile) times the weight rows
+/// (`rows[k]` is a row of N-tile outputs). int8 accumulates in int32
+/// (wrapping); fp16 accumulates in fp32 from 0.0, k ascending.
+pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, String> {
+    match x {
+        Values::I8(xv) => {
+            let mut out = vec![0i32; lanes];
+            for (k, r) in rows.iter().enumerate() {
+                let Values::I8(w) = r else {
+                    return Err("int8 activations against non-int8 weights".into());
+                };
+                let xk = xv[k] as i32;
+                for (o, wv) in out.iter_mut().zip(w) {
+                    *o = o.wrapping_add(xk.wrapping_mul(*wv as i32));
+                }
+            }
+            Ok(Values::I32(out))
+        }
+        Values::F16(xv) => {
+            let mut out = vec![0f32; lanes];
+            for (k, r) in rows.iter().enumerate() {
+                let Values::F16(w) = r else {
+                    return Err("fp16 activations against non-fp16 weights".into());
+                };
+                let xk = xv[k].to_f32();
+                for (o, wv) in out.iter_mut().zip(w) {
+                    *o += xk * wv.to_f32();
+                }
+            }
+            Ok(Values::F32(out))
+        }
+        _ => Err(format!("the MXM does not multiply {}", x.dtype())),
+    }
+}
+
+/// Lane movement: `out[i] = in[src(i)]`, zero where `src` gives `None`.
+pub fn move_lanes(a: &Values, src: impl Fn(usize) -> Option<usize>) -> Values {
+    let n = a.len();
+    let zero = Values::zeros(a.dtype(), 1);
+    let idx: Vec<Option<usize>> = (0..n).map(&src).collect();
+    match (a, zero) {
+        (Values::F32(x), _) => Values::F32(idx.iter().map(|i| i.map_or(0.0, |i| x[i])).collect()),
+        (Values::F16(x), _) => {
+            Values::F16(idx.iter().map(|i| i.map_or(f16::ZERO, |i| x[i])).collect())
+        }
+        (Values::I8(x), _) => Values::I8(idx.iter().map(|i| i.map_or(0, |i| x[i])).collect()),
+        (Values::I32(x), _) => Values::I32(idx.iter().map(|i| i.map_or(0, |i| x[i])).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn int8_saturates_and_int32_wraps() {
+        let a = Values::I8(vec![100, -100]);
+        assert_eq!(
+            binary(Opcode::Add, &a, &a).unwrap(),
+            Values::I8(vec![127, -128])
+        );
+        let b = Values::I32(vec![i32::MAX]);
+        assert_eq!(
+            binary(Opcode::Add, &b, &Values::I32(vec![1])).unwrap(),
+            Values::I32(vec![i32::MIN])
+        );
+    }
+
+    #[test]
+    fn quantize_rounds_half_to_even() {
+        let x = Values::F32(vec![2.5, -2.5, 3.5, 1000.0, f32::NAN]);
+        assert_eq!(
+            quantize(&x, 1.0, 0, DType::I8),
+            Values::I8(vec![2, -2, 4, 127, 0])
+        );
+    }
+
+    #[test]
+    fn matvec_int8() {
+        let x = Values::I8(vec![1, 2]);
+        let rows = vec![Values::I8(vec![3, 4]), Values::I8(vec![5, 6])];
+        assert_eq!(matvec(&x, &rows, 2).unwrap(), Values::I32(vec![13, 16]));
+    }
+}
