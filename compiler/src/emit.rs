@@ -62,37 +62,56 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
         }
         lists.push((q, entries));
     }
-    // Ids in queue order, then slot order.
-    let mut ids: BTreeMap<MemberRef, u32> = BTreeMap::new();
-    let mut next = 0u32;
-    for (_, entries) in &lists {
+    // Ids: the NOTIFY is i0, then the SYNCs, then every scheduled
+    // instruction in (cycle, queue) order, so ids grow with time in traces;
+    // NOPs come last.
+    let mut order: Vec<(u64, QueueId, MemberRef)> = Vec::new();
+    for (q, entries) in &lists {
+        let mut t = base;
         for e in entries {
-            if let Entry::Member(r) = e {
-                ids.insert(*r, next);
+            match e {
+                Entry::Nop(n) => t += n,
+                Entry::Member(r) => {
+                    order.push((t, *q, *r));
+                    t += 1;
+                }
+                _ => {}
             }
-            next += 1;
         }
     }
+    order.sort();
+    let syncs = lists.len() as u32 - 1;
+    let mut ids: BTreeMap<MemberRef, u32> = BTreeMap::new();
+    for (k, (_, _, r)) in order.iter().enumerate() {
+        ids.insert(*r, 1 + syncs + k as u32);
+    }
+    let mut next_sync = 1u32;
+    let mut next_nop = 1 + syncs + order.len() as u32;
     let mut queues = Vec::with_capacity(lists.len());
-    let mut id = 0u32;
     for (q, entries) in lists {
         let mut slots = Vec::with_capacity(entries.len());
         for e in entries {
             let slot = match e {
                 Entry::Sync => Slot {
-                    id,
+                    id: {
+                        next_sync += 1;
+                        next_sync - 1
+                    },
                     instr: Instr::new(Opcode::Sync),
                     node: None,
                     deps: vec![],
                 },
                 Entry::Notify => Slot {
-                    id,
+                    id: 0,
                     instr: Instr::new(Opcode::Notify),
                     node: None,
                     deps: vec![],
                 },
                 Entry::Nop(n) => Slot {
-                    id,
+                    id: {
+                        next_nop += 1;
+                        next_nop - 1
+                    },
                     instr: Instr::nop(n as u32),
                     node: None,
                     deps: vec![],
@@ -122,7 +141,7 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                         });
                     }
                     Slot {
-                        id,
+                        id: ids[&r],
                         instr: placed[r.group as usize][r.member as usize].instr.clone(),
                         node: Some(m.node),
                         deps,
@@ -130,7 +149,6 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                 }
             };
             slots.push(slot);
-            id += 1;
         }
         queues.push(QueueProgram { queue: q, slots });
     }

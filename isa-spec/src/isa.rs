@@ -409,3 +409,57 @@ mod tests {
         assert_eq!(StreamRef::parse("s999e"), None);
     }
 }
+
+/// The ISA table as a Markdown table, as `ISA.md` embeds it (a test keeps
+/// the two identical).
+pub fn markdown_table() -> String {
+    let mut s = String::from("| mnemonic | unit | queue | types | operands | delay | semantics |\n|---|---|---|---|---|---|---|\n");
+    for i in OPCODES {
+        let types = match i.typing {
+            Typing::None => "-",
+            Typing::One => "`.T`",
+            Typing::Two => "`.FROM.TO`",
+        };
+        let queue = match i.unit {
+            Unit::Mxm if i.queue == 0 => "weights (0)",
+            Unit::Mxm => "compute (1)",
+            Unit::Icu => "any",
+            _ => "any of the slice",
+        };
+        let ops: Vec<&str> = i
+            .operands
+            .iter()
+            .map(|o| match o {
+                Operand::Count => "`n=`",
+                Operand::Stride => "`d=`",
+                Operand::Addr => "`a=`",
+                Operand::Row => "`row=`",
+                Operand::Acc => "`acc=`",
+                Operand::Mode => "`mode=set|add`",
+                Operand::Shift => "`k=`",
+                Operand::Table => "`tab=`",
+                Operand::Imm => "`imm=`",
+                Operand::Scale => "`scale=`",
+                Operand::Zp => "`zp=`",
+                Operand::Src => "src",
+                Operand::Src2 => "src2",
+                Operand::Dst => "`->dst`",
+            })
+            .collect();
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            i.mnemonic,
+            i.unit,
+            queue,
+            types,
+            if ops.is_empty() {
+                "-".to_string()
+            } else {
+                ops.join(" ").replace('|', "\\|")
+            },
+            i.delay,
+            i.doc
+        ));
+    }
+    s
+}
