@@ -219,6 +219,12 @@ impl ChipConfig {
         if (self.mem.banks as u64) * (self.mem.addresses_per_bank as u64) > u32::MAX as u64 / 2 {
             return bad("mem.banks x mem.addresses_per_bank is too large".into());
         }
+        let slice_bytes = self.addresses_per_slice() as u64 * self.lanes() as u64;
+        if slice_bytes > 64 << 20 {
+            return bad(format!(
+                "one MEM slice would hold {slice_bytes} bytes; this model allows at most 64 MiB per slice"
+            ));
+        }
         if self.mxm.size != self.lanes() {
             return bad(format!(
                 "mxm.size ({}) must equal the vector length ({}) in this model",

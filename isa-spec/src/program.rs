@@ -434,10 +434,10 @@ impl Program {
             let bad = match o {
                 Operand::Count => !(1..=1 << 40).contains(&i.arg),
                 Operand::Stride => !(1..=1 << 20).contains(&i.arg2),
-                Operand::Addr => check_addr(chip, i.arg, i.ty.bytes())
-                    .err()
-                    .map(|m| m.to_string())
-                    .is_some(),
+                Operand::Addr => {
+                    check_addr(chip, i.arg, i.ty.bytes())?;
+                    false
+                }
                 Operand::Row => !(0..chip.mxm.size as i64).contains(&i.arg),
                 Operand::Acc => !(0..chip.mxm.accumulators as i64).contains(&i.arg),
                 Operand::Shift => i.arg.unsigned_abs() as usize > lanes,

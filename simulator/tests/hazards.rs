@@ -1,0 +1,129 @@
+//! Every hazard kind, provoked by a small hand-written assembly program on
+//! the `tiny` chip (MEM slices at positions 2-5 and 7-10, the VXM at 6,
+//! MXM planes at 0 and 11; read delay 3, write delay 1, mov delay 1).
+
+use lpu_isa::{ChipConfig, Program};
+use lpu_sim::{simulate, HazardKind, SimOptions};
+use std::collections::BTreeMap;
+
+/// Assembles `body` (queues and data) under a header for the tiny chip.
+fn program(body: &str) -> Program {
+    let empty = Program {
+        model: "t".into(),
+        chip: ChipConfig::preset("tiny").expect("tiny"),
+        nodes: vec![lpu_isa::program::NodeInfo {
+            name: "n".into(),
+            op: "Test".into(),
+        }],
+        perm_tables: vec![],
+        inputs: vec![],
+        outputs: vec![],
+        queues: vec![],
+        memory: vec![],
+    };
+    let text = format!(
+        "{}.queue icu\n  i0 notify\n{body}",
+        lpu_isa::asm::disassemble(&empty)
+    );
+    lpu_isa::asm::assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+const ONES: &str = "01010101010101010101010101010101";
+
+fn hazard_of(body: &str) -> Option<HazardKind> {
+    let p = program(body);
+    let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
+    o.hazard.map(|h| {
+        // Every hazard names its cycle, queue and instruction.
+        assert!(h.to_string().contains(&format!("cycle {}", h.cycle)), "{h}");
+        h.kind
+    })
+}
+
+#[test]
+fn a_correct_program_has_no_hazard() {
+    // read at 1 on mem@5 lands at 4, reaches the VXM (6) at 5; relu lands at
+    // 6 and reaches mem@7 at 7.
+    let body = format!(
+        ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue mem@7\n  i3 sync\n  i4 nop n=6\n  i5 write.i8 a=0x0 s1e<i7\n.queue vxm@6.0\n  i6 sync\n  i8 nop n=4\n  i7 relu.i8 s0e<i2 ->s1e\n.data mem@5 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&body), None);
+}
+
+#[test]
+fn reading_an_empty_stream() {
+    let body = ".queue mem@7\n  i1 sync\n  i2 write.i8 a=0x0 s1e\n";
+    assert_eq!(hazard_of(body), Some(HazardKind::EmptyStream));
+}
+
+#[test]
+fn reading_one_cycle_late_misses_the_value() {
+    let body = format!(
+        ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue vxm@6.0\n  i6 sync\n  i8 nop n=5\n  i7 relu.i8 s0e<i2 ->s1e\n.data mem@5 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&body), Some(HazardKind::EmptyStream));
+}
+
+#[test]
+fn reading_another_producers_value() {
+    // i2 (mem@2, cycle 1) and i3 (mem@3, cycle 2) share a diagonal on s0e:
+    // i3 overwrites i2's value from position 3 on, so mem@4 reading at
+    // cycle 6 gets i3's value while it expects i2's.
+    let body = format!(
+        ".queue mem@2\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue mem@3\n  i4 sync\n  i9 nop n=1\n  i3 read.i8 a=0x0 ->s0e\n.queue mem@4\n  i5 sync\n  i6 nop n=5\n  i7 write.i8 a=0x0 s0e<i2\n.data mem@2 0x0 i8 {ONES}\n.data mem@3 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&body), Some(HazardKind::WrongProducer));
+}
+
+#[test]
+fn two_writers_on_one_stream_position_and_cycle() {
+    // Two VXM ALUs at position 6 both write s2e on cycle 6.
+    let body = format!(
+        ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue mem@7\n  i3 sync\n  i4 read.i8 a=0x0 ->s0w\n.queue vxm@6.0\n  i5 sync\n  i6 nop n=4\n  i7 mov.i8 s0e<i2 ->s2e\n.queue vxm@6.1\n  i8 sync\n  i9 nop n=4\n  i10 mov.i8 s0w<i4 ->s2e\n.data mem@5 0x0 i8 {ONES}\n.data mem@7 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&body), Some(HazardKind::StreamCollision));
+}
+
+#[test]
+fn bank_port_conflict() {
+    // An fp32 read holds bank 0 for 4 cycles; a second read of the bank on
+    // the next cycle collides.
+    let data = ONES.repeat(1);
+    let body = format!(
+        ".queue mem@5\n  i1 sync\n  i2 read.f32 a=0x0 ->s0e\n  i3 read.i8 a=0x10 ->s4e\n.data mem@5 0x0 f32 {}\n.data mem@5 0x10 i8 {data}\n",
+        ONES.repeat(4)
+    );
+    assert_eq!(hazard_of(&body), Some(HazardKind::BankConflict));
+}
+
+#[test]
+fn reading_never_written_sram() {
+    let body = ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x40 ->s0e\n";
+    assert_eq!(hazard_of(body), Some(HazardKind::UninitializedRead));
+}
+
+#[test]
+fn a_broken_order_dependence() {
+    // i3 must issue at least 5 cycles after i2 but issues 1 cycle after.
+    let body = format!(
+        ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n  i3 read.i8 a=0x0 ->s1e after=i2+5\n.data mem@5 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&body), Some(HazardKind::DependenceViolated));
+}
+
+#[test]
+fn multiply_without_installed_weights() {
+    let body = format!(
+        ".queue mem@10\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue mxm@11.1\n  i3 sync\n  i4 nop n=4\n  i5 mm.i8 s0e<i2 acc=0 mode=set\n.data mem@10 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&body), Some(HazardKind::MxmState));
+}
+
+#[test]
+fn sram_overflow_is_rejected_on_load() {
+    let empty = program("");
+    let text = lpu_isa::asm::disassemble(&empty)
+        + ".queue mem@5\n  i1 sync\n  i2 read.f32 a=0x3ffe ->s0e\n";
+    let e = lpu_isa::asm::assemble(&text).expect_err("overflow");
+    assert!(e.to_string().contains("SRAM overflow"), "{e}");
+}
