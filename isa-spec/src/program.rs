@@ -19,6 +19,14 @@ use std::fmt;
 /// Version of the program format; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Largest REPEAT count.
+pub const MAX_REPEAT: i64 = 1 << 16;
+
+/// Largest number of instruction issues (REPEATs expanded) a program may
+/// make; [`Program::issue_times`] refuses longer programs rather than
+/// allocating without bound.
+pub const MAX_ISSUES: usize = 1 << 26;
+
 /// Magic bytes opening a binary program (`.lpb`).
 pub const MAGIC: &[u8; 8] = b"LPUPROG\0";
 
@@ -432,6 +440,7 @@ impl Program {
         }
         for o in info.operands {
             let bad = match o {
+                Operand::Count if i.op == Opcode::Repeat => !(1..=MAX_REPEAT).contains(&i.arg),
                 Operand::Count => !(1..=1 << 40).contains(&i.arg),
                 Operand::Stride => !(1..=1 << 20).contains(&i.arg2),
                 Operand::Addr => {
@@ -486,6 +495,9 @@ impl Program {
                     Opcode::Nop => t += i.issue_cycles(),
                     Opcode::Repeat => {
                         let (n, d) = (i.arg as u64, i.arg2 as u64);
+                        if out.len() as u64 + n > MAX_ISSUES as u64 {
+                            return Err(format!("program makes more than {MAX_ISSUES} issues"));
+                        }
                         for r in 1..=n {
                             out.push(Issue {
                                 cycle: last_issue + r * d,

@@ -1,0 +1,75 @@
+//! The program loaders never panic: arbitrary or damaged bytes and text give
+//! an error or a valid program.
+
+use lpu_isa::{asm, ChipConfig, Instr, Opcode, Program};
+use proptest::prelude::*;
+
+fn sample() -> Program {
+    let chip = ChipConfig::preset("tiny").expect("tiny");
+    let text = format!(
+        "{}.queue icu\n  i0 notify\n.queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n  i3 repeat n=2 d=3\n.data mem@5 0x0 i8 {}\n",
+        asm::disassemble(&Program {
+            model: "m".into(),
+            chip,
+            nodes: vec![],
+            perm_tables: vec![],
+            inputs: vec![],
+            outputs: vec![],
+            queues: vec![],
+            memory: vec![],
+        }),
+        "00".repeat(16)
+    );
+    asm::assemble(&text).expect("sample assembles")
+}
+
+#[test]
+fn binary_and_text_round_trip() {
+    let p = sample();
+    let bytes = p.to_bytes();
+    assert_eq!(Program::from_bytes(&bytes).expect("decodes"), p);
+    let text = asm::disassemble(&p);
+    assert_eq!(asm::assemble(&text).expect("assembles"), p);
+    assert_eq!(
+        asm::disassemble(&asm::assemble(&text).expect("assembles")),
+        text
+    );
+    let issues = p.issue_times().expect("timed");
+    // notify at 0; read at 1 and its repeats at 4 and 7.
+    let cycles: Vec<u64> = issues.iter().map(|i| i.cycle).collect();
+    assert_eq!(cycles, vec![0, 1, 4, 7]);
+    assert_eq!(Instr::nop(3).issue_cycles(), 3);
+    assert!(Opcode::Read.writes_stream());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn damaged_binaries_do_not_panic(pos in 0usize..4096, byte in any::<u8>(), cut in 0usize..4096) {
+        let mut bytes = sample().to_bytes();
+        let n = bytes.len();
+        bytes[pos % n] = byte;
+        let _ = Program::from_bytes(&bytes);
+        bytes.truncate(cut % n);
+        let _ = Program::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_do_not_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut b = lpu_isa::program::MAGIC.to_vec();
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend(bytes.iter());
+        let _ = Program::from_bytes(&b);
+        let _ = Program::from_bytes(&bytes);
+    }
+
+    #[test]
+    fn damaged_text_does_not_panic(line in 0usize..64, junk in "[ -~]{0,40}") {
+        let text = asm::disassemble(&sample());
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        let k = line % lines.len();
+        lines[k] = junk;
+        let _ = asm::assemble(&lines.join("\n"));
+    }
+}
