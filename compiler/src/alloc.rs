@@ -172,3 +172,54 @@ impl SramAlloc {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ChipConfig {
+        ChipConfig::preset("tiny").expect("tiny")
+    }
+
+    #[test]
+    fn views_and_round_robin_placement() {
+        assert_eq!(view2d(&[]), (1, 1));
+        assert_eq!(view2d(&[7]), (1, 7));
+        assert_eq!(view2d(&[2, 3, 5]), (6, 5));
+        let mut a = SramAlloc::new(&tiny());
+        let t = a.tensor("t", &[2, 20], DType::F32);
+        // 20 columns = 2 vectors of 16 lanes per row, on 4 different slices.
+        assert_eq!(t.vpr, 2);
+        let slices: Vec<u16> = t.vectors.iter().map(|v| v.slice).collect();
+        assert_eq!(slices, vec![2, 3, 4, 5]);
+        assert_eq!(a.used_bytes(), 4 * 4 * 16);
+    }
+
+    #[test]
+    fn constants_are_padded_into_the_image() {
+        let mut a = SramAlloc::new(&tiny());
+        let v = Values::I8((1..=20).collect());
+        let t = a.constant("c", &[20], &v);
+        let image = a.finish("m", &tiny()).expect("fits");
+        assert_eq!(image.len(), 2);
+        assert_eq!(image[1].at, t.at(0, 1));
+        assert_eq!(
+            image[1].values,
+            Values::I8(vec![17, 18, 19, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        );
+    }
+
+    #[test]
+    fn overflow_reports_the_numbers() {
+        let mut a = SramAlloc::new(&tiny());
+        a.tensor("big", &[1024, 1024], DType::F32);
+        a.tensor("small", &[16], DType::I8);
+        let e = a
+            .finish("m", &tiny())
+            .expect_err("does not fit")
+            .to_string();
+        assert!(e.contains("needs 4.00 MiB"), "{e}");
+        assert!(e.contains("has 2.00 MiB"), "{e}");
+        assert!(e.contains("big (4.00 MiB)"), "{e}");
+    }
+}
