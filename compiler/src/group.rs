@@ -11,7 +11,7 @@
 //! weight-buffer ordering).
 
 use lpu_isa::program::VecLoc;
-use lpu_isa::Instr;
+use lpu_isa::{ChipConfig, Instr, Opcode, SliceKind};
 
 /// Refers to one member of one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,4 +73,150 @@ pub struct Group {
     pub members: Vec<Member>,
     /// Stream links between them.
     pub links: Vec<Link>,
+}
+
+/// Positions and queue counts of the units a group may use.
+pub struct Floorplan {
+    /// Position of the VXM slice (the first one, west to east).
+    pub vxm: u16,
+    /// ALU queues of a VXM slice.
+    pub vxm_queues: u8,
+    /// Positions of the SXM slices.
+    pub sxm: Vec<u16>,
+    /// Queues of an SXM slice.
+    pub sxm_queues: u8,
+    /// Streams per direction.
+    pub streams: u32,
+}
+
+impl Floorplan {
+    /// The floorplan of a chip (validated configs have a VXM slice).
+    pub fn new(chip: &ChipConfig) -> Floorplan {
+        Floorplan {
+            vxm: chip
+                .positions_of(SliceKind::Vxm)
+                .first()
+                .copied()
+                .unwrap_or(0),
+            vxm_queues: chip.queues_per_slice(SliceKind::Vxm),
+            sxm: chip.positions_of(SliceKind::Sxm),
+            sxm_queues: chip.queues_per_slice(SliceKind::Sxm),
+            streams: chip.streams_per_direction,
+        }
+    }
+}
+
+/// The queue a member is bound to, when it has no choice: (slice, queue).
+pub fn fixed_queue(place: &Place) -> Option<(u16, u8)> {
+    match place {
+        Place::Mem(at) => Some((at.slice, 0)),
+        Place::Mxm { slice, queue } => Some((*slice, *queue)),
+        _ => None,
+    }
+}
+
+/// Slice position where a member executes.
+pub fn position(place: &Place, fp: &Floorplan) -> u16 {
+    match place {
+        Place::Mem(at) => at.slice,
+        Place::Vxm => fp.vxm,
+        Place::Mxm { slice, .. } => *slice,
+        Place::Sxm => fp.sxm.first().copied().unwrap_or(0),
+    }
+}
+
+/// Issue-cycle offsets of a group's members relative to its first member,
+/// fixed by the stream links: a link from `f` to `t` means
+/// `t = f + delay(f) + |pos(f) - pos(t)|`.
+pub fn offsets(g: &Group, chip: &ChipConfig, fp: &Floorplan) -> Result<Vec<i64>, String> {
+    let n = g.members.len();
+    let mut off: Vec<Option<i64>> = vec![None; n];
+    if n == 0 {
+        return Ok(vec![]);
+    }
+    off[0] = Some(0);
+    // Links form a tree; relax until every member has an offset.
+    for _ in 0..n {
+        for l in &g.links {
+            let (f, t) = (l.from as usize, l.to as usize);
+            let hop = chip.delay(g.members[f].instr.op) as i64
+                + (position(&g.members[f].place, fp) as i64
+                    - position(&g.members[t].place, fp) as i64)
+                    .abs();
+            match (off[f], off[t]) {
+                (Some(a), None) => off[t] = Some(a + hop),
+                (None, Some(b)) => off[f] = Some(b - hop),
+                (Some(a), Some(b)) if b != a + hop => {
+                    return Err("stream links of one group disagree on timing".into())
+                }
+                _ => {}
+            }
+        }
+    }
+    off.into_iter()
+        .map(|o| o.ok_or_else(|| "group members are not all linked".to_string()))
+        .collect()
+}
+
+/// Two members of a group that can never be placed together, whatever the
+/// start cycle: the same fixed queue on the same cycle, or overlapping
+/// uses of one SRAM bank's port.
+pub fn conflict(g: &Group, chip: &ChipConfig, off: &[i64]) -> Option<(usize, usize)> {
+    let bank = |p: &Place| match p {
+        Place::Mem(at) => Some((at.slice, at.addr / chip.mem.addresses_per_bank)),
+        _ => None,
+    };
+    for (a, ma) in g.members.iter().enumerate() {
+        for (b, mb) in g.members.iter().enumerate().skip(a + 1) {
+            let qa = fixed_queue(&ma.place);
+            if qa.is_some() && qa == fixed_queue(&mb.place) && off[a] == off[b] {
+                return Some((a, b));
+            }
+            if let (Some(ba), Some(bb)) = (bank(&ma.place), bank(&mb.place)) {
+                let (wa, wb) = (ma.instr.ty.bytes() as i64, mb.instr.ty.bytes() as i64);
+                if ba == bb && off[a] < off[b] + wb && off[b] < off[a] + wa {
+                    return Some((a, b));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Resolves intra-group conflicts by retiming SRAM reads: a `mov` on the VXM
+/// between a conflicting read and its consumer makes the read issue
+/// `delay(mov)` cycles earlier. Gives up after a few rounds (the scheduler
+/// then reports the group).
+pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
+    for _ in 0..16 {
+        let Ok(off) = offsets(g, chip, fp) else {
+            return;
+        };
+        let Some((a, b)) = conflict(g, chip, &off) else {
+            return;
+        };
+        let read = [b, a]
+            .into_iter()
+            .find(|&m| g.members[m].instr.op == Opcode::Read);
+        let Some(r) = read else { return };
+        let Some(li) = g.links.iter().position(|l| l.from as usize == r) else {
+            return;
+        };
+        let ty = g.members[r].instr.ty;
+        let node = g.members[r].node;
+        g.members.push(Member {
+            instr: Instr::new(Opcode::Mov).typed(ty),
+            place: Place::Vxm,
+            node,
+            after: vec![],
+        });
+        let m = g.members.len() as u32 - 1;
+        let old = g.links[li];
+        g.links[li] = Link { from: m, ..old };
+        g.links.push(Link {
+            from: r as u32,
+            to: m,
+            operand: 0,
+        });
+    }
 }

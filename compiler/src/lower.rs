@@ -7,9 +7,21 @@
 //! | Add, Sub, Mul | per output vector: read both operands, VXM op, write. Operands may be the same shape as the output, a row broadcast (`[N]`, `[1, N]`), or a constant scalar (materialised as a row). |
 //! | Relu, Cast, QuantizeLinear, DequantizeLinear | per vector: read, VXM op (`relu`, `cvt`, `qnt`, `dqnt`), write. Quantization parameters must be constant scalars; they become immediates. |
 //! | Identity | no instructions: the output shares the input's storage. |
+//!
+//! **Fusion.** An elementwise node (Relu, Cast, QuantizeLinear,
+//! DequantizeLinear, or Add/Sub/Mul whose other operand is already
+//! available) that is the only consumer of a chain's result is appended to
+//! that chain instead of round-tripping through SRAM: a MatMul's emit flows
+//! through dequantize, bias add, ReLU and quantize on the VXM before one
+//! write. Its instructions keep the fused node's provenance.
+//!
+//! **Retiming.** When two members of one group would need the same MEM queue
+//! or bank on overlapping cycles (two operands in one slice, say), a VXM
+//! `mov` is inserted after one read so it issues earlier
+//! ([`crate::group::retime_reads`]).
 
 use crate::alloc::{view2d, SramAlloc, TensorLoc};
-use crate::group::{Group, Link, Member, MemberRef, Place};
+use crate::group::{retime_reads, Floorplan, Group, Link, Member, MemberRef, Place};
 use crate::CompileError;
 use half::f16;
 use lpu_graph::{Graph, Node, Tensor};
@@ -59,6 +71,29 @@ struct Lowerer<'a> {
     planes: Vec<Plane>,
     next_plane: usize,
     node: u32,
+    fp: Floorplan,
+    /// Per node, the elementwise nodes fused into its groups.
+    tails: Vec<Vec<usize>>,
+    /// Nodes lowered as part of another node's groups.
+    absorbed: Vec<bool>,
+}
+
+/// One fused elementwise step after a chain's last result.
+struct TailOp {
+    node: u32,
+    kind: TailKind,
+}
+
+enum TailKind {
+    /// A one-operand VXM instruction.
+    Unary(Instr),
+    /// A two-operand VXM instruction whose other operand is read from SRAM;
+    /// `chain_first` says whether the chain's value is the first operand.
+    Binary {
+        instr: Instr,
+        other: TensorLoc,
+        chain_first: bool,
+    },
 }
 
 /// A group under construction.
@@ -67,10 +102,102 @@ struct Gb {
     index: u32,
 }
 
-/// What follows `emit` in a matrix product's epilogue.
+/// What follows `emit` in a matrix product's epilogue (before any fused
+/// tail).
 struct Epilogue {
     alpha: Option<f32>,
     bias: Option<TensorLoc>,
+}
+
+/// Ops whose lowering ends in a VXM/MXM chain that fused ops can extend.
+fn is_chain_producer(g: &Graph, n: &Node) -> bool {
+    match n.op_type.as_str() {
+        "MatMul" | "Gemm" | "MatMulInteger" | "Add" | "Sub" | "Mul" | "Relu" | "QuantizeLinear"
+        | "DequantizeLinear" => true,
+        "Cast" => is_real_cast(g, n),
+        _ => false,
+    }
+}
+
+fn is_real_cast(g: &Graph, n: &Node) -> bool {
+    let from = n.inputs.first().and_then(|x| g.info(x)).map(|i| i.dtype);
+    let to = n.outputs.first().and_then(|x| g.info(x)).map(|i| i.dtype);
+    from.is_some() && from != to
+}
+
+/// Whether `c` can be fused after the node `producer` whose result is `t`:
+/// elementwise, same shape as `t`, and any other operand already available
+/// when `producer` is lowered.
+fn fusible(g: &Graph, c: &Node, t: &str, producer: usize) -> bool {
+    let out_info = c.outputs.first().and_then(|o| g.info(o));
+    let t_info = g.info(t);
+    let (Some(oi), Some(ti)) = (out_info, t_info) else {
+        return false;
+    };
+    if oi.shape != ti.shape {
+        return false;
+    }
+    let scalar_const = |name: &str| g.initializers.get(name).is_some_and(|x| x.len() == 1);
+    match c.op_type.as_str() {
+        "Relu" => true,
+        "Cast" => is_real_cast(g, c),
+        "QuantizeLinear" | "DequantizeLinear" => {
+            c.input(0) == Some(t)
+                && c.input(1).is_some_and(scalar_const)
+                && c.input(2).is_none_or(scalar_const)
+        }
+        "Add" | "Sub" | "Mul" => {
+            let other = if c.input(0) == Some(t) {
+                c.input(1)
+            } else {
+                c.input(0)
+            };
+            let Some(other) = other else { return false };
+            let Some(info) = g.info(other) else {
+                return false;
+            };
+            let (r, cc) = view2d(&info.shape);
+            let (tr, tc) = view2d(&ti.shape);
+            let shape_ok = ((r == tr || r == 1) && cc == tc)
+                || (r * cc == 1 && g.initializers.contains_key(other));
+            let ready = g.producer(other).is_none_or(|p| p < producer);
+            shape_ok && ready
+        }
+        _ => false,
+    }
+}
+
+/// Decides which elementwise nodes fuse into their producer's groups.
+fn plan_fusion(g: &Graph) -> (Vec<Vec<usize>>, Vec<bool>) {
+    let n = g.nodes.len();
+    let mut tails = vec![Vec::new(); n];
+    let mut absorbed = vec![false; n];
+    for i in 0..n {
+        if absorbed[i] || !is_chain_producer(g, &g.nodes[i]) {
+            continue;
+        }
+        let Some(mut t) = g.nodes[i].outputs.first().cloned() else {
+            continue;
+        };
+        loop {
+            if g.outputs.contains(&t) {
+                break;
+            }
+            let cons = g.consumers(&t);
+            let [c] = cons.as_slice() else { break };
+            let node = &g.nodes[*c];
+            if node.inputs.iter().filter(|x| **x == t).count() != 1 || !fusible(g, node, &t, i) {
+                break;
+            }
+            tails[i].push(*c);
+            absorbed[*c] = true;
+            match node.outputs.first() {
+                Some(o) => t = o.clone(),
+                None => break,
+            }
+        }
+    }
+    (tails, absorbed)
 }
 
 /// Lowers a validated graph for `chip`.
@@ -98,12 +225,19 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         planes,
         next_plane: 0,
         node: 0,
+        fp: Floorplan::new(chip),
+        tails: Vec::new(),
+        absorbed: Vec::new(),
     };
+    (l.tails, l.absorbed) = plan_fusion(graph);
     for (name, info) in &graph.inputs {
         let loc = l.alloc.tensor(name, &info.shape, info.dtype);
         l.locs.insert(name.clone(), loc);
     }
     for (i, node) in graph.nodes.iter().enumerate() {
+        if l.absorbed[i] {
+            continue;
+        }
         l.node = i as u32;
         l.lower_node(node)?;
     }
@@ -141,6 +275,14 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         memory,
         sram_bytes,
     })
+}
+
+fn binary_opcode(op_type: &str) -> Opcode {
+    match op_type {
+        "Add" => Opcode::Add,
+        "Sub" => Opcode::Sub,
+        _ => Opcode::Mul,
+    }
 }
 
 fn f32_of(v: &Values) -> Vec<f32> {
@@ -276,9 +418,103 @@ impl<'a> Lowerer<'a> {
         m
     }
 
-    fn finish(&mut self, gb: Gb) -> u32 {
+    fn finish(&mut self, mut gb: Gb) -> u32 {
+        retime_reads(&mut gb.g, self.chip, &self.fp);
         self.groups.push(gb.g);
         gb.index
+    }
+
+    /// The output of the current node's chain: its own output, or the last
+    /// fused node's.
+    fn chain_output(&mut self) -> Result<TensorLoc, CompileError> {
+        let own = self.node;
+        let last = self.tails[own as usize].last().copied();
+        if let Some(l) = last {
+            self.node = l as u32;
+        }
+        let r = self.output(0).map(|(_, loc)| loc);
+        self.node = own;
+        r
+    }
+
+    /// Prepares the fused tail of the current node.
+    fn prepare_tail(&mut self) -> Result<Vec<TailOp>, CompileError> {
+        let own = self.node;
+        let tail = self.tails[own as usize].clone();
+        let mut ops = Vec::new();
+        let mut t = self.cur().outputs.first().cloned().unwrap_or_default();
+        for c in tail {
+            self.node = c as u32;
+            let n = self.cur();
+            let ty = |l: &Self, name: &str| l.g.info(name).map(|i| i.dtype).unwrap_or(DType::F32);
+            let out_ty = self.out_dtype(n)?;
+            let kind = match n.op_type.as_str() {
+                "Relu" => TailKind::Unary(Instr::new(Opcode::Relu).typed(ty(self, &t))),
+                "Cast" => {
+                    let mut i = Instr::new(Opcode::Convert).typed(ty(self, &t));
+                    i.to = out_ty;
+                    TailKind::Unary(i)
+                }
+                "QuantizeLinear" | "DequantizeLinear" => {
+                    TailKind::Unary(self.quant_instr(n, ty(self, &t))?)
+                }
+                _ => {
+                    let chain_first = n.input(0) == Some(t.as_str());
+                    let other = n
+                        .input(if chain_first { 1 } else { 0 })
+                        .unwrap_or_default()
+                        .to_string();
+                    let (rows, cols) = match self.g.info(&t) {
+                        Some(i) => view2d(&i.shape),
+                        None => (1, 1),
+                    };
+                    let other = self.broadcast_operand(&other, rows, cols)?;
+                    TailKind::Binary {
+                        instr: Instr::new(binary_opcode(&n.op_type)).typed(out_ty),
+                        other,
+                        chain_first,
+                    }
+                }
+            };
+            ops.push(TailOp {
+                node: c as u32,
+                kind,
+            });
+            t = n.outputs.first().cloned().unwrap_or_default();
+        }
+        self.node = own;
+        Ok(ops)
+    }
+
+    /// Appends the fused tail to a chain ending in member `last`, for output
+    /// vector `(r, j)`; returns the new last member.
+    fn apply_tail(
+        &mut self,
+        gb: &mut Gb,
+        mut last: u32,
+        r: usize,
+        j: usize,
+        tail: &[TailOp],
+    ) -> u32 {
+        let own = self.node;
+        for op in tail {
+            self.node = op.node;
+            last = match &op.kind {
+                TailKind::Unary(i) => self.op(gb, i.clone(), Place::Vxm, &[last], vec![]),
+                TailKind::Binary {
+                    instr,
+                    other,
+                    chain_first,
+                } => {
+                    let at = other.at(if other.rows == 1 { 0 } else { r }, j);
+                    let x = self.read(gb, at, other.dtype);
+                    let ins = if *chain_first { [last, x] } else { [x, last] };
+                    self.op(gb, instr.clone(), Place::Vxm, &ins, vec![])
+                }
+            };
+        }
+        self.node = own;
+        last
     }
 
     fn lower_node(&mut self, n: &'a Node) -> Result<(), CompileError> {
@@ -301,29 +537,38 @@ impl<'a> Lowerer<'a> {
                 let x = self.input_name(n, 0)?;
                 self.alias(n, &x)
             }
-            "QuantizeLinear" => {
-                let scale = self.scale(n)?;
-                let zp = self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0);
-                let mut i = Instr::new(Opcode::Quantize).typed(DType::F32);
-                i.to = self.out_dtype(n)?;
-                i.imm = scale;
-                i.arg2 = zp as i64;
-                self.lower_unary(n, i)
-            }
-            "DequantizeLinear" => {
-                let scale = self.scale(n)?;
-                let zp = self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0);
+            "QuantizeLinear" | "DequantizeLinear" => {
                 let x = self.input_name(n, 0)?;
-                let mut i = Instr::new(Opcode::Dequantize).typed(self.operand(&x)?.dtype);
-                i.to = DType::F32;
-                i.imm = scale;
-                i.arg2 = zp as i64;
+                let ty = self.operand(&x)?.dtype;
+                let i = self.quant_instr(n, ty)?;
                 self.lower_unary(n, i)
             }
             other => self.unsupported(&format!(
                 "operator '{other}' has no lowering yet (lowered: MatMul, Gemm, MatMulInteger, Add, Sub, Mul, Relu, Cast, Identity, QuantizeLinear, DequantizeLinear)"
             )),
         }
+    }
+
+    /// The `qnt`/`dqnt` instruction of a QuantizeLinear/DequantizeLinear
+    /// node whose input has type `ty`.
+    fn quant_instr(&self, n: &Node, ty: DType) -> Result<Instr, CompileError> {
+        let scale = self.scale(n)?;
+        let zp = self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0);
+        let quantize = n.op_type == "QuantizeLinear";
+        let mut i = Instr::new(if quantize {
+            Opcode::Quantize
+        } else {
+            Opcode::Dequantize
+        })
+        .typed(ty);
+        i.to = if quantize {
+            self.out_dtype(n)?
+        } else {
+            DType::F32
+        };
+        i.imm = scale;
+        i.arg2 = zp as i64;
+        Ok(i)
     }
 
     fn scale(&self, n: &Node) -> Result<f64, CompileError> {
@@ -360,7 +605,8 @@ impl<'a> Lowerer<'a> {
 
     fn lower_unary(&mut self, n: &Node, instr: Instr) -> Result<(), CompileError> {
         let x = self.operand(&self.input_name(n, 0)?)?;
-        let (_, out) = self.output(0)?;
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
         if (x.rows, x.cols) != (out.rows, out.cols) {
             return self.unsupported("input and output shapes differ");
         }
@@ -374,6 +620,7 @@ impl<'a> Lowerer<'a> {
                 let mut gb = self.begin();
                 let a = self.read(&mut gb, x.at(r, j), x.dtype);
                 let o = self.op(&mut gb, instr.clone(), Place::Vxm, &[a], vec![]);
+                let o = self.apply_tail(&mut gb, o, r, j, &tail);
                 self.write(&mut gb, o, out.at(r, j), out.dtype);
                 self.finish(gb);
             }
@@ -423,51 +670,30 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_binary(&mut self, n: &Node) -> Result<(), CompileError> {
-        let op = match n.op_type.as_str() {
-            "Add" => Opcode::Add,
-            "Sub" => Opcode::Sub,
-            _ => Opcode::Mul,
-        };
+        let op = binary_opcode(&n.op_type);
         let (an, bn) = (self.input_name(n, 0)?, self.input_name(n, 1)?);
-        let (_, out) = self.output(0)?;
-        let a = self.broadcast_operand(&an, out.rows, out.cols)?;
-        let b = self.broadcast_operand(&bn, out.rows, out.cols)?;
+        let Some(info) = n.outputs.first().and_then(|o| self.g.info(o)).cloned() else {
+            return self.unsupported("output has no inferred type");
+        };
+        let ((rows, cols), ty) = (view2d(&info.shape), info.dtype);
+        let a = self.broadcast_operand(&an, rows, cols)?;
+        let b = self.broadcast_operand(&bn, rows, cols)?;
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
         let pick = |t: &TensorLoc, r: usize, j: usize| t.at(if t.rows == 1 { 0 } else { r }, j);
-        for r in 0..out.rows {
+        for r in 0..rows {
             for j in 0..out.vpr {
                 let mut gb = self.begin();
-                let (pa, pb) = (pick(&a, r, j), pick(&b, r, j));
-                let x = self.read(&mut gb, pa, a.dtype);
-                let mut y = self.read(&mut gb, pb, b.dtype);
-                if pa.slice == pb.slice {
-                    // One MEM slice reads one vector per cycle, and a bank's
-                    // port is busy for dtype.bytes() cycles: retime the second
-                    // operand through VXM copies until the reads separate.
-                    let bank = |v: VecLoc| v.addr / self.chip.mem.addresses_per_bank;
-                    let need = if bank(pa) == bank(pb) {
-                        a.dtype.bytes().max(b.dtype.bytes())
-                    } else {
-                        1
-                    } as i32;
-                    let mut shifted = 0;
-                    while shifted < need {
-                        y = self.op(
-                            &mut gb,
-                            Instr::new(Opcode::Mov).typed(b.dtype),
-                            Place::Vxm,
-                            &[y],
-                            vec![],
-                        );
-                        shifted += self.d(Opcode::Mov).max(1);
-                    }
-                }
+                let x = self.read(&mut gb, pick(&a, r, j), a.dtype);
+                let y = self.read(&mut gb, pick(&b, r, j), b.dtype);
                 let o = self.op(
                     &mut gb,
-                    Instr::new(op).typed(out.dtype),
+                    Instr::new(op).typed(ty),
                     Place::Vxm,
                     &[x, y],
                     vec![],
                 );
+                let o = self.apply_tail(&mut gb, o, r, j, &tail);
                 self.write(&mut gb, o, out.at(r, j), out.dtype);
                 self.finish(gb);
             }
@@ -548,7 +774,8 @@ impl<'a> Lowerer<'a> {
                 l
             }
         };
-        let (_, out) = self.output(0)?;
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
         let mut epi = Epilogue {
             alpha: None,
             bias: None,
@@ -584,7 +811,7 @@ impl<'a> Lowerer<'a> {
                 epi.bias = Some(loc);
             }
         }
-        self.matmul(&a, &w, &out, k, mm_ty, emit_ty, &epi)
+        self.matmul(&a, &w, &out, k, mm_ty, emit_ty, &epi, &tail)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -597,6 +824,7 @@ impl<'a> Lowerer<'a> {
         mm_ty: DType,
         emit_ty: DType,
         epi: &Epilogue,
+        tail: &[TailOp],
     ) -> Result<(), CompileError> {
         let lanes = self.lanes;
         let kt_count = k.div_ceil(lanes);
@@ -721,6 +949,7 @@ impl<'a> Lowerer<'a> {
                             vec![],
                         );
                     }
+                    let last = self.apply_tail(&mut gb, last, r, j, tail);
                     self.write(&mut gb, last, out.at(r, j), out.dtype);
                     let g = self.finish(gb);
                     self.planes[p].accs[acc].last_emit = Some(MemberRef {

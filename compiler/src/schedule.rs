@@ -17,9 +17,9 @@
 //! stream and direction on the same diagonal with overlapping position
 //! ranges. All delays come from [`ChipConfig::delay`].
 
-use crate::group::{Group, MemberRef, Place};
+use crate::group::{conflict, offsets, position, Floorplan, Group, MemberRef, Place};
 use lpu_isa::program::QueueId;
-use lpu_isa::{ChipConfig, Dir, Instr, Opcode, SliceKind, StreamRef, Unit};
+use lpu_isa::{ChipConfig, Dir, Instr, Opcode, StreamRef, Unit};
 use std::collections::HashMap;
 
 /// A scheduled instruction.
@@ -104,25 +104,10 @@ impl Tables {
     }
 }
 
-/// Positions and queue counts the scheduler needs.
-struct Floorplan {
-    vxm: u16,
-    vxm_queues: u8,
-    sxm: Vec<u16>,
-    sxm_queues: u8,
-    streams: u32,
-}
-
 /// Schedules every group; returns the placement of each member, indexed like
 /// the groups. On failure returns the group index and a message.
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
-    let fp = Floorplan {
-        vxm: chip.positions_of(SliceKind::Vxm)[0],
-        vxm_queues: chip.queues_per_slice(SliceKind::Vxm),
-        sxm: chip.positions_of(SliceKind::Sxm),
-        sxm_queues: chip.queues_per_slice(SliceKind::Sxm),
-        streams: chip.streams_per_direction,
-    };
+    let fp = Floorplan::new(chip);
     let mut tables = Tables::default();
     let mut out: Vec<Vec<Placed>> = Vec::with_capacity(groups.len());
     for (gi, g) in groups.iter().enumerate() {
@@ -130,56 +115,6 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
         out.push(placed);
     }
     Ok(out)
-}
-
-/// The queue a member is bound to, when it has no choice.
-fn fixed_queue(place: &Place) -> Option<(u16, u8, bool)> {
-    match place {
-        Place::Mem(at) => Some((at.slice, 0, true)),
-        Place::Mxm { slice, queue } => Some((*slice, *queue, false)),
-        _ => None,
-    }
-}
-
-fn position(place: &Place, fp: &Floorplan) -> u16 {
-    match place {
-        Place::Mem(at) => at.slice,
-        Place::Vxm => fp.vxm,
-        Place::Mxm { slice, .. } => *slice,
-        Place::Sxm => fp.sxm.first().copied().unwrap_or(0),
-    }
-}
-
-/// Issue-cycle offsets of a group's members relative to its first member,
-/// fixed by the stream links.
-fn offsets(g: &Group, chip: &ChipConfig, fp: &Floorplan) -> Result<Vec<i64>, String> {
-    let n = g.members.len();
-    let mut off: Vec<Option<i64>> = vec![None; n];
-    if n == 0 {
-        return Ok(vec![]);
-    }
-    off[0] = Some(0);
-    // Links form a tree; relax until every member has an offset.
-    for _ in 0..n {
-        for l in &g.links {
-            let (f, t) = (l.from as usize, l.to as usize);
-            let hop = chip.delay(g.members[f].instr.op) as i64
-                + (position(&g.members[f].place, fp) as i64
-                    - position(&g.members[t].place, fp) as i64)
-                    .abs();
-            match (off[f], off[t]) {
-                (Some(a), None) => off[t] = Some(a + hop),
-                (None, Some(b)) => off[f] = Some(b - hop),
-                (Some(a), Some(b)) if b != a + hop => {
-                    return Err("stream links of one group disagree on timing".into())
-                }
-                _ => {}
-            }
-        }
-    }
-    off.into_iter()
-        .map(|o| o.ok_or_else(|| "group members are not all linked".to_string()))
-        .collect()
 }
 
 fn place_group(
@@ -191,18 +126,13 @@ fn place_group(
 ) -> Result<Vec<Placed>, String> {
     let off = offsets(g, chip, fp)?;
     let min_off = off.iter().copied().min().unwrap_or(0);
-    // Two members bound to one queue on the same cycle can never be placed.
-    for (a, ma) in g.members.iter().enumerate() {
-        for (b, mb) in g.members.iter().enumerate().skip(a + 1) {
-            let qa = fixed_queue(&ma.place);
-            if qa.is_some() && off[a] == off[b] && qa == fixed_queue(&mb.place) {
-                return Err(format!(
-                    "two instructions of one group need the same queue on the same cycle ({} and {})",
-                    ma.instr.op.info().mnemonic,
-                    mb.instr.op.info().mnemonic
-                ));
-            }
-        }
+    // Members that collide with each other can never be placed.
+    if let Some((a, b)) = conflict(g, chip, &off) {
+        return Err(format!(
+            "two instructions of one group need the same queue or bank on overlapping cycles ({} and {})",
+            g.members[a].instr.op.info().mnemonic,
+            g.members[b].instr.op.info().mnemonic
+        ));
     }
     // Earliest start: every member at cycle >= 0 and after its dependences.
     let mut start = -min_off;
