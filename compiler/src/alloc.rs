@@ -7,6 +7,11 @@
 //! cycle, alternating banks within a slice so that wide accesses overlap.
 //! Capacity is checked: when the chip is full the allocator keeps counting, and
 //! [`SramAlloc::finish`] reports the shortfall with the largest tensors.
+//!
+//! Tensors whose last reader has been lowered are [freed](SramAlloc::free);
+//! their vectors are reused by later tensors of the same element width (the
+//! lowering adds the write-after-read ordering that reuse needs). The peak of
+//! live bytes is what must fit.
 
 use crate::CompileError;
 use lpu_isa::program::{MemInit, VecLoc};
@@ -51,7 +56,10 @@ pub struct SramAlloc {
     /// Next free address per (slice, bank).
     next: Vec<Vec<u32>>,
     cursor: usize,
+    /// Freed vectors per (slice index, width), reused first.
+    free: std::collections::BTreeMap<(usize, u32), Vec<u32>>,
     used_bytes: u64,
+    peak_bytes: u64,
     overflow: bool,
     requests: Vec<(String, u64)>,
     image: Vec<MemInit>,
@@ -68,7 +76,9 @@ impl SramAlloc {
             per_bank: chip.mem.addresses_per_bank,
             banks: chip.mem.banks,
             cursor: 0,
+            free: std::collections::BTreeMap::new(),
             used_bytes: 0,
+            peak_bytes: 0,
             overflow: false,
             requests: Vec::new(),
             image: Vec::new(),
@@ -77,16 +87,21 @@ impl SramAlloc {
 
     /// Allocates a tensor of `shape` and `dtype`, named `name` in reports.
     pub fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
+        self.place(name, shape, dtype, true)
+    }
+
+    fn place(&mut self, name: &str, shape: &[usize], dtype: DType, reuse: bool) -> TensorLoc {
         let (rows, cols) = view2d(shape);
         let vpr = cols.div_ceil(self.lanes).max(1);
         let n = rows * vpr;
         let w = dtype.bytes() as u32;
         let mut vectors = Vec::with_capacity(n);
         for _ in 0..n {
-            vectors.push(self.vector(w));
+            vectors.push(self.vector(w, reuse));
         }
         let bytes = n as u64 * w as u64 * self.lanes as u64;
         self.used_bytes += bytes;
+        self.peak_bytes = self.peak_bytes.max(self.used_bytes);
         self.requests.push((name.to_string(), bytes));
         TensorLoc {
             dtype,
@@ -99,8 +114,10 @@ impl SramAlloc {
 
     /// Allocates a constant tensor and records its data in the memory image.
     /// `values` holds `rows x cols` elements row-major, already of `dtype`.
+    /// Constants never take freed storage: the memory image is in place before
+    /// the first cycle, when the freed tensor's old value is still needed.
     pub fn constant(&mut self, name: &str, shape: &[usize], values: &Values) -> TensorLoc {
-        let loc = self.tensor(name, shape, values.dtype());
+        let loc = self.place(name, shape, values.dtype(), false);
         if !self.overflow {
             for r in 0..loc.rows {
                 for j in 0..loc.vpr {
@@ -118,8 +135,29 @@ impl SramAlloc {
         loc
     }
 
-    fn vector(&mut self, w: u32) -> VecLoc {
+    /// Returns a tensor's vectors for reuse.
+    pub fn free(&mut self, t: &TensorLoc) {
+        let w = t.dtype.bytes() as u32;
+        for v in &t.vectors {
+            if let Some(s) = self.slices.iter().position(|x| *x == v.slice) {
+                self.free.entry((s, w)).or_default().push(v.addr);
+            }
+        }
+        self.used_bytes -= t.vectors.len() as u64 * w as u64 * self.lanes as u64;
+    }
+
+    fn vector(&mut self, w: u32, reuse: bool) -> VecLoc {
         let n = self.slices.len();
+        for step in (0..n).filter(|_| reuse) {
+            let s = (self.cursor + step) % n;
+            if let Some(addr) = self.free.get_mut(&(s, w)).and_then(|l| l.pop()) {
+                self.cursor = (s + 1) % n;
+                return VecLoc {
+                    slice: self.slices[s],
+                    addr,
+                };
+            }
+        }
         for step in 0..n {
             let s = (self.cursor + step) % n;
             // Alternate banks within a slice: pick the emptier bank.
@@ -144,9 +182,14 @@ impl SramAlloc {
         }
     }
 
-    /// Bytes allocated so far.
+    /// Bytes live now.
     pub fn used_bytes(&self) -> u64 {
         self.used_bytes
+    }
+
+    /// Most bytes live at any point.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes
     }
 
     /// The memory image, or the capacity error with the numbers.
@@ -166,7 +209,7 @@ impl SramAlloc {
         Err(CompileError::DoesNotFit {
             model: model.to_string(),
             chip: chip.name.clone(),
-            required_mib: mib(self.used_bytes),
+            required_mib: mib(self.peak_bytes),
             available_mib: mib(chip.sram_capacity_bytes()),
             largest,
         })
@@ -207,6 +250,24 @@ mod tests {
             image[1].values,
             Values::I8(vec![17, 18, 19, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         );
+    }
+
+    #[test]
+    fn freed_vectors_are_reused_but_not_by_constants() {
+        let mut a = SramAlloc::new(&tiny());
+        let t = a.tensor("t", &[16], DType::I8);
+        a.free(&t);
+        assert_eq!(a.used_bytes(), 0);
+        let c = a.constant("c", &[16], &Values::I8(vec![1; 16]));
+        assert_ne!(c.vectors, t.vectors);
+        let u = a.tensor("u", &[16], DType::I8);
+        assert_eq!(u.vectors, t.vectors);
+        // A different width does not take the freed slot.
+        let mut b = SramAlloc::new(&tiny());
+        let t = b.tensor("t", &[16], DType::I8);
+        b.free(&t);
+        assert_ne!(b.tensor("f", &[16], DType::F32).vectors[0], t.vectors[0]);
+        assert_eq!(b.peak_bytes(), 16 + 64);
     }
 
     #[test]

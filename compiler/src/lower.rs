@@ -67,6 +67,9 @@ struct Lowerer<'a> {
     alloc: SramAlloc,
     locs: BTreeMap<String, TensorLoc>,
     writer: HashMap<(u16, u32), MemberRef>,
+    /// Reads of each vector since its last write (for write-after-read
+    /// ordering when freed storage is reused).
+    readers: HashMap<(u16, u32), Vec<MemberRef>>,
     groups: Vec<Group>,
     planes: Vec<Plane>,
     next_plane: usize,
@@ -167,6 +170,50 @@ fn fusible(g: &Graph, c: &Node, t: &str, producer: usize) -> bool {
     }
 }
 
+/// For each lowering step (node index), the computed tensors whose last
+/// reader is lowered in that step and whose storage can then be reused:
+/// not graph outputs, and not shared through an alias (Identity, or a Cast
+/// to the same type).
+fn free_points(g: &Graph, tails: &[Vec<usize>]) -> Vec<Vec<String>> {
+    let n = g.nodes.len();
+    let mut owner: Vec<usize> = (0..n).collect();
+    for (i, t) in tails.iter().enumerate() {
+        for &c in t {
+            owner[c] = i;
+        }
+    }
+    let aliasing = |node: &Node| {
+        node.op_type == "Identity" || (node.op_type == "Cast" && !is_real_cast(g, node))
+    };
+    let mut pinned: std::collections::BTreeSet<&str> =
+        g.outputs.iter().map(String::as_str).collect();
+    for node in g.nodes.iter().filter(|x| aliasing(x)) {
+        pinned.extend(node.inputs.iter().map(String::as_str));
+        pinned.extend(node.outputs.iter().map(String::as_str));
+    }
+    let mut out = vec![Vec::new(); n];
+    for (i, node) in g.nodes.iter().enumerate() {
+        // A fused node's output (the end of a chain) is written by its
+        // owner's step; intermediate chain values have no storage and are
+        // skipped when freed.
+        let step = owner[i];
+        for t in &node.outputs {
+            if pinned.contains(t.as_str()) {
+                continue;
+            }
+            let last = g
+                .consumers(t)
+                .into_iter()
+                .map(|c| owner[c])
+                .max()
+                .unwrap_or(step)
+                .max(step);
+            out[last].push(t.clone());
+        }
+    }
+    out
+}
+
 /// Decides which elementwise nodes fuse into their producer's groups.
 fn plan_fusion(g: &Graph) -> (Vec<Vec<usize>>, Vec<bool>) {
     let n = g.nodes.len();
@@ -221,6 +268,7 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         alloc: SramAlloc::new(chip),
         locs: BTreeMap::new(),
         writer: HashMap::new(),
+        readers: HashMap::new(),
         groups: Vec::new(),
         planes,
         next_plane: 0,
@@ -234,12 +282,18 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         let loc = l.alloc.tensor(name, &info.shape, info.dtype);
         l.locs.insert(name.clone(), loc);
     }
+    let frees = free_points(graph, &l.tails);
     for (i, node) in graph.nodes.iter().enumerate() {
         if l.absorbed[i] {
             continue;
         }
         l.node = i as u32;
         l.lower_node(node)?;
+        for t in &frees[i] {
+            if let Some(loc) = l.locs.remove(t) {
+                l.alloc.free(&loc);
+            }
+        }
     }
     let bind = |l: &mut Lowerer, name: &str| -> Result<Binding, CompileError> {
         let info = graph
@@ -266,7 +320,7 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         .iter()
         .map(|n| bind(&mut l, n))
         .collect::<Result<Vec<_>, _>>()?;
-    let sram_bytes = l.alloc.used_bytes();
+    let sram_bytes = l.alloc.peak_bytes();
     let memory = l.alloc.finish(&graph.name, chip)?;
     Ok(Lowered {
         groups: l.groups,
@@ -380,7 +434,15 @@ impl<'a> Lowerer<'a> {
             arg: at.addr as i64,
             ..Instr::new(Opcode::Read).typed(ty)
         };
-        self.member(gb, instr, Place::Mem(at), after)
+        let m = self.member(gb, instr, Place::Mem(at), after);
+        self.readers
+            .entry((at.slice, at.addr))
+            .or_default()
+            .push(MemberRef {
+                group: gb.index,
+                member: m,
+            });
+        m
     }
 
     fn op(
@@ -407,7 +469,17 @@ impl<'a> Lowerer<'a> {
             arg: at.addr as i64,
             ..Instr::new(Opcode::Write).typed(ty)
         };
-        let m = self.op(gb, instr, Place::Mem(at), &[from], vec![]);
+        // Reused storage: land after the old value's last read and write.
+        let d_write = self.d(Opcode::Write);
+        let mut after: Vec<(MemberRef, i32)> = self
+            .readers
+            .remove(&(at.slice, at.addr))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r, 1 - d_write))
+            .collect();
+        after.extend(self.writer.get(&(at.slice, at.addr)).map(|w| (*w, 1)));
+        let m = self.op(gb, instr, Place::Mem(at), &[from], after);
         self.writer.insert(
             (at.slice, at.addr),
             MemberRef {
