@@ -1,5 +1,6 @@
 //! Compile and simulate the bundled examples: `cargo bench -p lpu-benches`.
 //! Figures go in `benches/README.md` with the machine they ran on.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lpu_isa::ChipConfig;

@@ -74,6 +74,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// Writes text to stdout; a closed pipe (`lpc disasm x.lpb | head`) ends the
+/// output quietly instead of panicking.
+pub fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Prints an error as one paragraph (with its causes) to stderr.
 pub fn report_error(tool: &str, e: &anyhow::Error) {
     let mut msg = e.to_string();

@@ -88,7 +88,7 @@ fn two_writers_on_one_stream_position_and_cycle() {
 fn bank_port_conflict() {
     // An fp32 read holds bank 0 for 4 cycles; a second read of the bank on
     // the next cycle collides.
-    let data = ONES.repeat(1);
+    let data = ONES;
     let body = format!(
         ".queue mem@5\n  i1 sync\n  i2 read.f32 a=0x0 ->s0e\n  i3 read.i8 a=0x10 ->s4e\n.data mem@5 0x0 f32 {}\n.data mem@5 0x10 i8 {data}\n",
         ONES.repeat(4)

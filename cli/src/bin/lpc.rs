@@ -1,6 +1,6 @@
 //! `lpc`: the lpu compiler's command line.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use lpu_cli::{report_error, write_atomic, Artifact, EXIT_ERROR, EXIT_OK};
 use std::path::PathBuf;
@@ -75,7 +75,8 @@ fn run(cli: Cli) -> Result<()> {
                 Artifact::Graph(g) => g,
                 Artifact::Program(_) => bail!("{}: already a compiled program", model.display()),
             };
-            let compiled = lpu_compiler::compile(&graph, &chip)?;
+            let compiled = lpu_compiler::compile(&graph, &chip)
+                .with_context(|| model.display().to_string())?;
             let emit = emit.unwrap_or_else(|| match output.as_ref().and_then(|o| o.extension()) {
                 Some(e) if e == "lpa" => Emit::Asm,
                 _ => Emit::Bin,
@@ -123,7 +124,7 @@ fn run(cli: Cli) -> Result<()> {
             let text = lpu_isa::asm::disassemble(&p);
             match output {
                 Some(o) => write_atomic(&o, text.as_bytes())?,
-                None => print!("{text}"),
+                None => lpu_cli::print_stdout(&text)?,
             }
         }
         Command::Asm { input, output } => {
@@ -131,11 +132,13 @@ fn run(cli: Cli) -> Result<()> {
             write_atomic(&output, &p.to_bytes())?;
         }
         Command::Chips => {
+            let mut text = String::new();
             for name in lpu_isa::ChipConfig::PRESETS {
                 if let Some(c) = lpu_isa::ChipConfig::preset(name) {
-                    println!("{name:<6} {}", c.description);
+                    text.push_str(&format!("{name:<6} {}\n", c.description));
                 }
             }
+            lpu_cli::print_stdout(&text)?;
         }
     }
     Ok(())

@@ -118,7 +118,8 @@ fn run(args: RunArgs) -> Result<u8> {
     let (program, graph): (lpu_isa::Program, Option<Graph>) = match lpu_cli::load(&args.input)? {
         Artifact::Graph(g) => {
             let chip = lpu_cli::chip(args.chip.as_deref().unwrap_or("tsp"))?;
-            let c = lpu_compiler::compile(&g, &chip)?;
+            let c = lpu_compiler::compile(&g, &chip)
+                .with_context(|| args.input.display().to_string())?;
             (c.program, Some(*g))
         }
         Artifact::Program(p) => {
@@ -197,9 +198,9 @@ fn run(args: RunArgs) -> Result<u8> {
     let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
     let r = report::build(&program, &outcome, check, perturbation);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        lpu_cli::print_stdout(&(serde_json::to_string_pretty(&r)? + "\n"))?;
     } else {
-        print!("{}", report::text(&r));
+        lpu_cli::print_stdout(&report::text(&r))?;
     }
     Ok(if found { EXIT_FOUND } else { EXIT_OK })
 }
