@@ -38,7 +38,8 @@ pub struct CompileStats {
     /// Cycle on which the last result lands, including the start-up and the
     /// superlane skew: the program's latency.
     pub cycles: u64,
-    /// SRAM bytes allocated (inputs, weights, constants, intermediates).
+    /// Most SRAM bytes live at once (inputs, weights, constants and live
+    /// intermediates; freed storage is reused).
     pub sram_bytes: u64,
     /// SRAM capacity of the chip.
     pub sram_capacity_bytes: u64,

@@ -39,7 +39,7 @@ pub struct Lowered {
     pub outputs: Vec<Binding>,
     /// Initial memory image.
     pub memory: Vec<MemInit>,
-    /// SRAM bytes allocated.
+    /// Peak of live SRAM bytes.
     pub sram_bytes: u64,
 }
 

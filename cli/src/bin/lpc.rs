@@ -61,6 +61,41 @@ enum Emit {
     Asm,
 }
 
+/// The `--stats` text.
+fn stats_text(
+    model: &str,
+    chip: &lpu_isa::ChipConfig,
+    out: &std::path::Path,
+    s: &lpu_compiler::CompileStats,
+) -> String {
+    let total: usize = s.instructions.values().sum();
+    let per: Vec<String> = s
+        .instructions
+        .iter()
+        .map(|(u, n)| format!("{u} {n}"))
+        .collect();
+    let mut t = format!(
+        "model {model} on chip {}: wrote {}\n",
+        chip.name,
+        out.display()
+    );
+    t += &format!(
+        "  cycles        {} ({:.3} us at {} MHz)\n",
+        s.cycles,
+        s.cycles as f64 / chip.clock_mhz,
+        chip.clock_mhz
+    );
+    t += &format!("  instructions  {total} ({})\n", per.join(", "));
+    t += &format!("  groups        {}\n", s.groups);
+    t += &format!(
+        "  SRAM peak     {} of {} bytes ({:.2}%)\n",
+        s.sram_bytes,
+        s.sram_capacity_bytes,
+        100.0 * s.sram_bytes as f64 / s.sram_capacity_bytes as f64
+    );
+    t
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Compile {
@@ -90,33 +125,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             write_atomic(&out, &bytes)?;
             if stats {
-                let s = &compiled.stats;
-                println!(
-                    "model {} on chip {}: wrote {}",
-                    graph.name,
-                    chip.name,
-                    out.display()
-                );
-                println!(
-                    "  cycles        {} ({:.3} us at {} MHz)",
-                    s.cycles,
-                    s.cycles as f64 / chip.clock_mhz,
-                    chip.clock_mhz
-                );
-                let total: usize = s.instructions.values().sum();
-                let per: Vec<String> = s
-                    .instructions
-                    .iter()
-                    .map(|(u, n)| format!("{u} {n}"))
-                    .collect();
-                println!("  instructions  {total} ({})", per.join(", "));
-                println!("  groups        {}", s.groups);
-                println!(
-                    "  SRAM          {} of {} bytes ({:.2}%)",
-                    s.sram_bytes,
-                    s.sram_capacity_bytes,
-                    100.0 * s.sram_bytes as f64 / s.sram_capacity_bytes as f64
-                );
+                lpu_cli::print_stdout(&stats_text(&graph.name, &chip, &out, &compiled.stats))?;
             }
         }
         Command::Disasm { program, output } => {
