@@ -730,7 +730,9 @@ impl<'a> Lowerer<'a> {
                 if let Some(l) = self.locs.get(&key) {
                     return Ok(l.clone());
                 }
-                let loc = self.alloc.constant(&key, &[cols], &values);
+                let loc = self
+                    .alloc
+                    .constant(&format!("{name} (broadcast row)"), &[cols], &values);
                 self.locs.insert(key, loc.clone());
                 return Ok(loc);
             }
@@ -841,7 +843,9 @@ impl<'a> Lowerer<'a> {
         let w = match self.locs.get(&wname) {
             Some(l) => l.clone(),
             None => {
-                let l = self.alloc.constant(&wname, &[k, nn], &wvals);
+                let l =
+                    self.alloc
+                        .constant(&format!("{bn} (as {mm_ty} weights)"), &[k, nn], &wvals);
                 self.locs.insert(wname, l.clone());
                 l
             }
@@ -877,9 +881,11 @@ impl<'a> Lowerer<'a> {
                     DType::F16 => Values::F16(full.iter().map(|x| f16::from_f32(*x)).collect()),
                     _ => Values::F32(full),
                 };
-                let loc = self
-                    .alloc
-                    .constant(&format!("{cn}#bias"), &[out.rows, nn], &values);
+                let loc = self.alloc.constant(
+                    &format!("{cn} (beta x C, broadcast)"),
+                    &[out.rows, nn],
+                    &values,
+                );
                 epi.bias = Some(loc);
             }
         }

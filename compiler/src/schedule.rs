@@ -142,7 +142,17 @@ fn place_group(
             start = start.max(p.cycle as i64 + *gap as i64 - o);
         }
     }
-    const SEARCH_LIMIT: i64 = 10_000_000;
+    // A group that does not fit on an empty chip never will (its members'
+    // relative timing is fixed): say so instead of searching. Otherwise the
+    // search ends at the latest once it passes every reservation made so far.
+    if try_at(g, chip, fp, &Tables::default(), &off, -min_off).is_none() {
+        return Err(format!(
+            "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
+            chip.name,
+            describe(g, fp, &off)
+        ));
+    }
+    const SEARCH_LIMIT: i64 = 1 << 40;
     let limit = start + SEARCH_LIMIT;
     while start < limit {
         if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start) {
@@ -168,6 +178,23 @@ fn place_group(
         "no free cycle found for its instructions [{}]",
         desc.join(" ")
     ))
+}
+
+/// `mnemonic@position+offset` for each member, for error messages.
+fn describe(g: &Group, fp: &Floorplan, off: &[i64]) -> String {
+    g.members
+        .iter()
+        .zip(off)
+        .map(|(m, o)| {
+            format!(
+                "{}@{}{:+}",
+                m.instr.op.info().mnemonic,
+                position(&m.place, fp),
+                o
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn producer(done: &[Vec<Placed>], r: MemberRef) -> Result<&Placed, String> {
@@ -244,15 +271,23 @@ fn try_at(
         let pf = position(&g.members[f].place, fp);
         let pt = position(&g.members[to].place, fp);
         let ready = placed[f].cycle as i64 + chip.delay(g.members[f].instr.op) as i64;
-        let dir = Dir::between(pf, pt);
-        let diag = match dir {
-            Dir::East => ready - pf as i64,
-            Dir::West => ready + pf as i64,
+        // A value consumed where it is produced may use either direction.
+        let dirs: &[Dir] = if pf == pt {
+            &[Dir::East, Dir::West]
+        } else {
+            &[Dir::between(pf, pt)]
         };
         let seg = (pf.min(pt), pf.max(pt));
         let w = g.members[f].instr.dst_width() as u32;
-        let base = (0..=fp.streams.checked_sub(w)?)
-            .find(|b| (0..w).all(|k| tables.stream_free(&p, (dir, (b + k) as u8, diag), seg)))?;
+        let (dir, diag, base) = dirs.iter().find_map(|&dir| {
+            let diag = match dir {
+                Dir::East => ready - pf as i64,
+                Dir::West => ready + pf as i64,
+            };
+            (0..=fp.streams.checked_sub(w)?)
+                .find(|b| (0..w).all(|k| tables.stream_free(&p, (dir, (b + k) as u8, diag), seg)))
+                .map(|b| (dir, diag, b))
+        })?;
         for k in 0..w {
             p.streams.push(((dir, (base + k) as u8, diag), seg));
         }

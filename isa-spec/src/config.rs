@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+/// Largest functional delay a chip config may set, in cycles.
+pub const MAX_DELAY: u32 = 1024;
+
 /// The function of one slice on the east-west axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum SliceKind {
@@ -177,7 +180,13 @@ impl ChipConfig {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| match e {
+            ConfigError::Invalid { name, message } if origin != name => ConfigError::Invalid {
+                name: format!("{origin} (chip '{name}')"),
+                message,
+            },
+            e => e,
+        })?;
         Ok(cfg)
     }
 
@@ -250,9 +259,20 @@ impl ChipConfig {
                 return bad(format!("layout has no {kind} slice"));
             }
         }
-        for name in self.latency_overrides.keys() {
-            if Opcode::from_mnemonic(name).is_none() {
-                return bad(format!("latency_overrides names unknown mnemonic '{name}'"));
+        for (name, d) in &self.latency_overrides {
+            match Opcode::from_mnemonic(name) {
+                None => return bad(format!("latency_overrides names unknown mnemonic '{name}'")),
+                Some(Opcode::Nop | Opcode::Sync | Opcode::Repeat) => {
+                    return bad(format!(
+                        "the delay of '{name}' is fixed by its definition and cannot be overridden"
+                    ))
+                }
+                Some(_) if !(1..=MAX_DELAY).contains(d) => {
+                    return bad(format!(
+                        "latency_overrides: '{name}' must take 1..={MAX_DELAY} cycles, found {d}"
+                    ))
+                }
+                Some(_) => {}
             }
         }
         Ok(())
@@ -359,6 +379,33 @@ mod tests {
         assert_eq!(c.positions_of(SliceKind::Mxm).len(), 4);
         assert_eq!(c.streams_per_direction, 32);
         assert_eq!(c.clock_mhz, 900.0);
+    }
+
+    #[test]
+    fn latency_overrides_are_bounded() {
+        let base = include_str!("../chips/tiny.ron");
+        for (bad, what) in [
+            ("{\"read\": 0}", "1..=1024"),
+            ("{\"read\": 2147483648}", "1..=1024"),
+            ("{\"nop\": 3}", "cannot be overridden"),
+            ("{\"frob\": 3}", "unknown mnemonic"),
+        ] {
+            let text = base.replace(
+                "latency_overrides: {}",
+                &format!("latency_overrides: {bad}"),
+            );
+            let e = ChipConfig::parse(&text, "x.ron")
+                .expect_err(bad)
+                .to_string();
+            assert!(e.contains(what), "{e}");
+        }
+        let ok = base.replace("latency_overrides: {}", "latency_overrides: {\"read\": 7}");
+        assert_eq!(
+            ChipConfig::parse(&ok, "x.ron")
+                .expect("valid")
+                .delay(Opcode::Read),
+            7
+        );
     }
 
     #[test]
