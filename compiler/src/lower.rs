@@ -490,6 +490,18 @@ impl<'a> Lowerer<'a> {
         m
     }
 
+    /// Writes a chain's result; the write belongs to the last fused node,
+    /// whose output it stores.
+    fn write_end(&mut self, gb: &mut Gb, from: u32, at: VecLoc, ty: DType, tail: &[TailOp]) -> u32 {
+        let own = self.node;
+        if let Some(last) = tail.last() {
+            self.node = last.node;
+        }
+        let m = self.write(gb, from, at, ty);
+        self.node = own;
+        m
+    }
+
     fn finish(&mut self, mut gb: Gb) -> u32 {
         retime_reads(&mut gb.g, self.chip, &self.fp);
         self.groups.push(gb.g);
@@ -693,7 +705,7 @@ impl<'a> Lowerer<'a> {
                 let a = self.read(&mut gb, x.at(r, j), x.dtype);
                 let o = self.op(&mut gb, instr.clone(), Place::Vxm, &[a], vec![]);
                 let o = self.apply_tail(&mut gb, o, r, j, &tail);
-                self.write(&mut gb, o, out.at(r, j), out.dtype);
+                self.write_end(&mut gb, o, out.at(r, j), out.dtype, &tail);
                 self.finish(gb);
             }
         }
@@ -768,7 +780,7 @@ impl<'a> Lowerer<'a> {
                     vec![],
                 );
                 let o = self.apply_tail(&mut gb, o, r, j, &tail);
-                self.write(&mut gb, o, out.at(r, j), out.dtype);
+                self.write_end(&mut gb, o, out.at(r, j), out.dtype, &tail);
                 self.finish(gb);
             }
         }
@@ -1028,7 +1040,7 @@ impl<'a> Lowerer<'a> {
                         );
                     }
                     let last = self.apply_tail(&mut gb, last, r, j, tail);
-                    self.write(&mut gb, last, out.at(r, j), out.dtype);
+                    self.write_end(&mut gb, last, out.at(r, j), out.dtype, tail);
                     let g = self.finish(gb);
                     self.planes[p].accs[acc].last_emit = Some(MemberRef {
                         group: g,
