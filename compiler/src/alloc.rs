@@ -87,17 +87,32 @@ impl SramAlloc {
 
     /// Allocates a tensor of `shape` and `dtype`, named `name` in reports.
     pub fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
-        self.place(name, shape, dtype, true)
+        self.place(name, shape, dtype, true, false)
     }
 
-    fn place(&mut self, name: &str, shape: &[usize], dtype: DType, reuse: bool) -> TensorLoc {
+    /// Places vectors column tile by column tile when `columns_first`, so
+    /// consecutive rows of one column tile (the weight rows an `lw` loads
+    /// together) land on consecutive MEM slices.
+    fn place(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        dtype: DType,
+        reuse: bool,
+        columns_first: bool,
+    ) -> TensorLoc {
         let (rows, cols) = view2d(shape);
         let vpr = cols.div_ceil(self.lanes).max(1);
         let n = rows * vpr;
         let w = dtype.bytes() as u32;
-        let mut vectors = Vec::with_capacity(n);
-        for _ in 0..n {
-            vectors.push(self.vector(w, reuse));
+        let mut vectors = vec![VecLoc { slice: 0, addr: 0 }; n];
+        for k in 0..n {
+            let idx = if columns_first {
+                (k % rows) * vpr + k / rows
+            } else {
+                k
+            };
+            vectors[idx] = self.vector(w, reuse);
         }
         let bytes = n as u64 * w as u64 * self.lanes as u64;
         self.used_bytes += bytes;
@@ -117,7 +132,28 @@ impl SramAlloc {
     /// Constants never take freed storage: the memory image is in place before
     /// the first cycle, when the freed tensor's old value is still needed.
     pub fn constant(&mut self, name: &str, shape: &[usize], values: &Values) -> TensorLoc {
-        let loc = self.place(name, shape, values.dtype(), false);
+        self.constant_placed(name, shape, values, false)
+    }
+
+    /// A constant placed column tiles first (see [`SramAlloc::place`]): the
+    /// layout of matrix weights.
+    pub fn constant_columns_first(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: &Values,
+    ) -> TensorLoc {
+        self.constant_placed(name, shape, values, true)
+    }
+
+    fn constant_placed(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: &Values,
+        columns_first: bool,
+    ) -> TensorLoc {
+        let loc = self.place(name, shape, values.dtype(), false, columns_first);
         if !self.overflow {
             for r in 0..loc.rows {
                 for j in 0..loc.vpr {

@@ -120,7 +120,9 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                     let g = &groups[r.group as usize];
                     let m = &g.members[r.member as usize];
                     let mut deps = Vec::new();
-                    for l in g.links.iter().filter(|l| l.to == r.member) {
+                    let mut links: Vec<_> = g.links.iter().filter(|l| l.to == r.member).collect();
+                    links.sort_by_key(|l| (l.operand, l.group));
+                    for l in links {
                         let from = MemberRef {
                             group: r.group,
                             member: l.from,

@@ -54,8 +54,9 @@ pub struct Member {
     pub after: Vec<(MemberRef, i32)>,
 }
 
-/// A stream link inside a group: `from`'s result is operand `operand` (0 or
-/// 1) of `to`.
+/// A stream link inside a group: `from`'s result is stream group `group`
+/// of operand `operand` (0 or 1) of `to` (only a multi-row `lw` has more
+/// than one group).
 #[derive(Clone, Copy, Debug)]
 pub struct Link {
     /// Producer member.
@@ -64,6 +65,8 @@ pub struct Link {
     pub to: u32,
     /// Operand index of the consumer.
     pub operand: u8,
+    /// Stream group within the operand.
+    pub group: u8,
 }
 
 /// A group of members scheduled together.
@@ -217,6 +220,7 @@ pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
             from: r as u32,
             to: m,
             operand: 0,
+            group: 0,
         });
     }
 }

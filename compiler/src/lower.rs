@@ -459,6 +459,29 @@ impl<'a> Lowerer<'a> {
                 from: *from,
                 to: m,
                 operand: k as u8,
+                group: 0,
+            });
+        }
+        m
+    }
+
+    /// Adds a member whose first operand carries one stream group per input
+    /// (a multi-row `lw`).
+    fn op_grouped(
+        &mut self,
+        gb: &mut Gb,
+        instr: Instr,
+        place: Place,
+        inputs: &[u32],
+        after: Vec<(MemberRef, i32)>,
+    ) -> u32 {
+        let m = self.member(gb, instr, place, after);
+        for (k, from) in inputs.iter().enumerate() {
+            gb.g.links.push(Link {
+                from: *from,
+                to: m,
+                operand: 0,
+                group: k as u8,
             });
         }
         m
@@ -855,9 +878,11 @@ impl<'a> Lowerer<'a> {
         let w = match self.locs.get(&wname) {
             Some(l) => l.clone(),
             None => {
-                let l =
-                    self.alloc
-                        .constant(&format!("{bn} (as {mm_ty} weights)"), &[k, nn], &wvals);
+                let l = self.alloc.constant_columns_first(
+                    &format!("{bn} (as {mm_ty} weights)"),
+                    &[k, nn],
+                    &wvals,
+                );
                 self.locs.insert(wname, l.clone());
                 l
             }
@@ -944,24 +969,49 @@ impl<'a> Lowerer<'a> {
                     })
                     .collect();
                 for kt in 0..kt_count {
-                    for r in 0..lanes.min(k - kt * lanes) {
+                    // Rows go to the plane `load_rows` at a time, each row on
+                    // its own stream group; a bundle takes rows from distinct
+                    // MEM slices on one side of the plane.
+                    let per = (self.chip.mxm.load_rows as usize)
+                        .min(self.chip.streams_per_direction as usize / (2 * mm_ty.bytes()))
+                        .max(1);
+                    let tile_rows = lanes.min(k - kt * lanes);
+                    let mut r0 = 0;
+                    while r0 < tile_rows {
+                        let side = |at: VecLoc| at.slice > slice;
+                        let first = w.at(kt * lanes + r0, j);
+                        let mut rows = vec![first];
+                        while rows.len() < per && r0 + rows.len() < tile_rows {
+                            let next = w.at(kt * lanes + r0 + rows.len(), j);
+                            if side(next) != side(first)
+                                || rows.iter().any(|v| v.slice == next.slice)
+                            {
+                                break;
+                            }
+                            rows.push(next);
+                        }
                         let mut gb = self.begin();
-                        let x = self.read(&mut gb, w.at(kt * lanes + r, j), mm_ty);
+                        let reads: Vec<u32> = rows
+                            .iter()
+                            .map(|at| self.read(&mut gb, *at, mm_ty))
+                            .collect();
                         let after: Vec<_> = self.planes[p]
                             .last_iw
                             .iter()
                             .map(|iw| (*iw, 1 - d_lw))
                             .collect();
                         let lw = Instr {
-                            arg: r as i64,
+                            arg: r0 as i64,
+                            arg2: rows.len() as i64,
                             ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
                         };
-                        let m = self.op(&mut gb, lw, wq, &[x], after);
+                        let m = self.op_grouped(&mut gb, lw, wq, &reads, after);
                         let g = self.finish(gb);
                         self.planes[p].lw_since_iw.push(MemberRef {
                             group: g,
                             member: m,
                         });
+                        r0 += rows.len();
                     }
                     let mut gb = self.begin();
                     let pl = &mut self.planes[p];

@@ -17,7 +17,7 @@
 //! stream and direction on the same diagonal with overlapping position
 //! ranges. All delays come from [`ChipConfig::delay`].
 
-use crate::group::{conflict, offsets, position, Floorplan, Group, MemberRef, Place};
+use crate::group::{conflict, offsets, position, Floorplan, Group, Link, MemberRef, Place};
 use lpu_isa::program::QueueId;
 use lpu_isa::{ChipConfig, Dir, Instr, Opcode, StreamRef, Unit};
 use std::collections::HashMap;
@@ -266,37 +266,79 @@ fn try_at(
             instr: m.instr.clone(),
         });
     }
+    // Links into one operand form a bundle: a multi-row `lw` reads its rows
+    // from consecutive stream groups, so the bundle takes `groups x width`
+    // consecutive streams, each group free along its own producer's path.
+    let mut bundles: Vec<Vec<&Link>> = Vec::new();
     for l in &g.links {
-        let (f, to) = (l.from as usize, l.to as usize);
-        let pf = position(&g.members[f].place, fp);
+        match bundles
+            .iter_mut()
+            .find(|b| b[0].to == l.to && b[0].operand == l.operand)
+        {
+            Some(b) => b.push(l),
+            None => bundles.push(vec![l]),
+        }
+    }
+    for mut bundle in bundles {
+        bundle.sort_by_key(|l| l.group);
+        let to = bundle[0].to as usize;
         let pt = position(&g.members[to].place, fp);
-        let ready = placed[f].cycle as i64 + chip.delay(g.members[f].instr.op) as i64;
+        let paths: Vec<(usize, u16, i64)> = bundle
+            .iter()
+            .map(|l| {
+                let f = l.from as usize;
+                let ready = placed[f].cycle as i64 + chip.delay(g.members[f].instr.op) as i64;
+                (f, position(&g.members[f].place, fp), ready)
+            })
+            .collect();
+        let w = g.members[paths[0].0].instr.dst_width() as u32;
+        let n = paths.len() as u32;
         // A value consumed where it is produced may use either direction.
-        let dirs: &[Dir] = if pf == pt {
-            &[Dir::East, Dir::West]
+        let dirs: Vec<Dir> = if paths.iter().all(|(_, pf, _)| *pf == pt) {
+            vec![Dir::East, Dir::West]
         } else {
-            &[Dir::between(pf, pt)]
+            vec![Dir::between(paths[0].1, pt)]
         };
-        let seg = (pf.min(pt), pf.max(pt));
-        let w = g.members[f].instr.dst_width() as u32;
-        let (dir, diag, base) = dirs.iter().find_map(|&dir| {
+        let key = |dir: Dir, pf: u16, ready: i64, stream: u32| {
             let diag = match dir {
                 Dir::East => ready - pf as i64,
                 Dir::West => ready + pf as i64,
             };
-            (0..=fp.streams.checked_sub(w)?)
-                .find(|b| (0..w).all(|k| tables.stream_free(&p, (dir, (b + k) as u8, diag), seg)))
-                .map(|b| (dir, diag, b))
+            ((dir, stream as u8, diag), (pf.min(pt), pf.max(pt)))
+        };
+        let (dir, base) = dirs.iter().find_map(|&dir| {
+            if paths
+                .iter()
+                .any(|(_, pf, _)| *pf != pt && Dir::between(*pf, pt) != dir)
+            {
+                return None;
+            }
+            (0..=fp.streams.checked_sub(n * w)?)
+                .find(|b| {
+                    paths.iter().enumerate().all(|(k, (_, pf, ready))| {
+                        (0..w).all(|c| {
+                            let (sk, seg) = key(dir, *pf, *ready, b + k as u32 * w + c);
+                            tables.stream_free(&p, sk, seg)
+                        })
+                    })
+                })
+                .map(|b| (dir, b))
         })?;
-        for k in 0..w {
-            p.streams.push(((dir, (base + k) as u8, diag), seg));
+        for (k, (f, pf, ready)) in paths.iter().enumerate() {
+            let first = base + k as u32 * w;
+            for c in 0..w {
+                p.streams.push(key(dir, *pf, *ready, first + c));
+            }
+            placed[*f].instr.dst = Some(StreamRef {
+                id: first as u8,
+                dir,
+            });
         }
         let s = StreamRef {
             id: base as u8,
             dir,
         };
-        placed[f].instr.dst = Some(s);
-        match l.operand {
+        match bundle[0].operand {
             0 => placed[to].instr.src = Some(s),
             _ => placed[to].instr.src2 = Some(s),
         }

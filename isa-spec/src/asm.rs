@@ -58,8 +58,10 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Prints the operands of one instruction (without id, node or deps).
-pub fn format_instr(i: &Instr, src_dep: Option<u32>, src2_dep: Option<u32>) -> String {
+/// Prints one instruction (without id, node or order deps); `src_deps` and
+/// `src2_deps` name the producers of each source's stream groups, printed
+/// `s0e<i12` (or `s0e<i12,i13` for a multi-group `lw`).
+pub fn format_instr(i: &Instr, src_deps: &[u32], src2_deps: &[u32]) -> String {
     let info = i.op.info();
     let mut s = String::from(info.mnemonic);
     match info.typing {
@@ -71,11 +73,13 @@ pub fn format_instr(i: &Instr, src_dep: Option<u32>, src2_dep: Option<u32>) -> S
             let _ = write!(s, ".{}.{}", i.ty, i.to);
         }
     }
-    let stream = |st: Option<StreamRef>, dep: Option<u32>| {
+    let stream = |st: Option<StreamRef>, deps: &[u32]| {
         let st = st.map(|x| x.to_string()).unwrap_or_else(|| "s?".into());
-        match dep {
-            Some(d) => format!("{st}<i{d}"),
-            None => st,
+        if deps.is_empty() {
+            st
+        } else {
+            let ids: Vec<String> = deps.iter().map(|d| format!("i{d}")).collect();
+            format!("{st}<{}", ids.join(","))
         }
     };
     for o in info.operands {
@@ -91,14 +95,33 @@ pub fn format_instr(i: &Instr, src_dep: Option<u32>, src2_dep: Option<u32>) -> S
             Operand::Imm => format!("imm={:?}", i.imm),
             Operand::Scale => format!("scale={:?}", i.imm),
             Operand::Zp => format!("zp={}", i.arg2),
-            Operand::Src => stream(i.src, src_dep),
-            Operand::Src2 => stream(i.src2, src2_dep),
-            Operand::Dst => format!("->{}", stream(i.dst, None)),
+            Operand::Rows => format!("rows={}", i.arg2),
+            Operand::Src => stream(i.src, src_deps),
+            Operand::Src2 => stream(i.src2, src2_deps),
+            Operand::Dst => format!("->{}", stream(i.dst, &[])),
         };
         s.push(' ');
         s.push_str(&tok);
     }
     s
+}
+
+/// Producers of a slot's first and second sources, in stream-group order.
+pub fn source_deps(s: &Slot) -> (Vec<u32>, Vec<u32>) {
+    let of = |k: DepKind| {
+        s.deps
+            .iter()
+            .filter(|d| d.kind == k)
+            .map(|d| d.on)
+            .collect()
+    };
+    (of(DepKind::Src), of(DepKind::Src2))
+}
+
+/// Prints a slot's instruction with the producers of its sources.
+pub fn format_slot(s: &Slot) -> String {
+    let (a, b) = source_deps(s);
+    format_instr(&s.instr, &a, &b)
 }
 
 /// Prints a program as assembly.
@@ -144,12 +167,7 @@ pub fn disassemble(p: &Program) -> String {
     for (qi, q) in p.queues.iter().enumerate() {
         let _ = writeln!(out, ".queue {}", q.queue);
         for (si, s) in q.slots.iter().enumerate() {
-            let dep_of = |k: DepKind| s.deps.iter().find(|d| d.kind == k).map(|d| d.on);
-            let mut line = format!(
-                "  i{} {}",
-                s.id,
-                format_instr(&s.instr, dep_of(DepKind::Src), dep_of(DepKind::Src2))
-            );
+            let mut line = format!("  i{} {}", s.id, format_slot(s));
             if let Some(n) = s.node {
                 let _ = write!(line, " node={n}");
             }
@@ -258,20 +276,26 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
     DType::from_name(s).ok_or_else(|| format!("unknown type '{s}' (expected f32, f16, i8 or i32)"))
 }
 
-fn parse_stream(s: &str) -> Result<(StreamRef, Option<u32>), String> {
-    let (st, dep) = match s.split_once('<') {
+fn parse_stream(s: &str) -> Result<(StreamRef, Vec<u32>), String> {
+    let (st, deps) = match s.split_once('<') {
         Some((a, b)) => {
-            let id = b
-                .strip_prefix('i')
-                .and_then(|x| x.parse().ok())
-                .ok_or_else(|| format!("expected a producer id like <i12, found '<{b}'"))?;
-            (a, Some(id))
+            let ids = b
+                .split(',')
+                .map(|x| {
+                    x.strip_prefix('i')
+                        .and_then(|x| x.parse().ok())
+                        .ok_or_else(|| {
+                            format!("expected producer ids like <i12 or <i12,i13, found '<{b}'")
+                        })
+                })
+                .collect::<Result<Vec<u32>, String>>()?;
+            (a, ids)
         }
-        None => (s, None),
+        None => (s, vec![]),
     };
     let r =
         StreamRef::parse(st).ok_or_else(|| format!("expected a stream like s3e, found '{st}'"))?;
-    Ok((r, dep))
+    Ok((r, deps))
 }
 
 fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
@@ -321,6 +345,7 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
             Operand::Shift => instr.arg = parse_int(kv("k")?)?,
             Operand::Table => instr.arg = parse_int(kv("tab")?)?,
             Operand::Zp => instr.arg2 = parse_int(kv("zp")?)?,
+            Operand::Rows => instr.arg2 = parse_int(kv("rows")?)?,
             Operand::Mode => {
                 instr.accumulate = match kv("mode")? {
                     "add" => true,
@@ -337,6 +362,9 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
             }
             Operand::Src | Operand::Src2 => {
                 let (st, dep) = parse_stream(tok)?;
+                if dep.len() > 1 && (*o != Operand::Src || op != Opcode::LoadWeights) {
+                    return Err(format!("{mn}: only lw's source names several producers"));
+                }
                 let kind = if *o == Operand::Src {
                     instr.src = Some(st);
                     crate::program::DepKind::Src
@@ -344,9 +372,7 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
                     instr.src2 = Some(st);
                     crate::program::DepKind::Src2
                 };
-                if let Some(on) = dep {
-                    deps.push(Dep { on, kind });
-                }
+                deps.extend(dep.into_iter().map(|on| Dep { on, kind }));
             }
             Operand::Dst => {
                 let s = tok

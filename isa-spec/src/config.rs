@@ -61,6 +61,9 @@ pub struct MxmConfig {
     pub size: u32,
     /// Accumulator registers per plane, each one vector wide (int32 or fp32).
     pub accumulators: u32,
+    /// Weight rows one `lw` loads in a cycle, each on its own stream group
+    /// (the compiler uses fewer when the type is wide or streams are few).
+    pub load_rows: u32,
     /// Input element types the plane multiplies (int8 accumulates in int32,
     /// fp16 in fp32).
     pub dtypes: Vec<crate::DType>,
@@ -239,6 +242,12 @@ impl ChipConfig {
                 "mxm.size ({}) must equal the vector length ({}) in this model",
                 self.mxm.size,
                 self.lanes()
+            ));
+        }
+        if self.mxm.load_rows == 0 || self.mxm.load_rows > self.mxm.size {
+            return bad(format!(
+                "mxm.load_rows must be 1..=mxm.size, found {}",
+                self.mxm.load_rows
             ));
         }
         if self.mxm.accumulators == 0 || self.mxm.accumulators > 65536 {

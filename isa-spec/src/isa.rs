@@ -144,6 +144,8 @@ pub enum Operand {
     Scale,
     /// `zp=0`: a quantization zero point in `arg2`.
     Zp,
+    /// `rows=8`: how many weight rows one `lw` loads, in `arg2`.
+    Rows,
     /// First source stream.
     Src,
     /// Second source stream.
@@ -205,7 +207,7 @@ opcodes! {
     Convert   = "cvt",    Vxm, 0, Two,  [Src, Dst],                2, "Convert each element: float to float rounds to nearest even; float to int rounds toward zero and saturates; int to float rounds to nearest.";
     Quantize  = "qnt",    Vxm, 0, Two,  [Src, Scale, Zp, Dst],     3, "QuantizeLinear: clamp(round_half_even(x / scale) + zp) to the integer type.";
     Dequantize= "dqnt",   Vxm, 0, Two,  [Src, Scale, Zp, Dst],     3, "DequantizeLinear: ((x - zp) as f32) * scale.";
-    LoadWeights = "lw",   Mxm, 0, One,  [Row, Src],                1, "Load the vector on the source streams into row `row` of the plane's staging weight buffer.";
+    LoadWeights = "lw",   Mxm, 0, One,  [Row, Rows, Src],          1, "Load `rows` vectors, carried on `rows` consecutive stream groups from the source on, into rows `row`.. of the plane's staging weight buffer.";
     InstallWeights = "iw", Mxm, 0, None, [],                       2, "Install the staging buffer as the plane's active weights (after delay cycles) and clear the staging buffer to zeros.";
     Matmul    = "mm",     Mxm, 1, One,  [Src, Acc, Mode],          4, "Multiply the activation vector (one K-tile) by the active weights; set or add the product (one N-tile, int32 or fp32) into accumulator acc after delay cycles.";
     Emit      = "emit",   Mxm, 1, One,  [Acc, Dst],                2, "Stream accumulator acc out, converted to the suffix type (i32, f32 or f16).";
@@ -329,9 +331,19 @@ impl Instr {
         }
     }
 
-    /// Width in streams of the vector this instruction reads from `src`/`src2`.
+    /// Width in streams of one vector this instruction reads from
+    /// `src`/`src2`.
     pub fn src_width(&self) -> usize {
         self.ty.bytes()
+    }
+
+    /// How many vectors the first source carries, on consecutive stream
+    /// groups of `src_width()` streams each: `rows` for `lw`, 1 otherwise.
+    pub fn src_groups(&self) -> usize {
+        match self.op {
+            Opcode::LoadWeights => self.arg2.max(1) as usize,
+            _ => 1,
+        }
     }
 
     /// Width in streams of the vector it writes to `dst`.
@@ -353,7 +365,7 @@ impl Instr {
         ]
         .into_iter()
         .any(has);
-        let uses_arg2 = has(Operand::Stride) || has(Operand::Zp);
+        let uses_arg2 = has(Operand::Stride) || has(Operand::Zp) || has(Operand::Rows);
         let uses_imm = has(Operand::Imm) || has(Operand::Scale);
         let problems = [
             (has(Operand::Src) != self.src.is_some(), "source stream"),
@@ -418,6 +430,7 @@ pub fn markdown_table() -> String {
                 Operand::Imm => "`imm=`",
                 Operand::Scale => "`scale=`",
                 Operand::Zp => "`zp=`",
+                Operand::Rows => "`rows=`",
                 Operand::Src => "src",
                 Operand::Src2 => "src2",
                 Operand::Dst => "`->dst`",

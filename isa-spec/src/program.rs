@@ -389,6 +389,15 @@ impl Program {
         let i = &s.instr;
         i.check_shape()?;
         let info = i.op.info();
+        let srcs = s.deps.iter().filter(|d| d.kind == DepKind::Src).count();
+        let srcs2 = s.deps.iter().filter(|d| d.kind == DepKind::Src2).count();
+        if (srcs != 0 && srcs != i.src_groups()) || srcs2 > 1 {
+            return Err(format!(
+                "{} names {srcs} producer(s) for a source of {} stream group(s)",
+                info.mnemonic,
+                i.src_groups()
+            ));
+        }
         if q.unit == Unit::Icu && !matches!(i.op, Opcode::Nop | Opcode::Notify) {
             return Err(format!("{} cannot run on the ICU queue", info.mnemonic));
         }
@@ -448,6 +457,7 @@ impl Program {
                     false
                 }
                 Operand::Row => !(0..chip.mxm.size as i64).contains(&i.arg),
+                Operand::Rows => !(1..=chip.mxm.size as i64 - i.arg).contains(&i.arg2),
                 Operand::Acc => !(0..chip.mxm.accumulators as i64).contains(&i.arg),
                 Operand::Shift => i.arg.unsigned_abs() as usize > lanes,
                 Operand::Table => !(0..self.perm_tables.len() as i64).contains(&i.arg),

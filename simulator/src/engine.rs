@@ -279,12 +279,7 @@ pub fn simulate(
 
 /// The assembly text of a slot, with producer ids on its sources.
 pub fn instr_text(slot: &lpu_isa::program::Slot) -> String {
-    let dep = |k: DepKind| slot.deps.iter().find(|d| d.kind == k).map(|d| d.on);
-    format!(
-        "i{} {}",
-        slot.id,
-        format_instr(&slot.instr, dep(DepKind::Src), dep(DepKind::Src2))
-    )
+    format!("i{} {}", slot.id, lpu_isa::asm::format_slot(slot))
 }
 
 impl<'p> Engine<'p> {
@@ -304,7 +299,7 @@ impl<'p> Engine<'p> {
             queue: q.queue.to_string(),
             slice: q.queue.slice,
             instr: format!("i{}", slot.id),
-            asm: format_instr(&slot.instr, None, None),
+            asm: format_instr(&slot.instr, &[], &[]),
             node: slot
                 .node
                 .and_then(|n| self.p.nodes.get(n as usize))
@@ -338,7 +333,7 @@ impl<'p> Engine<'p> {
                         "issued at cycle {} but depends on i{} `{}` (issued at cycle {tp}) with a gap of {gap}: it may issue at cycle {need} at the earliest",
                         iss.cycle,
                         d.on,
-                        format_instr(&ps.instr, None, None)
+                        format_instr(&ps.instr, &[], &[])
                     );
                     worst = Some((
                         iss.cycle,
@@ -719,15 +714,35 @@ impl<'p> Engine<'p> {
                 out(self, vxm::dequantize(&a, i.imm, i.arg2))
             }
             Opcode::LoadWeights => {
-                let v = src(self, i.ty)?;
-                self.effects
-                    .entry(t + d)
-                    .or_default()
-                    .push(Effect::Staging {
-                        plane: x,
-                        row: i.arg as usize,
-                        v,
-                    });
+                // Row k arrives on the k-th stream group from `src` on.
+                let s = i
+                    .src
+                    .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+                let producers: Vec<u32> = slot
+                    .deps
+                    .iter()
+                    .filter(|dp| dp.kind == DepKind::Src)
+                    .map(|dp| dp.on)
+                    .collect();
+                let w = i.src_width();
+                let mut rows = Vec::with_capacity(i.src_groups());
+                for k in 0..i.src_groups() {
+                    let sk = StreamRef {
+                        id: s.id + (k * w) as u8,
+                        dir: s.dir,
+                    };
+                    rows.push(self.read_stream(sk, i.ty, x, t, producers.get(k).copied())?);
+                }
+                for (k, v) in rows.into_iter().enumerate() {
+                    self.effects
+                        .entry(t + d)
+                        .or_default()
+                        .push(Effect::Staging {
+                            plane: x,
+                            row: i.arg as usize + k,
+                            v,
+                        });
+                }
                 Ok(())
             }
             Opcode::InstallWeights => {

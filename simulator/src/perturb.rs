@@ -92,7 +92,7 @@ pub fn perturb(p: &Program, seed: u64) -> Option<(Program, Perturbation)> {
     let desc = Perturbation {
         seed,
         instr: format!("i{}", s.id),
-        asm: lpu_isa::asm::format_instr(&s.instr, None, None),
+        asm: lpu_isa::asm::format_instr(&s.instr, &[], &[]),
         queue: out.queues[qi].queue.to_string(),
         node: s
             .node

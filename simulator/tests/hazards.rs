@@ -127,3 +127,20 @@ fn sram_overflow_is_rejected_on_load() {
     let e = lpu_isa::asm::assemble(&text).expect_err("overflow");
     assert!(e.to_string().contains("SRAM overflow"), "{e}");
 }
+
+#[test]
+fn multi_row_weight_load_reads_every_stream_group() {
+    // mem@3 reads at cycle 1 (lands 4, reaches the MXM at 0 on cycle 7);
+    // mem@2 reads at cycle 2 (lands 5, reaches 0 on cycle 7): one lw loads
+    // both rows from s0w and s1w.
+    let good = format!(
+        ".queue mem@2\n  i1 sync\n  i9 nop n=1\n  i3 read.i8 a=0x0 ->s1w\n.queue mem@3\n  i4 sync\n  i2 read.i8 a=0x0 ->s0w\n.queue mxm@0.0\n  i5 sync\n  i6 nop n=6\n  i7 lw.i8 row=0 rows=2 s0w<i2,i3\n.data mem@2 0x0 i8 {ONES}\n.data mem@3 0x0 i8 {ONES}\n"
+    );
+    assert_eq!(hazard_of(&good), None);
+    // The second row one cycle late: its group is empty when lw reads it.
+    let late = good.replace("i9 nop n=1", "i9 nop n=2");
+    assert_eq!(hazard_of(&late), Some(HazardKind::EmptyStream));
+    // Producers named in the wrong order: each group holds the other's value.
+    let swapped = good.replace("s0w<i2,i3", "s0w<i3,i2");
+    assert_eq!(hazard_of(&swapped), Some(HazardKind::WrongProducer));
+}
