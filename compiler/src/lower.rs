@@ -445,6 +445,7 @@ impl<'a> Lowerer<'a> {
         m
     }
 
+    /// Adds a member fed by `inputs`, input `k` as operand `k`.
     fn op(
         &mut self,
         gb: &mut Gb,
@@ -453,35 +454,27 @@ impl<'a> Lowerer<'a> {
         inputs: &[u32],
         after: Vec<(MemberRef, i32)>,
     ) -> u32 {
-        let m = self.member(gb, instr, place, after);
-        for (k, from) in inputs.iter().enumerate() {
-            gb.g.links.push(Link {
-                from: *from,
-                to: m,
-                operand: k as u8,
-                group: 0,
-            });
-        }
-        m
+        let links: Vec<(u8, u8)> = (0..inputs.len()).map(|k| (k as u8, 0)).collect();
+        self.linked(gb, instr, place, inputs, &links, after)
     }
 
-    /// Adds a member whose first operand carries one stream group per input
-    /// (a multi-row `lw`).
-    fn op_grouped(
+    /// Adds a member and links `inputs[k]` to its (operand, group) `links[k]`.
+    fn linked(
         &mut self,
         gb: &mut Gb,
         instr: Instr,
         place: Place,
         inputs: &[u32],
+        links: &[(u8, u8)],
         after: Vec<(MemberRef, i32)>,
     ) -> u32 {
         let m = self.member(gb, instr, place, after);
-        for (k, from) in inputs.iter().enumerate() {
+        for (from, (operand, group)) in inputs.iter().zip(links) {
             gb.g.links.push(Link {
                 from: *from,
                 to: m,
-                operand: 0,
-                group: k as u8,
+                operand: *operand,
+                group: *group,
             });
         }
         m
@@ -1005,7 +998,10 @@ impl<'a> Lowerer<'a> {
                             arg2: rows.len() as i64,
                             ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
                         };
-                        let m = self.op_grouped(&mut gb, lw, wq, &reads, after);
+                        // Row k of the bundle is stream group k of the first operand.
+                        let groups: Vec<(u8, u8)> =
+                            (0..reads.len()).map(|k| (0, k as u8)).collect();
+                        let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
                         let g = self.finish(gb);
                         self.planes[p].lw_since_iw.push(MemberRef {
                             group: g,
