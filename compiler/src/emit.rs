@@ -134,12 +134,14 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                             } else {
                                 DepKind::Src2
                             },
+                            group: 0,
                         });
                     }
                     for (p, gap) in &m.after {
                         deps.push(Dep {
                             on: ids[p],
                             kind: DepKind::Order(*gap),
+                            group: 0,
                         });
                     }
                     Slot {

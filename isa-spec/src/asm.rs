@@ -58,10 +58,14 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// A source's producer: instruction id and which of its output stream groups.
+pub type Producer = (u32, u8);
+
 /// Prints one instruction (without id, node or order deps); `src_deps` and
 /// `src2_deps` name the producers of each source's stream groups, printed
-/// `s0e<i12` (or `s0e<i12,i13` for a multi-group `lw`).
-pub fn format_instr(i: &Instr, src_deps: &[u32], src2_deps: &[u32]) -> String {
+/// `s0e<i12` (or `s0e<i12,i13` for a multi-group `lw`, and `i12.3` for
+/// output group 3 of a `trn`).
+pub fn format_instr(i: &Instr, src_deps: &[Producer], src2_deps: &[Producer]) -> String {
     let info = i.op.info();
     let mut s = String::from(info.mnemonic);
     match info.typing {
@@ -73,12 +77,21 @@ pub fn format_instr(i: &Instr, src_deps: &[u32], src2_deps: &[u32]) -> String {
             let _ = write!(s, ".{}.{}", i.ty, i.to);
         }
     }
-    let stream = |st: Option<StreamRef>, deps: &[u32]| {
+    let stream = |st: Option<StreamRef>, deps: &[Producer]| {
         let st = st.map(|x| x.to_string()).unwrap_or_else(|| "s?".into());
         if deps.is_empty() {
             st
         } else {
-            let ids: Vec<String> = deps.iter().map(|d| format!("i{d}")).collect();
+            let ids: Vec<String> = deps
+                .iter()
+                .map(|(d, g)| {
+                    if *g == 0 {
+                        format!("i{d}")
+                    } else {
+                        format!("i{d}.{g}")
+                    }
+                })
+                .collect();
             format!("{st}<{}", ids.join(","))
         }
     };
@@ -107,12 +120,12 @@ pub fn format_instr(i: &Instr, src_deps: &[u32], src2_deps: &[u32]) -> String {
 }
 
 /// Producers of a slot's first and second sources, in stream-group order.
-pub fn source_deps(s: &Slot) -> (Vec<u32>, Vec<u32>) {
+pub fn source_deps(s: &Slot) -> (Vec<Producer>, Vec<Producer>) {
     let of = |k: DepKind| {
         s.deps
             .iter()
             .filter(|d| d.kind == k)
-            .map(|d| d.on)
+            .map(|d| (d.on, d.group))
             .collect()
     };
     (of(DepKind::Src), of(DepKind::Src2))
@@ -276,19 +289,20 @@ fn parse_dtype(s: &str) -> Result<DType, String> {
     DType::from_name(s).ok_or_else(|| format!("unknown type '{s}' (expected f32, f16, i8 or i32)"))
 }
 
-fn parse_stream(s: &str) -> Result<(StreamRef, Vec<u32>), String> {
+fn parse_stream(s: &str) -> Result<(StreamRef, Vec<Producer>), String> {
     let (st, deps) = match s.split_once('<') {
         Some((a, b)) => {
             let ids = b
                 .split(',')
                 .map(|x| {
-                    x.strip_prefix('i')
-                        .and_then(|x| x.parse().ok())
-                        .ok_or_else(|| {
-                            format!("expected producer ids like <i12 or <i12,i13, found '<{b}'")
-                        })
+                    let body = x.strip_prefix('i')?;
+                    let (id, group) = body.split_once('.').unwrap_or((body, "0"));
+                    Some((id.parse().ok()?, group.parse().ok()?))
                 })
-                .collect::<Result<Vec<u32>, String>>()?;
+                .collect::<Option<Vec<Producer>>>()
+                .ok_or_else(|| {
+                    format!("expected producer ids like <i12, <i12,i13 or <i12.3, found '<{b}'")
+                })?;
             (a, ids)
         }
         None => (s, vec![]),
@@ -362,8 +376,11 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
             }
             Operand::Src | Operand::Src2 => {
                 let (st, dep) = parse_stream(tok)?;
-                if dep.len() > 1 && (*o != Operand::Src || op != Opcode::LoadWeights) {
-                    return Err(format!("{mn}: only lw's source names several producers"));
+                let multi = matches!(op, Opcode::LoadWeights | Opcode::Transpose);
+                if dep.len() > 1 && (*o != Operand::Src || !multi) {
+                    return Err(format!(
+                        "{mn}: only the sources of lw and trn name several producers"
+                    ));
                 }
                 let kind = if *o == Operand::Src {
                     instr.src = Some(st);
@@ -372,7 +389,7 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
                     instr.src2 = Some(st);
                     crate::program::DepKind::Src2
                 };
-                deps.extend(dep.into_iter().map(|on| Dep { on, kind }));
+                deps.extend(dep.into_iter().map(|(on, group)| Dep { on, kind, group }));
             }
             Operand::Dst => {
                 let s = tok
@@ -404,6 +421,7 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
                 deps.push(Dep {
                     on,
                     kind: DepKind::Order(gap),
+                    group: 0,
                 });
             }
         } else {

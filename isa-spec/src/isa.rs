@@ -214,6 +214,7 @@ opcodes! {
     Shift     = "shl",    Sxm, 0, One,  [Src, Shift, Dst],         2, "Lane shift: out[i] = in[i - k], zero where i - k is outside the vector.";
     Rotate    = "rot",    Sxm, 0, One,  [Src, Shift, Dst],         2, "Lane rotation: out[i] = in[(i - k) mod lanes].";
     Permute   = "perm",   Sxm, 0, One,  [Src, Table, Dst],         3, "Permutation: out[i] = in[table[i]] using the program's permutation table tab.";
+    Transpose = "trn",    Sxm, 0, One,  [Rows, Src, Dst],          4, "Transpose: reads `rows` (= lanes per superlane) vectors on consecutive stream groups from the source on and writes `rows` vectors on consecutive groups from the destination on; within each superlane s, out[k][s*rows + i] = in[i][s*rows + k].";
 }
 
 /// One row of the ISA table.
@@ -341,7 +342,16 @@ impl Instr {
     /// groups of `src_width()` streams each: `rows` for `lw`, 1 otherwise.
     pub fn src_groups(&self) -> usize {
         match self.op {
-            Opcode::LoadWeights => self.arg2.max(1) as usize,
+            Opcode::LoadWeights | Opcode::Transpose => self.arg2.max(1) as usize,
+            _ => 1,
+        }
+    }
+
+    /// How many vectors the destination carries, on consecutive stream
+    /// groups: `rows` for `trn`, 1 otherwise.
+    pub fn dst_groups(&self) -> usize {
+        match self.op {
+            Opcode::Transpose => self.arg2.max(1) as usize,
             _ => 1,
         }
     }

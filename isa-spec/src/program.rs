@@ -102,6 +102,9 @@ pub struct Dep {
     pub on: u32,
     /// What it orders.
     pub kind: DepKind,
+    /// For a stream dependence, which of the producer's output stream groups
+    /// is read (0 except for `trn`, which writes several).
+    pub group: u8,
 }
 
 /// One entry of a queue: an instruction with its id, provenance and
@@ -323,13 +326,35 @@ impl Program {
                 })?;
             }
         }
+        let outputs: BTreeMap<u32, usize> = self
+            .queues
+            .iter()
+            .flat_map(|q| &q.slots)
+            .map(|s| {
+                (
+                    s.id,
+                    if s.instr.op.writes_stream() {
+                        s.instr.dst_groups()
+                    } else {
+                        0
+                    },
+                )
+            })
+            .collect();
         for q in &self.queues {
             for s in &q.slots {
                 for d in &s.deps {
-                    if !ids.contains(&d.on) {
+                    let Some(groups) = outputs.get(&d.on) else {
                         return err(format!(
                             "queue {}, instruction i{}: depends on unknown instruction i{}",
                             q.queue, s.id, d.on
+                        ));
+                    };
+                    let stream = matches!(d.kind, DepKind::Src | DepKind::Src2);
+                    if (stream && d.group as usize >= *groups) || (!stream && d.group != 0) {
+                        return err(format!(
+                            "queue {}, instruction i{}: reads stream group {} of i{}, which writes {groups}",
+                            q.queue, s.id, d.group, d.on
                         ));
                     }
                 }
@@ -389,6 +414,12 @@ impl Program {
         let i = &s.instr;
         i.check_shape()?;
         let info = i.op.info();
+        if i.op == Opcode::Transpose && i.arg2 != chip.lanes_per_superlane as i64 {
+            return Err(format!(
+                "trn transposes {0} x {0} blocks: rows must be {0}, the lanes per superlane",
+                chip.lanes_per_superlane
+            ));
+        }
         let srcs = s.deps.iter().filter(|d| d.kind == DepKind::Src).count();
         let srcs2 = s.deps.iter().filter(|d| d.kind == DepKind::Src2).count();
         if (srcs != 0 && srcs != i.src_groups()) || srcs2 > 1 {
@@ -422,7 +453,7 @@ impl Program {
         for (st, w) in [
             (i.src, i.src_width()),
             (i.src2, i.src_width()),
-            (i.dst, i.dst_width()),
+            (i.dst, i.dst_width() * i.dst_groups()),
         ] {
             if let Some(st) = st {
                 if st.id as usize + w > streams {
@@ -457,6 +488,9 @@ impl Program {
                     false
                 }
                 Operand::Row => !(0..chip.mxm.size as i64).contains(&i.arg),
+                Operand::Rows if i.op == Opcode::Transpose => {
+                    i.arg2 != chip.lanes_per_superlane as i64
+                }
                 Operand::Rows => !(1..=chip.mxm.size as i64 - i.arg).contains(&i.arg2),
                 Operand::Acc => !(0..chip.mxm.accumulators as i64).contains(&i.arg),
                 Operand::Shift => i.arg.unsigned_abs() as usize > lanes,

@@ -135,6 +135,8 @@ struct StreamRec {
 struct Written {
     values: Values,
     producer: u32,
+    /// Which of the producer's output stream groups this is.
+    group: u8,
 }
 
 type Fail = (HazardKind, String, Option<StreamRef>);
@@ -506,7 +508,7 @@ impl<'p> Engine<'p> {
         x: u16,
         t: u64,
         values: Values,
-        producer: u32,
+        producer: (u32, u8),
     ) -> Result<(), Fail> {
         let id = self.next_write;
         self.next_write += 1;
@@ -533,7 +535,14 @@ impl<'p> Engine<'p> {
                 part: k as u8,
             });
         }
-        self.writes.insert(id, Written { values, producer });
+        self.writes.insert(
+            id,
+            Written {
+                values,
+                producer: producer.0,
+                group: producer.1,
+            },
+        );
         Ok(())
     }
 
@@ -543,7 +552,7 @@ impl<'p> Engine<'p> {
         ty: DType,
         y: u16,
         r: u64,
-        expect: Option<u32>,
+        expect: Option<(u32, u8)>,
     ) -> Result<Values, Fail> {
         let diag = Self::diag(s.dir, r, y);
         let mut found: Option<u64> = None;
@@ -586,13 +595,21 @@ impl<'p> Engine<'p> {
             "stream value was lost".to_string(),
             Some(s),
         ))?;
-        if let Some(e) = expect {
-            if w.producer != e {
+        if let Some((e, g)) = expect {
+            if (w.producer, w.group) != (e, g) {
+                let name = |p: u32, g: u8| {
+                    if g == 0 {
+                        format!("i{p}")
+                    } else {
+                        format!("group {g} of i{p}")
+                    }
+                };
                 return Err((
                     HazardKind::WrongProducer,
                     format!(
-                        "read the value of i{} where the value of i{e} was expected",
-                        w.producer
+                        "read the value of {} where the value of {} was expected",
+                        name(w.producer, w.group),
+                        name(e, g)
                     ),
                     Some(s),
                 ));
@@ -606,6 +623,37 @@ impl<'p> Engine<'p> {
             ));
         }
         Ok(w.values.clone())
+    }
+
+    /// Reads the `src_groups()` vectors of a multi-group source (`lw`,
+    /// `trn`): vector k on the k-th group of `src_width()` streams, checked
+    /// against the k-th named producer.
+    fn read_groups(
+        &self,
+        slot: &lpu_isa::program::Slot,
+        x: u16,
+        t: u64,
+    ) -> Result<Vec<Values>, Fail> {
+        let i = &slot.instr;
+        let s = i
+            .src
+            .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+        let producers: Vec<(u32, u8)> = slot
+            .deps
+            .iter()
+            .filter(|dp| dp.kind == DepKind::Src)
+            .map(|dp| (dp.on, dp.group))
+            .collect();
+        let w = i.src_width();
+        (0..i.src_groups())
+            .map(|k| {
+                let sk = StreamRef {
+                    id: s.id + (k * w) as u8,
+                    dir: s.dir,
+                };
+                self.read_stream(sk, i.ty, x, t, producers.get(k).copied())
+            })
+            .collect()
     }
 
     fn bank(&mut self, slice: u16, addr: u32, t: u64, w: u64, id: u32) -> Result<(), Fail> {
@@ -631,7 +679,12 @@ impl<'p> Engine<'p> {
         let i: &Instr = &slot.instr;
         let x = q.queue.slice;
         let d = self.chip.delay(i.op) as u64;
-        let expect = |k: DepKind| slot.deps.iter().find(|dp| dp.kind == k).map(|dp| dp.on);
+        let expect = |k: DepKind| {
+            slot.deps
+                .iter()
+                .find(|dp| dp.kind == k)
+                .map(|dp| (dp.on, dp.group))
+        };
         let src = |e: &Self, ty: DType| -> Result<Values, Fail> {
             let s = i
                 .src
@@ -641,7 +694,7 @@ impl<'p> Engine<'p> {
         let dst = i.dst;
         let out = |e: &mut Self, v: Values| -> Result<(), Fail> {
             match dst {
-                Some(s) => e.write_stream(s, x, t + d, v, slot.id),
+                Some(s) => e.write_stream(s, x, t + d, v, (slot.id, 0)),
                 None => Ok(()),
             }
         };
@@ -715,24 +768,7 @@ impl<'p> Engine<'p> {
             }
             Opcode::LoadWeights => {
                 // Row k arrives on the k-th stream group from `src` on.
-                let s = i
-                    .src
-                    .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
-                let producers: Vec<u32> = slot
-                    .deps
-                    .iter()
-                    .filter(|dp| dp.kind == DepKind::Src)
-                    .map(|dp| dp.on)
-                    .collect();
-                let w = i.src_width();
-                let mut rows = Vec::with_capacity(i.src_groups());
-                for k in 0..i.src_groups() {
-                    let sk = StreamRef {
-                        id: s.id + (k * w) as u8,
-                        dir: s.dir,
-                    };
-                    rows.push(self.read_stream(sk, i.ty, x, t, producers.get(k).copied())?);
-                }
+                let rows = self.read_groups(slot, x, t)?;
                 for (k, v) in rows.into_iter().enumerate() {
                     self.effects
                         .entry(t + d)
@@ -825,6 +861,36 @@ impl<'p> Engine<'p> {
                     vxm::move_lanes(&a, |l| Some((l as i64 - k).rem_euclid(n) as usize))
                 };
                 out(self, v)
+            }
+            Opcode::Transpose => {
+                let ins = self.read_groups(slot, x, t)?;
+                let n = ins.len();
+                let lanes = self.lanes;
+                let dst =
+                    i.dst
+                        .ok_or((HazardKind::EmptyStream, "missing destination".into(), None))?;
+                let w = i.dst_width();
+                for k in 0..n {
+                    // out[k][s*n + l] = in[l][s*n + k], superlane by superlane.
+                    let bytes: Vec<u8> = (0..lanes)
+                        .flat_map(|lane| {
+                            let (sl, l) = (lane / n, lane % n);
+                            let v = &ins[l];
+                            v.slice_padded(sl * n + k, 1).to_le_bytes()
+                        })
+                        .collect();
+                    let v = Values::from_le_bytes(i.ty, &bytes).ok_or((
+                        HazardKind::WrongProducer,
+                        "transpose".into(),
+                        None,
+                    ))?;
+                    let sk = StreamRef {
+                        id: dst.id + (k * w) as u8,
+                        dir: dst.dir,
+                    };
+                    self.write_stream(sk, x, t + d, v, (slot.id, k as u8))?;
+                }
+                Ok(())
             }
             Opcode::Permute => {
                 let a = src(self, i.ty)?;
