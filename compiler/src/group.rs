@@ -224,3 +224,98 @@ pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ChipConfig {
+        ChipConfig::preset("tiny").expect("tiny")
+    }
+
+    fn member(op: Opcode, place: Place) -> Member {
+        Member {
+            instr: Instr::new(op).typed(lpu_isa::DType::F32),
+            place,
+            node: 0,
+            after: vec![],
+        }
+    }
+
+    fn link(from: u32, to: u32) -> Link {
+        Link {
+            from,
+            to,
+            operand: 0,
+            group: 0,
+        }
+    }
+
+    /// read at mem@2 -> relu on the VXM (6) -> write at mem@7.
+    fn chain(read_slice: u16, write_slice: u16) -> Group {
+        Group {
+            members: vec![
+                member(
+                    Opcode::Read,
+                    Place::Mem(VecLoc {
+                        slice: read_slice,
+                        addr: 0,
+                    }),
+                ),
+                member(Opcode::Relu, Place::Vxm),
+                member(
+                    Opcode::Write,
+                    Place::Mem(VecLoc {
+                        slice: write_slice,
+                        addr: 4,
+                    }),
+                ),
+            ],
+            links: vec![link(0, 1), link(1, 2)],
+        }
+    }
+
+    #[test]
+    fn offsets_follow_delays_and_hops() {
+        let chip = tiny();
+        let fp = Floorplan::new(&chip);
+        let g = chain(2, 7);
+        // read (delay 3) + 4 hops to the VXM; relu (delay 1) + 1 hop.
+        assert_eq!(offsets(&g, &chip, &fp).expect("linked"), vec![0, 7, 9]);
+    }
+
+    #[test]
+    fn colliding_members_are_found_and_reads_retimed() {
+        let chip = tiny();
+        let fp = Floorplan::new(&chip);
+        // Two f32 operands read from one bank of mem@5 on the same cycle.
+        let mut g = Group {
+            members: vec![
+                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 0 })),
+                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 4 })),
+                member(Opcode::Add, Place::Vxm),
+            ],
+            links: vec![
+                link(0, 2),
+                Link {
+                    from: 1,
+                    to: 2,
+                    operand: 1,
+                    group: 0,
+                },
+            ],
+        };
+        let off = offsets(&g, &chip, &fp).expect("linked");
+        assert_eq!(conflict(&g, &chip, &off), Some((0, 1)));
+        retime_reads(&mut g, &chip, &fp);
+        let off = offsets(&g, &chip, &fp).expect("linked");
+        assert_eq!(conflict(&g, &chip, &off), None);
+        // The f32 bank port is busy 4 cycles, so 4 one-cycle movs went in.
+        let movs = g
+            .members
+            .iter()
+            .filter(|m| m.instr.op == Opcode::Mov)
+            .count();
+        assert_eq!(movs, 4);
+    }
+}
