@@ -200,7 +200,11 @@ impl Values {
         let b = |i: usize, k: usize| planes[k][i];
         Some(match dtype {
             DType::I8 => Values::I8(planes[0].iter().map(|x| *x as i8).collect()),
-            DType::F16 => Values::F16((0..n).map(|i| f16::from_le_bytes([b(i, 0), b(i, 1)])).collect()),
+            DType::F16 => Values::F16(
+                (0..n)
+                    .map(|i| f16::from_le_bytes([b(i, 0), b(i, 1)]))
+                    .collect(),
+            ),
             DType::F32 => Values::F32(
                 (0..n)
                     .map(|i| f32::from_le_bytes([b(i, 0), b(i, 1), b(i, 2), b(i, 3)]))
