@@ -156,17 +156,37 @@ fn fusible(g: &Graph, c: &Node, t: &str, producer: usize) -> bool {
                 c.input(0)
             };
             let Some(other) = other else { return false };
-            let Some(info) = g.info(other) else {
-                return false;
-            };
-            let (r, cc) = view2d(&info.shape);
             let (tr, tc) = view2d(&ti.shape);
-            let shape_ok = ((r == tr || r == 1) && cc == tc)
-                || (r * cc == 1 && g.initializers.contains_key(other));
             let ready = g.producer(other).is_none_or(|p| p < producer);
-            shape_ok && ready
+            broadcast_of(g, other, tr, tc) != Broadcast::Unsupported && ready
         }
         _ => false,
+    }
+}
+
+/// How an elementwise operand reaches a `rows x cols` result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Broadcast {
+    /// Its own storage: the same 2-D view, or a row (`[N]`, `[1, N]`)
+    /// reread for every result row.
+    Direct,
+    /// A constant scalar, materialised as a row of copies.
+    ScalarRow,
+    /// Any other broadcast, which the lowering does not support.
+    Unsupported,
+}
+
+fn broadcast_of(g: &Graph, name: &str, rows: usize, cols: usize) -> Broadcast {
+    let Some(info) = g.info(name) else {
+        return Broadcast::Unsupported;
+    };
+    let (r, c) = view2d(&info.shape);
+    if (r == rows || r == 1) && c == cols {
+        Broadcast::Direct
+    } else if r * c == 1 && g.initializers.contains_key(name) {
+        Broadcast::ScalarRow
+    } else {
+        Broadcast::Unsupported
     }
 }
 
@@ -739,31 +759,31 @@ impl<'a> Lowerer<'a> {
             Some(i) => i.clone(),
             None => return self.unsupported(&format!("operand '{name}' has no inferred type")),
         };
-        let (r, c) = view2d(&info.shape);
-        if (r == rows || r == 1) && c == cols {
-            return self.operand(name);
-        }
-        if r * c == 1 {
-            if let Some(t) = self.constant(name) {
-                // A constant scalar becomes a row of `cols` copies.
-                let v = t.values.get_f64(0);
-                let row: Vec<f64> = vec![v; cols];
-                let values = match t.dtype() {
-                    DType::F32 => Values::F32(row.iter().map(|x| *x as f32).collect()),
-                    DType::F16 => Values::F16(row.iter().map(|x| f16::from_f64(*x)).collect()),
-                    DType::I8 => Values::I8(row.iter().map(|x| *x as i8).collect()),
-                    DType::I32 => Values::I32(row.iter().map(|x| *x as i32).collect()),
-                };
-                let key = format!("{name}#row{cols}");
-                if let Some(l) = self.locs.get(&key) {
-                    return Ok(l.clone());
+        match broadcast_of(self.g, name, rows, cols) {
+            Broadcast::Direct => return self.operand(name),
+            Broadcast::ScalarRow => {
+                if let Some(t) = self.constant(name) {
+                    // A constant scalar becomes a row of `cols` copies.
+                    let v = t.values.get_f64(0);
+                    let row: Vec<f64> = vec![v; cols];
+                    let values = match t.dtype() {
+                        DType::F32 => Values::F32(row.iter().map(|x| *x as f32).collect()),
+                        DType::F16 => Values::F16(row.iter().map(|x| f16::from_f64(*x)).collect()),
+                        DType::I8 => Values::I8(row.iter().map(|x| *x as i8).collect()),
+                        DType::I32 => Values::I32(row.iter().map(|x| *x as i32).collect()),
+                    };
+                    let key = format!("{name}#row{cols}");
+                    if let Some(l) = self.locs.get(&key) {
+                        return Ok(l.clone());
+                    }
+                    let loc =
+                        self.alloc
+                            .constant(&format!("{name} (broadcast row)"), &[cols], &values);
+                    self.locs.insert(key, loc.clone());
+                    return Ok(loc);
                 }
-                let loc = self
-                    .alloc
-                    .constant(&format!("{name} (broadcast row)"), &[cols], &values);
-                self.locs.insert(key, loc.clone());
-                return Ok(loc);
             }
+            Broadcast::Unsupported => {}
         }
         self.unsupported(&format!(
             "operand '{name}' of shape {:?} broadcasts along a dimension other than rows; only equal shapes, row vectors [N] / [1, N] and constant scalars are lowered",
