@@ -103,7 +103,13 @@ fn invalid_ron_syntax_has_position() {
 fn unknown_op_types_are_listed() {
     both_fail(
         "unknown_op.graph",
-        &["unknown_op.graph", "'Conv'", "'Softmax'", "conv1", "MatMul"],
+        &[
+            "unknown_op.graph",
+            "'DeformConv'",
+            "'Hardmax'",
+            "conv1",
+            "MatMul",
+        ],
     );
 }
 

@@ -25,6 +25,11 @@
 //! `Option` fields are written bare (RON's `implicit_some` is enabled).
 //! A node's `name` and `attributes` may be omitted (a missing name becomes
 //! `<op_type>_<index>`). An input name `""` marks an omitted optional input.
+//! Attributes are `Int(3)`, `Float(0.5)`, `Ints([1, 1])`, `Floats([..])`,
+//! `String("SAME_UPPER")` or a tensor written like an initializer,
+//! `Tensor(dtype: F32, shape: [2], data: Inline([1.0, 2.0]))` (see
+//! [`crate::AttrValue`]). ONNX `int64` tensors (shapes, axes, indices) are
+//! written as `I32`, ONNX `bool` as `I8` holding 0 or 1.
 
 use lpu_isa::DType;
 use serde::{Deserialize, Serialize};

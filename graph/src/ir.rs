@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use petgraph::graph::DiGraph;
 use serde::{Deserialize, Serialize};
 
+use lpu_isa::DType;
+
 use crate::error::GraphError;
+use crate::format::InitData;
 use crate::tensor::{Tensor, TensorInfo};
 
 /// An attribute value (ONNX `AttributeProto`, the kinds this crate uses).
@@ -24,6 +27,19 @@ pub enum AttrValue {
     Floats(Vec<f32>),
     /// A string.
     String(String),
+    /// A tensor (ONNX `TensorProto`, e.g. `Constant`'s `value`), written
+    /// like an initializer:
+    /// `Tensor(dtype: F32, shape: [2], data: Inline([1.0, 2.0]))`. `File(..)`
+    /// data is read (relative to the `.graph` file) and `Random` data drawn
+    /// when the graph is loaded; in a [`Graph`] the data is always `Inline`.
+    Tensor {
+        /// Element type.
+        dtype: DType,
+        /// Shape (`[]` for a scalar).
+        shape: Vec<usize>,
+        /// The values.
+        data: InitData,
+    },
 }
 
 impl AttrValue {
@@ -35,6 +51,7 @@ impl AttrValue {
             AttrValue::Ints(_) => "Ints",
             AttrValue::Floats(_) => "Floats",
             AttrValue::String(_) => "String",
+            AttrValue::Tensor { .. } => "Tensor",
         }
     }
 }
@@ -64,7 +81,13 @@ impl Node {
             file: String::new(),
             node: self.name.clone(),
             op_type: self.op_type.clone(),
-            message: format!("attribute '{name}' is {found:?}; expected {expected}(..)",),
+            message: format!(
+                "attribute '{name}' is {}; expected {expected}(..)",
+                match found {
+                    AttrValue::Tensor { dtype, shape, .. } => format!("Tensor({dtype} {shape:?})"),
+                    other => format!("{other:?}"),
+                }
+            ),
         }
     }
 
@@ -85,6 +108,36 @@ impl Node {
             None => Ok(default),
             Some(AttrValue::Float(v)) => Ok(*v),
             Some(other) => Err(self.attr_error(name, other, "Float")),
+        }
+    }
+
+    /// Integer-list attribute `name`, or `None` if absent; an error if
+    /// present with another kind.
+    pub fn attr_ints(&self, name: &str) -> Result<Option<&[i64]>, GraphError> {
+        match self.attributes.get(name) {
+            None => Ok(None),
+            Some(AttrValue::Ints(v)) => Ok(Some(v)),
+            Some(other) => Err(self.attr_error(name, other, "Ints")),
+        }
+    }
+
+    /// Float-list attribute `name`, or `None` if absent; an error if present
+    /// with another kind.
+    pub fn attr_floats(&self, name: &str) -> Result<Option<&[f32]>, GraphError> {
+        match self.attributes.get(name) {
+            None => Ok(None),
+            Some(AttrValue::Floats(v)) => Ok(Some(v)),
+            Some(other) => Err(self.attr_error(name, other, "Floats")),
+        }
+    }
+
+    /// String attribute `name`, or `default` if absent; an error if present
+    /// with another kind.
+    pub fn attr_string<'a>(&'a self, name: &str, default: &'a str) -> Result<&'a str, GraphError> {
+        match self.attributes.get(name) {
+            None => Ok(default),
+            Some(AttrValue::String(v)) => Ok(v),
+            Some(other) => Err(self.attr_error(name, other, "String")),
         }
     }
 
@@ -119,6 +172,13 @@ pub struct Graph {
     /// Inferred type and shape of every tensor (inputs, initializers and node
     /// outputs).
     pub tensors: BTreeMap<String, TensorInfo>,
+    /// Values known when the graph is loaded, by tensor name: the outputs of
+    /// `Constant` and `Shape` nodes, and the outputs of nodes all of whose
+    /// inputs are initializers or such constants when they have at most
+    /// [`crate::load::FOLD_LIMIT`] elements (constant folding, which is what
+    /// lets `Reshape`, `Slice`, ... take shapes computed by `Shape` ->
+    /// `Gather` -> `Concat` chains). Initializers are not repeated here.
+    pub constants: BTreeMap<String, Tensor>,
     /// Dependences between nodes: node `i` of the DAG (`NodeIndex::new(i)`)
     /// has weight `i`, the index into [`Graph::nodes`]; an edge
     /// producer → consumer carries the tensor's name (one edge per tensor and
@@ -186,6 +246,37 @@ mod tests {
             e,
             "node 'g' (Gemm): attribute 'transB' is Float(1.0); expected Int(..)"
         );
+    }
+
+    #[test]
+    fn list_and_string_attributes() {
+        let mut n = node();
+        n.attributes
+            .insert("pads".into(), AttrValue::Ints(vec![1, 2, 3, 4]));
+        n.attributes
+            .insert("mode".into(), AttrValue::String("reflect".into()));
+        n.attributes
+            .insert("scales".into(), AttrValue::Floats(vec![2.0]));
+        assert_eq!(n.attr_ints("pads").unwrap(), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(n.attr_ints("strides").unwrap(), None);
+        assert_eq!(n.attr_string("mode", "constant").unwrap(), "reflect");
+        assert_eq!(n.attr_string("other", "constant").unwrap(), "constant");
+        assert_eq!(n.attr_floats("scales").unwrap(), Some(&[2.0f32][..]));
+        let e = n.attr_ints("mode").unwrap_err().to_string();
+        assert!(
+            e.contains("attribute 'mode' is String(\"reflect\"); expected Ints(..)"),
+            "{e}"
+        );
+        n.attributes.insert(
+            "value".into(),
+            AttrValue::Tensor {
+                dtype: DType::F32,
+                shape: vec![1],
+                data: InitData::Inline(vec![1.0]),
+            },
+        );
+        let e = n.attr_int("value", 0).unwrap_err().to_string();
+        assert!(e.contains("is Tensor(f32 [1]); expected Int(..)"), "{e}");
     }
 
     #[test]

@@ -13,10 +13,23 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use crate::error::GraphError;
 use crate::format::{Dist, GraphFile, InitData, Initializer};
 use crate::infer::infer_node;
-use crate::ir::{Graph, Node};
-use crate::ops::{op_spec, AttrKind, SUPPORTED_OPS};
+use crate::interp::eval_node;
+use crate::ir::{AttrValue, Graph, Node};
+use crate::ops::{op_spec, SUPPORTED_OPS};
 use crate::random::{convert_f64, random_values};
 use crate::tensor::{checked_elements, Tensor, TensorInfo};
+
+/// The largest node output (in elements) folded into [`Graph::constants`]
+/// when all of the node's inputs are constant.
+pub const FOLD_LIMIT: usize = 4096;
+
+/// An attribute value for an error message: tensors without their data.
+fn short_attr(v: &AttrValue) -> String {
+    match v {
+        AttrValue::Tensor { dtype, shape, .. } => format!("Tensor({dtype} {shape:?})"),
+        other => format!("{other:?}"),
+    }
+}
 
 /// Reads and validates the `.graph` file at `path`; `File(..)` initializers
 /// are read relative to the file's directory.
@@ -47,6 +60,29 @@ pub fn parse_graph(text: &str, source: &str, base_dir: &Path) -> Result<Graph, G
 
 /// Validates a parsed file and builds the [`Graph`].
 pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, GraphError> {
+    build_with(file, BTreeMap::new(), source, base_dir)
+}
+
+/// Builds a validated [`Graph`] from parts whose initializers are already
+/// tensors (what graph passes produce): `file` gives the name, inputs,
+/// outputs, nodes and any further initializers; `initializers` are added as
+/// initializers, checked like the file's (no name defined twice). Validation,
+/// topological ordering and inference are exactly those of [`build`].
+pub fn build_from_parts(
+    file: GraphFile,
+    initializers: BTreeMap<String, Tensor>,
+    source: &str,
+) -> Result<Graph, GraphError> {
+    build_with(file, initializers, source, Path::new("."))
+}
+
+/// [`build`] with `extra` initializers given as tensors.
+fn build_with(
+    file: GraphFile,
+    extra: BTreeMap<String, Tensor>,
+    source: &str,
+    base_dir: &Path,
+) -> Result<Graph, GraphError> {
     let invalid = |message: String| GraphError::Invalid {
         file: source.to_string(),
         message,
@@ -108,6 +144,18 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
         tensors.insert(init.name.clone(), t.info());
         initializers.insert(init.name.clone(), t);
     }
+    for (name, t) in extra {
+        if name.is_empty() {
+            return Err(invalid("an initializer has an empty name".into()));
+        }
+        if let Some(prev) = defined.insert(name.clone(), "an initializer".into()) {
+            return Err(invalid(format!(
+                "tensor '{name}' is defined twice: as {prev} and as an initializer"
+            )));
+        }
+        tensors.insert(name.clone(), t.info());
+        initializers.insert(name, t);
+    }
 
     // Node names.
     let mut nodes = file.nodes;
@@ -121,6 +169,32 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
                 "two nodes are named '{}' (nodes #{j} and #{i} in the file); node names must be unique",
                 n.name
             )));
+        }
+    }
+
+    // Tensor attributes: read files and draw random values now, so that a
+    // `Graph`'s tensor attributes are always `Inline`.
+    for n in nodes.iter_mut() {
+        let (nname, op) = (n.name.clone(), n.op_type.clone());
+        for (aname, value) in n.attributes.iter_mut() {
+            let AttrValue::Tensor { dtype, shape, data } = value else {
+                continue;
+            };
+            let init = Initializer {
+                name: aname.clone(),
+                dtype: *dtype,
+                shape: shape.clone(),
+                data: data.clone(),
+            };
+            let t = materialize(&init, base_dir).map_err(|m| GraphError::Node {
+                file: source.to_string(),
+                node: nname.clone(),
+                op_type: op.clone(),
+                message: format!("attribute '{aname}' ({dtype} {shape:?}): {m}"),
+            })?;
+            if !matches!(data, InitData::Inline(_)) {
+                *data = InitData::Inline((0..t.len()).map(|i| t.values.get_f64(i)).collect());
+            }
         }
     }
 
@@ -158,19 +232,25 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
     let mut producer: BTreeMap<String, usize> = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
         let spec = op_spec(&n.op_type).ok_or_else(|| node_err(n, "unsupported op type".into()))?;
-        let max = spec.inputs.len();
+        let max = spec.max_inputs();
         if n.inputs.len() < spec.required_inputs || n.inputs.len() > max {
-            let range = if spec.required_inputs == max {
+            let range = if spec.variadic_inputs {
+                format!("{} or more", spec.required_inputs)
+            } else if spec.required_inputs == max {
                 format!("{max}")
             } else {
                 format!("{} to {max}", spec.required_inputs)
             };
+            let names = if spec.variadic_inputs {
+                format!("{}...", spec.inputs.join(", "))
+            } else {
+                spec.inputs.join(", ")
+            };
             return Err(node_err(
                 n,
                 format!(
-                    "has {} input(s); expected {range} ({})",
-                    n.inputs.len(),
-                    spec.inputs.join(", ")
+                    "has {} input(s); expected {range} ({names})",
+                    n.inputs.len()
                 ),
             ));
         }
@@ -185,14 +265,17 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
                 ));
             }
         }
-        if n.outputs.len() != spec.outputs {
+        if n.outputs.len() < spec.min_outputs || n.outputs.len() > spec.max_outputs {
+            let want = if spec.max_outputs == usize::MAX {
+                format!("{} or more", spec.min_outputs)
+            } else if spec.min_outputs == spec.max_outputs {
+                format!("{}", spec.min_outputs)
+            } else {
+                format!("{} to {}", spec.min_outputs, spec.max_outputs)
+            };
             return Err(node_err(
                 n,
-                format!(
-                    "has {} output(s); expected {}",
-                    n.outputs.len(),
-                    spec.outputs
-                ),
+                format!("has {} output(s); expected {want}", n.outputs.len()),
             ));
         }
         for (name, value) in &n.attributes {
@@ -211,19 +294,14 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
                     ),
                 ));
             };
-            let ok = matches!(
-                (kind, value),
-                (AttrKind::Int, crate::AttrValue::Int(_))
-                    | (AttrKind::Float, crate::AttrValue::Float(_))
-            );
-            if !ok {
-                let want = match kind {
-                    AttrKind::Int => "Int",
-                    AttrKind::Float => "Float",
-                };
+            if !kind.matches(value) {
                 return Err(node_err(
                     n,
-                    format!("attribute '{name}' is {value:?}; expected {want}(..)"),
+                    format!(
+                        "attribute '{name}' is {}; expected {}(..)",
+                        short_attr(value),
+                        kind.name()
+                    ),
                 ));
             }
         }
@@ -296,14 +374,41 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
         .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
         .collect();
 
-    // Inference, in order.
+    // Inference, in order, folding small constants as we go.
+    let mut constants: BTreeMap<String, Tensor> = BTreeMap::new();
     for n in &nodes {
         let ins: Vec<Option<&TensorInfo>> = (0..n.inputs.len())
             .map(|k| n.input(k).and_then(|t| tensors.get(t)))
             .collect();
-        let outs = infer_node(n, &ins).map_err(|e| e.in_file(source))?;
-        for (name, info) in n.outputs.iter().zip(outs) {
+        let consts: Vec<Option<&Tensor>> = (0..n.inputs.len())
+            .map(|k| {
+                n.input(k)
+                    .and_then(|t| initializers.get(t).or_else(|| constants.get(t)))
+            })
+            .collect();
+        let outs = infer_node(n, &ins, &consts).map_err(|e| e.in_file(source))?;
+        let all_const = consts
+            .iter()
+            .zip(&n.inputs)
+            .all(|(c, name)| c.is_some() || name.is_empty());
+        let folded = if n.op_type == "Shape" {
+            // Shapes are static: the value needs only the input's shape.
+            let shape = ins.first().copied().flatten().map(|i| i.shape.as_slice());
+            Some(vec![
+                crate::interp::shape_of(n, shape.unwrap_or(&[])).map_err(|m| node_err(n, m))?
+            ])
+        } else if n.op_type == "Constant"
+            || (all_const && outs.iter().all(|o| o.len() <= FOLD_LIMIT))
+        {
+            Some(eval_node(n, &consts, &outs).map_err(|m| node_err(n, m))?)
+        } else {
+            None
+        };
+        for (k, (name, info)) in n.outputs.iter().zip(outs).enumerate() {
             tensors.insert(name.clone(), info);
+            if let Some(v) = folded.as_ref().and_then(|v| v.get(k)) {
+                constants.insert(name.clone(), v.clone());
+            }
         }
     }
 
@@ -359,6 +464,7 @@ pub fn build(file: GraphFile, source: &str, base_dir: &Path) -> Result<Graph, Gr
         initializers,
         nodes,
         tensors,
+        constants,
         dag,
     })
 }
@@ -425,7 +531,7 @@ fn check_shape(shape: &[usize]) -> Result<usize, String> {
 }
 
 /// The tensor an initializer describes; errors say what is wrong with it.
-fn materialize(init: &Initializer, base_dir: &Path) -> Result<Tensor, String> {
+pub(crate) fn materialize(init: &Initializer, base_dir: &Path) -> Result<Tensor, String> {
     let n = check_shape(&init.shape)?;
     let values = match &init.data {
         InitData::Inline(v) => {

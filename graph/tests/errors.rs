@@ -75,17 +75,17 @@ fn typo_in_field_is_an_error() {
 #[test]
 fn unknown_ops_are_listed() {
     let text = MLP
-        .replace("\"Relu\"", "\"Softmax\"")
-        .replace("\"Add\"", "\"Conv\"")
-        .replace("\"Gemm\"", "\"Conv\"");
+        .replace("\"Relu\"", "\"Hardmax\"")
+        .replace("\"Add\"", "\"DeformConv\"")
+        .replace("\"Gemm\"", "\"DeformConv\"");
     let e = parse(&text).unwrap_err();
     let GraphError::UnknownOps { ops, .. } = &e else {
         panic!("{e}")
     };
-    assert_eq!(ops, &["Conv", "Softmax"]);
+    assert_eq!(ops, &["DeformConv", "Hardmax"]);
     let s = e.to_string();
-    assert!(s.contains("'Conv' (2 nodes, first 'bias1')"), "{s}");
-    assert!(s.contains("'Softmax' (1 node, first 'relu1')"), "{s}");
+    assert!(s.contains("'DeformConv' (2 nodes, first 'bias1')"), "{s}");
+    assert!(s.contains("'Hardmax' (1 node, first 'relu1')"), "{s}");
     assert!(s.contains("MatMul"), "{s}");
 }
 

@@ -1,0 +1,194 @@
+//! `Conv`, `ConvInteger` and `ConvTranspose` over any number of spatial
+//! dimensions (summation order in the module doc of [`crate::interp`]).
+
+use lpu_isa::Values;
+
+use super::{as_f32, from_f32, scalar_i64, strides, Ins};
+use crate::infer::params::{self, ConvGeom};
+use crate::ir::Node;
+
+/// Row-major multi-indices of `shape`.
+pub(super) fn multi_indices(shape: &[usize]) -> Vec<Vec<usize>> {
+    let mut out = Vec::with_capacity(shape.iter().product());
+    super::for_each_index(shape, |i| out.push(i.to_vec()));
+    out
+}
+
+/// Marks a tap in the padding in [`taps`].
+const PAD: u32 = u32::MAX;
+
+/// For each kernel position (row-major), for each output spatial position
+/// (row-major), the flat offset of the input spatial element it reads, or
+/// [`PAD`] in the padding. (Offsets are below 2^28, so they fit in `u32`.)
+fn taps(g: &ConvGeom) -> Vec<Vec<u32>> {
+    let w = &g.win;
+    let ist = strides(&g.input);
+    let outs = multi_indices(&w.out);
+    multi_indices(&w.kernel)
+        .iter()
+        .map(|k| {
+            outs.iter()
+                .map(|o| {
+                    let mut off = 0usize;
+                    for d in 0..o.len() {
+                        let i = (o[d] * w.strides[d] + k[d] * w.dilations[d]) as i64
+                            - w.pads_begin[d] as i64;
+                        if i < 0 || i >= g.input[d] as i64 {
+                            return PAD;
+                        }
+                        off += i as usize * ist[d];
+                    }
+                    off as u32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The shared loop: for every output element `[n, m, o..]`, `acc = zero`,
+/// then `acc = step(acc, x, w, m)` over (input channel of the group, kernel
+/// position) ascending, skipping padding. It runs one output plane at a
+/// time with a plane of accumulators, channel and kernel position outermost,
+/// which performs exactly these operations in this order for every element.
+fn conv_loop<T: Copy, A: Copy>(
+    g: &ConvGeom,
+    x: &[T],
+    w: &[T],
+    zero: A,
+    step: impl Fn(A, T, T, usize) -> A,
+) -> Vec<A> {
+    let taps = taps(g);
+    let ksize: usize = g.win.kernel.iter().product();
+    let isize: usize = g.input.iter().product();
+    let osize: usize = g.win.out.iter().product();
+    let (cg, mg) = (g.cin / g.group, g.cout / g.group);
+    let mut y = vec![zero; g.n * g.cout * osize];
+    for (plane, acc) in y.chunks_mut(osize.max(1)).enumerate() {
+        let (n, m) = (plane / g.cout, plane % g.cout);
+        let grp = m / mg;
+        for ci in 0..cg {
+            let xs = &x[(n * g.cin + grp * cg + ci) * isize..][..isize];
+            let wb = (m * cg + ci) * ksize;
+            for (kp, tk) in taps.iter().enumerate() {
+                let wv = w[wb + kp];
+                for (a, &off) in acc.iter_mut().zip(tk) {
+                    if off != PAD {
+                        *a = step(*a, xs[off as usize], wv, m);
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
+/// Adds the bias per output channel.
+fn add_bias(g: &ConvGeom, y: &mut [f32], b: &[f32]) {
+    let osize: usize = g.win.out.iter().product();
+    for (e, v) in y.iter_mut().enumerate() {
+        *v += b[(e / osize) % g.cout];
+    }
+}
+
+/// `Conv`.
+pub(super) fn conv(node: &Node, x: &Ins) -> Result<Values, String> {
+    let (xt, wt) = (x.req(0)?, x.req(1)?);
+    let g = params::conv_geom(node, &xt.shape, &wt.shape)?;
+    let (xv, wv) = (as_f32(&xt.values)?, as_f32(&wt.values)?);
+    let mut y = conv_loop(&g, &xv, &wv, 0.0f32, |acc, a, b, _| acc + a * b);
+    if let Some(b) = x.opt(2) {
+        add_bias(&g, &mut y, &as_f32(&b.values)?);
+    }
+    Ok(from_f32(xt.dtype(), y))
+}
+
+/// `ConvInteger`.
+pub(super) fn conv_integer(node: &Node, x: &Ins) -> Result<Values, String> {
+    let (xt, wt) = (x.req(0)?, x.req(1)?);
+    let g = params::conv_geom(node, &xt.shape, &wt.shape)?;
+    let (Values::I8(xv), Values::I8(wv)) = (&xt.values, &wt.values) else {
+        return Err("ConvInteger needs i8 x and w".into());
+    };
+    let xzp = x.opt(2).map(scalar_i64).transpose()?.unwrap_or(0) as i32;
+    let wzp: Vec<i32> = match x.opt(3) {
+        None => vec![0; g.cout],
+        Some(t) => {
+            let v = params::int_values(t, "w_zero_point")?;
+            if v.len() == 1 {
+                vec![v[0] as i32; g.cout]
+            } else {
+                v.iter().map(|&z| z as i32).collect()
+            }
+        }
+    };
+    if wzp.len() != g.cout {
+        return Err(format!(
+            "w_zero_point has {} values for {} output channels",
+            wzp.len(),
+            g.cout
+        ));
+    }
+    let y = conv_loop(&g, xv, wv, 0i32, |acc, a, b, m| {
+        acc.wrapping_add((a as i32 - xzp).wrapping_mul(b as i32 - wzp[m]))
+    });
+    Ok(Values::I32(y))
+}
+
+/// `ConvTranspose`.
+pub(super) fn conv_transpose(node: &Node, x: &Ins) -> Result<Values, String> {
+    let (xt, wt) = (x.req(0)?, x.req(1)?);
+    let g = params::conv_transpose_geom(node, &xt.shape, &wt.shape)?;
+    let (xv, wv) = (as_f32(&xt.values)?, as_f32(&wt.values)?);
+    let w = &g.win;
+    let ist = strides(&g.input);
+    let kidx = multi_indices(&w.kernel);
+    let ksize = kidx.len();
+    let isize: usize = g.input.iter().product();
+    let outs = multi_indices(&w.out);
+    let osize = outs.len();
+    let (cg, mg) = (g.cin / g.group, g.cout / g.group);
+    // For each output position and kernel position, the input offset.
+    let taps: Vec<Vec<Option<usize>>> = outs
+        .iter()
+        .map(|o| {
+            kidx.iter()
+                .map(|k| {
+                    let mut off = 0usize;
+                    for d in 0..o.len() {
+                        let t = (o[d] + w.pads_begin[d]) as i64 - (k[d] * w.dilations[d]) as i64;
+                        let s = w.strides[d] as i64;
+                        if t < 0 || t % s != 0 || t / s >= g.input[d] as i64 {
+                            return None;
+                        }
+                        off += (t / s) as usize * ist[d];
+                    }
+                    Some(off)
+                })
+                .collect()
+        })
+        .collect();
+    let mut y = vec![0.0f32; g.n * g.cout * osize];
+    for n in 0..g.n {
+        for (p, tp) in taps.iter().enumerate() {
+            for m in 0..g.cout {
+                let (grp, mm) = (m / mg, m % mg);
+                let mut acc = 0.0f32;
+                for ci in 0..cg {
+                    let cin = grp * cg + ci;
+                    let xb = (n * g.cin + cin) * isize;
+                    let wb = (cin * mg + mm) * ksize;
+                    for (kp, off) in tp.iter().enumerate() {
+                        if let Some(off) = off {
+                            acc += xv[xb + off] * wv[wb + kp];
+                        }
+                    }
+                }
+                y[(n * g.cout + m) * osize + p] = acc;
+            }
+        }
+    }
+    if let Some(b) = x.opt(2) {
+        add_bias(&g, &mut y, &as_f32(&b.values)?);
+    }
+    Ok(from_f32(xt.dtype(), y))
+}

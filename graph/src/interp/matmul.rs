@@ -1,0 +1,142 @@
+//! `MatMul` (batched, broadcasting batch dimensions) and `Gemm`.
+
+use lpu_isa::Values;
+
+use super::{as_f32, broadcast_strides, for_each_pair, from_f32};
+use crate::infer::broadcast;
+use crate::ir::Node;
+use crate::tensor::{num_elements, Tensor};
+
+/// `y[i,j]`: `acc = 0.0f32`, then `acc = acc + a(i,k) * b(k,j)` for `k`
+/// ascending (a separate multiply and add). The loops run `i`, `k`, `j` with
+/// a row of accumulators, which performs exactly these operations in this
+/// order for every element, only in a cache-friendly sequence. `b` is read
+/// through the accessor once into a row-major `[k, n]` buffer.
+pub(super) fn mm_f32(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: impl Fn(usize, usize) -> f32,
+    b: impl Fn(usize, usize) -> f32,
+) -> Vec<f32> {
+    let mut bm = Vec::with_capacity(k * n);
+    for kk in 0..k {
+        for j in 0..n {
+            bm.push(b(kk, j));
+        }
+    }
+    mm_rows(m, k, n, a, &bm)
+}
+
+/// [`mm_f32`] with `b` already a row-major `[k, n]` slice.
+fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f32]) -> Vec<f32> {
+    let mut y = vec![0.0f32; m * n];
+    for (i, row) in y.chunks_mut(n.max(1)).enumerate().take(m) {
+        for kk in 0..k {
+            let av = a(i, kk);
+            let brow = &b[kk * n..(kk + 1) * n];
+            for (acc, &bv) in row.iter_mut().zip(brow) {
+                let p = av * bv;
+                *acc += p;
+            }
+        }
+    }
+    y
+}
+
+pub(super) fn matmul(a: &Tensor, b: &Tensor, out: &[usize]) -> Result<Values, String> {
+    let dtype = a.dtype();
+    let (av, bv) = (as_f32(&a.values)?, as_f32(&b.values)?);
+    let a2: Vec<usize> = if a.shape.len() == 1 {
+        vec![1, a.shape[0]]
+    } else {
+        a.shape.clone()
+    };
+    let b2: Vec<usize> = if b.shape.len() == 1 {
+        vec![b.shape[0], 1]
+    } else {
+        b.shape.clone()
+    };
+    let (ra, rb) = (a2.len(), b2.len());
+    if ra < 2 || rb < 2 {
+        return Err("MatMul needs inputs of rank 1 or more".into());
+    }
+    let (m, k, k2, n) = (a2[ra - 2], a2[ra - 1], b2[rb - 2], b2[rb - 1]);
+    let (abatch, bbatch) = (&a2[..ra - 2], &b2[..rb - 2]);
+    let batch = broadcast(abatch, bbatch).ok_or("batch dimensions do not broadcast")?;
+    if k != k2 || num_elements(&a2) != Some(av.len()) || num_elements(&b2) != Some(bv.len()) {
+        return Err("MatMul: inconsistent shapes".into());
+    }
+    // Batch strides in units of whole matrices, times the matrix size.
+    let sa: Vec<usize> = broadcast_strides(abatch, &batch)
+        .iter()
+        .map(|s| s * m * k)
+        .collect();
+    let sb: Vec<usize> = broadcast_strides(bbatch, &batch)
+        .iter()
+        .map(|s| s * k * n)
+        .collect();
+    let mut y = Vec::with_capacity(num_elements(out).unwrap_or(0));
+    for_each_pair(&batch, &sa, &sb, |oa, ob| {
+        y.extend(mm_rows(
+            m,
+            k,
+            n,
+            |i, kk| av[oa + i * k + kk],
+            &bv[ob..ob + k * n],
+        ));
+    });
+    Ok(from_f32(dtype, y))
+}
+
+pub(super) fn gemm(
+    node: &Node,
+    a: &Tensor,
+    b: &Tensor,
+    c: Option<&Tensor>,
+) -> Result<Values, String> {
+    let alpha = node.attr_float("alpha", 1.0).map_err(|e| e.to_string())?;
+    let beta = node.attr_float("beta", 1.0).map_err(|e| e.to_string())?;
+    let ta = node.attr_int("transA", 0).map_err(|e| e.to_string())? != 0;
+    let tb = node.attr_int("transB", 0).map_err(|e| e.to_string())? != 0;
+    let dtype = a.dtype();
+    let (av, bv) = (as_f32(&a.values)?, as_f32(&b.values)?);
+    let (&[a0, a1], &[b0, b1]) = (a.shape.as_slice(), b.shape.as_slice()) else {
+        return Err("Gemm needs rank-2 A and B".into());
+    };
+    let (m, k) = if ta { (a1, a0) } else { (a0, a1) };
+    let (k2, n) = if tb { (b1, b0) } else { (b0, b1) };
+    if k != k2 || av.len() != a0 * a1 || bv.len() != b0 * b1 {
+        return Err("Gemm: inconsistent shapes".into());
+    }
+    let mut y = mm_f32(
+        m,
+        k,
+        n,
+        |i, kk| if ta { av[kk * m + i] } else { av[i * k + kk] },
+        |kk, j| if tb { bv[j * k + kk] } else { bv[kk * n + j] },
+    );
+    if alpha != 1.0 {
+        for v in &mut y {
+            *v *= alpha;
+        }
+    }
+    if let Some(c) = c {
+        let cv = as_f32(&c.values)?;
+        let out = [m, n];
+        if num_elements(&c.shape) != Some(cv.len())
+            || broadcast(&c.shape, &out).as_deref() != Some(&out[..])
+        {
+            return Err(format!("C {:?} does not broadcast to [{m}, {n}]", c.shape));
+        }
+        let sc = broadcast_strides(&c.shape, &out);
+        let zero = vec![0; 2];
+        let mut i = 0;
+        for_each_pair(&out, &sc, &zero, |oc, _| {
+            let cval = if beta == 1.0 { cv[oc] } else { beta * cv[oc] };
+            y[i] += cval;
+            i += 1;
+        });
+    }
+    Ok(from_f32(dtype, y))
+}
