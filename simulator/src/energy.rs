@@ -1,0 +1,133 @@
+//! Energy of one run on the LPU, from the instructions it issued and the
+//! chip's `energy` parameters ([`lpu_isa::EnergyConfig`]).
+//!
+//! ```text
+//! E = instructions x instruction_pj
+//!   + MXM MACs x mac_pj[dtype]            (an `mm` is mxm.size^2 MACs)
+//!   + VXM/SXM lane ops x vxm_lane_op_pj   (lanes per instruction)
+//!   + SRAM bytes x sram_pj_per_byte       (`read`/`write`: lanes x dtype bytes)
+//!   + stream byte-hops x stream_pj_per_byte_hop
+//!   + static_w x latency
+//! ```
+//!
+//! Stream byte-hops count, for every stream operand an instruction reads,
+//! the vector's bytes times the slice positions between its producer and
+//! the reader. The counts follow the issues the run executed (up to a
+//! hazard, if one stopped it); `nop`, `sync`, `repeat` and `notify` are
+//! control and count as nothing.
+
+use crate::engine::Outcome;
+use lpu_isa::program::DepKind;
+use lpu_isa::{Opcode, Program, Unit};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The LPU's energy for one run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EnergyReport {
+    /// Where the parameters come from, from the chip config.
+    pub technology: String,
+    /// Instructions counted (control excluded).
+    pub instructions: u64,
+    /// MXM multiply-accumulates.
+    pub macs: u64,
+    /// VXM and SXM lane operations.
+    pub lane_ops: u64,
+    /// SRAM bytes read and written.
+    pub sram_bytes: u64,
+    /// Stream bytes x slice positions travelled.
+    pub stream_byte_hops: u64,
+    /// Instruction energy, J.
+    pub instructions_j: f64,
+    /// MXM energy, J.
+    pub mxm_j: f64,
+    /// VXM and SXM energy, J.
+    pub vxm_j: f64,
+    /// SRAM energy, J.
+    pub sram_j: f64,
+    /// Stream energy, J.
+    pub stream_j: f64,
+    /// Static power x latency, J.
+    pub static_j: f64,
+    /// Energy per inference, J.
+    pub total_j: f64,
+    /// `1 / total_j`.
+    pub inferences_per_j: f64,
+}
+
+/// The energy of a run, or `None` when the chip has no `energy` section
+/// (or the program cannot be timed).
+pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
+    let e = p.chip.energy.as_ref()?;
+    let issues = p.issue_times().ok()?;
+    let lanes = p.chip.lanes() as u64;
+    let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
+    let stop = o.hazard.as_ref().map(|h| h.cycle);
+    let mut slice_of: HashMap<u32, u16> = HashMap::new();
+    for q in &p.queues {
+        for s in &q.slots {
+            slice_of.insert(s.id, q.queue.slice);
+        }
+    }
+    let (mut instrs, mut macs_i8, mut macs_f16, mut lane_ops, mut sram, mut hops) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for iss in &issues {
+        if stop.is_some_and(|c| iss.cycle > c) {
+            break;
+        }
+        let q = &p.queues[iss.queue as usize];
+        let slot = &q.slots[iss.slot as usize];
+        let op = slot.instr.op;
+        if matches!(
+            op,
+            Opcode::Nop | Opcode::Sync | Opcode::Repeat | Opcode::Notify
+        ) {
+            continue;
+        }
+        instrs += 1;
+        let bytes = lanes * slot.instr.ty.bytes() as u64;
+        match op {
+            Opcode::Matmul => {
+                if slot.instr.ty == lpu_isa::DType::I8 {
+                    macs_i8 += macs_per_mm;
+                } else {
+                    macs_f16 += macs_per_mm;
+                }
+            }
+            Opcode::Read | Opcode::Write => sram += bytes,
+            _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => lane_ops += lanes,
+            _ => {}
+        }
+        for d in &slot.deps {
+            if matches!(d.kind, DepKind::Src | DepKind::Src2) {
+                if let Some(&from) = slice_of.get(&d.on) {
+                    hops += bytes * (q.queue.slice as i64 - from as i64).unsigned_abs();
+                }
+            }
+        }
+    }
+    let pj = 1e-12;
+    let instructions_j = instrs as f64 * e.instruction_pj * pj;
+    let mxm_j = (macs_i8 as f64 * e.mac_int8_pj + macs_f16 as f64 * e.mac_fp16_pj) * pj;
+    let vxm_j = lane_ops as f64 * e.vxm_lane_op_pj * pj;
+    let sram_j = sram as f64 * e.sram_pj_per_byte * pj;
+    let stream_j = hops as f64 * e.stream_pj_per_byte_hop * pj;
+    let static_j = e.static_w * o.cycles as f64 / (p.chip.clock_mhz * 1e6);
+    let total_j = instructions_j + mxm_j + vxm_j + sram_j + stream_j + static_j;
+    Some(EnergyReport {
+        technology: e.technology.clone(),
+        instructions: instrs,
+        macs: macs_i8 + macs_f16,
+        lane_ops,
+        sram_bytes: sram,
+        stream_byte_hops: hops,
+        instructions_j,
+        mxm_j,
+        vxm_j,
+        sram_j,
+        stream_j,
+        static_j,
+        total_j,
+        inferences_per_j: if total_j > 0.0 { 1.0 / total_j } else { 0.0 },
+    })
+}

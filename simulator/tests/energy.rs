@@ -1,0 +1,71 @@
+//! The LPU energy of a small hand-written program on `tiny`: every term is
+//! checked against the counts it comes from.
+
+use lpu_isa::{ChipConfig, Program};
+use lpu_sim::{energy::lpu_energy, simulate, SimOptions};
+use std::collections::BTreeMap;
+
+fn program(body: &str, chip: ChipConfig) -> Program {
+    let empty = Program {
+        model: "t".into(),
+        chip,
+        nodes: vec![lpu_isa::program::NodeInfo {
+            name: "n".into(),
+            op: "Test".into(),
+        }],
+        perm_tables: vec![],
+        inputs: vec![],
+        outputs: vec![],
+        queues: vec![],
+        memory: vec![],
+    };
+    let text = format!(
+        "{}.queue icu\n  i0 notify\n{body}",
+        lpu_isa::asm::disassemble(&empty)
+    );
+    lpu_isa::asm::assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+const ONES: &str = "01010101010101010101010101010101";
+
+/// read on mem@5 -> relu on the VXM (6) -> write on mem@7.
+fn body() -> String {
+    format!(
+        ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue mem@7\n  i3 sync\n  i4 nop n=6\n  i5 write.i8 a=0x0 s1e<i7\n.queue vxm@6.0\n  i6 sync\n  i8 nop n=4\n  i7 relu.i8 s0e<i2 ->s1e\n.data mem@5 0x0 i8 {ONES}\n"
+    )
+}
+
+#[test]
+fn energy_terms_follow_the_counts() {
+    let chip = ChipConfig::preset("tiny").expect("tiny");
+    let e = chip.energy.clone().expect("tiny has energy parameters");
+    let p = program(&body(), chip);
+    let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none());
+    let r = lpu_energy(&p, &o).expect("energy");
+    // read, relu, write; 16 lanes of int8.
+    assert_eq!(r.instructions, 3);
+    assert_eq!(r.macs, 0);
+    assert_eq!(r.lane_ops, 16);
+    assert_eq!(r.sram_bytes, 32);
+    // 16 bytes from mem@5 to the VXM at 6 (1 hop), then to mem@7 (1 hop).
+    assert_eq!(r.stream_byte_hops, 32);
+    let pj = 1e-12;
+    assert!((r.instructions_j - 3.0 * e.instruction_pj * pj).abs() < 1e-20);
+    assert!((r.sram_j - 32.0 * e.sram_pj_per_byte * pj).abs() < 1e-20);
+    assert!((r.stream_j - 32.0 * e.stream_pj_per_byte_hop * pj).abs() < 1e-20);
+    let static_j = e.static_w * o.cycles as f64 / (p.chip.clock_mhz * 1e6);
+    assert!((r.static_j - static_j).abs() < 1e-18);
+    let sum = r.instructions_j + r.mxm_j + r.vxm_j + r.sram_j + r.stream_j + r.static_j;
+    assert!((r.total_j - sum).abs() < 1e-18);
+    assert!((r.inferences_per_j * r.total_j - 1.0).abs() < 1e-9);
+}
+
+#[test]
+fn no_energy_section_no_energy() {
+    let mut chip = ChipConfig::preset("tiny").expect("tiny");
+    chip.energy = None;
+    let p = program(&body(), chip);
+    let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
+    assert_eq!(lpu_energy(&p, &o), None);
+}
