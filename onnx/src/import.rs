@@ -1,0 +1,1120 @@
+//! ONNX model to `.graph` [`GraphFile`]: decoding, initializers and
+//! `Constant` nodes, symbolic dimensions, opset normalisation, shape
+//! folding ([`crate::fold`]), attribute conversion and the one error that
+//! lists every unsupported operator.
+//!
+//! # Opset normalisation
+//!
+//! Models of default-domain opset 7 to 23 are read (newer ones with a note,
+//! using the opset-23 forms; opset 6 too, its legacy `broadcast`/`axis`
+//! binary-op attributes rewritten to NumPy broadcasting and `is_test`
+//! dropped). Where an older opset carried as an attribute
+//! what a newer one takes as an input, the attribute becomes a constant
+//! input, so that the graph always has the newest form:
+//!
+//! | op | attribute(s) | input since opset |
+//! | --- | --- | --- |
+//! | `Reshape` | `shape` | 5 |
+//! | `Slice` | `starts`, `ends`, `axes` | 10 |
+//! | `TopK` | `k` | 10 |
+//! | `Clip` | `min`, `max` | 11 |
+//! | `Pad` | `pads` (`paddings`), `value` | 11 |
+//! | `Dropout` | `ratio` | 12 |
+//! | `Unsqueeze`, `Squeeze`, `ReduceSum`, `Split` (`split`) | `axes` | 13 |
+//! | `ReduceMean`, `ReduceMax`, `ReduceMin`, `ReduceProd`, `ReduceL1`, `ReduceL2`, `ReduceLogSum`, `ReduceLogSumExp`, `ReduceSumSquare` | `axes` | 18 |
+//!
+//! `BatchNormalization`'s `spatial` (opsets 7 and 8) is dropped when 1 and
+//! refused otherwise. `Softmax`, `LogSoftmax` and `Hardmax` before opset 13
+//! coerce their input to 2-D at `axis` (default 1); that equals the opset-13
+//! form only when `axis` is the last axis, which is rewritten to `axis: -1`;
+//! other axes are refused.
+//!
+//! # Element types
+//!
+//! lpu has f32, f16, i8 and i32 (and whatever `lpu_isa::DType` adds: `i64`,
+//! `u8` and `bool` are used when `DType::from_name` knows them). Without
+//! them: DOUBLE and BFLOAT16 tensors become f32 (DOUBLE rounds; a note says
+//! so), INT16, UINT16 and UINT32 become i32, INT64 and UINT64 become i32
+//! when every value fits (shape and index tensors; a note says so), UINT8
+//! and BOOL tensors are refused with an error naming the tensor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use lpu_graph::format::{GraphFile, Initializer, ValueInfo};
+use lpu_graph::ops::op_spec;
+use lpu_graph::{AttrValue, DType, Node, TensorInfo};
+use prost::Message;
+
+use crate::error::{ImportError, UnsupportedOp};
+use crate::fold::{fold, Attr, Attrs, FOLDABLE};
+use crate::proto::{
+    attribute_type as at, data_type as dt, AttributeProto, DimValue, ModelProto, NodeProto,
+    TensorProto, ValueInfoProto,
+};
+use crate::tensor::{Const, Data};
+
+/// The oldest default-domain opset the importer reads.
+pub const MIN_OPSET: i64 = 6;
+/// The newest default-domain opset whose forms the importer knows; newer
+/// ones are read with a note.
+pub const MAX_OPSET: i64 = 23;
+/// The largest `.onnx` file read (2 GiB, protobuf's own limit); weights
+/// beyond that must be external data.
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
+/// How to bind what the model leaves open.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Values of symbolic dimensions (`dim_param`), from `--dim NAME=VALUE`.
+    pub dims: BTreeMap<String, usize>,
+    /// Whole shapes of graph inputs, from `--input-shape NAME=1x3x224x224`;
+    /// they override the declared shape (and bind its symbols).
+    pub input_shapes: BTreeMap<String, Vec<usize>>,
+    /// Graph inputs bound to fixed values: they become initializers (and
+    /// feed shape folding). The conformance runner binds the INT64 inputs
+    /// that lpu needs constant (a `Reshape`'s shape, a `Slice`'s starts..)
+    /// to the test data this way.
+    pub constants: BTreeMap<String, Const>,
+}
+
+/// An imported model and what the importer has to say about it.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// The `.graph` structure (initializers inline).
+    pub graph: GraphFile,
+    /// Lossy or notable conversions (narrowed types, newer opset, unused
+    /// `--dim`), one line each.
+    pub notes: Vec<String>,
+    /// The default-domain opset of the model.
+    pub opset: i64,
+}
+
+/// Imports the `.onnx` file at `path` into a [`GraphFile`]. External data
+/// is read relative to the file's directory.
+pub fn import(path: &Path, opts: &ImportOptions) -> Result<GraphFile, ImportError> {
+    import_with_notes(path, opts).map(|i| i.graph)
+}
+
+/// [`import`], with the notes.
+pub fn import_with_notes(path: &Path, opts: &ImportOptions) -> Result<Imported, ImportError> {
+    let bytes = read_bounded(path, MAX_MODEL_BYTES)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    import_bytes(&bytes, &path.display().to_string(), base, opts)
+}
+
+/// Imports and validates: the [`lpu_graph::Graph`] `lpu-graph`'s loader
+/// builds from the imported file, and the notes.
+pub fn load(
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<(lpu_graph::Graph, Vec<String>), ImportError> {
+    let imp = import_with_notes(path, opts)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let g = lpu_graph::load::build(imp.graph, &path.display().to_string(), base)?;
+    Ok((g, imp.notes))
+}
+
+/// Reads a whole file, refusing one larger than `limit` bytes.
+pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ImportError> {
+    let io = |e: std::io::Error| ImportError::Io {
+        path: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > limit {
+        return Err(ImportError::Io {
+            path: path.display().to_string(),
+            message: format!("the file has {len} bytes, more than the {limit} read"),
+        });
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Decodes a `ModelProto`.
+pub fn decode_model(bytes: &[u8]) -> Result<ModelProto, prost::DecodeError> {
+    ModelProto::decode(bytes)
+}
+
+/// Reads a `TensorProto` file (the backend tests' `input_K.pb`): its name
+/// (possibly empty) and value. External data is refused.
+pub fn read_tensor_file(path: &Path) -> Result<(String, Const), ImportError> {
+    let file = path.display().to_string();
+    let bytes = read_bounded(path, MAX_MODEL_BYTES)?;
+    let t = TensorProto::decode(&bytes[..]).map_err(|e| ImportError::Decode {
+        file: file.clone(),
+        message: e.to_string(),
+    })?;
+    let c = Const::from_proto(&t, None).map_err(|message| ImportError::Tensor {
+        file,
+        tensor: t.name.clone(),
+        message,
+    })?;
+    Ok((t.name, c))
+}
+
+/// The lpu element type a tensor of ONNX type `code` becomes, and a note
+/// when that is a conversion; `ints` (the values, for constants) decides
+/// whether INT64 fits i32. `Err` says why the type is refused.
+pub fn lpu_dtype(code: i32, ints: Option<&[i64]>) -> Result<(DType, Option<String>), String> {
+    let named = |n: &str| DType::from_name(n);
+    let fits32 = |what: &str| -> Result<(DType, Option<String>), String> {
+        if let Some(v) = ints {
+            if let Some(x) = v
+                .iter()
+                .find(|x| **x < i32::MIN as i64 || **x > i32::MAX as i64)
+            {
+                return Err(format!(
+                    "{what} value {x} does not fit i32, and lpu has no 64-bit integers"
+                ));
+            }
+        }
+        Ok((
+            DType::I32,
+            Some(format!("{what} narrowed to i32 (lpu has no {what})")),
+        ))
+    };
+    Ok(match code {
+        dt::FLOAT => (DType::F32, None),
+        dt::FLOAT16 => (DType::F16, None),
+        dt::INT8 => (DType::I8, None),
+        dt::INT32 => (DType::I32, None),
+        dt::DOUBLE => (
+            DType::F32,
+            Some("DOUBLE rounded to f32 (lpu has no f64)".into()),
+        ),
+        dt::BFLOAT16 => (
+            DType::F32,
+            Some("BFLOAT16 widened to f32 (exact)".into()),
+        ),
+        dt::INT16 | dt::UINT16 => (
+            DType::I32,
+            Some(format!("{} widened to i32 (exact)", dt::name(code))),
+        ),
+        dt::INT64 => match named("i64") {
+            Some(d) => (d, None),
+            None => fits32("INT64")?,
+        },
+        dt::UINT32 | dt::UINT64 => fits32(&dt::name(code))?,
+        dt::UINT8 => match named("u8") {
+            Some(d) => (d, None),
+            None => {
+                return Err(
+                    "UINT8 is not supported: lpu has i8 but no u8; re-quantize to INT8 (e.g. with a zero point shifted by 128)"
+                        .into(),
+                )
+            }
+        },
+        dt::BOOL => match named("bool") {
+            Some(d) => (d, None),
+            None => return Err("BOOL tensors are not supported".into()),
+        },
+        c => return Err(format!("element type {} is not supported", dt::name(c))),
+    })
+}
+
+/// Attributes that lpu's op specs do not list but whose ONNX default value
+/// means "no change": dropped when they hold that value.
+const DROPPABLE_DEFAULTS: &[(&str, &str, i64)] = &[
+    ("Cast", "saturate", 1),
+    ("QuantizeLinear", "saturate", 1),
+    ("QuantizeLinear", "block_size", 0),
+    ("QuantizeLinear", "output_dtype", 0),
+    ("QuantizeLinear", "precision", 0),
+    ("DequantizeLinear", "block_size", 0),
+    ("DequantizeLinear", "output_dtype", 0),
+    ("Gemm", "transA", 0),
+    ("Gemm", "transB", 0),
+];
+
+/// The import state.
+struct Ctx<'a> {
+    file: String,
+    base: &'a Path,
+    opset: i64,
+    consts: BTreeMap<String, Const>,
+    /// Types and shapes of non-constant tensors, where known.
+    infos: BTreeMap<String, TensorInfo>,
+    /// Declared (value_info / output) shapes with symbols bound, where
+    /// fully known, and element types.
+    declared: BTreeMap<String, (i32, Option<Vec<usize>>)>,
+    /// Every tensor name in the model, for fresh names.
+    taken: BTreeSet<String>,
+    nodes: Vec<Node>,
+    notes: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    fn model_err(&self, message: String) -> ImportError {
+        ImportError::Model {
+            file: self.file.clone(),
+            message,
+        }
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while self.taken.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.taken.insert(name.clone());
+        name
+    }
+
+    /// The shape of `name`, if known.
+    fn shape(&self, name: &str) -> Option<&[usize]> {
+        if let Some(c) = self.consts.get(name) {
+            return Some(&c.shape);
+        }
+        if let Some(i) = self.infos.get(name) {
+            return Some(&i.shape);
+        }
+        self.declared.get(name).and_then(|(_, s)| s.as_deref())
+    }
+
+    /// The lpu type and shape of `name` as a node input, if known.
+    fn info(&self, name: &str) -> Option<TensorInfo> {
+        if let Some(c) = self.consts.get(name) {
+            let (dtype, _) = lpu_dtype(c.code, c.as_ints()).ok()?;
+            return Some(TensorInfo {
+                dtype,
+                shape: c.shape.clone(),
+            });
+        }
+        self.infos.get(name).cloned()
+    }
+}
+
+/// Binds the dimensions of a declared type; `Err((k, param))` names the
+/// first open one (`param` empty for an unnamed unknown dimension).
+fn resolve_dims(
+    vi: &ValueInfoProto,
+    sym: &BTreeMap<String, usize>,
+) -> Result<Option<Vec<usize>>, (usize, String)> {
+    let Some(tt) = vi.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
+        return Ok(None);
+    };
+    let Some(shape) = &tt.shape else {
+        return Ok(None);
+    };
+    let mut out = Vec::with_capacity(shape.dim.len().min(64));
+    for (k, d) in shape.dim.iter().enumerate() {
+        out.push(match &d.value {
+            Some(DimValue::DimValue(v)) if *v >= 0 => {
+                usize::try_from(*v).map_err(|_| (k, String::new()))?
+            }
+            Some(DimValue::DimParam(p)) => match sym.get(p) {
+                Some(v) => *v,
+                None => return Err((k, p.clone())),
+            },
+            _ => return Err((k, String::new())),
+        });
+    }
+    Ok(Some(out))
+}
+
+fn elem_type(vi: &ValueInfoProto) -> Option<i32> {
+    vi.r#type
+        .as_ref()
+        .and_then(|t| t.tensor_type.as_ref())
+        .map(|t| t.elem_type)
+}
+
+/// Decodes one attribute.
+fn decode_attr(a: &AttributeProto, base: &Path) -> Result<Attr, String> {
+    let utf8 = |b: &[u8]| {
+        String::from_utf8(b.to_vec()).map_err(|_| format!("attribute '{}' is not UTF-8", a.name))
+    };
+    let tensor = |t: &TensorProto| {
+        Const::from_proto(t, Some(base)).map_err(|m| format!("attribute '{}': {m}", a.name))
+    };
+    if !a.ref_attr_name.is_empty() {
+        return Err(format!(
+            "attribute '{}' refers to a function attribute; functions are not supported",
+            a.name
+        ));
+    }
+    let kind = if a.r#type != at::UNDEFINED {
+        a.r#type
+    } else if a.t.is_some() {
+        at::TENSOR
+    } else if !a.floats.is_empty() {
+        at::FLOATS
+    } else if !a.ints.is_empty() {
+        at::INTS
+    } else if !a.strings.is_empty() {
+        at::STRINGS
+    } else if !a.s.is_empty() {
+        at::STRING
+    } else if a.f != 0.0 {
+        at::FLOAT
+    } else {
+        at::INT
+    };
+    Ok(match kind {
+        at::FLOAT => Attr::Float(a.f),
+        at::INT => Attr::Int(a.i),
+        at::STRING => Attr::String(utf8(&a.s)?),
+        at::TENSOR => match &a.t {
+            Some(t) => Attr::Tensor(tensor(t)?),
+            None => {
+                return Err(format!(
+                    "attribute '{}' is a TENSOR without a value",
+                    a.name
+                ))
+            }
+        },
+        at::FLOATS => Attr::Floats(a.floats.clone()),
+        at::INTS => Attr::Ints(a.ints.clone()),
+        at::STRINGS => Attr::Strings(
+            a.strings
+                .iter()
+                .map(|s| utf8(s))
+                .collect::<Result<_, _>>()?,
+        ),
+        at::GRAPH => Attr::Other("GRAPH"),
+        at::GRAPHS => Attr::Other("GRAPHS"),
+        at::TENSORS => Attr::Other("TENSORS"),
+        _ => Attr::Other("an unsupported kind"),
+    })
+}
+
+/// The value of a `Constant` node.
+fn constant_value(attrs: &Attrs) -> Result<Const, String> {
+    let mut it = attrs.iter();
+    let (Some((name, value)), None) = (it.next(), it.next()) else {
+        return Err(format!(
+            "a Constant needs exactly one value attribute; it has {}",
+            attrs.len()
+        ));
+    };
+    Ok(match (name.as_str(), value) {
+        ("value", Attr::Tensor(t)) => t.clone(),
+        ("value_float", Attr::Float(f)) => Const::scalar_f32(*f),
+        ("value_floats", Attr::Floats(v)) => {
+            Const::new(dt::FLOAT, vec![v.len()], Data::F32(v.clone()))?
+        }
+        ("value_int", Attr::Int(i)) => Const::new(dt::INT64, vec![], Data::Int(vec![*i]))?,
+        ("value_ints", Attr::Ints(v)) => Const::ints(v.clone()),
+        (n, v) => return Err(format!("Constant attribute '{n}' ({v:?}) is not supported")),
+    })
+}
+
+/// Imports a decoded-from-bytes model. `source` names it in messages;
+/// external data is read relative to `base_dir`.
+pub fn import_bytes(
+    bytes: &[u8],
+    source: &str,
+    base_dir: &Path,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let model = decode_model(bytes).map_err(|e| ImportError::Decode {
+        file: source.to_string(),
+        message: e.to_string(),
+    })?;
+    import_model(&model, source, base_dir, opts)
+}
+
+/// Imports a decoded model.
+pub fn import_model(
+    model: &ModelProto,
+    source: &str,
+    base_dir: &Path,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let file = source.to_string();
+    let model_err = |message: String| ImportError::Model {
+        file: file.clone(),
+        message,
+    };
+    let Some(graph) = &model.graph else {
+        return Err(model_err("the model has no graph".into()));
+    };
+    let mut notes = BTreeSet::new();
+
+    // Opset.
+    // A model that imports no default-domain opset has no default-domain
+    // nodes; the newest known forms apply to none of them.
+    let opset = model
+        .opset_import
+        .iter()
+        .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .max()
+        .unwrap_or(MAX_OPSET);
+    if opset < MIN_OPSET {
+        return Err(model_err(format!(
+            "default-domain opset {opset} is older than {MIN_OPSET}, the oldest supported; convert the model with onnx.version_converter"
+        )));
+    }
+    if opset > MAX_OPSET {
+        notes.insert(format!(
+            "opset {opset} is newer than {MAX_OPSET}; imported with the opset-{MAX_OPSET} forms of the supported operators"
+        ));
+    }
+    if let Some(s) = graph.sparse_initializer.first() {
+        let name = s.values.as_ref().map_or("", |v| v.name.as_str());
+        return Err(ImportError::Tensor {
+            file,
+            tensor: name.to_string(),
+            message: "sparse initializers are not supported".into(),
+        });
+    }
+
+    let mut taken = BTreeSet::new();
+    for vi in graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+    {
+        taken.insert(vi.name.clone());
+    }
+    for t in &graph.initializer {
+        taken.insert(t.name.clone());
+    }
+    for n in &graph.node {
+        taken.extend(n.input.iter().cloned());
+        taken.extend(n.output.iter().cloned());
+    }
+
+    // Initializers.
+    let mut consts = BTreeMap::new();
+    for (i, t) in graph.initializer.iter().enumerate() {
+        let tensor_err = |message: String| ImportError::Tensor {
+            file: file.clone(),
+            tensor: if t.name.is_empty() {
+                format!("initializer #{i}")
+            } else {
+                t.name.clone()
+            },
+            message,
+        };
+        if t.name.is_empty() {
+            return Err(tensor_err("the initializer has no name".into()));
+        }
+        let c = Const::from_proto(t, Some(base_dir)).map_err(&tensor_err)?;
+        if consts.insert(t.name.clone(), c).is_some() {
+            return Err(tensor_err("two initializers have this name".into()));
+        }
+    }
+
+    // Symbols: --dim, then those an --input-shape binds.
+    let mut sym = opts.dims.clone();
+    for (name, shape) in &opts.input_shapes {
+        let Some(vi) = graph.input.iter().find(|v| &v.name == name) else {
+            let names: Vec<&str> = graph
+                .input
+                .iter()
+                .filter(|v| !consts.contains_key(&v.name))
+                .map(|v| v.name.as_str())
+                .collect();
+            return Err(model_err(format!(
+                "--input-shape names '{name}', which is not a graph input (the inputs are {})",
+                names.join(", ")
+            )));
+        };
+        let dims = vi
+            .r#type
+            .as_ref()
+            .and_then(|t| t.tensor_type.as_ref())
+            .and_then(|t| t.shape.as_ref())
+            .map(|s| s.dim.as_slice())
+            .unwrap_or(&[]);
+        if !dims.is_empty() && dims.len() != shape.len() {
+            return Err(model_err(format!(
+                "--input-shape {name}={shape:?} has rank {}; the model declares rank {}",
+                shape.len(),
+                dims.len()
+            )));
+        }
+        for (d, &v) in dims.iter().zip(shape) {
+            match &d.value {
+                Some(DimValue::DimParam(p)) => {
+                    if let Some(&prev) = sym.get(p) {
+                        if prev != v {
+                            return Err(model_err(format!(
+                                "symbolic dimension '{p}' is bound to {prev} and, by --input-shape {name}, to {v}"
+                            )));
+                        }
+                    }
+                    sym.insert(p.clone(), v);
+                }
+                Some(DimValue::DimValue(k)) if *k >= 0 && *k as u64 != v as u64 => {
+                    notes.insert(format!(
+                        "--input-shape {name} overrides declared dimension {k} with {v}"
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut cx = Ctx {
+        file: file.clone(),
+        base: base_dir,
+        opset,
+        consts,
+        infos: BTreeMap::new(),
+        declared: BTreeMap::new(),
+        taken,
+        nodes: Vec::new(),
+        notes,
+    };
+
+    // Graph inputs (those that are initializers are initializers).
+    let mut inputs = Vec::new();
+    for vi in &graph.input {
+        if cx.consts.contains_key(&vi.name) {
+            continue;
+        }
+        if let Some(c) = opts.constants.get(&vi.name) {
+            cx.consts.insert(vi.name.clone(), c.clone());
+            continue;
+        }
+        let what = format!("graph input '{}'", vi.name);
+        let code = elem_type(vi).ok_or_else(|| cx.model_err(format!("{what} is not a tensor")))?;
+        let (dtype, note) =
+            lpu_dtype(code, None).map_err(|m| cx.model_err(format!("{what}: {m}")))?;
+        if let Some(n) = note {
+            cx.notes.insert(format!("{what}: {n}"));
+        }
+        let shape = match opts.input_shapes.get(&vi.name) {
+            Some(s) => s.clone(),
+            None => match resolve_dims(vi, &sym) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    return Err(cx.model_err(format!(
+                        "{what} has no declared shape; give it with --input-shape {}=D0xD1x..",
+                        vi.name
+                    )))
+                }
+                Err((k, p)) if p.is_empty() => {
+                    return Err(cx.model_err(format!(
+                        "{what}: dimension #{k} is unknown; give the shape with --input-shape {}=D0xD1x..",
+                        vi.name
+                    )))
+                }
+                Err((k, p)) => {
+                    return Err(cx.model_err(format!(
+                        "{what}: dimension #{k} is symbolic ('{p}'); bind it with --dim {p}=N or give --input-shape {}=D0xD1x..",
+                        vi.name
+                    )))
+                }
+            },
+        };
+        cx.infos.insert(
+            vi.name.clone(),
+            TensorInfo {
+                dtype,
+                shape: shape.clone(),
+            },
+        );
+        inputs.push(ValueInfo {
+            name: vi.name.clone(),
+            dtype: Some(dtype),
+            shape: Some(shape),
+        });
+    }
+    for vi in graph.value_info.iter().chain(&graph.output) {
+        if let Some(code) = elem_type(vi) {
+            let s = resolve_dims(vi, &sym).ok().flatten();
+            cx.declared.insert(vi.name.clone(), (code, s));
+        }
+    }
+    let used: BTreeSet<&str> = graph
+        .input
+        .iter()
+        .chain(&graph.output)
+        .chain(&graph.value_info)
+        .filter_map(|vi| vi.r#type.as_ref()?.tensor_type.as_ref()?.shape.as_ref())
+        .flat_map(|s| s.dim.iter())
+        .filter_map(|d| match &d.value {
+            Some(DimValue::DimParam(p)) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    for name in opts.constants.keys() {
+        if !graph.input.iter().any(|v| &v.name == name) {
+            return Err(cx.model_err(format!(
+                "a constant is given for '{name}', which is not a graph input"
+            )));
+        }
+    }
+    for name in opts.dims.keys() {
+        if !used.contains(name.as_str()) {
+            cx.notes.insert(format!(
+                "--dim {name}: the model has no dimension named '{name}'"
+            ));
+        }
+    }
+
+    // Nodes.
+    let mut names = BTreeSet::new();
+    for (i, np) in graph.node.iter().enumerate() {
+        let mut name = if np.name.is_empty() {
+            format!("{}_{i}", np.op_type)
+        } else {
+            np.name.clone()
+        };
+        if names.contains(&name) {
+            name = format!("{name}_{i}");
+        }
+        names.insert(name.clone());
+        import_node(&mut cx, np, name)?;
+    }
+
+    // Unsupported operators, all at once.
+    let mut unsupported: BTreeMap<String, UnsupportedOp> = BTreeMap::new();
+    for n in &cx.nodes {
+        if op_spec(&n.op_type).is_none() {
+            unsupported
+                .entry(n.op_type.clone())
+                .or_insert_with(|| UnsupportedOp {
+                    op_type: n.op_type.clone(),
+                    count: 0,
+                    first_node: n.name.clone(),
+                })
+                .count += 1;
+        }
+    }
+    if !unsupported.is_empty() {
+        return Err(ImportError::Unsupported {
+            file,
+            ops: unsupported.into_values().collect(),
+        });
+    }
+
+    // Outputs.
+    let mut outputs = Vec::new();
+    for vi in &graph.output {
+        let dtype = elem_type(vi)
+            .and_then(|c| lpu_dtype(c, None).ok())
+            .and_then(|(d, note)| note.is_none().then_some(d));
+        let shape = resolve_dims(vi, &sym).ok().flatten();
+        outputs.push(ValueInfo {
+            name: vi.name.clone(),
+            dtype,
+            shape,
+        });
+    }
+
+    // Initializers: the constants the remaining nodes and outputs read.
+    let mut wanted: Vec<String> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for t in cx
+        .nodes
+        .iter()
+        .flat_map(|n| n.inputs.iter())
+        .chain(outputs.iter().map(|o| &o.name))
+    {
+        if cx.consts.contains_key(t) && seen.insert(t.clone()) {
+            wanted.push(t.clone());
+        }
+    }
+    let mut initializers: Vec<Initializer> = Vec::new();
+    for name in wanted {
+        let c = &cx.consts[&name];
+        let tensor_err = |message: String| ImportError::Tensor {
+            file: file.clone(),
+            tensor: name.clone(),
+            message,
+        };
+        let (dtype, note) = lpu_dtype(c.code, c.as_ints()).map_err(&tensor_err)?;
+        if let Some(n) = note {
+            cx.notes.insert(n);
+        }
+        initializers.push(c.to_initializer(&name, dtype).map_err(&tensor_err)?);
+    }
+
+    let name = if graph.name.is_empty() {
+        Path::new(source)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_string()
+    } else {
+        graph.name.clone()
+    };
+    Ok(Imported {
+        graph: GraphFile {
+            name,
+            inputs,
+            outputs,
+            initializers,
+            nodes: cx.nodes,
+        },
+        notes: cx.notes.into_iter().collect(),
+        opset,
+    })
+}
+
+/// Imports one node: a `Constant` becomes a constant, a foldable node with
+/// constant inputs is evaluated, anything else is normalised and emitted.
+fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportError> {
+    let op = np.op_type.clone();
+    let file = cx.file.clone();
+    let node_err = |message: String| ImportError::Node {
+        file: file.clone(),
+        node: name.clone(),
+        op_type: op.clone(),
+        message,
+    };
+    let default_domain = np.domain.is_empty() || np.domain == "ai.onnx";
+    let mut attrs = Attrs::new();
+    for a in &np.attribute {
+        let v = decode_attr(a, cx.base).map_err(&node_err)?;
+        attrs.insert(a.name.clone(), v);
+    }
+    let mut inputs = np.input.clone();
+    if default_domain && op == "Constant" {
+        let c = constant_value(&attrs).map_err(&node_err)?;
+        let Some(out) = np.output.first() else {
+            return Err(node_err("a Constant needs an output".into()));
+        };
+        cx.consts.insert(out.clone(), c);
+        return Ok(());
+    }
+    if default_domain {
+        normalise(cx, &op, &name, &mut inputs, &mut attrs).map_err(&node_err)?;
+        if FOLDABLE.contains(&op.as_str()) {
+            let ins: Vec<Option<&Const>> = inputs.iter().map(|t| cx.consts.get(t)).collect();
+            let present: Vec<bool> = inputs.iter().map(|t| !t.is_empty()).collect();
+            let shapes: Vec<Option<&[usize]>> = inputs.iter().map(|t| cx.shape(t)).collect();
+            let folded = fold(&op, &ins, &present, &shapes, &attrs).map_err(&node_err)?;
+            if let Some(outs) = folded {
+                if outs.len() == np.output.len() {
+                    for (o, c) in np.output.iter().zip(outs) {
+                        cx.consts.insert(o.clone(), c);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+    let op_type = if default_domain {
+        op.clone()
+    } else {
+        format!("{}:{op}", np.domain)
+    };
+    let spec = op_spec(&op_type);
+    let mut attributes = BTreeMap::new();
+    for (k, v) in attrs {
+        let listed = spec.is_some_and(|s| s.attributes.iter().any(|(a, _)| *a == k));
+        if !listed {
+            let droppable = DROPPABLE_DEFAULTS
+                .iter()
+                .any(|(o, a, d)| *o == op_type && *a == k && v == Attr::Int(*d));
+            if droppable || spec.is_none() {
+                continue;
+            }
+        }
+        let value = match v {
+            Attr::Int(i) => AttrValue::Int(i),
+            Attr::Float(f) => AttrValue::Float(f),
+            Attr::Ints(v) => AttrValue::Ints(v),
+            Attr::Floats(v) => AttrValue::Floats(v),
+            Attr::String(s) => AttrValue::String(s),
+            Attr::Strings(_) => {
+                return Err(node_err(format!(
+                    "attribute '{k}' is a list of strings, which lpu does not support"
+                )))
+            }
+            Attr::Tensor(c) => {
+                let (dtype, _) = lpu_dtype(c.code, c.as_ints())
+                    .map_err(|m| node_err(format!("attribute '{k}': {m}")))?;
+                let init = c
+                    .to_initializer(&k, dtype)
+                    .map_err(|m| node_err(format!("attribute '{k}': {m}")))?;
+                AttrValue::Tensor {
+                    dtype,
+                    shape: init.shape,
+                    data: init.data,
+                }
+            }
+            Attr::Other(kind) => {
+                return Err(node_err(format!(
+                    "attribute '{k}' is {kind}, which lpu does not support"
+                )))
+            }
+        };
+        attributes.insert(k, value);
+    }
+    let node = Node {
+        name,
+        op_type,
+        inputs,
+        outputs: np.output.clone(),
+        attributes,
+    };
+    // Shapes of the outputs, for folding further down: lpu's inference for
+    // supported ops, the model's declarations otherwise.
+    let mut inferred = false;
+    let arity_ok = spec.is_some_and(|s| {
+        node.inputs.len() >= s.required_inputs
+            && (s.variadic_inputs || node.inputs.len() <= s.inputs.len())
+            && (s.min_outputs..=s.max_outputs).contains(&node.outputs.len())
+            && node
+                .inputs
+                .iter()
+                .take(s.required_inputs)
+                .all(|t| !t.is_empty())
+            && node.attributes.iter().all(|(k, v)| {
+                s.attributes
+                    .iter()
+                    .any(|(a, kind)| a == k && kind.matches(v))
+            })
+    });
+    if arity_ok {
+        let infos: Vec<Option<TensorInfo>> = node
+            .inputs
+            .iter()
+            .map(|t| if t.is_empty() { None } else { cx.info(t) })
+            .collect();
+        let refs: Vec<Option<&TensorInfo>> = infos.iter().map(Option::as_ref).collect();
+        // Values of small constant inputs (Reshape's shape, Slice's starts..).
+        let values: Vec<Option<lpu_graph::Tensor>> = node
+            .inputs
+            .iter()
+            .map(|t| {
+                let c = cx.consts.get(t).filter(|c| c.len() <= 4096)?;
+                let (dtype, _) = lpu_dtype(c.code, c.as_ints()).ok()?;
+                c.to_tensor(dtype).ok()
+            })
+            .collect();
+        let vrefs: Vec<Option<&lpu_graph::Tensor>> = values.iter().map(Option::as_ref).collect();
+        if let Ok(outs) = lpu_graph::infer::infer_node(&node, &refs, &vrefs) {
+            for (o, info) in node.outputs.iter().zip(outs) {
+                cx.infos.insert(o.clone(), info);
+            }
+            inferred = true;
+        }
+    }
+    if !inferred {
+        for o in &node.outputs {
+            if let Some((code, Some(shape))) = cx.declared.get(o).cloned() {
+                if let Ok((dtype, _)) = lpu_dtype(code, None) {
+                    cx.infos.insert(o.clone(), TensorInfo { dtype, shape });
+                }
+            }
+        }
+    }
+    cx.nodes.push(node);
+    Ok(())
+}
+
+/// Rewrites older-opset attribute forms into the newest input forms (see
+/// the module docs).
+fn normalise(
+    cx: &mut Ctx,
+    op: &str,
+    node: &str,
+    inputs: &mut Vec<String>,
+    attrs: &mut Attrs,
+) -> Result<(), String> {
+    let v = cx.opset;
+    let set_input = |cx: &mut Ctx, inputs: &mut Vec<String>, pos: usize, attr: &str, c: Const| {
+        let name = cx.fresh(&format!("{node}_{attr}"));
+        cx.consts.insert(name.clone(), c);
+        if inputs.len() <= pos {
+            inputs.resize(pos + 1, String::new());
+        }
+        inputs[pos] = name;
+    };
+    let ints = |attrs: &mut Attrs, a: &str| -> Result<Option<Vec<i64>>, String> {
+        match attrs.remove(a) {
+            None => Ok(None),
+            Some(Attr::Ints(v)) => Ok(Some(v)),
+            Some(Attr::Int(i)) => Ok(Some(vec![i])),
+            Some(other) => Err(format!("attribute '{a}' is {other:?}; expected INTS")),
+        }
+    };
+    let float = |attrs: &mut Attrs, a: &str| -> Result<Option<f32>, String> {
+        match attrs.remove(a) {
+            None => Ok(None),
+            Some(Attr::Float(f)) => Ok(Some(f)),
+            Some(other) => Err(format!("attribute '{a}' is {other:?}; expected FLOAT")),
+        }
+    };
+    // A scalar of the element type of `inputs[0]` (FLOAT when unknown).
+    let scalar_like = |cx: &Ctx, inputs: &[String], x: f32| -> Const {
+        let code = inputs
+            .first()
+            .and_then(|t| {
+                cx.consts.get(t).map(|c| c.code).or_else(|| {
+                    match cx.infos.get(t).map(|i| i.dtype) {
+                        Some(DType::F16) => Some(dt::FLOAT16),
+                        _ => None,
+                    }
+                })
+            })
+            .unwrap_or(dt::FLOAT);
+        match code {
+            dt::FLOAT16 => Const {
+                code,
+                shape: vec![],
+                data: Data::F16(vec![half::f16::from_f32(x)]),
+            },
+            dt::DOUBLE => Const {
+                code,
+                shape: vec![],
+                data: Data::F64(vec![x as f64]),
+            },
+            _ => Const::scalar_f32(x),
+        }
+    };
+    const REDUCE_18: &[&str] = &[
+        "ReduceMean",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceProd",
+        "ReduceL1",
+        "ReduceL2",
+        "ReduceLogSum",
+        "ReduceLogSumExp",
+        "ReduceSumSquare",
+    ];
+    if v < 7 {
+        // Opset 6: legacy broadcasting and flags that opset 7 removed.
+        attrs.remove("is_test");
+        attrs.remove("consumed_inputs");
+        if op == "Gemm" {
+            attrs.remove("broadcast");
+        }
+        if matches!(
+            op,
+            "Add"
+                | "Sub"
+                | "Mul"
+                | "Div"
+                | "Pow"
+                | "And"
+                | "Or"
+                | "Xor"
+                | "Equal"
+                | "Less"
+                | "Greater"
+        ) {
+            let legacy = matches!(attrs.remove("broadcast"), Some(Attr::Int(1)));
+            let ax = attrs.remove("axis");
+            if let (true, Some(Attr::Int(a))) = (legacy, ax) {
+                // B's dimensions line up with A's from `axis`: append ones so
+                // that NumPy broadcasting (right-aligned) means the same.
+                let ra = inputs.first().and_then(|t| cx.shape(t)).map(<[usize]>::len);
+                let b = inputs.get(1).cloned().unwrap_or_default();
+                match (ra, cx.consts.get(&b).cloned()) {
+                    (Some(ra), Some(c)) => {
+                        let a = if a < 0 { a + ra as i64 } else { a };
+                        let pad = (ra as i64 - a - c.shape.len() as i64).max(0) as usize;
+                        if pad > 0 {
+                            let mut shape = c.shape.clone();
+                            shape.extend(std::iter::repeat_n(1, pad));
+                            let c = Const::new(c.code, shape, c.data)?;
+                            set_input(cx, inputs, 1, "broadcast", c);
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "opset-{v} broadcasting with axis {a} needs a constant B and a known rank of A"
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    match op {
+        "Reshape" if v < 5 => {
+            if let Some(s) = ints(attrs, "shape")? {
+                set_input(cx, inputs, 1, "shape", Const::ints(s));
+            }
+        }
+        "Unsqueeze" | "Squeeze" | "ReduceSum" if v < 13 => {
+            if let Some(a) = ints(attrs, "axes")? {
+                set_input(cx, inputs, 1, "axes", Const::ints(a));
+            }
+        }
+        _ if v < 18 && REDUCE_18.contains(&op) => {
+            if let Some(a) = ints(attrs, "axes")? {
+                set_input(cx, inputs, 1, "axes", Const::ints(a));
+            }
+        }
+        "Split" if v < 13 => {
+            if let Some(s) = ints(attrs, "split")? {
+                set_input(cx, inputs, 1, "split", Const::ints(s));
+            }
+        }
+        "Slice" if v < 10 => {
+            let starts = ints(attrs, "starts")?.ok_or("Slice needs 'starts'")?;
+            let ends = ints(attrs, "ends")?.ok_or("Slice needs 'ends'")?;
+            set_input(cx, inputs, 1, "starts", Const::ints(starts));
+            set_input(cx, inputs, 2, "ends", Const::ints(ends));
+            if let Some(a) = ints(attrs, "axes")? {
+                set_input(cx, inputs, 3, "axes", Const::ints(a));
+            }
+        }
+        "TopK" if v < 10 => {
+            if let Some(k) = ints(attrs, "k")? {
+                set_input(cx, inputs, 1, "k", Const::ints(k));
+            }
+        }
+        "Clip" if v < 11 => {
+            let (lo, hi) = (float(attrs, "min")?, float(attrs, "max")?);
+            if let Some(lo) = lo {
+                let c = scalar_like(cx, inputs, lo);
+                set_input(cx, inputs, 1, "min", c);
+            }
+            if let Some(hi) = hi {
+                let c = scalar_like(cx, inputs, hi);
+                set_input(cx, inputs, 2, "max", c);
+            }
+        }
+        "Pad" if v < 11 => {
+            let pads = match ints(attrs, "pads")? {
+                Some(p) => Some(p),
+                None => ints(attrs, "paddings")?,
+            };
+            let value = float(attrs, "value")?;
+            if let Some(p) = pads {
+                set_input(cx, inputs, 1, "pads", Const::ints(p));
+            }
+            if let Some(x) = value {
+                let c = scalar_like(cx, inputs, x);
+                set_input(cx, inputs, 2, "value", c);
+            }
+        }
+        "Dropout" if v < 12 => {
+            if let Some(r) = float(attrs, "ratio")? {
+                set_input(cx, inputs, 1, "ratio", Const::scalar_f32(r));
+            }
+        }
+        "BatchNormalization" if v < 9 => match attrs.remove("spatial") {
+            None | Some(Attr::Int(1)) => {}
+            Some(other) => {
+                return Err(format!(
+                    "attribute 'spatial' is {other:?}; only spatial = 1 is supported"
+                ))
+            }
+        },
+        "Softmax" | "LogSoftmax" | "Hardmax" if v < 13 => {
+            let a = match attrs.get("axis") {
+                None => 1,
+                Some(Attr::Int(a)) => *a,
+                Some(other) => return Err(format!("attribute 'axis' is {other:?}; expected INT")),
+            };
+            if let Some(r) = inputs.first().and_then(|t| cx.shape(t)).map(<[usize]>::len) {
+                let norm = if a < 0 { a + r as i64 } else { a };
+                if norm == r as i64 - 1 {
+                    attrs.insert("axis".into(), Attr::Int(-1));
+                } else {
+                    return Err(format!(
+                        "before opset 13, {op} flattens its rank-{r} input to 2-D at axis {a}; only the last axis is supported"
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,586 @@
+//! The importer on models built here as protobuf messages (encoded with
+//! prost, so the decoder reads real wire bytes) and on the small `.onnx`
+//! files in `tests/data/` (made by `tests/data/make_models.py` with the
+//! `onnx` package).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lpu_graph::format::InitData;
+use lpu_graph::{AttrValue, DType};
+use lpu_onnx::proto::{
+    attribute_type as at, data_type as dt, AttributeProto, DimValue, Dimension, GraphProto,
+    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto,
+    TypeProtoTensor, ValueInfoProto,
+};
+use lpu_onnx::{import_bytes, ImportError, ImportOptions};
+use prost::Message;
+
+fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn vi(name: &str, code: i32, dims: &[&str]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TypeProtoTensor {
+                elem_type: code,
+                shape: Some(TensorShapeProto {
+                    dim: dims
+                        .iter()
+                        .map(|d| Dimension {
+                            value: Some(match d.parse::<i64>() {
+                                Ok(v) => DimValue::DimValue(v),
+                                Err(_) => DimValue::DimParam(d.to_string()),
+                            }),
+                            denotation: String::new(),
+                        })
+                        .collect(),
+                }),
+            }),
+            denotation: String::new(),
+        }),
+        doc_string: String::new(),
+    }
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    ins: &[&str],
+    outs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        name: name.into(),
+        op_type: op.into(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        ints: v.to_vec(),
+        r#type: at::INTS,
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        i: v,
+        r#type: at::INT,
+        ..Default::default()
+    }
+}
+
+fn f32_init(name: &str, dims: &[i64], v: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: dt::FLOAT,
+        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn i64_init(name: &str, v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: name.into(),
+        dims: vec![v.len() as i64],
+        data_type: dt::INT64,
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn model(opset: i64, graph: GraphProto) -> Vec<u8> {
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: opset,
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn import(bytes: &[u8], opts: &ImportOptions) -> Result<lpu_onnx::Imported, ImportError> {
+    import_bytes(bytes, "test.onnx", Path::new("."), opts)
+}
+
+/// Imports and validates with lpu-graph's loader.
+fn build(bytes: &[u8], opts: &ImportOptions) -> lpu_graph::Graph {
+    let imp = import(bytes, opts).unwrap();
+    lpu_graph::load::build(imp.graph, "test.onnx", Path::new(".")).unwrap()
+}
+
+#[test]
+fn gemm_relu_with_symbolic_batch() {
+    let g = GraphProto {
+        name: "g".into(),
+        node: vec![
+            node(
+                "Gemm",
+                "fc",
+                &["x", "w", "b"],
+                &["h"],
+                vec![int_attr("transB", 0)],
+            ),
+            node("Relu", "relu", &["h"], &["y"], vec![]),
+        ],
+        initializer: vec![
+            f32_init("w", &[4, 2], &[1.0; 8]),
+            TensorProto {
+                name: "b".into(),
+                dims: vec![2],
+                data_type: dt::FLOAT,
+                float_data: vec![0.5, -0.5],
+                ..Default::default()
+            },
+        ],
+        input: vec![
+            vi("x", dt::FLOAT, &["batch", "4"]),
+            vi("w", dt::FLOAT, &["4", "2"]),
+        ],
+        output: vec![vi("y", dt::FLOAT, &["batch", "2"])],
+        ..Default::default()
+    };
+    let bytes = model(13, g);
+    let e = import(&bytes, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(
+            "graph input 'x': dimension #0 is symbolic ('batch'); bind it with --dim batch=N"
+        ),
+        "{e}"
+    );
+
+    let mut opts = ImportOptions::default();
+    opts.dims.insert("batch".into(), 3);
+    let graph = build(&bytes, &opts);
+    // 'w' is both a graph input and an initializer: an initializer.
+    assert_eq!(graph.inputs.len(), 1);
+    assert_eq!(graph.inputs[0].1.shape, [3, 4]);
+    assert_eq!(graph.tensors["y"].shape, [3, 2]);
+    assert_eq!(
+        graph.initializers["b"].values,
+        lpu_graph::Values::F32(vec![0.5, -0.5])
+    );
+    // transB = 0 is Gemm's default: kept or dropped, the graph is the same.
+    let x = lpu_graph::Tensor::new(vec![3, 4], lpu_graph::Values::F32(vec![1.0; 12])).unwrap();
+    let out = lpu_graph::interpret(&graph, &[("x".to_string(), x)].into_iter().collect()).unwrap();
+    assert_eq!(out["y"].values.get_f64(0), 4.5);
+    assert_eq!(out["y"].values.get_f64(1), 3.5);
+
+    // --input-shape binds the symbol too.
+    let mut opts = ImportOptions::default();
+    opts.input_shapes.insert("x".into(), vec![5, 4]);
+    let graph = build(&bytes, &opts);
+    assert_eq!(graph.tensors["y"].shape, [5, 2]);
+    opts.input_shapes.insert("nope".into(), vec![1]);
+    let e = import(&bytes, &opts).unwrap_err().to_string();
+    assert!(e.contains("--input-shape names 'nope'"), "{e}");
+}
+
+#[test]
+fn shape_chain_folds_to_a_constant() {
+    // y = Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [-1])), with a
+    // Cast and an Equal/Where on the way, as exporters write them.
+    let g = GraphProto {
+        node: vec![
+            node("Shape", "s", &["x"], &["xs"], vec![]),
+            node(
+                "Gather",
+                "g",
+                &["xs", "zero"],
+                &["n"],
+                vec![int_attr("axis", 0)],
+            ),
+            node("Unsqueeze", "u", &["n", "axes"], &["n1"], vec![]),
+            node(
+                "Concat",
+                "c",
+                &["n1", "m1"],
+                &["t0"],
+                vec![int_attr("axis", 0)],
+            ),
+            node("Equal", "eq", &["t0", "m1"], &["isneg"], vec![]),
+            node("Where", "w", &["isneg", "twelve", "t0"], &["t1"], vec![]),
+            node(
+                "Cast",
+                "cast",
+                &["t1"],
+                &["t"],
+                vec![int_attr("to", dt::INT64 as i64)],
+            ),
+            node("ConstantOfShape", "zeros", &["t"], &["z"], vec![]),
+            node("Reshape", "r", &["x", "t"], &["xr"], vec![]),
+            node("Add", "add", &["xr", "z"], &["y"], vec![]),
+        ],
+        initializer: vec![
+            TensorProto {
+                name: "zero".into(),
+                data_type: dt::INT64,
+                int64_data: vec![0],
+                ..Default::default()
+            },
+            i64_init("axes", &[0]),
+            i64_init("m1", &[-1]),
+            i64_init("twelve", &[12]),
+        ],
+        input: vec![vi("x", dt::FLOAT, &["2", "3", "4"])],
+        output: vec![vi("y", dt::FLOAT, &["2", "12"])],
+        ..Default::default()
+    };
+    let imp = import(&model(17, g), &ImportOptions::default()).unwrap();
+    let ops: Vec<&str> = imp.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Reshape", "Add"]);
+    let t = imp
+        .graph
+        .initializers
+        .iter()
+        .find(|i| i.name == "t")
+        .unwrap();
+    assert_eq!(t.data, InitData::Inline(vec![2.0, 12.0]));
+    let z = imp
+        .graph
+        .initializers
+        .iter()
+        .find(|i| i.name == "z")
+        .unwrap();
+    assert_eq!((z.dtype, z.shape.clone()), (DType::F32, vec![2, 12]));
+    let graph = lpu_graph::load::build(imp.graph, "t", Path::new(".")).unwrap();
+    assert_eq!(graph.tensors["y"].shape, [2, 12]);
+}
+
+#[test]
+fn older_opset_attributes_become_inputs() {
+    // Opset 9: Unsqueeze axes and Slice starts/ends/axes are attributes;
+    // opset 10: Clip min/max are attributes; opset 11: Squeeze axes.
+    let g = GraphProto {
+        node: vec![
+            node(
+                "Unsqueeze",
+                "u",
+                &["x"],
+                &["u"],
+                vec![ints_attr("axes", &[0])],
+            ),
+            node(
+                "Slice",
+                "s",
+                &["u"],
+                &["y"],
+                vec![
+                    ints_attr("starts", &[1]),
+                    ints_attr("ends", &[3]),
+                    ints_attr("axes", &[2]),
+                ],
+            ),
+        ],
+        input: vec![vi("x", dt::FLOAT, &["2", "4"])],
+        output: vec![vi("y", dt::FLOAT, &["1", "2", "2"])],
+        ..Default::default()
+    };
+    let imp = import(&model(9, g), &ImportOptions::default()).unwrap();
+    let u = &imp.graph.nodes[0];
+    assert_eq!(u.inputs, ["x", "u_axes"]);
+    assert!(u.attributes.is_empty());
+    let s = &imp.graph.nodes[1];
+    assert_eq!(s.inputs, ["u", "s_starts", "s_ends", "s_axes"]);
+    let graph = lpu_graph::load::build(imp.graph, "t", Path::new(".")).unwrap();
+    assert_eq!(graph.tensors["y"].shape, [1, 2, 2]);
+
+    let clip = |opset| {
+        let g = GraphProto {
+            node: vec![node(
+                "Clip",
+                "c",
+                &["x"],
+                &["y"],
+                vec![AttributeProto {
+                    name: "max".into(),
+                    f: 6.0,
+                    r#type: at::FLOAT,
+                    ..Default::default()
+                }],
+            )],
+            input: vec![vi("x", dt::FLOAT, &["4"])],
+            output: vec![vi("y", dt::FLOAT, &["4"])],
+            ..Default::default()
+        };
+        import(&model(opset, g), &ImportOptions::default())
+    };
+    let n = &clip(10).unwrap().graph.nodes[0];
+    assert_eq!(n.inputs, ["x", "", "c_max"]);
+    // In opset 11 'max' is not an attribute any more: it is passed through
+    // and the loader says what is wrong.
+    let n = &clip(11).unwrap().graph.nodes[0];
+    assert_eq!(n.attributes.get("max"), Some(&AttrValue::Float(6.0)));
+
+    // Softmax before opset 13: axis 1 of a rank-2 input is the last axis.
+    let g = GraphProto {
+        node: vec![node("Softmax", "sm", &["x"], &["y"], vec![])],
+        input: vec![vi("x", dt::FLOAT, &["2", "4"])],
+        output: vec![vi("y", dt::FLOAT, &["2", "4"])],
+        ..Default::default()
+    };
+    let imp = import(&model(11, g.clone()), &ImportOptions::default()).unwrap();
+    assert_eq!(
+        imp.graph.nodes[0].attributes.get("axis"),
+        Some(&AttrValue::Int(-1))
+    );
+    let mut g3 = g;
+    g3.input = vec![vi("x", dt::FLOAT, &["2", "4", "3"])];
+    g3.output = vec![vi("y", dt::FLOAT, &["2", "4", "3"])];
+    let e = import(&model(11, g3), &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("node 'sm' (Softmax)") && e.contains("only the last axis"),
+        "{e}"
+    );
+}
+
+#[test]
+fn every_unsupported_op_is_listed_once() {
+    let g = GraphProto {
+        node: vec![
+            node("TopK", "t1", &["x", "k"], &["a", "ai"], vec![]),
+            node("NonZero", "nz", &["a"], &["b"], vec![]),
+            node("TopK", "t2", &["a", "k"], &["c", "ci"], vec![]),
+            NodeProto {
+                domain: "com.example".into(),
+                ..node("Custom", "cu", &["x"], &["d"], vec![])
+            },
+            node("Relu", "r", &["x"], &["y"], vec![]),
+        ],
+        initializer: vec![i64_init("k", &[2])],
+        input: vec![vi("x", dt::FLOAT, &["1", "4"])],
+        output: vec![vi("y", dt::FLOAT, &["1", "4"])],
+        ..Default::default()
+    };
+    let e = import(&model(17, g), &ImportOptions::default()).unwrap_err();
+    let ImportError::Unsupported { ops, .. } = &e else {
+        panic!("{e}");
+    };
+    let got: Vec<(&str, usize, &str)> = ops
+        .iter()
+        .map(|o| (o.op_type.as_str(), o.count, o.first_node.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("NonZero", 1, "nz"),
+            ("TopK", 2, "t1"),
+            ("com.example:Custom", 1, "cu")
+        ]
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("test.onnx: unsupported operators: NonZero (1 node, first 'nz'), TopK (2 nodes, first 't1')"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn constant_nodes_and_dtypes() {
+    let tensor_attr = |t: TensorProto| AttributeProto {
+        name: "value".into(),
+        t: Some(t),
+        r#type: at::TENSOR,
+        ..Default::default()
+    };
+    let g = GraphProto {
+        node: vec![
+            node(
+                "Constant",
+                "k",
+                &[],
+                &["w"],
+                vec![tensor_attr(TensorProto {
+                    dims: vec![2],
+                    data_type: dt::DOUBLE,
+                    double_data: vec![0.25, 2.0],
+                    ..Default::default()
+                })],
+            ),
+            node("Mul", "m", &["x", "w"], &["y"], vec![]),
+        ],
+        input: vec![vi("x", dt::FLOAT, &["2"])],
+        output: vec![vi("y", dt::FLOAT, &["2"])],
+        ..Default::default()
+    };
+    let imp = import(&model(13, g), &ImportOptions::default()).unwrap();
+    assert_eq!(imp.graph.initializers[0].name, "w");
+    assert_eq!(imp.graph.initializers[0].dtype, DType::F32);
+    assert!(
+        imp.notes
+            .iter()
+            .any(|n| n.contains("DOUBLE rounded to f32")),
+        "{:?}",
+        imp.notes
+    );
+
+    // UINT8 weights are refused with the tensor's name.
+    let g = GraphProto {
+        node: vec![node("Add", "a", &["x", "q"], &["y"], vec![])],
+        initializer: vec![TensorProto {
+            name: "q".into(),
+            dims: vec![2],
+            data_type: dt::UINT8,
+            raw_data: vec![1, 200],
+            ..Default::default()
+        }],
+        input: vec![vi("x", dt::INT8, &["2"])],
+        output: vec![vi("y", dt::INT8, &["2"])],
+        ..Default::default()
+    };
+    let e = import(&model(13, g), &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    if DType::from_name("u8").is_none() {
+        assert!(e.contains("tensor 'q': UINT8 is not supported"), "{e}");
+    }
+}
+
+#[test]
+fn model_level_errors_name_the_file() {
+    let e = import(b"\xff\xff\xff", &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("test.onnx: not a valid ONNX model"), "{e}");
+    let no_graph = ModelProto::default().encode_to_vec();
+    let e = import(&no_graph, &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "test.onnx: the model has no graph");
+    let g = GraphProto {
+        node: vec![node("Relu", "r", &["x"], &["y"], vec![])],
+        input: vec![vi("x", dt::FLOAT, &["4"])],
+        output: vec![vi("y", dt::FLOAT, &["4"])],
+        ..Default::default()
+    };
+    let e = import(&model(1, g), &ImportOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("opset 1 is older than 6"), "{e}");
+}
+
+#[test]
+fn files_made_by_the_onnx_package() {
+    let opts = ImportOptions {
+        dims: BTreeMap::from([("batch".to_string(), 2)]),
+        ..Default::default()
+    };
+    let (g, _) = lpu_onnx::load(&data("mlp.onnx"), &opts).unwrap();
+    let ops: Vec<&str> = g.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Gemm", "Relu", "Reshape"]);
+    assert_eq!(g.tensors["y"].shape, [2, 16]);
+
+    let (g, _) = lpu_onnx::load(&data("opset9.onnx"), &ImportOptions::default()).unwrap();
+    assert_eq!(g.tensors["y"].shape, [1, 2, 2]);
+
+    // Weights in external.onnx.data.
+    let (g, _) = lpu_onnx::load(&data("external.onnx"), &ImportOptions::default()).unwrap();
+    let w = &g.initializers["W"];
+    assert_eq!(w.shape, [4, 8]);
+    assert_eq!(w.values.get_f64(31), (31.0f32 / 10.0) as f64);
+
+    let e = lpu_onnx::import(&data("unsupported.onnx"), &ImportOptions::default()).unwrap_err();
+    assert!(
+        matches!(&e, ImportError::Unsupported { ops, .. } if ops.len() == 3),
+        "{e}"
+    );
+}
+
+#[test]
+fn written_graph_reads_back() {
+    // Side files for large initializers, inline for small ones.
+    let big: Vec<f32> = (0..2048).map(|i| i as f32 * 0.5).collect();
+    let g = GraphProto {
+        node: vec![node("MatMul", "mm", &["x", "w/0"], &["y"], vec![])],
+        initializer: vec![f32_init("w/0", &[2, 1024], &big)],
+        input: vec![vi("x", dt::FLOAT, &["1", "2"])],
+        output: vec![vi("y", dt::FLOAT, &["1", "1024"])],
+        ..Default::default()
+    };
+    let imp = import(&model(13, g), &ImportOptions::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("lpu-onnx-write-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.graph");
+    let files = lpu_onnx::write_graph(&imp.graph, &path).unwrap();
+    assert_eq!(files, [dir.join("m.graph.data/w_0.bin")]);
+    let g = lpu_graph::load_graph(&path).unwrap();
+    assert_eq!(g.initializers["w/0"].values, lpu_graph::Values::F32(big));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn opset6_legacy_broadcast() {
+    // Add(A [2, 3, 4], B [3], broadcast = 1, axis = 1): B lines up with
+    // A's axis 1, which NumPy broadcasting spells B [3, 1].
+    let g = GraphProto {
+        node: vec![node(
+            "Add",
+            "add",
+            &["a", "b"],
+            &["y"],
+            vec![int_attr("broadcast", 1), int_attr("axis", 1)],
+        )],
+        initializer: vec![f32_init("b", &[3], &[1.0, 2.0, 3.0])],
+        input: vec![vi("a", dt::FLOAT, &["2", "3", "4"])],
+        output: vec![vi("y", dt::FLOAT, &["2", "3", "4"])],
+        ..Default::default()
+    };
+    let imp = import(&model(6, g), &ImportOptions::default()).unwrap();
+    let n = &imp.graph.nodes[0];
+    assert!(n.attributes.is_empty(), "{:?}", n.attributes);
+    let b = imp
+        .graph
+        .initializers
+        .iter()
+        .find(|i| i.name == n.inputs[1])
+        .unwrap();
+    assert_eq!(b.shape, [3, 1]);
+    let graph = lpu_graph::load::build(imp.graph, "t", Path::new(".")).unwrap();
+    let a = lpu_graph::Tensor::new(vec![2, 3, 4], lpu_graph::Values::F32(vec![0.0; 24])).unwrap();
+    let out = lpu_graph::interpret(&graph, &[("a".to_string(), a)].into_iter().collect()).unwrap();
+    // Element [0, 2, 3] gets B[2].
+    assert_eq!(out["y"].values.get_f64(2 * 4 + 3), 3.0);
+}
+
+#[test]
+fn typed_float16_and_int_fields() {
+    let t = TensorProto {
+        dims: vec![2],
+        data_type: dt::FLOAT16,
+        int32_data: vec![
+            half::f16::from_f32(0.5).to_bits() as i32,
+            half::f16::from_f32(-2.0).to_bits() as i32,
+        ],
+        ..Default::default()
+    };
+    let c = lpu_onnx::tensor::Const::from_proto(&t, None).unwrap();
+    assert_eq!((c.data.get_f64(0), c.data.get_f64(1)), (0.5, -2.0));
+    let t = TensorProto {
+        dims: vec![2],
+        data_type: dt::UINT64,
+        uint64_data: vec![3, u64::MAX],
+        ..Default::default()
+    };
+    let e = lpu_onnx::tensor::Const::from_proto(&t, None).unwrap_err();
+    assert!(e.contains("exceeds 2^63 - 1"), "{e}");
+}
