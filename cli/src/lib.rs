@@ -3,10 +3,12 @@
 //! itself lives in the library crates; these binaries only parse flags and
 //! print.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use lpu_graph::Graph;
 use lpu_isa::{ChipConfig, Program};
 use std::path::Path;
+
+pub mod onnx_test;
 
 /// Exit code: success.
 pub const EXIT_OK: u8 = 0;
@@ -23,18 +25,79 @@ pub enum Artifact {
     Program(Box<Program>),
 }
 
-/// Loads a `.graph`, `.lpb` or `.lpa` file, by extension (or, failing
-/// that, by the binary program's magic bytes).
+/// Loads a `.graph`, `.onnx` (imported with default options: every
+/// dimension must be static), `.lpb` or `.lpa` file, by extension (or,
+/// failing that, by the binary program's magic bytes).
 pub fn load(path: &Path) -> Result<Artifact> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "graph" | "ron" => Ok(Artifact::Graph(Box::new(lpu_graph::load_graph(path)?))),
         "lpa" => load_program(path).map(|p| Artifact::Program(Box::new(p))),
-        "onnx" => bail!(
-            "{}: ONNX import is not available yet; convert the model to .graph",
-            path.display()
-        ),
+        "onnx" => load_onnx(path, &lpu_onnx::ImportOptions::default())
+            .map(|g| Artifact::Graph(Box::new(g))),
         _ => load_program(path).map(|p| Artifact::Program(Box::new(p))),
+    }
+}
+
+/// Imports an `.onnx` model and validates it; the importer's notes (lossy
+/// conversions) go to stderr.
+pub fn load_onnx(path: &Path, opts: &lpu_onnx::ImportOptions) -> Result<Graph> {
+    let (g, notes) = lpu_onnx::load(path, opts)?;
+    for n in notes {
+        eprintln!("note: {}: {n}", path.display());
+    }
+    Ok(g)
+}
+
+/// Parses `NAME=VALUE` (`--dim`).
+pub fn parse_dim(s: &str) -> Result<(String, usize)> {
+    let (name, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--dim '{s}': expected NAME=VALUE"))?;
+    let v = v
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--dim '{s}': '{v}' is not a non-negative integer"))?;
+    Ok((name.to_string(), v))
+}
+
+/// Parses `NAME=D0xD1x..` (`--input-shape`); `NAME=` is a scalar.
+pub fn parse_input_shape(s: &str) -> Result<(String, Vec<usize>)> {
+    let (name, dims) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--input-shape '{s}': expected NAME=1x3x224x224"))?;
+    let shape = if dims.trim().is_empty() {
+        Vec::new()
+    } else {
+        dims.split(['x', ','])
+            .map(|d| d.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                anyhow::anyhow!("--input-shape '{s}': expected dimensions like 1x3x224x224")
+            })?
+    };
+    Ok((name.to_string(), shape))
+}
+
+/// Import options from `--dim` and `--input-shape` values.
+pub fn import_options(dims: &[String], input_shapes: &[String]) -> Result<lpu_onnx::ImportOptions> {
+    let mut o = lpu_onnx::ImportOptions::default();
+    for d in dims {
+        let (k, v) = parse_dim(d)?;
+        o.dims.insert(k, v);
+    }
+    for s in input_shapes {
+        let (k, v) = parse_input_shape(s)?;
+        o.input_shapes.insert(k, v);
+    }
+    Ok(o)
+}
+
+/// Like [`load`], with import options for `.onnx` models.
+pub fn load_with(path: &Path, opts: &lpu_onnx::ImportOptions) -> Result<Artifact> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("onnx") => load_onnx(path, opts).map(|g| Artifact::Graph(Box::new(g))),
+        _ => load(path),
     }
 }
 
@@ -93,4 +156,89 @@ pub fn report_error(tool: &str, e: &anyhow::Error) {
         msg.push_str(&cause.to_string());
     }
     eprintln!("{tool}: error: {msg}");
+}
+
+/// How a model is prepared before lowering: the graph passes and the
+/// precision rewrite (shared by `lpc compile` and `lpsim run MODEL`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct PrepareArgs {
+    /// Precision: fp32 (the model's own types), fp16 (f16 weights and
+    /// activations, f32 accumulation), int8 (post-training quantization:
+    /// per-channel int8 weights, per-tensor int8 activations calibrated on
+    /// sample inputs, int32 accumulation, requantization on the VXM) or
+    /// mixed (int8 products, f32 normalizations, fp16 elsewhere).
+    #[arg(long, default_value = "fp32", value_name = "int8|fp16|fp32|mixed")]
+    pub precision: String,
+    /// Calibration sample sets for int8/mixed when no --calib is given:
+    /// seeded random inputs.
+    #[arg(long, default_value_t = lpu_compiler::passes::DEFAULT_CALIB_SAMPLES, value_name = "N")]
+    pub calib_samples: usize,
+    /// A calibration input (NAME=FILE.npy, repeatable): one user-supplied
+    /// sample set replacing the seeded ones.
+    #[arg(long = "calib", value_name = "NAME=FILE")]
+    pub calib: Vec<String>,
+    /// Skip the graph passes (constant folding, dead nodes, BN folding,
+    /// reshape/transpose elimination).
+    #[arg(long)]
+    pub no_optimize: bool,
+}
+
+impl PrepareArgs {
+    /// Runs the passes and the precision rewrite on `graph`.
+    pub fn prepare(&self, graph: Graph) -> Result<lpu_compiler::passes::PrecisionOutcome> {
+        let precision: lpu_compiler::passes::Precision = self
+            .precision
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
+        let mut calibration = Vec::new();
+        if !self.calib.is_empty() {
+            let mut set = std::collections::BTreeMap::new();
+            for spec in &self.calib {
+                let (name, file) = spec
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--calib '{spec}': expected NAME=FILE.npy"))?;
+                let t = lpu_graph::npy::read_npy(Path::new(file))?;
+                let Some((_, info)) = graph.inputs.iter().find(|(n, _)| n == name) else {
+                    anyhow::bail!("--calib: the model has no input '{name}'");
+                };
+                if t.dtype() != info.dtype || t.shape != info.shape {
+                    anyhow::bail!(
+                        "{file}: calibration input '{name}' must be {} {:?}, the file holds {} {:?}",
+                        info.dtype,
+                        info.shape,
+                        t.dtype(),
+                        t.shape
+                    );
+                }
+                set.insert(name.to_string(), t);
+            }
+            for (name, _) in &graph.inputs {
+                if !set.contains_key(name) {
+                    anyhow::bail!("--calib: no file for input '{name}'");
+                }
+            }
+            calibration.push(set);
+        }
+        let opts = lpu_compiler::CompileOptions {
+            precision,
+            optimize: !self.no_optimize,
+            calib_samples: self.calib_samples,
+            calibration,
+            ..Default::default()
+        };
+        Ok(lpu_compiler::prepare(graph, &opts)?)
+    }
+}
+
+/// Node counts per precision, as `int8 53, fp32 120`.
+pub fn precision_summary(node_precision: &std::collections::BTreeMap<String, String>) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for p in node_precision.values() {
+        *counts.entry(p.as_str()).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(p, n)| format!("{p} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -30,6 +30,12 @@ pub struct TensorLoc {
     pub vpr: usize,
     /// Vector locations, row-major.
     pub vectors: Vec<VecLoc>,
+    /// Storage order of the declared shape's axes (see
+    /// `lpu_isa::program::Binding::layout`); empty for row-major.
+    pub layout: Vec<usize>,
+    /// The shape the declared tensor is viewed as before `layout` (see
+    /// `lpu_isa::program::Binding::view`); empty for the declared shape.
+    pub view: Vec<usize>,
 }
 
 impl TensorLoc {
@@ -124,6 +130,8 @@ impl SramAlloc {
             cols,
             vpr,
             vectors,
+            layout: vec![],
+            view: vec![],
         }
     }
 

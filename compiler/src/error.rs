@@ -35,6 +35,17 @@ pub enum CompileError {
         /// The largest consumers, formatted `name (x.xx MiB)`.
         largest: String,
     },
+    /// A graph pass (optimization or precision rewrite) could not transform
+    /// the graph; the message names the node and tensor.
+    #[error("{model}: {pass}: {message}")]
+    Pass {
+        /// Model name.
+        model: String,
+        /// The pass (`fold`, `bn`, `layout`, `dce`, `precision`, ...).
+        pass: String,
+        /// What went wrong, naming the node and tensor.
+        message: String,
+    },
     /// The scheduler could not place an instruction (a bug or an impossible
     /// chip configuration).
     #[error("{model}: cannot schedule node '{node}': {message}")]

@@ -188,10 +188,10 @@ pub fn conflict(g: &Group, chip: &ChipConfig, off: &[i64]) -> Option<(usize, usi
 
 /// Resolves intra-group conflicts by retiming SRAM reads: a `mov` on the VXM
 /// between a conflicting read and its consumer makes the read issue
-/// `delay(mov)` cycles earlier. Gives up after a few rounds (the scheduler
-/// then reports the group).
+/// `delay(mov)` cycles earlier. Gives up after a bounded number of rounds,
+/// a few per member (the scheduler then reports the group).
 pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
-    for _ in 0..16 {
+    for _ in 0..16 + 8 * g.members.len() {
         let Ok(off) = offsets(g, chip, fp) else {
             return;
         };

@@ -3,6 +3,9 @@
 //!
 //! ```text
 //!  .graph ──► lpu_graph::Graph (validated, shapes and dtypes inferred)
+//!               │ passes       optimize (folding, BN, layout, dead code) and
+//!               ▼              the precision rewrite (compile_with only)
+//!            lpu_graph::Graph
 //!               │ lower        tensors to lane vectors in SRAM, ops to groups
 //!               ▼              of slice instructions (the dependence DAG)
 //!            Lowered { groups, bindings, memory image }
@@ -21,11 +24,13 @@ pub mod emit;
 pub mod error;
 pub mod group;
 pub mod lower;
+pub mod passes;
 pub mod schedule;
 
 pub use error::CompileError;
+pub use passes::Precision;
 
-use lpu_graph::Graph;
+use lpu_graph::{Graph, Tensor};
 use lpu_isa::program::NodeInfo;
 use lpu_isa::{ChipConfig, Program, Unit};
 use std::collections::BTreeMap;
@@ -53,6 +58,100 @@ pub struct Compiled {
     pub program: Program,
     /// Figures about it.
     pub stats: CompileStats,
+    /// The precision every node of the compiled graph computes in, by node
+    /// name (`int8`, `fp16`, `fp32`, ...; see [`passes::node_precisions`]).
+    pub node_precision: BTreeMap<String, String>,
+}
+
+/// How [`compile_with`] prepares a graph before lowering.
+///
+/// On the command line: `lpc compile --precision int8|fp16|fp32|mixed`
+/// chooses [`CompileOptions::precision`] (default `fp32`: the graph's own
+/// types). `int8` quantizes every MatMul, Gemm and Conv post-training
+/// (per-channel int8 weights, per-tensor int8 activations calibrated on
+/// sample inputs, int32 accumulation, requantization on the VXM); `fp16`
+/// runs weights and activations in f16 with f32 accumulation in the MXM;
+/// `mixed` is int8 for products with constant weights, f32 for softmax and
+/// normalizations, fp16 elsewhere. See [`passes::precision`] for the exact
+/// rules.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// The precision to compile in.
+    pub precision: Precision,
+    /// Whether to run the graph passes ([`passes::optimize`]) first.
+    pub optimize: bool,
+    /// Calibration samples for int8/mixed when `calibration` is empty (at
+    /// least 1 is used).
+    pub calib_samples: usize,
+    /// Seed of the first seeded calibration sample.
+    pub seed: u64,
+    /// User-supplied calibration input sets (each: every graph input by
+    /// name); empty: `calib_samples` seeded random sets.
+    pub calibration: Vec<BTreeMap<String, Tensor>>,
+}
+
+impl Default for CompileOptions {
+    /// fp32, optimized, [`passes::DEFAULT_CALIB_SAMPLES`] samples from
+    /// [`passes::DEFAULT_CALIB_SEED`].
+    fn default() -> CompileOptions {
+        CompileOptions {
+            precision: Precision::Fp32,
+            optimize: true,
+            calib_samples: passes::DEFAULT_CALIB_SAMPLES,
+            seed: passes::DEFAULT_CALIB_SEED,
+            calibration: Vec::new(),
+        }
+    }
+}
+
+/// Compiles `graph` for `chip` after the graph passes and the precision
+/// rewrite chosen by `options`: [`passes::optimize`] (when
+/// `options.optimize`), then [`passes::apply_precision`] calibrated on
+/// `options.calibration` or on seeded samples, then [`compile`]. The
+/// result's `node_precision` states the precision of every node.
+pub fn compile_with(
+    graph: &Graph,
+    chip: &ChipConfig,
+    options: &CompileOptions,
+) -> Result<Compiled, CompileError> {
+    let out = prepare(graph.clone(), options)?;
+    let mut compiled = compile(&out.graph, chip)?;
+    compiled.node_precision = out.node_precision;
+    Ok(compiled)
+}
+
+/// The graph [`compile_with`] lowers: `graph` after [`passes::optimize`]
+/// (when `options.optimize`) and [`passes::apply_precision`], with the
+/// precision of every node. A caller that checks a simulation against the
+/// reference interpreter runs the interpreter on this graph (int8 paths are
+/// then compared bit-exactly), and can lower it with [`compile`] itself
+/// instead of calling [`compile_with`]. Takes the graph by value so its
+/// initializers are not copied.
+pub fn prepare(
+    graph: Graph,
+    options: &CompileOptions,
+) -> Result<passes::PrecisionOutcome, CompileError> {
+    let g = if options.optimize {
+        passes::optimize_owned(graph)?.0
+    } else {
+        graph
+    };
+    if options.precision == Precision::Fp32 {
+        return Ok(passes::PrecisionOutcome {
+            node_precision: passes::node_precisions(&g),
+            graph: g,
+        });
+    }
+    let seeded;
+    let calib: &[BTreeMap<String, Tensor>] = if !options.calibration.is_empty()
+        || !matches!(options.precision, Precision::Int8 | Precision::Mixed)
+    {
+        &options.calibration
+    } else {
+        seeded = passes::calibration_inputs(&g, options.calib_samples.max(1), options.seed);
+        &seeded
+    };
+    passes::apply_precision(&g, options.precision, calib)
 }
 
 /// Compiles a validated graph for a chip.
@@ -107,5 +206,9 @@ pub fn compile(graph: &Graph, chip: &ChipConfig) -> Result<Compiled, CompileErro
         &lowered.groups,
         &placed,
     );
-    Ok(Compiled { program, stats })
+    Ok(Compiled {
+        program,
+        stats,
+        node_precision: passes::node_precisions(graph),
+    })
 }

@@ -19,7 +19,7 @@
 
 use crate::group::{conflict, offsets, position, Floorplan, Group, Link, MemberRef, Place};
 use lpu_isa::program::QueueId;
-use lpu_isa::{ChipConfig, Dir, Instr, Opcode, StreamRef, Unit};
+use lpu_isa::{ChipConfig, Dir, Instr, Opcode, SliceKind, StreamRef, Unit};
 use std::collections::HashMap;
 
 /// A scheduled instruction.
@@ -42,6 +42,20 @@ impl Busy {
         let w = (t / 64) as usize;
         self.0.get(w).is_some_and(|x| x & (1 << (t % 64)) != 0)
     }
+    /// The first free cycle at or after `t`, skipping full words.
+    fn next_free(&self, t: u64) -> u64 {
+        let mut w = (t / 64) as usize;
+        let mut mask = !0u64 << (t % 64);
+        while let Some(&x) = self.0.get(w) {
+            let free = !x & mask;
+            if free != 0 {
+                return w as u64 * 64 + free.trailing_zeros() as u64;
+            }
+            w += 1;
+            mask = !0;
+        }
+        t.max(w as u64 * 64)
+    }
     fn set(&mut self, t: u64) {
         let w = (t / 64) as usize;
         if self.0.len() <= w {
@@ -51,14 +65,23 @@ impl Busy {
     }
 }
 
-type StreamKey = (Dir, u8, i64);
+/// A wavefront: a direction and a diagonal (see the module doc).
+type DiagKey = (Dir, i64);
+
+/// One stream's use along a wavefront: the stream and the position range.
+type StreamUse = (u16, (u16, u16));
 
 /// Resource tables of the whole chip.
-#[derive(Default)]
 struct Tables {
-    queues: HashMap<QueueId, Busy>,
-    banks: HashMap<(u16, u32), Busy>,
-    streams: HashMap<StreamKey, Vec<(u16, u16)>>,
+    /// Busy cycles per queue, indexed by [`Tables::queue_index`].
+    queues: Vec<Busy>,
+    /// Busy cycles per SRAM bank port, indexed by [`Tables::bank_index`].
+    banks: Vec<Busy>,
+    /// Queues per slice in the index (the most any slice kind has).
+    queues_per_slice: usize,
+    /// Banks per MEM slice.
+    banks_per_slice: usize,
+    streams: HashMap<DiagKey, Vec<StreamUse>>,
 }
 
 /// Reservations a tentative placement wants.
@@ -66,7 +89,7 @@ struct Tables {
 struct Pending {
     queues: Vec<(QueueId, u64)>,
     banks: Vec<((u16, u32), u64)>,
-    streams: Vec<(StreamKey, (u16, u16))>,
+    streams: Vec<(DiagKey, StreamUse)>,
 }
 
 fn overlaps(a: (u16, u16), b: (u16, u16)) -> bool {
@@ -74,29 +97,80 @@ fn overlaps(a: (u16, u16), b: (u16, u16)) -> bool {
 }
 
 impl Tables {
+    /// Empty tables for `chip`.
+    fn new(chip: &ChipConfig) -> Tables {
+        let slices = chip.slices().len();
+        let queues_per_slice = [
+            SliceKind::Mem,
+            SliceKind::Mxm,
+            SliceKind::Vxm,
+            SliceKind::Sxm,
+        ]
+        .into_iter()
+        .map(|k| chip.queues_per_slice(k) as usize)
+        .max()
+        .unwrap_or(1);
+        let banks_per_slice = chip.mem.banks as usize;
+        Tables {
+            queues: vec![Busy::default(); slices * queues_per_slice],
+            banks: vec![Busy::default(); slices * banks_per_slice],
+            queues_per_slice,
+            banks_per_slice,
+            streams: HashMap::new(),
+        }
+    }
+    fn queue_index(&self, q: QueueId) -> usize {
+        q.slice as usize * self.queues_per_slice + q.index as usize
+    }
+    fn bank_index(&self, k: (u16, u32)) -> usize {
+        k.0 as usize * self.banks_per_slice + k.1 as usize
+    }
+    fn queue(&self, q: QueueId) -> Option<&Busy> {
+        self.queues.get(self.queue_index(q))
+    }
     fn queue_free(&self, p: &Pending, q: QueueId, t: u64) -> bool {
-        !self.queues.get(&q).is_some_and(|b| b.get(t)) && !p.queues.contains(&(q, t))
+        !self.queue(q).is_some_and(|b| b.get(t)) && !p.queues.contains(&(q, t))
     }
     fn bank_free(&self, p: &Pending, k: (u16, u32), t: u64, w: u64) -> bool {
-        (t..t + w)
-            .all(|c| !self.banks.get(&k).is_some_and(|b| b.get(c)) && !p.banks.contains(&(k, c)))
+        let busy = self.banks.get(self.bank_index(k));
+        (t..t + w).all(|c| !busy.is_some_and(|b| b.get(c)) && !p.banks.contains(&(k, c)))
     }
-    fn stream_free(&self, p: &Pending, k: StreamKey, seg: (u16, u16)) -> bool {
-        !self
-            .streams
-            .get(&k)
-            .is_some_and(|v| v.iter().any(|s| overlaps(*s, seg)))
-            && !p
-                .streams
-                .iter()
-                .any(|(pk, s)| *pk == k && overlaps(*s, seg))
+    /// The first cycle at or after `t` from which bank `k`'s port is free
+    /// for `w` cycles (committed reservations only).
+    fn bank_next_free(&self, k: (u16, u32), mut t: u64, w: u64) -> u64 {
+        let Some(b) = self.banks.get(self.bank_index(k)) else {
+            return t;
+        };
+        loop {
+            t = b.next_free(t);
+            match (t..t + w).find(|c| b.get(*c)) {
+                None => return t,
+                Some(c) => t = c + 1,
+            }
+        }
+    }
+    /// Which of `n` streams are busy somewhere on `seg` of wavefront `k`.
+    fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16), n: usize) -> Vec<bool> {
+        let mut busy = vec![false; n];
+        let committed = self.streams.get(&k).into_iter().flatten();
+        let pending = p.streams.iter().filter(|(pk, _)| *pk == k).map(|(_, u)| u);
+        for (stream, s) in committed.chain(pending) {
+            if overlaps(*s, seg) {
+                if let Some(b) = busy.get_mut(*stream as usize) {
+                    *b = true;
+                }
+            }
+        }
+        busy
     }
     fn commit(&mut self, p: Pending) {
         for (q, t) in p.queues {
-            self.queues.entry(q).or_default().set(t);
+            let i = self.queue_index(q);
+            self.queues[i].set(t);
         }
         for (k, t) in p.banks {
-            self.banks.entry(k).or_default().set(t);
+            let i = self.bank_index(k);
+            self.banks[i].set(t);
         }
         for (k, s) in p.streams {
             self.streams.entry(k).or_default().push(s);
@@ -108,7 +182,7 @@ impl Tables {
 /// the groups. On failure returns the group index and a message.
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
     let fp = Floorplan::new(chip);
-    let mut tables = Tables::default();
+    let mut tables = Tables::new(chip);
     let mut out: Vec<Vec<Placed>> = Vec::with_capacity(groups.len());
     for (gi, g) in groups.iter().enumerate() {
         let placed = place_group(g, chip, &fp, &mut tables, &out).map_err(|m| (gi, m))?;
@@ -145,7 +219,7 @@ fn place_group(
     // A group that does not fit on an empty chip never will (its members'
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
-    if try_at(g, chip, fp, &Tables::default(), &off, -min_off).is_none() {
+    if try_at(g, chip, fp, &Tables::new(chip), &off, -min_off).is_none() {
         return Err(format!(
             "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
             chip.name,
@@ -154,7 +228,58 @@ fn place_group(
     }
     const SEARCH_LIMIT: i64 = 1 << 40;
     let limit = start + SEARCH_LIMIT;
+    // Queues each member must use (MEM and MXM queues are fixed): a start
+    // that puts one on a busy cycle moves to that queue's next free cycle.
+    let fixed: Vec<(QueueId, i64)> = g
+        .members
+        .iter()
+        .zip(&off)
+        .filter_map(|(m, o)| {
+            let (unit, slice, index) = match m.place {
+                Place::Mem(at) => (Unit::Mem, at.slice, 0),
+                Place::Mxm { slice, queue } => (Unit::Mxm, slice, queue),
+                _ => return None,
+            };
+            Some((QueueId { unit, slice, index }, *o))
+        })
+        .collect();
+    // Bank ports each SRAM access needs, for its width in cycles.
+    let ports: Vec<((u16, u32), u64, i64)> = g
+        .members
+        .iter()
+        .zip(&off)
+        .filter_map(|(m, o)| match m.place {
+            Place::Mem(at) => Some((
+                (at.slice, at.addr / chip.mem.addresses_per_bank),
+                m.instr.ty.bytes() as u64,
+                *o,
+            )),
+            _ => None,
+        })
+        .collect();
     while start < limit {
+        loop {
+            let mut moved = false;
+            for (q, o) in &fixed {
+                let t = (start + o) as u64;
+                let free = tables.queue(*q).map_or(t, |b| b.next_free(t));
+                if free > t {
+                    start += (free - t) as i64;
+                    moved = true;
+                }
+            }
+            for (k, w, o) in &ports {
+                let t = (start + o) as u64;
+                let free = tables.bank_next_free(*k, t, *w);
+                if free > t {
+                    start += (free - t) as i64;
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
         if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start) {
             tables.commit(pending);
             return Ok(placed);
@@ -299,13 +424,14 @@ fn try_at(
         } else {
             vec![Dir::between(paths[0].1, pt)]
         };
-        let key = |dir: Dir, pf: u16, ready: i64, stream: u32| {
+        let key = |dir: Dir, pf: u16, ready: i64| {
             let diag = match dir {
                 Dir::East => ready - pf as i64,
                 Dir::West => ready + pf as i64,
             };
-            ((dir, stream as u8, diag), (pf.min(pt), pf.max(pt)))
+            ((dir, diag), (pf.min(pt), pf.max(pt)))
         };
+        let streams = fp.streams as usize;
         let (dir, base) = dirs.iter().find_map(|&dir| {
             if paths
                 .iter()
@@ -313,21 +439,28 @@ fn try_at(
             {
                 return None;
             }
-            (0..=fp.streams.checked_sub(n * w)?)
-                .find(|b| {
-                    paths.iter().enumerate().all(|(k, (_, pf, ready))| {
-                        (0..w).all(|c| {
-                            let (sk, seg) = key(dir, *pf, *ready, b + k as u32 * w + c);
-                            tables.stream_free(&p, sk, seg)
-                        })
-                    })
+            // One wavefront lookup per path, then a search over bases.
+            let busy: Vec<Vec<bool>> = paths
+                .iter()
+                .map(|(_, pf, ready)| {
+                    let (k, seg) = key(dir, *pf, *ready);
+                    tables.busy_streams(&p, k, seg, streams)
                 })
-                .map(|b| (dir, b))
+                .collect();
+            let (n, w) = (n as usize, w as usize);
+            (0..=streams.checked_sub(n * w)?)
+                .find(|b| {
+                    busy.iter()
+                        .enumerate()
+                        .all(|(k, bk)| (0..w).all(|c| !bk[b + k * w + c]))
+                })
+                .map(|b| (dir, b as u32))
         })?;
         for (k, (f, pf, ready)) in paths.iter().enumerate() {
             let first = base + k as u32 * w;
+            let (dk, seg) = key(dir, *pf, *ready);
             for c in 0..w {
-                p.streams.push(key(dir, *pf, *ready, first + c));
+                p.streams.push((dk, ((first + c) as u16, seg)));
             }
             placed[*f].instr.dst = Some(StreamRef {
                 id: first as u8,
@@ -379,6 +512,22 @@ mod tests {
                 group: 0,
             }],
         }
+    }
+
+    #[test]
+    fn next_free_skips_busy_words() {
+        let mut b = Busy::default();
+        assert_eq!(b.next_free(5), 5);
+        for t in 3..140 {
+            b.set(t);
+        }
+        assert_eq!(b.next_free(0), 0);
+        assert_eq!(b.next_free(3), 140);
+        assert_eq!(b.next_free(64), 140);
+        assert_eq!(b.next_free(141), 141);
+        b.set(141);
+        assert_eq!(b.next_free(141), 142);
+        assert_eq!(b.next_free(500), 500);
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! - [`format`](mod@format): the serde structures of a `.graph` file (RON mirroring ONNX's
 //!   `GraphProto`);
 //! - [`load_graph`] / [`parse_graph`] ([`load`]): parsing, validation,
-//!   stable topological ordering and shape/type inference ([`infer`]) into
-//!   the validated IR [`Graph`] ([`ir`]);
-//! - [`ops`]: the supported operators ([`SUPPORTED_OPS`]);
+//!   stable topological ordering, shape/type inference ([`infer`]) and
+//!   folding of small constants (shape computations) into the validated IR
+//!   [`Graph`] ([`ir`]);
+//! - [`ops`]: the supported operators ([`SUPPORTED_OPS`]): ONNX's CNN and
+//!   transformer operators with ONNX input and attribute names; ONNX
+//!   `int64` tensors are represented as `i32` and `bool` as `i8` 0/1
+//!   (see [`infer`]);
 //! - [`interpret`] ([`interp`]): the reference interpreter, the correctness
-//!   oracle, whose exact arithmetic is documented there;
+//!   oracle, whose exact arithmetic is documented there (and checked
+//!   against ONNX's `ReferenceEvaluator` by `tests/onnx_reference.rs`);
 //! - [`random`]: seeded, platform-independent random tensors
 //!   ([`random_inputs`]);
 //! - [`npy`]: NumPy `.npy` reading and writing;
@@ -23,6 +28,7 @@ pub mod npy;
 pub mod ops;
 pub mod random;
 pub mod tensor;
+pub mod zoo;
 
 pub use error::GraphError;
 pub use interp::interpret;

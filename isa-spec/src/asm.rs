@@ -164,6 +164,14 @@ pub fn disassemble(p: &Program) -> String {
                 b.rows,
                 b.cols
             );
+            if !b.view.is_empty() {
+                let v: Vec<String> = b.view.iter().map(|x| x.to_string()).collect();
+                let _ = write!(out, " view={}", v.join(","));
+            }
+            if !b.layout.is_empty() {
+                let l: Vec<String> = b.layout.iter().map(|x| x.to_string()).collect();
+                let _ = write!(out, " layout={}", l.join(","));
+            }
             for v in &b.vectors {
                 let _ = write!(out, " {}", loc(v));
             }
@@ -530,13 +538,34 @@ pub fn assemble(text: &str) -> Result<Program, AsmError> {
                             .collect::<Result<Vec<_>, _>>()?
                     };
                     let (r, c) = toks[4].split_once('x').ok_or("expected ROWSxCOLS")?;
+                    let list = |l: &str, what: &str| {
+                        l.split(',')
+                            .map(|x| {
+                                x.parse::<usize>()
+                                    .map_err(|_| format!("bad {what} value '{x}'"))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    };
+                    let (mut view, mut layout, mut first_loc) = (vec![], vec![], 5);
+                    while let Some(t) = toks.get(first_loc) {
+                        if let Some(v) = t.strip_prefix("view=") {
+                            view = list(v, "view")?;
+                        } else if let Some(l) = t.strip_prefix("layout=") {
+                            layout = list(l, "layout")?;
+                        } else {
+                            break;
+                        }
+                        first_loc += 1;
+                    }
                     let b = Binding {
+                        layout,
+                        view,
                         name: unquote(toks[1])?,
                         dtype: parse_dtype(toks[2])?,
                         shape,
                         rows: r.parse().map_err(|_| "bad rows")?,
                         cols: c.parse().map_err(|_| "bad cols")?,
-                        vectors: toks[5..]
+                        vectors: toks[first_loc..]
                             .iter()
                             .map(|t| parse_loc(t))
                             .collect::<Result<_, _>>()?,

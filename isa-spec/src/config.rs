@@ -79,6 +79,52 @@ pub struct UnitQueues {
     pub sxm_queues: u32,
 }
 
+/// Energy parameters of a chip, for the energy per inference that `lpsim`
+/// reports: dynamic energy per event plus static power x latency. Each
+/// figure's source is commented in the chip's RON file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyConfig {
+    /// Process node and where the figures come from, in words.
+    pub technology: String,
+    /// Per issued instruction (queue fetch, decode, control), pJ.
+    pub instruction_pj: f64,
+    /// Per int8 multiply-accumulate (int32 accumulation) in the MXM, pJ.
+    pub mac_int8_pj: f64,
+    /// Per fp16 multiply-accumulate (fp32 accumulation) in the MXM, pJ.
+    pub mac_fp16_pj: f64,
+    /// Per lane of one VXM or SXM operation, pJ.
+    pub vxm_lane_op_pj: f64,
+    /// Per byte read from or written to SRAM, pJ.
+    pub sram_pj_per_byte: f64,
+    /// Per byte carried one slice position along a stream, pJ.
+    pub stream_pj_per_byte_hop: f64,
+    /// Static (leakage and clock) power while running, W.
+    pub static_w: f64,
+}
+
+impl EnergyConfig {
+    /// Checks that every figure is a finite non-negative number.
+    pub fn validate(&self) -> Result<(), String> {
+        for (what, v) in [
+            ("instruction_pj", self.instruction_pj),
+            ("mac_int8_pj", self.mac_int8_pj),
+            ("mac_fp16_pj", self.mac_fp16_pj),
+            ("vxm_lane_op_pj", self.vxm_lane_op_pj),
+            ("sram_pj_per_byte", self.sram_pj_per_byte),
+            ("stream_pj_per_byte_hop", self.stream_pj_per_byte_hop),
+            ("static_w", self.static_w),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!(
+                    "energy.{what} must be a non-negative number, found {v}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A whole chip. See `isa-spec/ISA.md` for what each field means to timing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,6 +153,10 @@ pub struct ChipConfig {
     /// Functional delays that differ from the ISA table's defaults, by
     /// mnemonic (for design sweeps).
     pub latency_overrides: BTreeMap<String, u32>,
+    /// Energy parameters (optional: a chip without them reports no LPU
+    /// energy).
+    #[serde(default)]
+    pub energy: Option<EnergyConfig>,
 }
 
 /// A configuration that cannot describe a chip.
@@ -268,6 +318,11 @@ impl ChipConfig {
                 return bad(format!("layout has no {kind} slice"));
             }
         }
+        if let Some(e) = &self.energy {
+            if let Err(m) = e.validate() {
+                return bad(m);
+            }
+        }
         for (name, d) in &self.latency_overrides {
             match Opcode::from_mnemonic(name) {
                 None => return bad(format!("latency_overrides names unknown mnemonic '{name}'")),
@@ -415,6 +470,21 @@ mod tests {
                 .delay(Opcode::Read),
             7
         );
+    }
+
+    #[test]
+    fn energy_section_is_optional_and_validated() {
+        let base = include_str!("../chips/tiny.ron");
+        let start = base.find("    energy: Some(").expect("tiny has energy");
+        let end = base[start..].find("\n    )),\n").expect("end of energy") + start + 8;
+        let without = format!("{}{}", &base[..start], &base[end..]);
+        let c = ChipConfig::parse(&without, "old.ron").expect("loads without energy");
+        assert_eq!(c.energy, None);
+        let full = ChipConfig::parse(base, "tiny.ron").expect("tiny");
+        assert!(full.energy.is_some());
+        let bad = base.replacen("static_w: ", "static_w: -", 1);
+        let e = ChipConfig::parse(&bad, "x.ron").unwrap_err().to_string();
+        assert!(e.contains("energy.static_w"), "{e}");
     }
 
     #[test]

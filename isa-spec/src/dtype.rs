@@ -123,6 +123,16 @@ impl Values {
         }
     }
 
+    /// The elements at `idx`, in that order (every index must be in range).
+    pub fn gather(&self, idx: &[usize]) -> Values {
+        match self {
+            Values::F32(v) => Values::F32(idx.iter().map(|&i| v[i]).collect()),
+            Values::F16(v) => Values::F16(idx.iter().map(|&i| v[i]).collect()),
+            Values::I8(v) => Values::I8(idx.iter().map(|&i| v[i]).collect()),
+            Values::I32(v) => Values::I32(idx.iter().map(|&i| v[i]).collect()),
+        }
+    }
+
     /// Elements `start..start + len`, padded with zeros past the end.
     pub fn slice_padded(&self, start: usize, len: usize) -> Values {
         fn take<T: Copy>(v: &[T], start: usize, len: usize, zero: T) -> Vec<T> {

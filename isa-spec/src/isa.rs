@@ -94,11 +94,12 @@ impl StreamRef {
     /// Parses `s3e` / `s12w`.
     pub fn parse(s: &str) -> Option<StreamRef> {
         let body = s.strip_prefix('s')?;
-        let (num, dir) = body.split_at(body.len().checked_sub(1)?);
-        let dir = match dir {
-            "e" => Dir::East,
-            "w" => Dir::West,
-            _ => return None,
+        // By suffix, not by byte position: the text may end in a
+        // multi-byte character (found by fuzz/program_load).
+        let (num, dir) = if let Some(n) = body.strip_suffix('e') {
+            (n, Dir::East)
+        } else {
+            (body.strip_suffix('w')?, Dir::West)
         };
         Some(StreamRef {
             id: num.parse().ok()?,

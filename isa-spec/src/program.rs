@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Version of the program format; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Largest REPEAT count.
 pub const MAX_REPEAT: i64 = 1 << 16;
@@ -166,9 +166,77 @@ pub struct Binding {
     pub cols: usize,
     /// Vector locations, row-major.
     pub vectors: Vec<VecLoc>,
+    /// Storage order of the axes: the tensor is stored as its transpose by
+    /// this permutation (`[0, 2, 3, 1]`: an NCHW tensor stored channels-last,
+    /// NHWC), and `rows x cols` is the 2-D view of the permuted shape. Empty
+    /// means the identity (row-major in the declared shape). The host
+    /// delivers and receives tensors in the declared shape; the permutation
+    /// is the host's layout conversion, as a deployment's input pipeline
+    /// would do it.
+    pub layout: Vec<usize>,
+    /// The shape the declared row-major tensor is viewed as before `layout`
+    /// permutes it (same element count); empty means `shape`. With
+    /// `[N, C, H/2, 2, W/2, 2]` and layout `[0, 2, 4, 3, 5, 1]` an image is
+    /// stored space-to-depth: one row per 2x2 pixel block, its 4C values
+    /// across the lanes.
+    pub view: Vec<usize>,
 }
 
 impl Binding {
+    /// The shape the layout permutes: `view`, or `shape` when it is empty.
+    pub fn base_shape(&self) -> &[usize] {
+        if self.view.is_empty() {
+            &self.shape
+        } else {
+            &self.view
+        }
+    }
+
+    /// The shape as stored: the base shape permuted by `layout`.
+    pub fn storage_shape(&self) -> Vec<usize> {
+        let base = self.base_shape();
+        if self.layout.is_empty() {
+            base.to_vec()
+        } else {
+            self.layout.iter().map(|&a| base[a]).collect()
+        }
+    }
+
+    /// For each element of the stored tensor (row-major in
+    /// [`Binding::storage_shape`]), its index in the declared row-major
+    /// tensor; `None` for the identity layout.
+    pub fn storage_gather(&self) -> Option<Vec<usize>> {
+        if self.layout.is_empty() || self.layout.iter().enumerate().all(|(i, &a)| i == a) {
+            return None;
+        }
+        let base = self.base_shape();
+        let n = base.len();
+        let mut strides = vec![1usize; n];
+        for i in (0..n.saturating_sub(1)).rev() {
+            strides[i] = strides[i + 1] * base[i + 1];
+        }
+        let st = self.storage_shape();
+        let total: usize = st.iter().product();
+        let mut out = Vec::with_capacity(total);
+        let mut idx = vec![0usize; n];
+        for _ in 0..total {
+            out.push(
+                idx.iter()
+                    .zip(&self.layout)
+                    .map(|(i, &a)| i * strides[a])
+                    .sum(),
+            );
+            for d in (0..n).rev() {
+                idx[d] += 1;
+                if idx[d] < st[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        Some(out)
+    }
+
     /// Vectors per row for a vector length of `lanes`.
     pub fn vectors_per_row(&self, lanes: usize) -> usize {
         self.cols.div_ceil(lanes).max(1)
@@ -379,6 +447,28 @@ impl Program {
             }
         }
         for b in self.inputs.iter().chain(&self.outputs) {
+            if !b.view.is_empty()
+                && b.view.iter().product::<usize>() != b.shape.iter().product::<usize>()
+            {
+                return err(format!(
+                    "binding '{}': view {:?} does not hold the {:?} tensor's elements",
+                    b.name, b.view, b.shape
+                ));
+            }
+            if !b.layout.is_empty() {
+                let rank = b.base_shape().len();
+                let mut seen = vec![false; rank];
+                let ok = b.layout.len() == rank
+                    && b.layout
+                        .iter()
+                        .all(|&a| a < seen.len() && !std::mem::replace(&mut seen[a], true));
+                if !ok {
+                    return err(format!(
+                        "binding '{}': layout {:?} is not a permutation of the {} axes",
+                        b.name, b.layout, rank
+                    ));
+                }
+            }
             let n: usize = b.shape.iter().product();
             if b.rows.checked_mul(b.cols) != Some(n) {
                 return err(format!(

@@ -23,6 +23,25 @@ fn sample() -> Program {
     asm::assemble(&text).expect("sample assembles")
 }
 
+/// Found by `fuzz/` (`program_load`): a stream operand ending in a
+/// multi-byte character made `StreamRef::parse` slice inside it.
+#[test]
+fn non_ascii_operands_do_not_panic() {
+    let text = asm::disassemble(&sample());
+    for junk in [
+        "->s\u{2c8}",
+        "->s0\u{2c8}",
+        "->\u{2c8}",
+        "a=\u{2c8} ->s0e",
+        "s\u{2c8}w",
+    ] {
+        let t = text.replace("->s0e", junk);
+        assert!(asm::assemble(&t).is_err(), "{junk}");
+    }
+    assert!(lpu_isa::StreamRef::parse("s\u{2c8}").is_none());
+    assert!(lpu_isa::StreamRef::parse("s12w").is_some());
+}
+
 #[test]
 fn binary_and_text_round_trip() {
     let p = sample();

@@ -411,14 +411,15 @@ impl<'p> Engine<'p> {
                 )));
             }
             let vpr = b.vectors_per_row(self.lanes);
+            let stored = match b.storage_gather() {
+                Some(idx) => std::borrow::Cow::Owned(t.values.gather(&idx)),
+                None => std::borrow::Cow::Borrowed(&t.values),
+            };
             for r in 0..b.rows {
                 for j in 0..vpr {
                     let start = r * b.cols + j * self.lanes;
                     let len = self.lanes.min(b.cols - j * self.lanes);
-                    let v = t
-                        .values
-                        .slice_padded(start, len)
-                        .slice_padded(0, self.lanes);
+                    let v = stored.slice_padded(start, len).slice_padded(0, self.lanes);
                     self.store(b.vectors[r * vpr + j], &v);
                 }
             }
@@ -443,7 +444,15 @@ impl<'p> Engine<'p> {
             }
         }
         let bytes: Vec<u8> = parts.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let values = Values::from_le_bytes(b.dtype, &bytes).ok_or("output bytes")?;
+        let mut values = Values::from_le_bytes(b.dtype, &bytes).ok_or("output bytes")?;
+        if let Some(idx) = b.storage_gather() {
+            // Scatter the stored order back to the declared row-major order.
+            let mut inverse = vec![0usize; idx.len()];
+            for (k, &i) in idx.iter().enumerate() {
+                inverse[i] = k;
+            }
+            values = values.gather(&inverse);
+        }
         Tensor::new(b.shape.clone(), values).map_err(|e| e.to_string())
     }
 

@@ -5,6 +5,7 @@
 //! - [`vxm`]: elementwise, MXM and SXM arithmetic.
 //! - [`hazard`]: what the engine stops on.
 //! - [`check`]: comparison with the reference interpreter.
+//! - [`energy`]: the LPU's energy per inference from the issued instructions.
 //! - [`report`]: the JSON and terminal report.
 //! - [`trace`]: per-cycle text trace and Chrome trace-event JSON.
 //! - [`perturb`]: moves one instruction one cycle later (the hazard lab).
@@ -12,6 +13,7 @@
 //! The library never calls the compiler: the program is the contract.
 
 pub mod check;
+pub mod energy;
 pub mod engine;
 pub mod hazard;
 pub mod perturb;

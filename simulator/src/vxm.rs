@@ -197,6 +197,10 @@ pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, Strin
                     return Err("int8 activations against non-int8 weights".into());
                 };
                 let xk = xv[k] as i32;
+                if xk == 0 {
+                    // Adds exactly zero: skipping it changes nothing.
+                    continue;
+                }
                 for (o, wv) in out.iter_mut().zip(w) {
                     *o = o.wrapping_add(xk.wrapping_mul(*wv as i32));
                 }
@@ -210,6 +214,12 @@ pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, Strin
                     return Err("fp16 activations against non-fp16 weights".into());
                 };
                 let xk = xv[k].to_f32();
+                // A zero input adds +-0 to every lane (the sum starts at +0,
+                // so that changes nothing) unless a weight is infinite or
+                // NaN, which must still poison the sum.
+                if xk == 0.0 && w.iter().all(|v| v.is_finite()) {
+                    continue;
+                }
                 for (o, wv) in out.iter_mut().zip(w) {
                     *o += xk * wv.to_f32();
                 }

@@ -131,6 +131,8 @@ fn program(group_of: impl Fn(usize) -> u8) -> Program {
     });
     queues.sort_by_key(|q| q.queue);
     let out = Binding {
+        layout: vec![],
+        view: vec![],
         name: "y".into(),
         dtype: DType::I8,
         shape: vec![N, lanes],

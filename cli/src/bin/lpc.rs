@@ -16,10 +16,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile a model (.graph) into a program.
+    /// Compile a model (.graph or .onnx) into a program.
     Compile {
         /// The model file.
         model: PathBuf,
+        /// Bind a symbolic dimension of an .onnx model: NAME=VALUE.
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// Give an .onnx model input's whole shape: NAME=1x3x224x224.
+        #[arg(long = "input-shape", value_name = "NAME=SHAPE")]
+        input_shapes: Vec<String>,
         /// Output file (default: the model's name with .lpb or .lpa).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -32,6 +38,23 @@ enum Command {
         /// Print compile statistics.
         #[arg(long)]
         stats: bool,
+        #[command(flatten)]
+        prepare: lpu_cli::PrepareArgs,
+    },
+    /// Import an ONNX model (.onnx) into a .graph file. Initializers over
+    /// 4 KiB go to raw little-endian files in `<output>.data/`.
+    Import {
+        /// The .onnx file.
+        model: PathBuf,
+        /// Output .graph file (default: the model's name with .graph).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Bind a symbolic dimension: NAME=VALUE.
+        #[arg(long = "dim", value_name = "NAME=VALUE")]
+        dims: Vec<String>,
+        /// Give an input's whole shape: NAME=1x3x224x224.
+        #[arg(long = "input-shape", value_name = "NAME=SHAPE")]
+        input_shapes: Vec<String>,
     },
     /// Print a program (.lpb or .lpa) as assembly.
     Disasm {
@@ -100,16 +123,24 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Compile {
             model,
+            dims,
+            input_shapes,
             output,
             chip,
             emit,
             stats,
+            prepare,
         } => {
             let chip = lpu_cli::chip(&chip)?;
-            let graph = match lpu_cli::load(&model)? {
+            let opts = lpu_cli::import_options(&dims, &input_shapes)?;
+            let graph = match lpu_cli::load_with(&model, &opts)? {
                 Artifact::Graph(g) => g,
                 Artifact::Program(_) => bail!("{}: already a compiled program", model.display()),
             };
+            let prepared = prepare
+                .prepare(*graph)
+                .with_context(|| model.display().to_string())?;
+            let graph = prepared.graph;
             let compiled = lpu_compiler::compile(&graph, &chip)
                 .with_context(|| model.display().to_string())?;
             let emit = emit.unwrap_or_else(|| match output.as_ref().and_then(|o| o.extension()) {
@@ -125,8 +156,31 @@ fn run(cli: Cli) -> Result<()> {
             };
             write_atomic(&out, &bytes)?;
             if stats {
-                lpu_cli::print_stdout(&stats_text(&graph.name, &chip, &out, &compiled.stats))?;
+                let mut text = stats_text(&graph.name, &chip, &out, &compiled.stats);
+                text += &format!(
+                    "  precision     {} ({})\n",
+                    prepare.precision,
+                    lpu_cli::precision_summary(&prepared.node_precision)
+                );
+                lpu_cli::print_stdout(&text)?;
             }
+        }
+        Command::Import {
+            model,
+            output,
+            dims,
+            input_shapes,
+        } => {
+            let opts = lpu_cli::import_options(&dims, &input_shapes)?;
+            let imported = lpu_onnx::import_with_notes(&model, &opts)?;
+            for n in &imported.notes {
+                eprintln!("note: {}: {n}", model.display());
+            }
+            let out = output.unwrap_or_else(|| model.with_extension("graph"));
+            // Validate before writing: the file must load as it is written.
+            let base = model.parent().unwrap_or(std::path::Path::new("."));
+            lpu_graph::load::build(imported.graph.clone(), &model.display().to_string(), base)?;
+            lpu_onnx::write_graph(&imported.graph, &out)?;
         }
         Command::Disasm { program, output } => {
             let p = lpu_cli::load_program(&program)?;

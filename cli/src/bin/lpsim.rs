@@ -18,15 +18,19 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once; `run`'s flags are many
 enum Command {
     /// Run a program (.lpb/.lpa) or a model (.graph, compiled in-process).
     Run(RunArgs),
+    /// Run ONNX backend-test cases (DIR/model.onnx, DIR/test_data_set_N/)
+    /// and compare with their expected outputs (rtol 1e-3, atol 1e-7).
+    OnnxTest(lpu_cli::onnx_test::Args),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Program or model file.
-    input: PathBuf,
+    /// Program or model file (not needed with `--gpu list`).
+    input: Option<PathBuf>,
     /// Chip for a model: a preset (tsp, tiny) or a RON file. For a program it
     /// must name the chip the program was compiled for.
     #[arg(long)]
@@ -57,6 +61,101 @@ struct RunArgs {
     /// Write the outputs as .npy files to DIR.
     #[arg(long, value_name = "DIR")]
     save_outputs: Option<PathBuf>,
+    /// GPU baseline beside the LPU: a preset (h100, a100, h200, l4), a RON
+    /// file, `none` to drop it, or `list` to print the presets. Needs the
+    /// model: a .graph, or --graph with a program.
+    #[arg(long, value_name = "NAME|FILE", default_value = "h100")]
+    gpu: String,
+    /// How the GPU baseline launches kernels: graphs (CUDA graphs), launch
+    /// (plain stream launches) or eager (an eager framework).
+    #[arg(long, value_name = "MODE", default_value = "graphs")]
+    gpu_mode: String,
+    /// Seed of the GPU baseline's jitter model (p50, p99).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    gpu_seed: u64,
+    /// Per-node breakdown in the text report: `node` (every node), `layer`
+    /// (nodes grouped by the name prefix up to the first numbered part, e.g.
+    /// `layer1.0`), `op` (by operator type), or `none`.
+    #[arg(long, value_name = "node|layer|op|none", default_value = "node")]
+    by: String,
+    #[command(flatten)]
+    prepare: lpu_cli::PrepareArgs,
+}
+
+/// The GPU baseline's spec and options, or `None` for `--gpu none`.
+fn gpu_for(args: &RunArgs) -> Result<Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>> {
+    if args.gpu == "none" {
+        return Ok(None);
+    }
+    let Some(mode) = lpu_gpu::LaunchMode::parse(&args.gpu_mode) else {
+        bail!(
+            "--gpu-mode: unknown mode '{}'; expected graphs, launch or eager",
+            args.gpu_mode
+        );
+    };
+    let spec = lpu_gpu::GpuSpec::resolve(&args.gpu)?;
+    Ok(Some((
+        spec,
+        lpu_gpu::Options {
+            mode,
+            seed: args.gpu_seed,
+        },
+    )))
+}
+
+fn gpu_report(
+    gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>,
+    g: &Graph,
+    lpu_latency_us: Option<f64>,
+) -> Option<report::GpuReport> {
+    gpu.as_ref().map(|(spec, opts)| {
+        let e = lpu_gpu::estimate_graph(g, spec, opts, lpu_gpu::F32Math::Tf32);
+        report::GpuReport::new(spec, e, lpu_latency_us)
+    })
+}
+
+/// For a model that does not fit: the GPU figures and the LPU's shortfall,
+/// on stdout, before the error.
+fn print_does_not_fit(
+    args: &RunArgs,
+    g: &Graph,
+    gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>,
+    e: &lpu_compiler::CompileError,
+) -> Result<()> {
+    let lpu_compiler::CompileError::DoesNotFit {
+        model,
+        chip,
+        required_mib,
+        available_mib,
+        largest,
+    } = e
+    else {
+        return Ok(());
+    };
+    let Some(gr) = gpu_report(gpu, g, None) else {
+        return Ok(());
+    };
+    if args.json {
+        let v = serde_json::json!({
+            "model": model,
+            "chip": chip,
+            "fits": false,
+            "sram_required_mib": required_mib,
+            "sram_available_mib": available_mib,
+            "sram_shortfall_mib": required_mib - available_mib,
+            "largest_tensors": largest,
+            "gpu": gr,
+        });
+        lpu_cli::print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
+    } else {
+        let mut s = format!(
+            "model {model}  on chip {chip}: DOES NOT FIT\n  SRAM         needs {required_mib:.2} MiB, the chip has {available_mib:.2} MiB (short by {:.2} MiB)\n",
+            required_mib - available_mib
+        );
+        s.push_str(&gr.text(&format!("{chip} (does not fit)"), None, None));
+        lpu_cli::print_stdout(&s)?;
+    }
+    Ok(())
 }
 
 fn inputs_for(
@@ -115,11 +214,33 @@ fn random_for(p: &lpu_isa::Program, seed: u64) -> Result<BTreeMap<String, Tensor
 }
 
 fn run(args: RunArgs) -> Result<u8> {
-    let (program, graph): (lpu_isa::Program, Option<Graph>) = match lpu_cli::load(&args.input)? {
+    if args.gpu == "list" {
+        lpu_cli::print_stdout(&lpu_gpu::GpuSpec::list())?;
+        return Ok(EXIT_OK);
+    }
+    let Some(input) = args.input.clone() else {
+        bail!("missing the program or model to run (lpsim run MODEL.graph|PROGRAM.lpb)");
+    };
+    let gpu = gpu_for(&args)?;
+    let by = report::Breakdown::parse(&args.by)
+        .ok_or_else(|| anyhow::anyhow!("--by '{}': expected node, layer, op or none", args.by))?;
+    let mut node_precision = BTreeMap::new();
+    let (program, graph): (lpu_isa::Program, Option<Graph>) = match lpu_cli::load(&input)? {
         Artifact::Graph(g) => {
             let chip = lpu_cli::chip(args.chip.as_deref().unwrap_or("tsp"))?;
-            let c = lpu_compiler::compile(&g, &chip)
-                .with_context(|| args.input.display().to_string())?;
+            let prepared = args
+                .prepare
+                .prepare(*g)
+                .with_context(|| input.display().to_string())?;
+            node_precision = prepared.node_precision;
+            let g = Box::new(prepared.graph);
+            let c = match lpu_compiler::compile(&g, &chip) {
+                Ok(c) => c,
+                Err(e) => {
+                    print_does_not_fit(&args, &g, &gpu, &e)?;
+                    return Err(anyhow::Error::new(e).context(input.display().to_string()));
+                }
+            };
             (c.program, Some(*g))
         }
         Artifact::Program(p) => {
@@ -128,7 +249,7 @@ fn run(args: RunArgs) -> Result<u8> {
                 if want != p.chip {
                     bail!(
                         "{}: the program was compiled for chip '{}', not '{}'",
-                        args.input.display(),
+                        input.display(),
                         p.chip.name,
                         want.name
                     );
@@ -144,6 +265,11 @@ fn run(args: RunArgs) -> Result<u8> {
     if args.check && graph.is_none() {
         bail!(
             "--check needs the model: run the .graph, or pass --graph MODEL.graph with a program"
+        );
+    }
+    if gpu.is_some() && graph.is_none() {
+        eprintln!(
+            "lpsim: no GPU baseline: it needs the model (pass --graph MODEL.graph, or run the .graph)"
         );
     }
     let specs: Vec<_> = program
@@ -196,11 +322,15 @@ fn run(args: RunArgs) -> Result<u8> {
         save_outputs(dir, &outcome.outputs)?;
     }
     let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
-    let r = report::build(&program, &outcome, check, perturbation);
+    let mut r = report::build(&program, &outcome, check, perturbation);
+    r.set_precisions(&args.prepare.precision, &node_precision);
+    if let Some(g) = &graph {
+        r.gpu = gpu_report(&gpu, g, Some(r.latency_us));
+    }
     if args.json {
         lpu_cli::print_stdout(&(serde_json::to_string_pretty(&r)? + "\n"))?;
     } else {
-        lpu_cli::print_stdout(&report::text(&r))?;
+        lpu_cli::print_stdout(&report::text_by(&r, by))?;
     }
     Ok(if found { EXIT_FOUND } else { EXIT_OK })
 }
@@ -230,6 +360,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Run(a) => run(a),
+        Command::OnnxTest(a) => lpu_cli::onnx_test::main(a),
     };
     match r {
         Ok(code) => ExitCode::from(code),

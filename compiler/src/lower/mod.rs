@@ -20,14 +20,25 @@
 //! `mov` is inserted after one read so it issues earlier
 //! ([`crate::group::retime_reads`]).
 
+mod attention;
+mod layout;
+mod rowwise;
+mod select;
+mod spatial;
+mod unary;
+
 use crate::alloc::{view2d, SramAlloc, TensorLoc};
 use crate::group::{retime_reads, Floorplan, Group, Link, Member, MemberRef, Place};
 use crate::CompileError;
 use half::f16;
+use layout::{
+    broadcast_kind, column_axis, plan_flat, plan_layouts, plan_s2d, s2d_view, storage_shape,
+    Broadcast, NHWC,
+};
 use lpu_graph::{Graph, Node, Tensor};
 use lpu_isa::program::{Binding, MemInit, VecLoc};
 use lpu_isa::{ChipConfig, DType, Instr, Opcode, SliceKind, Values};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The lowered program before scheduling.
 pub struct Lowered {
@@ -79,6 +90,17 @@ struct Lowerer<'a> {
     tails: Vec<Vec<usize>>,
     /// Nodes lowered as part of another node's groups.
     absorbed: Vec<bool>,
+    /// Tensors stored channels-last ([`layout::plan_layouts`]).
+    cl: BTreeSet<String>,
+    /// Flattened channels-last tensors ([`layout::plan_flat`]).
+    flat: BTreeMap<String, (usize, usize)>,
+    /// Space-to-depth tensors ([`layout::plan_s2d`]).
+    s2d: BTreeSet<String>,
+    /// A zero vector per element type, for matrix-product rows whose every
+    /// input vector is padding.
+    zeros: BTreeMap<DType, VecLoc>,
+    /// Attention head views and per-K-tile staging offsets ([`attention`]).
+    attn: attention::State,
 }
 
 /// One fused elementwise step after a chain's last result.
@@ -105,6 +127,29 @@ struct Gb {
     index: u32,
 }
 
+/// One K-tile of a matrix product: weight rows `w_row0..w_row0 + rows` of
+/// the weight matrix, installed together.
+#[derive(Clone, Copy, Debug)]
+struct KTile {
+    w_row0: usize,
+    rows: usize,
+}
+
+/// An activation lookup of a [`MatmulPlan`]: `(row, K-tile) -> vector`.
+type ActFn<'p> = dyn Fn(usize, usize) -> Option<VecLoc> + 'p;
+
+/// The shape of a matrix product for [`Lowerer::matmul`]: result rows, the
+/// K-tiles, and for each (row, K-tile) the activation vector to stream
+/// (`None`: all padding, skipped), and for each (K-tile, column tile)
+/// whether the weights are not all zero.
+struct MatmulPlan<'p> {
+    rows: usize,
+    ktiles: &'p [KTile],
+    act: &'p dyn Fn(usize, usize) -> Option<VecLoc>,
+    used: &'p dyn Fn(usize, usize) -> bool,
+    act_ty: DType,
+}
+
 /// What follows `emit` in a matrix product's epilogue (before any fused
 /// tail).
 struct Epilogue {
@@ -116,9 +161,11 @@ struct Epilogue {
 fn is_chain_producer(g: &Graph, n: &Node) -> bool {
     match n.op_type.as_str() {
         "MatMul" | "Gemm" | "MatMulInteger" | "Add" | "Sub" | "Mul" | "Relu" | "QuantizeLinear"
-        | "DequantizeLinear" => true,
+        | "DequantizeLinear" | "Conv" | "ConvInteger" | "MaxPool" | "AveragePool"
+        | "GlobalAveragePool" | "BatchNormalization" => true,
         "Cast" => is_real_cast(g, n),
-        _ => false,
+        "Softmax" | "LayerNormalization" | "RMSNormalization" => true,
+        op => unary::is_unary(op),
     }
 }
 
@@ -131,7 +178,7 @@ fn is_real_cast(g: &Graph, n: &Node) -> bool {
 /// Whether `c` can be fused after the node `producer` whose result is `t`:
 /// elementwise, same shape as `t`, and any other operand already available
 /// when `producer` is lowered.
-fn fusible(g: &Graph, c: &Node, t: &str, producer: usize) -> bool {
+fn fusible(g: &Graph, cl: &BTreeSet<String>, c: &Node, t: &str, producer: usize) -> bool {
     let out_info = c.outputs.first().and_then(|o| g.info(o));
     let t_info = g.info(t);
     let (Some(oi), Some(ti)) = (out_info, t_info) else {
@@ -144,11 +191,22 @@ fn fusible(g: &Graph, c: &Node, t: &str, producer: usize) -> bool {
     match c.op_type.as_str() {
         "Relu" => true,
         "Cast" => is_real_cast(g, c),
-        "QuantizeLinear" | "DequantizeLinear" => {
+        "QuantizeLinear" => {
             c.input(0) == Some(t)
                 && c.input(1).is_some_and(scalar_const)
                 && c.input(2).is_none_or(scalar_const)
         }
+        "DequantizeLinear" => {
+            c.input(0) == Some(t)
+                && (c.input(1).is_some_and(scalar_const)
+                    || per_axis_row(g, cl, c, &ti.shape, cl.contains(t)).is_some())
+                && c.input(2).is_none_or(|z| {
+                    g.initializers
+                        .get(z)
+                        .is_some_and(|x| (0..x.len()).all(|i| x.values.get_f64(i) == 0.0))
+                })
+        }
+        op if unary::is_unary(op) => unary::fusible(g, cl, c, t),
         "Add" | "Sub" | "Mul" => {
             let other = if c.input(0) == Some(t) {
                 c.input(1)
@@ -156,38 +214,33 @@ fn fusible(g: &Graph, c: &Node, t: &str, producer: usize) -> bool {
                 c.input(0)
             };
             let Some(other) = other else { return false };
-            let (tr, tc) = view2d(&ti.shape);
             let ready = g.producer(other).is_none_or(|p| p < producer);
-            broadcast_of(g, other, tr, tc) != Broadcast::Unsupported && ready
+            ready
+                && broadcast_kind(g, cl, other, &ti.shape, cl.contains(t)) != Broadcast::Unsupported
         }
         _ => false,
     }
 }
 
-/// How an elementwise operand reaches a `rows x cols` result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Broadcast {
-    /// Its own storage: the same 2-D view, or a row (`[N]`, `[1, N]`)
-    /// reread for every result row.
-    Direct,
-    /// A constant scalar, materialised as a row of copies.
-    ScalarRow,
-    /// Any other broadcast, which the lowering does not support.
-    Unsupported,
-}
-
-fn broadcast_of(g: &Graph, name: &str, rows: usize, cols: usize) -> Broadcast {
-    let Some(info) = g.info(name) else {
-        return Broadcast::Unsupported;
-    };
-    let (r, c) = view2d(&info.shape);
-    if (r == rows || r == 1) && c == cols {
-        Broadcast::Direct
-    } else if r * c == 1 && g.initializers.contains_key(name) {
-        Broadcast::ScalarRow
-    } else {
-        Broadcast::Unsupported
+/// The per-channel scale of a per-axis DequantizeLinear `n` on a result of
+/// `shape`: `Some(scale tensor)` when the scale is a constant vector along
+/// the result's column axis (so it becomes one row).
+fn per_axis_row<'g>(
+    g: &'g Graph,
+    _cl: &BTreeSet<String>,
+    n: &Node,
+    shape: &[usize],
+    result_cl: bool,
+) -> Option<&'g Tensor> {
+    let scale = g.initializers.get(n.input(1)?)?;
+    if scale.shape.len() != 1 || shape.is_empty() {
+        return None;
     }
+    let rank = shape.len() as i64;
+    let axis = n.attr_int("axis", 1).ok()?;
+    let axis = if axis < 0 { axis + rank } else { axis };
+    let col = column_axis(shape.len(), result_cl) as i64;
+    (axis == col && scale.shape[0] == shape[col as usize]).then_some(scale)
 }
 
 /// For each lowering step (node index), the computed tensors whose last
@@ -203,13 +256,37 @@ fn free_points(g: &Graph, tails: &[Vec<usize>]) -> Vec<Vec<String>> {
         }
     }
     let aliasing = |node: &Node| {
-        node.op_type == "Identity" || (node.op_type == "Cast" && !is_real_cast(g, node))
+        (matches!(
+            node.op_type.as_str(),
+            "Identity" | "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze"
+        ) && !attention::is_head_merge(g, node))
+            || (node.op_type == "Cast" && !is_real_cast(g, node))
     };
     let mut pinned: std::collections::BTreeSet<&str> =
         g.outputs.iter().map(String::as_str).collect();
+    // Tensors that share storage through aliasing nodes form one class under
+    // its root (the tensor a real node computed). The class is freed once,
+    // under the root, after the last reader of any member; a class with a
+    // graph output, a graph input or constant root, or an attention head
+    // split (whose storage the attention lowering frees) is kept.
+    let mut root: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut members: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for node in g.nodes.iter().filter(|x| aliasing(x)) {
-        pinned.extend(node.inputs.iter().map(String::as_str));
-        pinned.extend(node.outputs.iter().map(String::as_str));
+        let Some(x) = node.input(0) else { continue };
+        let r = root.get(x).copied().unwrap_or(x);
+        let keep = attention::is_head_split(g, node) || g.producer(r).is_none();
+        for y in &node.outputs {
+            root.insert(y.as_str(), r);
+            members.entry(r).or_insert_with(|| vec![r]).push(y.as_str());
+        }
+        if keep {
+            pinned.insert(r);
+        }
+    }
+    for ms in members.values() {
+        if ms.iter().any(|m| pinned.contains(m)) {
+            pinned.extend(ms.iter().copied());
+        }
     }
     let mut out = vec![Vec::new(); n];
     for (i, node) in g.nodes.iter().enumerate() {
@@ -218,12 +295,16 @@ fn free_points(g: &Graph, tails: &[Vec<usize>]) -> Vec<Vec<String>> {
         // skipped when freed.
         let step = owner[i];
         for t in &node.outputs {
-            if pinned.contains(t.as_str()) {
+            if pinned.contains(t.as_str()) || root.contains_key(t.as_str()) {
                 continue;
             }
-            let last = g
-                .consumers(t)
-                .into_iter()
+            let class = members
+                .get(t.as_str())
+                .cloned()
+                .unwrap_or_else(|| vec![t.as_str()]);
+            let last = class
+                .iter()
+                .flat_map(|m| g.consumers(m))
                 .map(|c| owner[c])
                 .max()
                 .unwrap_or(step)
@@ -235,7 +316,11 @@ fn free_points(g: &Graph, tails: &[Vec<usize>]) -> Vec<Vec<String>> {
 }
 
 /// Decides which elementwise nodes fuse into their producer's groups.
-fn plan_fusion(g: &Graph) -> (Vec<Vec<usize>>, Vec<bool>) {
+fn plan_fusion(
+    g: &Graph,
+    cl: &BTreeSet<String>,
+    flat: &BTreeMap<String, (usize, usize)>,
+) -> (Vec<Vec<usize>>, Vec<bool>) {
     let n = g.nodes.len();
     let mut tails = vec![Vec::new(); n];
     let mut absorbed = vec![false; n];
@@ -253,7 +338,10 @@ fn plan_fusion(g: &Graph) -> (Vec<Vec<usize>>, Vec<bool>) {
             let cons = g.consumers(&t);
             let [c] = cons.as_slice() else { break };
             let node = &g.nodes[*c];
-            if node.inputs.iter().filter(|x| **x == t).count() != 1 || !fusible(g, node, &t, i) {
+            if node.inputs.iter().filter(|x| **x == t).count() != 1
+                || !fusible(g, cl, node, &t, i)
+                || (flat.contains_key(&t) && !flat.contains_key(node.outputs[0].as_str()))
+            {
                 break;
             }
             tails[i].push(*c);
@@ -296,10 +384,16 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         fp: Floorplan::new(chip),
         tails: Vec::new(),
         absorbed: Vec::new(),
+        cl: plan_layouts(graph),
+        flat: BTreeMap::new(),
+        s2d: plan_s2d(graph, chip.lanes() as usize),
+        zeros: BTreeMap::new(),
+        attn: attention::State::default(),
     };
-    (l.tails, l.absorbed) = plan_fusion(graph);
+    l.flat = plan_flat(graph, &l.cl);
+    (l.tails, l.absorbed) = plan_fusion(graph, &l.cl, &l.flat);
     for (name, info) in &graph.inputs {
-        let loc = l.alloc.tensor(name, &info.shape, info.dtype);
+        let loc = l.alloc_tensor(name, &info.shape, info.dtype);
         l.locs.insert(name.clone(), loc);
     }
     let frees = free_points(graph, &l.tails);
@@ -320,6 +414,11 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
             .info(name)
             .cloned()
             .ok_or_else(|| l.unsupported_msg(&format!("tensor '{name}' has no inferred type")))?;
+        if l.flat.contains_key(name) {
+            return Err(l.unsupported_msg(&format!(
+                "graph output '{name}' is a flattened spatial tensor; reading it out in NCHW order needs lane moves (not lowered yet)"
+            )));
+        }
         let loc = l.operand(name)?;
         Ok(Binding {
             name: name.to_string(),
@@ -328,6 +427,8 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
             rows: loc.rows,
             cols: loc.cols,
             vectors: loc.vectors.clone(),
+            layout: loc.layout.clone(),
+            view: loc.view.clone(),
         })
     };
     let inputs = graph
@@ -423,9 +524,46 @@ impl<'a> Lowerer<'a> {
         let Some(info) = self.g.info(&name).cloned() else {
             return self.unsupported(&format!("output '{name}' has no inferred type"));
         };
-        let loc = self.alloc.tensor(&name, &info.shape, info.dtype);
+        let loc = self.alloc_tensor(&name, &info.shape, info.dtype);
         self.locs.insert(name.clone(), loc.clone());
         Ok((name, loc))
+    }
+
+    /// Allocates a computed tensor in its planned layout.
+    fn alloc_tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
+        if self.s2d.contains(name) && shape.len() == 4 {
+            let (view, layout) = s2d_view(shape);
+            let rows = shape[0] * (shape[2] / 2) * (shape[3] / 2);
+            let mut loc = self.alloc.tensor(name, &[rows, 4 * shape[1]], dtype);
+            loc.view = view;
+            loc.layout = layout;
+            return loc;
+        }
+        if let Some(&(hw, c)) = self.flat.get(name) {
+            // Stored as the channels-last tensor it was flattened from.
+            let n = shape.first().copied().unwrap_or(1);
+            return self.alloc.tensor(name, &[n * hw, c], dtype);
+        }
+        let cl = self.cl.contains(name) && shape.len() == 4;
+        let mut loc = self.alloc.tensor(name, &storage_shape(shape, cl), dtype);
+        if cl {
+            loc.layout = NHWC.to_vec();
+        }
+        loc
+    }
+
+    /// A zero vector of `ty` in SRAM (placed once).
+    fn zero_vector(&mut self, ty: DType) -> VecLoc {
+        if let Some(v) = self.zeros.get(&ty) {
+            return *v;
+        }
+        let loc = self.alloc.constant(
+            &format!("zeros ({ty})"),
+            &[self.lanes],
+            &Values::zeros(ty, self.lanes),
+        );
+        self.zeros.insert(ty, loc.vectors[0]);
+        loc.vectors[0]
     }
 
     fn begin(&self) -> Gb {
@@ -512,6 +650,9 @@ impl<'a> Lowerer<'a> {
             .remove(&(at.slice, at.addr))
             .unwrap_or_default()
             .into_iter()
+            // A read in this same group feeds this write through the chain,
+            // so it issues earlier by construction.
+            .filter(|r| r.group != gb.index)
             .map(|r| (r, 1 - d_write))
             .collect();
         after.extend(self.writer.get(&(at.slice, at.addr)).map(|w| (*w, 1)));
@@ -568,6 +709,11 @@ impl<'a> Lowerer<'a> {
             let n = self.cur();
             let ty = |l: &Self, name: &str| l.g.info(name).map(|i| i.dtype).unwrap_or(DType::F32);
             let out_ty = self.out_dtype(n)?;
+            if let Some(steps) = self.unary_tail(n, &t)? {
+                ops.extend(steps);
+                t = n.outputs.first().cloned().unwrap_or_default();
+                continue;
+            }
             let kind = match n.op_type.as_str() {
                 "Relu" => TailKind::Unary(Instr::new(Opcode::Relu).typed(ty(self, &t))),
                 "Cast" => {
@@ -576,7 +722,20 @@ impl<'a> Lowerer<'a> {
                     TailKind::Unary(i)
                 }
                 "QuantizeLinear" | "DequantizeLinear" => {
-                    TailKind::Unary(self.quant_instr(n, ty(self, &t))?)
+                    let q = self.quant_instr(n, ty(self, &t))?;
+                    if let Some(row) = self.dequant_row(n, &t)? {
+                        ops.push(TailOp {
+                            node: c as u32,
+                            kind: TailKind::Unary(q),
+                        });
+                        TailKind::Binary {
+                            instr: Instr::new(Opcode::Mul).typed(DType::F32),
+                            other: row,
+                            chain_first: true,
+                        }
+                    } else {
+                        TailKind::Unary(q)
+                    }
                 }
                 _ => {
                     let chain_first = n.input(0) == Some(t.as_str());
@@ -584,11 +743,9 @@ impl<'a> Lowerer<'a> {
                         .input(if chain_first { 1 } else { 0 })
                         .unwrap_or_default()
                         .to_string();
-                    let (rows, cols) = match self.g.info(&t) {
-                        Some(i) => view2d(&i.shape),
-                        None => (1, 1),
-                    };
-                    let other = self.broadcast_operand(&other, rows, cols)?;
+                    let shape = self.g.info(&t).map(|i| i.shape.clone()).unwrap_or_default();
+                    let t_cl = self.cl.contains(&t);
+                    let other = self.broadcast_operand(&other, &shape, t_cl)?;
                     TailKind::Binary {
                         instr: Instr::new(binary_opcode(&n.op_type)).typed(out_ty),
                         other,
@@ -639,6 +796,11 @@ impl<'a> Lowerer<'a> {
 
     fn lower_node(&mut self, n: &'a Node) -> Result<(), CompileError> {
         match n.op_type.as_str() {
+            "MatMul" | "Reshape" | "Transpose" if self.is_head_op(n) => self.lower_head_op(n),
+            "Softmax" | "LayerNormalization" | "RMSNormalization" | "ReduceMean" | "ReduceSum"
+            | "ReduceMax" => self.lower_rowwise(n),
+            "Gather" | "Slice" | "Concat" | "Split" => self.lower_select(n),
+            op if unary::is_unary(op) => self.lower_elementwise(n),
             "MatMul" | "MatMulInteger" | "Gemm" => self.lower_matmul(n),
             "Add" | "Sub" | "Mul" => self.lower_binary(n),
             "Relu" => self.lower_unary(n, Instr::new(Opcode::Relu)),
@@ -661,8 +823,26 @@ impl<'a> Lowerer<'a> {
                 let x = self.input_name(n, 0)?;
                 let ty = self.operand(&x)?.dtype;
                 let i = self.quant_instr(n, ty)?;
-                self.lower_unary(n, i)
+                match self.dequant_row(n, &x)? {
+                    Some(row) => self.lower_unary_then(
+                        n,
+                        i,
+                        Some(TailOp {
+                            node: self.node,
+                            kind: TailKind::Binary {
+                                instr: Instr::new(Opcode::Mul).typed(DType::F32),
+                                other: row,
+                                chain_first: true,
+                            },
+                        }),
+                    ),
+                    None => self.lower_unary(n, i),
+                }
             }
+            "Conv" | "ConvInteger" => self.lower_conv(n),
+            "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.lower_pool(n),
+            "BatchNormalization" => self.lower_batchnorm(n),
+            "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.lower_reshape(n),
             other => self.unsupported(&format!(
                 "operator '{other}' has no lowering yet (lowered: MatMul, Gemm, MatMulInteger, Add, Sub, Mul, Relu, Cast, Identity, QuantizeLinear, DequantizeLinear)"
             )),
@@ -673,7 +853,15 @@ impl<'a> Lowerer<'a> {
     /// node whose input has type `ty`.
     fn quant_instr(&self, n: &Node, ty: DType) -> Result<Instr, CompileError> {
         let scale = self.scale(n)?;
-        let zp = self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0);
+        let zp = match n.input(2).and_then(|z| self.constant(z)) {
+            Some(t) if t.len() > 1 => {
+                if (0..t.len()).any(|i| t.values.get_f64(i) != 0.0) {
+                    return self.unsupported("per-axis zero points must be 0");
+                }
+                0.0
+            }
+            _ => self.scalar_const(n.input(2), "zero point")?.unwrap_or(0.0),
+        };
         let quantize = n.op_type == "QuantizeLinear";
         let mut i = Instr::new(if quantize {
             Opcode::Quantize
@@ -691,7 +879,51 @@ impl<'a> Lowerer<'a> {
         Ok(i)
     }
 
+    /// The per-channel scale row of a per-axis DequantizeLinear `n` whose
+    /// input is `x` (`None` for a per-tensor one). The `dqnt` then runs
+    /// with scale 1 (exact: an integer to f32) and a VXM `mul` by this row
+    /// applies the scale, as the reference computes it.
+    fn dequant_row(&mut self, n: &Node, x: &str) -> Result<Option<TensorLoc>, CompileError> {
+        if n.op_type != "DequantizeLinear"
+            || self
+                .scalar_const(n.input(1), "scale")
+                .ok()
+                .flatten()
+                .is_some()
+        {
+            return Ok(None);
+        }
+        let shape = self.g.info(x).map(|i| i.shape.clone()).unwrap_or_default();
+        let x_cl = self.cl.contains(x);
+        let Some(scale) = per_axis_row(self.g, &self.cl, n, &shape, x_cl) else {
+            return self.unsupported(
+                "a per-axis scale is lowered only along the column axis (the last axis, or the channel axis of a channels-last tensor)",
+            );
+        };
+        let name = n.input(1).unwrap_or_default();
+        let key = format!("{name}#dqrow");
+        if let Some(l) = self.locs.get(&key) {
+            return Ok(Some(l.clone()));
+        }
+        let values = Values::F32(f32_of(&scale.values));
+        let loc = self.alloc.constant(
+            &format!("{name} (per-channel scale row)"),
+            &[scale.len()],
+            &values,
+        );
+        self.locs.insert(key, loc.clone());
+        Ok(Some(loc))
+    }
+
     fn scale(&self, n: &Node) -> Result<f64, CompileError> {
+        if n.op_type == "DequantizeLinear"
+            && self
+                .constant(n.input(1).unwrap_or_default())
+                .is_some_and(|t| t.len() > 1)
+        {
+            // Per-axis: see `dequant_row`.
+            return Ok(1.0);
+        }
         let s = self.scalar_const(n.input(1), "scale")?.unwrap_or(0.0);
         if !(s.is_finite() && s > 0.0) {
             return self.unsupported(&format!(
@@ -724,8 +956,20 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_unary(&mut self, n: &Node, instr: Instr) -> Result<(), CompileError> {
+        self.lower_unary_then(n, instr, None)
+    }
+
+    /// A one-operand VXM instruction per vector, then `first` (a step of
+    /// the node itself) and the fused tail.
+    fn lower_unary_then(
+        &mut self,
+        n: &Node,
+        instr: Instr,
+        first: Option<TailOp>,
+    ) -> Result<(), CompileError> {
         let x = self.operand(&self.input_name(n, 0)?)?;
-        let tail = self.prepare_tail()?;
+        let mut tail: Vec<TailOp> = first.into_iter().collect();
+        tail.extend(self.prepare_tail()?);
         let out = self.chain_output()?;
         if (x.rows, x.cols) != (out.rows, out.cols) {
             return self.unsupported("input and output shapes differ");
@@ -748,47 +992,80 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    /// The storage of a binary operand, broadcast to `rows x cols`.
+    /// The storage of an elementwise operand of a result of `shape`,
+    /// stored channels-last when `result_cl` (see [`layout::broadcast_kind`]).
     fn broadcast_operand(
         &mut self,
         name: &str,
-        rows: usize,
-        cols: usize,
+        shape: &[usize],
+        result_cl: bool,
     ) -> Result<TensorLoc, CompileError> {
         let info = match self.g.info(name) {
             Some(i) => i.clone(),
             None => return self.unsupported(&format!("operand '{name}' has no inferred type")),
         };
-        match broadcast_of(self.g, name, rows, cols) {
-            Broadcast::Direct => return self.operand(name),
-            Broadcast::ScalarRow => {
-                if let Some(t) = self.constant(name) {
-                    // A constant scalar becomes a row of `cols` copies.
-                    let v = t.values.get_f64(0);
-                    let row: Vec<f64> = vec![v; cols];
-                    let values = match t.dtype() {
-                        DType::F32 => Values::F32(row.iter().map(|x| *x as f32).collect()),
-                        DType::F16 => Values::F16(row.iter().map(|x| f16::from_f64(*x)).collect()),
-                        DType::I8 => Values::I8(row.iter().map(|x| *x as i8).collect()),
-                        DType::I32 => Values::I32(row.iter().map(|x| *x as i32).collect()),
-                    };
-                    let key = format!("{name}#row{cols}");
-                    if let Some(l) = self.locs.get(&key) {
-                        return Ok(l.clone());
+        match broadcast_kind(self.g, &self.cl, name, shape, result_cl) {
+            Broadcast::Direct => {
+                if result_cl && shape.len() == 4 {
+                    if let Some(t) = self.constant(name) {
+                        // A full constant, placed channels-last like the result.
+                        let key = format!("{name}#nhwc");
+                        if let Some(l) = self.locs.get(&key) {
+                            return Ok(l.clone());
+                        }
+                        let b = Binding {
+                            name: name.to_string(),
+                            dtype: t.dtype(),
+                            shape: t.shape.clone(),
+                            rows: 0,
+                            cols: 0,
+                            vectors: vec![],
+                            layout: NHWC.to_vec(),
+                            view: vec![],
+                        };
+                        let values = match b.storage_gather() {
+                            Some(idx) => t.values.gather(&idx),
+                            None => t.values.clone(),
+                        };
+                        let mut loc = self.alloc.constant(
+                            &format!("{name} (channels-last)"),
+                            &b.storage_shape(),
+                            &values,
+                        );
+                        loc.layout = NHWC.to_vec();
+                        self.locs.insert(key, loc.clone());
+                        return Ok(loc);
                     }
-                    let loc =
-                        self.alloc
-                            .constant(&format!("{name} (broadcast row)"), &[cols], &values);
-                    self.locs.insert(key, loc.clone());
-                    return Ok(loc);
                 }
+                self.operand(name)
             }
-            Broadcast::Unsupported => {}
+            Broadcast::ConstRow => {
+                let t = self.constant(name).expect("ConstRow operands are constants");
+                let col = column_axis(shape.len(), result_cl);
+                let cols = shape.get(col).copied().unwrap_or(1);
+                let key = format!("{name}#row{col}x{cols}");
+                if let Some(l) = self.locs.get(&key) {
+                    return Ok(l.clone());
+                }
+                // The operand varies along the column axis only (or not at
+                // all): pick its value for each column.
+                let varies = t.len() > 1;
+                let idx: Vec<usize> = (0..cols).map(|c| if varies { c } else { 0 }).collect();
+                let values = t.values.gather(&idx);
+                let loc = self
+                    .alloc
+                    .constant(&format!("{name} (broadcast row)"), &[cols], &values);
+                self.locs.insert(key, loc.clone());
+                Ok(loc)
+            }
+            Broadcast::Unsupported => self.unsupported(&format!(
+                "operand '{name}' of shape {:?} broadcasts to {:?}{} in a way not lowered: only equal shapes, rows along the {} axis, constants varying along it, and scalars are",
+                info.shape,
+                shape,
+                if result_cl { " (stored channels-last)" } else { "" },
+                if result_cl { "channel" } else { "last" }
+            )),
         }
-        self.unsupported(&format!(
-            "operand '{name}' of shape {:?} broadcasts along a dimension other than rows; only equal shapes, row vectors [N] / [1, N] and constant scalars are lowered",
-            info.shape
-        ))
     }
 
     fn lower_binary(&mut self, n: &Node) -> Result<(), CompileError> {
@@ -797,11 +1074,14 @@ impl<'a> Lowerer<'a> {
         let Some(info) = n.outputs.first().and_then(|o| self.g.info(o)).cloned() else {
             return self.unsupported("output has no inferred type");
         };
-        let ((rows, cols), ty) = (view2d(&info.shape), info.dtype);
-        let a = self.broadcast_operand(&an, rows, cols)?;
-        let b = self.broadcast_operand(&bn, rows, cols)?;
+        let ty = info.dtype;
+        let out_name = n.outputs.first().cloned().unwrap_or_default();
+        let out_cl = self.cl.contains(&out_name);
+        let a = self.broadcast_operand(&an, &info.shape, out_cl)?;
+        let b = self.broadcast_operand(&bn, &info.shape, out_cl)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
+        let rows = out.rows;
         let pick = |t: &TensorLoc, r: usize, j: usize| t.at(if t.rows == 1 { 0 } else { r }, j);
         for r in 0..rows {
             for j in 0..out.vpr {
@@ -826,7 +1106,14 @@ impl<'a> Lowerer<'a> {
     fn lower_matmul(&mut self, n: &Node) -> Result<(), CompileError> {
         let an = self.input_name(n, 0)?;
         let bn = self.input_name(n, 1)?;
-        let a = self.operand(&an)?;
+        let mut a = self.operand(&an)?;
+        // A flattened channels-last operand: K runs over (pixel, channel)
+        // in storage; the weight rows are permuted to match.
+        let flat = self.flat.get(&an).copied();
+        if let Some((hw, c)) = flat {
+            a.rows /= hw;
+            a.cols = hw * c;
+        }
         let Some(b) = self.constant(&bn) else {
             return self.unsupported(&format!(
                 "the right operand '{bn}' must be a constant (weights); products of two computed tensors are not lowered yet"
@@ -855,9 +1142,15 @@ impl<'a> Lowerer<'a> {
                 a.cols
             ));
         }
-        // Weights as K x N row-major, in the MXM's input type.
+        // Weights as K x N row-major, in the MXM's input type; for a
+        // flattened channels-last operand, row `p * C + c` is the logical
+        // row `c * HW + p`.
         let bv = f32_of(&b.values);
         let at = |kk: usize, j: usize| {
+            let kk = match flat {
+                Some((hw, c)) => (kk % c) * hw + kk / c,
+                None => kk,
+            };
             if trans_b != 0 {
                 bv[j * k + kk]
             } else {
@@ -919,8 +1212,10 @@ impl<'a> Lowerer<'a> {
                 let cv = f32_of(&c.values);
                 let (cr, cc) = view2d(&c.shape);
                 // beta * C broadcast to M x N, exactly as the reference computes it.
-                let mut full = Vec::with_capacity(out.rows * nn);
-                for r in 0..out.rows {
+                // A row C is stored once and reread for every result row.
+                let brows = if cr == 1 { 1 } else { out.rows };
+                let mut full = Vec::with_capacity(brows * nn);
+                for r in 0..brows {
                     for j in 0..nn {
                         let v =
                             cv[(if cr == 1 { 0 } else { r }) * cc + if cc == 1 { 0 } else { j }];
@@ -933,44 +1228,87 @@ impl<'a> Lowerer<'a> {
                 };
                 let loc = self.alloc.constant(
                     &format!("{cn} (beta x C, broadcast)"),
-                    &[out.rows, nn],
+                    &[brows, nn],
                     &values,
                 );
                 epi.bias = Some(loc);
             }
         }
-        self.matmul(&a, &w, &out, k, mm_ty, emit_ty, &epi, &tail)
+        let (ktiles, act): (Vec<KTile>, Box<ActFn<'_>>) = match flat {
+            None => (
+                (0..k.div_ceil(self.lanes))
+                    .map(|kt| KTile {
+                        w_row0: kt * self.lanes,
+                        rows: self.lanes.min(k - kt * self.lanes),
+                    })
+                    .collect(),
+                Box::new(|r: usize, kt: usize| Some(a.at(r, kt))),
+            ),
+            Some((hw, c)) => {
+                let ct = c.div_ceil(self.lanes);
+                let lanes = self.lanes;
+                let a2 = a.clone();
+                (
+                    (0..hw * ct)
+                        .map(|kt| KTile {
+                            w_row0: (kt / ct) * c + (kt % ct) * lanes,
+                            rows: lanes.min(c - (kt % ct) * lanes),
+                        })
+                        .collect(),
+                    Box::new(move |r: usize, kt: usize| Some(a2.at(r * hw + kt / ct, kt % ct))),
+                )
+            }
+        };
+        let used = |_: usize, _: usize| true;
+        let plan = MatmulPlan {
+            rows: a.rows,
+            ktiles: &ktiles,
+            act: &*act,
+            used: &used,
+            act_ty: a.dtype,
+        };
+        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)
     }
 
+    /// Emits a tiled matrix product: for each column tile of `w` (one MXM
+    /// plane each, round-robin), the result rows in chunks of the plane's
+    /// accumulators; for each K-tile, its weight rows are loaded and
+    /// installed and every row's activation vector is streamed through `mm`
+    /// (rows whose activation is padding skip the tile); then each row is
+    /// emitted through the epilogue and the fused tail and written.
     #[allow(clippy::too_many_arguments)]
     fn matmul(
         &mut self,
-        a: &TensorLoc,
+        plan: &MatmulPlan,
         w: &TensorLoc,
         out: &TensorLoc,
-        k: usize,
         mm_ty: DType,
         emit_ty: DType,
         epi: &Epilogue,
         tail: &[TailOp],
     ) -> Result<(), CompileError> {
-        let lanes = self.lanes;
-        let kt_count = k.div_ceil(lanes);
         let (d_lw, d_iw, d_mm) = (
             self.d(Opcode::LoadWeights),
             self.d(Opcode::InstallWeights),
             self.d(Opcode::Matmul),
         );
-        let chunk = self.chip.mxm.accumulators as usize;
+        // Row chunks (at most one accumulator per row) are spread over the
+        // planes too, so a product with one column tile still uses them all.
+        let chunk = (self.chip.mxm.accumulators as usize)
+            .min(plan.rows.div_ceil(self.planes.len()))
+            .max(1);
         for j in 0..w.vpr {
-            let p = self.next_plane % self.planes.len();
-            self.next_plane += 1;
-            let slice = self.planes[p].slice;
-            let wq = Place::Mxm { slice, queue: 0 };
-            let cq = Place::Mxm { slice, queue: 1 };
+            let used: Vec<usize> = (0..plan.ktiles.len())
+                .filter(|&kt| (plan.used)(kt, j))
+                .collect();
             let mut row0 = 0;
-            while row0 < a.rows {
-                let rows: Vec<usize> = (row0..a.rows.min(row0 + chunk)).collect();
+            while row0 < plan.rows {
+                let p = self.next_plane % self.planes.len();
+                self.next_plane += 1;
+                let slice = self.planes[p].slice;
+                let wq = Place::Mxm { slice, queue: 0 };
+                let cq = Place::Mxm { slice, queue: 1 };
+                let rows: Vec<usize> = (row0..plan.rows.min(row0 + chunk)).collect();
                 row0 += chunk;
                 let accs: Vec<usize> = rows
                     .iter()
@@ -981,30 +1319,48 @@ impl<'a> Lowerer<'a> {
                         acc
                     })
                     .collect();
-                for kt in 0..kt_count {
+                // Which rows have had their first `mm` (the rest start their
+                // accumulator fresh).
+                let mut started = vec![false; rows.len()];
+                for (ui, &kt) in used.iter().enumerate() {
+                    let last = ui + 1 == used.len();
+                    let acts: Vec<Option<VecLoc>> = rows
+                        .iter()
+                        .zip(&started)
+                        .map(|(&r, &st)| match (plan.act)(r, kt) {
+                            Some(at) => Some(at),
+                            // A row with no real input at all multiplies a
+                            // zero vector once, so its accumulator is defined.
+                            None if last && !st => Some(self.zero_vector(plan.act_ty)),
+                            None => None,
+                        })
+                        .collect();
+                    if acts.iter().all(Option::is_none) {
+                        continue;
+                    }
+                    let tile = plan.ktiles[kt];
                     // Rows go to the plane `load_rows` at a time, each row on
                     // its own stream group; a bundle takes rows from distinct
                     // MEM slices on one side of the plane.
                     let per = (self.chip.mxm.load_rows as usize)
                         .min(self.chip.streams_per_direction as usize / (2 * mm_ty.bytes()))
                         .max(1);
-                    let tile_rows = lanes.min(k - kt * lanes);
                     let mut r0 = 0;
-                    while r0 < tile_rows {
+                    while r0 < tile.rows {
                         let side = |at: VecLoc| at.slice > slice;
-                        let first = w.at(kt * lanes + r0, j);
-                        let mut rows = vec![first];
-                        while rows.len() < per && r0 + rows.len() < tile_rows {
-                            let next = w.at(kt * lanes + r0 + rows.len(), j);
+                        let first = w.at(tile.w_row0 + r0, j);
+                        let mut lrows = vec![first];
+                        while lrows.len() < per && r0 + lrows.len() < tile.rows {
+                            let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
                             if side(next) != side(first)
-                                || rows.iter().any(|v| v.slice == next.slice)
+                                || lrows.iter().any(|v| v.slice == next.slice)
                             {
                                 break;
                             }
-                            rows.push(next);
+                            lrows.push(next);
                         }
                         let mut gb = self.begin();
-                        let reads: Vec<u32> = rows
+                        let reads: Vec<u32> = lrows
                             .iter()
                             .map(|at| self.read(&mut gb, *at, mm_ty))
                             .collect();
@@ -1014,8 +1370,8 @@ impl<'a> Lowerer<'a> {
                             .map(|iw| (*iw, 1 - d_lw))
                             .collect();
                         let lw = Instr {
-                            arg: r0 as i64,
-                            arg2: rows.len() as i64,
+                            arg: (self.attn.lane0.get(kt).copied().unwrap_or(0) + r0) as i64,
+                            arg2: lrows.len() as i64,
                             ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
                         };
                         // Row k of the bundle is stream group k of the first operand.
@@ -1027,7 +1383,7 @@ impl<'a> Lowerer<'a> {
                             group: g,
                             member: m,
                         });
-                        r0 += rows.len();
+                        r0 += lrows.len();
                     }
                     let mut gb = self.begin();
                     let pl = &mut self.planes[p];
@@ -1044,17 +1400,18 @@ impl<'a> Lowerer<'a> {
                         member: m,
                     };
                     self.planes[p].last_iw = Some(iw);
-                    for (&r, &acc) in rows.iter().zip(&accs) {
+                    for (i, (at, &acc)) in acts.iter().zip(&accs).enumerate() {
+                        let Some(at) = at else { continue };
                         let mut gb = self.begin();
-                        let mut x = self.read(&mut gb, a.at(r, kt), a.dtype);
-                        if a.dtype != mm_ty {
-                            let mut cvt = Instr::new(Opcode::Convert).typed(a.dtype);
+                        let mut x = self.read(&mut gb, *at, plan.act_ty);
+                        if plan.act_ty != mm_ty {
+                            let mut cvt = Instr::new(Opcode::Convert).typed(plan.act_ty);
                             cvt.to = mm_ty;
                             x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
                         }
                         let st = &self.planes[p].accs[acc];
                         let mut after = vec![(iw, d_iw)];
-                        if kt > 0 {
+                        if started[i] {
                             after.extend(st.last_mm.map(|m| (m, 1)));
                         } else {
                             after.extend(st.last_emit.map(|e| (e, 1 - d_mm)));
@@ -1062,9 +1419,10 @@ impl<'a> Lowerer<'a> {
                         }
                         let mm = Instr {
                             arg: acc as i64,
-                            accumulate: kt > 0,
+                            accumulate: started[i],
                             ..Instr::new(Opcode::Matmul).typed(mm_ty)
                         };
+                        started[i] = true;
                         let m = self.op(&mut gb, mm, cq, &[x], after);
                         let g = self.finish(gb);
                         let r = MemberRef {
@@ -1096,7 +1454,8 @@ impl<'a> Lowerer<'a> {
                         last = self.op(&mut gb, mul, Place::Vxm, &[last], vec![]);
                     }
                     if let Some(bias) = &epi.bias {
-                        let c = self.read(&mut gb, bias.at(r, j), bias.dtype);
+                        let br = if bias.rows == 1 { 0 } else { r };
+                        let c = self.read(&mut gb, bias.at(br, j), bias.dtype);
                         last = self.op(
                             &mut gb,
                             Instr::new(Opcode::Add).typed(emit_ty),

@@ -1,0 +1,663 @@
+//! Multi-head attention on row-major `[S, H]` storage: the head split and
+//! merge are views, the scores and the context are MXM products whose
+//! weights are computed tensors already in SRAM.
+//!
+//! Q, K and V come out of their projections as `[S, H]` tensors (one row per
+//! token, the hidden axis across the lanes). `Reshape [1, S, H] -> [1, S,
+//! heads, d]` and `Transpose [0, 2, 1, 3]` move no data: they record a
+//! *head view* of the same storage (head `h` is columns `h*d .. (h+1)*d`),
+//! and the attention products pick each head's lanes themselves.
+//!
+//! | op | lowering | cost |
+//! |---|---|---|
+//! | Reshape `[1,S,H] -> [1,S,heads,d]`, Transpose `[0,2,1,3]` (either way), Reshape back to `[1,S,H]` | views of the `[S, H]` storage | none |
+//! | Transpose `[0,2,3,1]` (K to K^T) | a real transpose to `K^T [H, S]` in fp16 (the MXM weight type), see below | `log2 p` passes over K, then (when `p < lanes`) one relocation pass |
+//! | MatMul `Q . K^T` (scores) | per head, a product whose weights are K^T's rows of that head (installed at the staging rows of the head's lanes in Q's vectors: rows not loaded are zero, so a full Q row contracts with that head only), one K-tile per vector the head touches; `Div` by the constant `sqrt(d)` fuses as a `muli` | per head `S x pieces` `mm`, `d` weight rows loaded |
+//! | MatMul `P . V` (context) | `y = x . W` with W's rows = V's rows contracts over the key index, which is exactly `P . V`: V is installed from its own storage (converted to fp16, and masked to head `h`'s lanes when a vector holds several heads); each output vector accumulates, over the heads it holds and the key tiles, `P_h . V_h`, so the context is written directly in the merged `[S, H]` layout | `S x heads_in_vector x ceil(S/lanes)` `mm` per output vector; one conversion pass over V |
+//!
+//! **The transpose.** The MXM cannot move an element to another lane (an
+//! output lane is a column of the installed weights), so `K^T` is built with
+//! the SXM and VXM: Eklundh's recursive block transpose on `p x p` blocks
+//! (`p` the largest power of two dividing `lanes`, at most `lanes`: 16 on
+//! `tiny`, 64 on `tsp`). For `s = p/2, ..., 1`, rows `a` and `a + s` (bit
+//! `s` of `a` clear) exchange their off-diagonal `s x s` sub-blocks:
+//! `A' = (A - A m) + rot(B, s) m` and `B' = (B - B m') + rot(A, -s) m'`,
+//! with `m` the constant row that is 1 on lanes whose bit `s` is set and
+//! `m' = 1 - m` (products by 0 and 1, and differences with 0 or with
+//! themselves, are exact, so the transpose is exact). One pass writes every
+//! row once: 5 reads, 1 `rot`, 2 `mul`, 1 `sub`, 1 `add`, 1 write per
+//! vector. Afterwards block `(R, C)` holds the transpose
+//! of K's block `(R, C)` in place; when `p = lanes` that *is* `K^T`'s
+//! vector `(C-th row block, R)` and no data moves; otherwise a relocation
+//! pass rotates each block into its lanes (`rot`, `mul` by a block mask,
+//! `add`, per block of a `K^T` vector). The last pass converts to fp16.
+
+use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind};
+use crate::alloc::TensorLoc;
+use crate::CompileError;
+use lpu_graph::Node;
+use lpu_isa::program::VecLoc;
+use lpu_isa::{DType, Instr, Opcode, Values};
+use std::collections::BTreeMap;
+
+/// Attention state of the lowering.
+#[derive(Default)]
+pub(super) struct State {
+    /// Staging-row offset of each K-tile of the product being emitted by
+    /// [`Lowerer::matmul`] (empty: all 0).
+    pub(super) lane0: Vec<usize>,
+    /// Head views, by tensor name.
+    views: BTreeMap<String, View>,
+}
+
+/// How a 4-D tensor sees its 2-D base storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `[1, S, heads, d]` over `[S, H]`.
+    Split,
+    /// `[1, heads, S, d]` over `[S, H]`.
+    Heads,
+    /// `[1, heads, d, S]` over the materialized `K^T [H, S]` (fp16).
+    HeadsT,
+}
+
+/// A head view.
+#[derive(Clone, Debug)]
+struct View {
+    /// The tensor whose storage `base` is, when the view owns it (see
+    /// [`Lowerer::release`]); empty for storage made here.
+    src: String,
+    base: TensorLoc,
+    heads: usize,
+    d: usize,
+    kind: Kind,
+}
+
+/// Rows `r0 .. r0 + n` of `t`.
+fn rows_of(t: &TensorLoc, r0: usize, n: usize) -> TensorLoc {
+    TensorLoc {
+        rows: n,
+        vectors: t.vectors[r0 * t.vpr..(r0 + n) * t.vpr].to_vec(),
+        ..t.clone()
+    }
+}
+
+/// Whether `n` splits a `[1, S, H]` tensor into heads (`Reshape` to `[1, S,
+/// heads, d]` read only by transposes): lowered as a view, so the source's
+/// storage must outlive the split (see [`Lowerer::release`]).
+pub(super) fn is_head_split(g: &lpu_graph::Graph, n: &Node) -> bool {
+    let (Some(x), Some(y)) = (n.input(0), n.outputs.first()) else {
+        return false;
+    };
+    let (Some(xi), Some(yi)) = (g.info(x), g.info(y)) else {
+        return false;
+    };
+    let (xs, ys) = (&xi.shape, &yi.shape);
+    n.op_type == "Reshape"
+        && xs.len() == 3
+        && ys.len() == 4
+        && xs[0] == 1
+        && ys[..2] == xs[..2]
+        && ys[2] * ys[3] == xs[2]
+        && ys[2] > 1
+        && g.consumers(y)
+            .iter()
+            .all(|&c| g.nodes[c].op_type == "Transpose")
+}
+
+/// Whether `n` merges attention heads back (`Reshape [1, S, heads, d] ->
+/// [1, S, heads*d]` of a `Transpose` of a `MatMul`): its output is the
+/// context's own storage, not an alias of another tensor's, so it is freed
+/// like any computed tensor.
+pub(super) fn is_head_merge(g: &lpu_graph::Graph, n: &Node) -> bool {
+    let (Some(x), Some(y)) = (n.input(0), n.outputs.first()) else {
+        return false;
+    };
+    let (Some(xi), Some(yi)) = (g.info(x), g.info(y)) else {
+        return false;
+    };
+    let from = |t: &str, op: &str| g.producer(t).is_some_and(|p| g.nodes[p].op_type == op);
+    n.op_type == "Reshape"
+        && xi.shape.len() == 4
+        && yi.shape.len() == 3
+        && xi.shape[0] == 1
+        && yi.shape[..2] == xi.shape[..2]
+        && yi.shape[2] == xi.shape[2] * xi.shape[3]
+        && xi.shape[2] > 1
+        && from(x, "Transpose")
+        && g.producer(x)
+            .is_some_and(|p| g.nodes[p].input(0).is_some_and(|t| from(t, "MatMul")))
+}
+
+impl<'a> Lowerer<'a> {
+    /// Whether `n` is a head split/merge, a head transpose or an attention
+    /// product, lowered here.
+    pub(super) fn is_head_op(&self, n: &Node) -> bool {
+        let view = |k: usize| n.input(k).is_some_and(|x| self.attn.views.contains_key(x));
+        match n.op_type.as_str() {
+            "MatMul" => view(0) || view(1),
+            "Transpose" => view(0),
+            "Reshape" => {
+                view(0)
+                    || (is_head_split(self.g, n)
+                        && !n.input(0).is_some_and(|x| self.cl.contains(x)))
+            }
+            _ => false,
+        }
+    }
+
+    /// Lowers a node accepted by [`Lowerer::is_head_op`].
+    pub(super) fn lower_head_op(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let ys = self.shape_vec(&yn)?;
+        match n.op_type.as_str() {
+            "Reshape" => {
+                if let Some(v) = self.attn.views.get(&xn).cloned() {
+                    if v.kind == Kind::Split && ys.len() == 3 && ys[2] == v.heads * v.d {
+                        self.locs.insert(yn, v.base);
+                        return Ok(());
+                    }
+                    return self.unsupported(
+                        "only the merge of a head split back to [1, S, H] is lowered",
+                    );
+                }
+                let base = self.operand(&xn)?;
+                let view = View {
+                    src: xn.clone(),
+                    base,
+                    heads: ys[2],
+                    d: ys[3],
+                    kind: Kind::Split,
+                };
+                self.attn.views.insert(yn, view);
+                Ok(())
+            }
+            "Transpose" => {
+                let v = self.attn.views.get(&xn).cloned().expect("a view");
+                let perm = n
+                    .attr_ints("perm")?
+                    .map(<[i64]>::to_vec)
+                    .unwrap_or_default();
+                let kind = match (v.kind, perm.as_slice()) {
+                    (Kind::Split, [0, 2, 1, 3]) => Kind::Heads,
+                    (Kind::Heads, [0, 2, 1, 3]) => Kind::Split,
+                    (Kind::Split, [0, 2, 3, 1]) => {
+                        let kt = self.transpose_to_f16(&v.base)?;
+                        self.release(&v.src, &v.base);
+                        self.attn.views.insert(
+                            yn,
+                            View {
+                                src: String::new(),
+                                base: kt,
+                                kind: Kind::HeadsT,
+                                ..v
+                            },
+                        );
+                        return Ok(());
+                    }
+                    _ => {
+                        return self.unsupported(&format!(
+                            "transpose {perm:?} of a {:?} head view is not lowered",
+                            v.kind
+                        ))
+                    }
+                };
+                self.attn.views.insert(yn, View { kind, ..v });
+                Ok(())
+            }
+            _ => {
+                let bn = self.input_name(n, 1)?;
+                let a = self.attn.views.get(&xn).cloned();
+                let b = self.attn.views.get(&bn).cloned();
+                match (a, b) {
+                    (Some(q), Some(kt)) if q.kind == Kind::Heads && kt.kind == Kind::HeadsT => {
+                        self.lower_scores(&q, &kt)
+                    }
+                    (None, Some(v)) if v.kind == Kind::Heads => {
+                        let p = self.operand(&xn)?;
+                        self.lower_context(n, &p, &v)
+                    }
+                    _ => self.unsupported(
+                        "a product of head views is lowered only as Q . K^T (scores) or P . V (context)",
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Scores `Q . K^T` per head, with any fused tail (the `1/sqrt(d)`).
+    fn lower_scores(&mut self, q: &View, kt: &View) -> Result<(), CompileError> {
+        let tail = self.prepare_tail()?;
+        if tail
+            .iter()
+            .any(|t| matches!(&t.kind, TailKind::Binary { other, .. } if other.rows != 1))
+        {
+            return self.unsupported("only row-broadcast operands can be fused after the scores");
+        }
+        let out = self.chain_output()?;
+        let (heads, d, lanes) = (q.heads, q.d, self.lanes);
+        let s = q.base.rows;
+        if out.rows != heads * s
+            || out.vpr != kt.base.vpr
+            || q.base.dtype != DType::F32 && q.base.dtype != DType::F16
+        {
+            return self.unsupported("scores storage does not match the heads");
+        }
+        for h in 0..heads {
+            let (c0, c1) = (h * d, (h + 1) * d);
+            let mut ktiles = Vec::new();
+            let mut lane0 = Vec::new();
+            let mut vecs = Vec::new();
+            for t in c0 / lanes..=(c1 - 1) / lanes {
+                let (a, e) = (c0.max(t * lanes), c1.min((t + 1) * lanes));
+                ktiles.push(KTile {
+                    w_row0: a,
+                    rows: e - a,
+                });
+                lane0.push(a - t * lanes);
+                vecs.push(t);
+            }
+            let qb = &q.base;
+            let act = |i: usize, kt: usize| Some(qb.at(i, vecs[kt]));
+            let used = |_: usize, _: usize| true;
+            let plan = MatmulPlan {
+                rows: s,
+                ktiles: &ktiles,
+                act: &act,
+                used: &used,
+                act_ty: qb.dtype,
+            };
+            let out_h = rows_of(&out, h * s, s);
+            self.attn.lane0 = lane0;
+            let epi = Epilogue {
+                alpha: None,
+                bias: None,
+            };
+            let r = self.matmul(&plan, &kt.base, &out_h, DType::F16, out.dtype, &epi, &tail);
+            self.attn.lane0.clear();
+            r?;
+        }
+        self.release(&q.src, &q.base);
+        if self.single_use(self.cur().input(1).unwrap_or_default(), 0) {
+            self.alloc.free(&kt.base);
+        }
+        Ok(())
+    }
+
+    /// Context `P . V`, written in the merged `[S, H]` layout; the node's
+    /// `[1, heads, S, d]` output becomes a head view of it.
+    fn lower_context(&mut self, n: &Node, p: &TensorLoc, v: &View) -> Result<(), CompileError> {
+        if !self.tails[self.node as usize].is_empty() {
+            return self.unsupported("nothing can be fused after the attention context");
+        }
+        let (heads, d, lanes) = (v.heads, v.d, self.lanes);
+        let vb = &v.base;
+        let sk = vb.rows;
+        let s = p.rows / heads.max(1);
+        if p.rows != heads * s || p.cols != sk {
+            return self.unsupported("attention weights and values do not agree");
+        }
+        let hidden = heads * d;
+        let name = n.name.clone();
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let out = self
+            .alloc
+            .tensor(&format!("{name} (heads merged)"), &[s, hidden], DType::F32);
+        // V in fp16, per (head, vector) masked to the head's lanes when the
+        // vector holds others too.
+        let zero = self.zero_vector(DType::F16);
+        let mut staged = Vec::new();
+        let mut wvec = vec![zero; heads * sk * vb.vpr];
+        for h in 0..heads {
+            let (c0, c1) = (h * d, (h + 1) * d);
+            for t in c0 / lanes..=(c1 - 1) / lanes {
+                let (vs, ve) = (t * lanes, ((t + 1) * lanes).min(hidden));
+                let mask = (c0 > vs || c1 < ve).then(|| {
+                    let m: Vec<f32> = (0..lanes)
+                        .map(|i| {
+                            if (c0..c1).contains(&(t * lanes + i)) {
+                                1.0
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    self.alloc
+                        .constant(&format!("head {h} lane mask"), &[lanes], &Values::F32(m))
+                });
+                let dst = self.alloc.tensor(
+                    &format!("{name} (V head {h}, fp16)"),
+                    &[sk, lanes],
+                    DType::F16,
+                );
+                staged.push(dst.clone());
+                for j in 0..sk {
+                    let mut gb = self.begin();
+                    let mut x = self.read(&mut gb, vb.at(j, t), vb.dtype);
+                    if let Some(m) = &mask {
+                        let mv = self.read(&mut gb, m.at(0, 0), DType::F32);
+                        x = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Mul).typed(vb.dtype),
+                            Place::Vxm,
+                            &[x, mv],
+                            vec![],
+                        );
+                    }
+                    if vb.dtype != DType::F16 {
+                        let mut cvt = Instr::new(Opcode::Convert).typed(vb.dtype);
+                        cvt.to = DType::F16;
+                        x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
+                    }
+                    self.write(&mut gb, x, dst.at(j, 0), DType::F16);
+                    self.fin(gb);
+                    wvec[(h * sk + j) * vb.vpr + t] = dst.at(j, 0);
+                }
+            }
+        }
+        self.release(&v.src, &v.base);
+        let w = TensorLoc {
+            dtype: DType::F16,
+            rows: heads * sk,
+            cols: hidden,
+            vpr: vb.vpr,
+            vectors: wvec,
+            layout: vec![],
+            view: vec![],
+        };
+        let kts = sk.div_ceil(lanes);
+        let ktiles: Vec<KTile> = (0..heads * kts)
+            .map(|k| {
+                let (h, st) = (k / kts, k % kts);
+                KTile {
+                    w_row0: h * sk + st * lanes,
+                    rows: lanes.min(sk - st * lanes),
+                }
+            })
+            .collect();
+        let act = |i: usize, k: usize| Some(p.at((k / kts) * s + i, k % kts));
+        let used = |k: usize, j: usize| {
+            let h = k / kts;
+            h * d < (j + 1) * lanes && (h + 1) * d > j * lanes
+        };
+        let plan = MatmulPlan {
+            rows: s,
+            ktiles: &ktiles,
+            act: &act,
+            used: &used,
+            act_ty: p.dtype,
+        };
+        self.attn.lane0.clear();
+        let epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        self.matmul(&plan, &w, &out, DType::F16, DType::F32, &epi, &[])?;
+        for t in staged {
+            self.alloc.free(&t);
+        }
+        self.attn.views.insert(
+            yn,
+            View {
+                src: String::new(),
+                base: out,
+                heads,
+                d,
+                kind: Kind::Heads,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether tensor `t` and the `depth` view tensors after it (each the
+    /// output of its only consumer) are used once and are not graph
+    /// outputs.
+    fn single_use(&self, t: &str, depth: usize) -> bool {
+        let mut t = t.to_string();
+        for k in 0..=depth {
+            let cons = self.g.consumers(&t);
+            if self.g.outputs.contains(&t) || cons.len() != 1 {
+                return false;
+            }
+            if k < depth {
+                match self.g.nodes[cons[0]].outputs.first() {
+                    Some(o) => t = o.clone(),
+                    None => return false,
+                }
+            }
+        }
+        true
+    }
+
+    /// Frees the storage of tensor `src` (seen through a head view) once
+    /// the view's only reader has been lowered: `src` feeds only the head
+    /// split, and the split only its transpose. (The split's aliasing
+    /// keeps `src` out of the lowering's own freeing.)
+    fn release(&mut self, src: &str, base: &TensorLoc) {
+        if src.is_empty() || !self.single_use(src, 2) {
+            return;
+        }
+        if self.locs.remove(src).is_some() {
+            self.alloc.free(base);
+        }
+    }
+
+    /// A constant `[lanes]` f32 row with `f(lane)`, placed once under `key`.
+    fn lane_row(&mut self, key: &str, f: impl Fn(usize) -> f32) -> TensorLoc {
+        if let Some(l) = self.locs.get(key) {
+            return l.clone();
+        }
+        let v: Vec<f32> = (0..self.lanes).map(f).collect();
+        let l = self.alloc.constant(key, &[self.lanes], &Values::F32(v));
+        self.locs.insert(key.to_string(), l.clone());
+        l
+    }
+
+    /// `K^T [H, S]` in fp16 from `K [S, H]` (see the module doc).
+    fn transpose_to_f16(&mut self, k: &TensorLoc) -> Result<TensorLoc, CompileError> {
+        let lanes = self.lanes;
+        let p = 1usize << lanes.trailing_zeros().min(usize::BITS - 1);
+        let p = p.min(lanes);
+        if p < 2 {
+            return self.unsupported("the transpose needs an even number of lanes");
+        }
+        if k.dtype != DType::F32 {
+            return self.unsupported("the transpose is lowered for f32 tensors");
+        }
+        let (s, hidden, vz) = (k.rows, k.cols, k.vpr);
+        let sp = s.div_ceil(p) * p;
+        let name = self.cur().name.clone();
+        let ty = k.dtype;
+        let zero = self.zero_vector(ty);
+        let synthetic = p == lanes;
+        let mut stages = Vec::new();
+        let mut s_half = p / 2;
+        while s_half >= 1 {
+            stages.push(s_half);
+            s_half /= 2;
+        }
+        // Source of row `a`, vector `t` before the first pass.
+        let mut cur: Option<TensorLoc> = None;
+        let mut freed: Vec<TensorLoc> = Vec::new();
+        for (si, &sh) in stages.iter().enumerate() {
+            let last = si + 1 == stages.len();
+            let out_ty = if last && synthetic { DType::F16 } else { ty };
+            let dst = self.alloc.tensor(
+                &format!("{name} (transpose pass {si})"),
+                &[sp, hidden],
+                out_ty,
+            );
+            let m = self.lane_row(&format!("transpose mask bit {sh} of {p}"), |i| {
+                if (i % p) & sh != 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            });
+            let nm = self.lane_row(&format!("transpose mask not bit {sh} of {p}"), |i| {
+                if (i % p) & sh != 0 {
+                    0.0
+                } else {
+                    1.0
+                }
+            });
+            let src_at = |a: usize, t: usize| -> VecLoc {
+                match &cur {
+                    Some(c) => c.at(a, t),
+                    None if a < s => k.at(a, t),
+                    None => zero,
+                }
+            };
+            for a in (0..sp).filter(|a| a % (2 * sh) < sh) {
+                let b = a + sh;
+                for t in 0..vz {
+                    for (row, keep_first) in [(a, true), (b, false)] {
+                        // A' = (A - A m) + rot(B, s) m ; B' = (B - B m') + rot(A, -s) m'.
+                        // Products by 0/1 and differences with 0 or
+                        // themselves are exact; one product per step keeps
+                        // at most two operands arriving on any cycle.
+                        let (keep, other, sel, shift) = if keep_first {
+                            (src_at(a, t), src_at(b, t), m.at(0, 0), sh as i64)
+                        } else {
+                            (src_at(b, t), src_at(a, t), nm.at(0, 0), -(sh as i64))
+                        };
+                        let mut gb = self.begin();
+                        let k1 = self.read(&mut gb, keep, ty);
+                        let s1 = self.read(&mut gb, sel, DType::F32);
+                        let x = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Mul).typed(ty),
+                            Place::Vxm,
+                            &[k1, s1],
+                            vec![],
+                        );
+                        let k2 = self.read(&mut gb, keep, ty);
+                        let x = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Sub).typed(ty),
+                            Place::Vxm,
+                            &[k2, x],
+                            vec![],
+                        );
+                        let o = self.read(&mut gb, other, ty);
+                        let rot = Instr {
+                            arg: shift,
+                            ..Instr::new(Opcode::Rotate).typed(ty)
+                        };
+                        let o = self.op(&mut gb, rot, Place::Sxm, &[o], vec![]);
+                        let s2 = self.read(&mut gb, sel, DType::F32);
+                        let y = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Mul).typed(ty),
+                            Place::Vxm,
+                            &[o, s2],
+                            vec![],
+                        );
+                        let mut v = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Add).typed(ty),
+                            Place::Vxm,
+                            &[x, y],
+                            vec![],
+                        );
+                        if out_ty != ty {
+                            let mut cvt = Instr::new(Opcode::Convert).typed(ty);
+                            cvt.to = out_ty;
+                            v = self.op(&mut gb, cvt, Place::Vxm, &[v], vec![]);
+                        }
+                        self.write(&mut gb, v, dst.at(row, t), out_ty);
+                        self.fin(gb);
+                    }
+                }
+            }
+            if let Some(c) = cur.take() {
+                freed.push(c);
+            }
+            cur = Some(dst);
+        }
+        for f in freed {
+            self.alloc.free(&f);
+        }
+        let z = cur.expect("at least one pass");
+        let vk = s.div_ceil(lanes);
+        if synthetic {
+            // Block (R, C) of Z is K^T's vector (row C*p + a, vector R).
+            let vectors = (0..hidden)
+                .flat_map(|c| (0..vk).map(move |u| (c, u)))
+                .map(|(c, u)| z.at(u * p + c % p, c / p))
+                .collect();
+            return Ok(TensorLoc {
+                dtype: DType::F16,
+                rows: hidden,
+                cols: s,
+                vpr: vk,
+                vectors,
+                layout: vec![],
+                view: vec![],
+            });
+        }
+        // Relocation: K^T[c, R p + b] = Z[R p + c % p, lane (C p % lanes) + b].
+        let kt = self.alloc.tensor(
+            &format!("{name} (K transposed, fp16)"),
+            &[hidden, s],
+            DType::F16,
+        );
+        for c in 0..hidden {
+            for u in 0..vk {
+                let mut gb = self.begin();
+                let mut acc: Option<u32> = None;
+                let r_end = ((u + 1) * lanes / p).min(sp / p);
+                for rb in u * lanes / p..r_end {
+                    let off = rb * p % lanes;
+                    let mask = self.lane_row(&format!("transpose block mask {off}+{p}"), |i| {
+                        if (off..off + p).contains(&i) {
+                            1.0
+                        } else {
+                            0.0
+                        }
+                    });
+                    let mut x = self.read(&mut gb, z.at(rb * p + c % p, c / lanes), ty);
+                    let shift = off as i64 - ((c / p) * p % lanes) as i64;
+                    if shift != 0 {
+                        let rot = Instr {
+                            arg: shift,
+                            ..Instr::new(Opcode::Rotate).typed(ty)
+                        };
+                        x = self.op(&mut gb, rot, Place::Sxm, &[x], vec![]);
+                    }
+                    let mv = self.read(&mut gb, mask.at(0, 0), DType::F32);
+                    x = self.op(
+                        &mut gb,
+                        Instr::new(Opcode::Mul).typed(ty),
+                        Place::Vxm,
+                        &[x, mv],
+                        vec![],
+                    );
+                    acc = Some(match acc {
+                        None => x,
+                        Some(a) => self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Add).typed(ty),
+                            Place::Vxm,
+                            &[a, x],
+                            vec![],
+                        ),
+                    });
+                }
+                let Some(v) = acc else { continue };
+                let mut cvt = Instr::new(Opcode::Convert).typed(ty);
+                cvt.to = DType::F16;
+                let v = if ty != DType::F16 {
+                    self.op(&mut gb, cvt, Place::Vxm, &[v], vec![])
+                } else {
+                    v
+                };
+                self.write(&mut gb, v, kt.at(c, u), DType::F16);
+                self.fin(gb);
+            }
+        }
+        self.alloc.free(&z);
+        Ok(kt)
+    }
+}

@@ -1,0 +1,421 @@
+//! Reductions along the last (lane) axis: the normalizations, Softmax and
+//! ReduceSum/ReduceMean/ReduceMax over the last axis.
+//!
+//! The VXM works lane by lane, so a sum *across* lanes goes through the MXM:
+//! a row multiplied by an installed all-ones matrix (`y = x . 1`, weights
+//! `lanes x lanes` of fp16 ones) gives the row's sum in *every* output lane,
+//! already broadcast for the elementwise steps that follow. A row of several
+//! vectors accumulates its vectors as K-tiles; only the row's real lanes are
+//! installed (rows of the weights that are not loaded are zero), so whatever
+//! the padding lanes hold is ignored. The operands enter the MXM as fp16
+//! (rounded, relative error 2^-11), with fp32 accumulation.
+//!
+//! A maximum across lanes has no MXM form. It is a tree of SXM rotations:
+//! `m = max(m, rot(m, 2^k))` for `k = 0, 1, ...` until `2^k >= lanes`, after
+//! which every lane holds the row maximum (windows of `2^k` consecutive lanes,
+//! cyclically, cover the vector). A group cannot use a value twice, so each
+//! step rereads `m` from SRAM (two reads, `rot`, `max`, write). Padding lanes
+//! are first replaced by `-f32::MAX` with a `min` against a constant row
+//! (`f32::MAX` on real lanes).
+//!
+//! | op | lowering | cost per row of `v` vectors (`L` = lanes) |
+//! |---|---|---|
+//! | ReduceSum, ReduceMean (last axis, keepdims) | ones-matmul, `alpha = 1/n` for the mean | `v` `mm`, 1 `emit` |
+//! | ReduceMax (last axis, keepdims) | masked `min`, then the rotation tree | `1 + log2 L` groups, `log2 L` `rot` |
+//! | LayerNormalization (last axis) | `mean = x.1 / n` (MXM); `q = (x - mean)^2` (VXM, `x - mean` computed twice from rereads); `r = rsqrt(q.1 / n + eps)` (MXM, then `addi`, `rsqrt`); `y = (x - mean) r scale + B` | `2v` `mm`, `2` `emit`, ~`7v + 3` VXM ops, `2v + 2` groups |
+//! | RMSNormalization (last axis) | `r = rsqrt((x x).1 / n + eps)`; `y = x r scale` | `v` `mm`, `1` `emit`, ~`4v + 2` VXM ops |
+//! | Softmax (axis -1) | `m` = row max (rotation tree, exact); `e = exp(x - m)` (VXM, written); `r = rsqrt(e.1)` (MXM); `y = e r r` | `v` `mm`, `1 + log2 L` rotation steps, ~`5v + 2` VXM ops |
+//!
+//! Errors against the reference: the sums see fp16-rounded operands
+//! (relative 2^-11 per element, so about 5e-4 of the row's magnitude);
+//! Softmax's maximum is exact and its `1/s` is `rsqrt(s)^2` (2 ulp).
+
+use super::unary::{Ex, B};
+use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind, TailOp};
+use crate::alloc::TensorLoc;
+use crate::CompileError;
+use half::f16;
+use lpu_graph::Node;
+use lpu_isa::{DType, Instr, Opcode, Values};
+
+impl<'a> Lowerer<'a> {
+    /// The inferred shape of `t`.
+    pub(super) fn shape_vec(&self, t: &str) -> Result<Vec<usize>, CompileError> {
+        match self.g.info(t) {
+            Some(i) => Ok(i.shape.clone()),
+            None => self.unsupported(&format!("tensor '{t}' has no inferred shape")),
+        }
+    }
+
+    /// Softmax, the normalizations and the last-axis reductions.
+    pub(super) fn lower_rowwise(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let x = self.operand(&xn)?;
+        let xs = self.shape_vec(&xn)?;
+        let rank = xs.len() as i64;
+        let last = |a: i64| a == -1 || a == rank - 1;
+        let axis_ok = match n.op_type.as_str() {
+            "Softmax" | "LayerNormalization" | "RMSNormalization" => last(n.attr_int("axis", -1)?),
+            _ => {
+                let axes: Vec<i64> = match n.input(1).filter(|s| !s.is_empty()) {
+                    Some(a) => match self.constant(a) {
+                        Some(t) => (0..t.len()).map(|i| t.values.get_f64(i) as i64).collect(),
+                        None => return self.unsupported("axes must be a constant"),
+                    },
+                    None => n
+                        .attr_ints("axes")?
+                        .map(<[i64]>::to_vec)
+                        .unwrap_or_default(),
+                };
+                if n.attr_int("keepdims", 1)? == 0 {
+                    return self.unsupported(
+                        "keepdims = 0 is not lowered (the result would change tiling)",
+                    );
+                }
+                axes.len() == 1 && last(axes[0])
+            }
+        };
+        if !axis_ok {
+            return self.unsupported("only reductions along the last axis are lowered");
+        }
+        if !x.layout.is_empty() || !x.dtype.is_float() || x.cols != *xs.last().unwrap_or(&0) {
+            return self.unsupported("a row-major float input is expected");
+        }
+        if n.outputs.len() > 1 && n.outputs[1..].iter().any(|o| !o.is_empty()) {
+            return self.unsupported("the optional Mean/InvStdDev outputs are not lowered");
+        }
+        match n.op_type.as_str() {
+            "Softmax" => self.lower_softmax(n, &x),
+            "LayerNormalization" | "RMSNormalization" => self.lower_norm(n, &x, &xs),
+            "ReduceMax" => {
+                let tail = self.prepare_tail()?;
+                let out = self.chain_output()?;
+                self.row_max(&x, &out, &tail);
+                Ok(())
+            }
+            _ => {
+                let tail = self.prepare_tail()?;
+                let out = self.chain_output()?;
+                let alpha = (n.op_type == "ReduceMean").then(|| 1.0 / x.cols as f32);
+                self.row_sum(&x, alpha, &tail, &out)
+            }
+        }
+    }
+
+    /// The `lanes x lanes` fp16 all-ones weights (placed once).
+    fn ones_weights(&mut self) -> TensorLoc {
+        let key = "#ones-weights".to_string();
+        if let Some(l) = self.locs.get(&key) {
+            return l.clone();
+        }
+        let n = self.lanes;
+        let l = self.alloc.constant_columns_first(
+            "all-ones weights (row sums)",
+            &[n, n],
+            &Values::F16(vec![f16::ONE; n * n]),
+        );
+        self.locs.insert(key, l.clone());
+        l
+    }
+
+    /// `out[r]` (one vector per row, every lane) = `alpha *` the sum of the
+    /// real lanes of row `r` of `src`, then `tail`.
+    pub(super) fn row_sum(
+        &mut self,
+        src: &TensorLoc,
+        alpha: Option<f32>,
+        tail: &[TailOp],
+        out: &TensorLoc,
+    ) -> Result<(), CompileError> {
+        let w = self.ones_weights();
+        let lanes = self.lanes;
+        let ktiles: Vec<KTile> = (0..src.vpr)
+            .map(|t| KTile {
+                w_row0: 0,
+                rows: lanes.min(src.cols - t * lanes),
+            })
+            .collect();
+        let act = |r: usize, kt: usize| Some(src.at(r, kt));
+        let used = |_: usize, _: usize| true;
+        let plan = MatmulPlan {
+            rows: src.rows,
+            ktiles: &ktiles,
+            act: &act,
+            used: &used,
+            act_ty: src.dtype,
+        };
+        self.attn.lane0.clear();
+        let epi = Epilogue { alpha, bias: None };
+        self.matmul(&plan, &w, out, DType::F16, DType::F32, &epi, tail)
+    }
+
+    /// The constant row that keeps real lanes (`f32::MAX`) and sets padding
+    /// lanes to `-f32::MAX` under `min`, for rows of `cols` columns.
+    fn cap_row(&mut self, cols: usize) -> TensorLoc {
+        let key = format!("#cap{cols}");
+        if let Some(l) = self.locs.get(&key) {
+            return l.clone();
+        }
+        let padded = cols.div_ceil(self.lanes) * self.lanes;
+        let v: Vec<f32> = (0..padded)
+            .map(|i| if i < cols { f32::MAX } else { -f32::MAX })
+            .collect();
+        let l = self.alloc.constant(
+            &format!("lane cap ({cols} columns)"),
+            &[padded],
+            &Values::F32(v),
+        );
+        self.locs.insert(key, l.clone());
+        l
+    }
+
+    /// `out[r]` (every lane) = the maximum of the real lanes of row `r` of
+    /// `x`, then `tail`; the rotation tree of the module doc, in place in
+    /// `out` (one vector per row).
+    fn row_max(&mut self, x: &TensorLoc, out: &TensorLoc, tail: &[TailOp]) {
+        let ty = x.dtype;
+        let b = B(ty);
+        let cap = self.cap_row(x.cols);
+        let steps = self.lanes.next_power_of_two().trailing_zeros() as usize;
+        for r in 0..x.rows {
+            // Only the last vector has padding lanes: cap it, then fold in
+            // the others one read at a time.
+            let last = x.vpr - 1;
+            let e = b.bin(Opcode::Min, Ex::In(0), Ex::Row(cap.clone()));
+            let mut gb = self.begin();
+            let mut m = self.eval(&mut gb, &e, std::slice::from_ref(x), &[], r, last);
+            for t in 0..last {
+                let v = self.read(&mut gb, x.at(r, t), ty);
+                m = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Max).typed(ty),
+                    Place::Vxm,
+                    &[m, v],
+                    vec![],
+                );
+            }
+            let no_tail: &[TailOp] = if steps == 0 { tail } else { &[] };
+            let m = self.apply_tail(&mut gb, m, r, 0, no_tail);
+            self.write_end(&mut gb, m, out.at(r, 0), out.dtype, no_tail);
+            self.fin(gb);
+            for k in 0..steps {
+                let mut gb = self.begin();
+                let a = self.read(&mut gb, out.at(r, 0), ty);
+                let rot = Instr {
+                    arg: 1 << k,
+                    ..Instr::new(Opcode::Rotate).typed(ty)
+                };
+                let a = self.op(&mut gb, rot, Place::Sxm, &[a], vec![]);
+                let c = self.read(&mut gb, out.at(r, 0), ty);
+                let m = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Max).typed(ty),
+                    Place::Vxm,
+                    &[c, a],
+                    vec![],
+                );
+                let t: &[TailOp] = if k + 1 == steps { tail } else { &[] };
+                let m = self.apply_tail(&mut gb, m, r, 0, t);
+                self.write_end(&mut gb, m, out.at(r, 0), out.dtype, t);
+                self.fin(gb);
+            }
+        }
+    }
+
+    /// Softmax along the last axis (see the module doc).
+    fn lower_softmax(&mut self, n: &Node, x: &TensorLoc) -> Result<(), CompileError> {
+        let ty = x.dtype;
+        let b = B(ty);
+        let name = n.name.clone();
+        let mx = self
+            .alloc
+            .tensor(&format!("{name} (row max)"), &[x.rows, self.lanes], ty);
+        self.row_max(x, &mx, &[]);
+        let cap = self.cap_row(x.cols);
+        let e = self
+            .alloc
+            .tensor(&format!("{name} (exp)"), &[x.rows, x.cols], ty);
+        let e = super::unary::apart(e, &[x]);
+        let ex = b.un(
+            Opcode::Exp,
+            b.bin(
+                Opcode::Sub,
+                b.bin(Opcode::Min, Ex::In(0), Ex::Row(cap)),
+                Ex::PerRow(0),
+            ),
+        );
+        let ins = [x.clone()];
+        for r in 0..x.rows {
+            for t in 0..x.vpr {
+                let mut gb = self.begin();
+                let v = self.eval_with_row(&mut gb, &ex, &ins, &mx, r, t);
+                self.write(&mut gb, v, e.at(r, t), ty);
+                self.fin(gb);
+            }
+        }
+        self.alloc.free(&mx);
+        let rs = self.alloc.tensor(
+            &format!("{name} (rsqrt of sum)"),
+            &[x.rows, self.lanes],
+            DType::F32,
+        );
+        let rsqrt = [TailOp {
+            node: self.node,
+            kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
+        }];
+        self.row_sum(&e, None, &rsqrt, &rs)?;
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        let y = b.mul(Ex::In(0), b.mul(Ex::PerRow(0), Ex::PerRow(0)));
+        let ins = [e.clone()];
+        for r in 0..out.rows {
+            for t in 0..out.vpr {
+                let mut gb = self.begin();
+                let v = self.eval_with_row(&mut gb, &y, &ins, &rs, r, t);
+                let v = self.apply_tail(&mut gb, v, r, t, &tail);
+                self.write_end(&mut gb, v, out.at(r, t), out.dtype, &tail);
+                self.fin(gb);
+            }
+        }
+        self.alloc.free(&e);
+        self.alloc.free(&rs);
+        Ok(())
+    }
+
+    /// [`Lowerer::eval`] of vector `(r, t)` with `PerRow(0)` the per-row
+    /// vectors of `per_row`.
+    fn eval_with_row(
+        &mut self,
+        gb: &mut super::Gb,
+        e: &Ex,
+        ins: &[TensorLoc],
+        per_row: &TensorLoc,
+        r: usize,
+        t: usize,
+    ) -> u32 {
+        self.eval(gb, e, ins, std::slice::from_ref(per_row), r, t)
+    }
+
+    /// LayerNormalization and RMSNormalization along the last axis.
+    fn lower_norm(&mut self, n: &Node, x: &TensorLoc, xs: &[usize]) -> Result<(), CompileError> {
+        let ty = x.dtype;
+        let b = B(ty);
+        let rms = n.op_type == "RMSNormalization";
+        let eps = n.attr_float("epsilon", 1e-5)? as f64;
+        let name = n.name.clone();
+        let w = x.cols as f32;
+        let scale_n = self.input_name(n, 1)?;
+        let scale = self.broadcast_operand(&scale_n, xs, false)?;
+        let bias = match n.input(2).filter(|s| !s.is_empty() && !rms) {
+            Some(bn) => Some(self.broadcast_operand(bn, xs, false)?),
+            None => None,
+        };
+        let lanes = self.lanes;
+        let mean = if rms {
+            None
+        } else {
+            let m = self
+                .alloc
+                .tensor(&format!("{name} (mean)"), &[x.rows, lanes], DType::F32);
+            self.row_sum(x, Some(1.0 / w), &[], &m)?;
+            Some(m)
+        };
+        // Squares (of the deviations).
+        let q = self
+            .alloc
+            .tensor(&format!("{name} (squares)"), &[x.rows, x.cols], ty);
+        let q = super::unary::apart(q, &[x]);
+        let dev = || b.bin(Opcode::Sub, Ex::In(0), Ex::PerRow(0));
+        let sq = if rms {
+            b.mul(Ex::In(0), Ex::In(0))
+        } else {
+            b.mul(dev(), dev())
+        };
+        let ins = [x.clone()];
+        for r in 0..x.rows {
+            for t in 0..x.vpr {
+                let mut gb = self.begin();
+                let v = match &mean {
+                    Some(m) => self.eval_with_row(&mut gb, &sq, &ins, m, r, t),
+                    None => self.eval(&mut gb, &sq, &ins, &[], r, t),
+                };
+                self.write(&mut gb, v, q.at(r, t), ty);
+                self.fin(gb);
+            }
+        }
+        let rs = self.alloc.tensor(
+            &format!("{name} (rsqrt of variance)"),
+            &[x.rows, lanes],
+            DType::F32,
+        );
+        let steps = [
+            TailOp {
+                node: self.node,
+                kind: TailKind::Unary(Instr {
+                    imm: eps,
+                    ..Instr::new(Opcode::AddImm).typed(DType::F32)
+                }),
+            },
+            TailOp {
+                node: self.node,
+                kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
+            },
+        ];
+        self.row_sum(&q, Some(1.0 / w), &steps, &rs)?;
+        self.alloc.free(&q);
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        // y = (x - mean) * r * scale (+ B); the per-row vectors (mean, r)
+        // are read as `Tmp` through two views.
+        let mut ins = vec![x.clone(), scale];
+        if let Some(bl) = &bias {
+            ins.push(bl.clone());
+        }
+        for r in 0..out.rows {
+            for t in 0..out.vpr {
+                let mut gb = self.begin();
+                let centred = match &mean {
+                    Some(m) => {
+                        let e = b.bin(Opcode::Sub, Ex::In(0), Ex::PerRow(0));
+                        self.eval_with_row(&mut gb, &e, &ins, m, r, t)
+                    }
+                    None => self.eval(&mut gb, &Ex::In(0), &ins, &[], r, t),
+                };
+                let rv = self.eval_with_row(&mut gb, &Ex::PerRow(0), &ins, &rs, r, t);
+                let v = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Mul).typed(ty),
+                    Place::Vxm,
+                    &[centred, rv],
+                    vec![],
+                );
+                let s = self.eval(&mut gb, &Ex::In(1), &ins, &[], r, t);
+                let mut v = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Mul).typed(ty),
+                    Place::Vxm,
+                    &[v, s],
+                    vec![],
+                );
+                if bias.is_some() {
+                    let c = self.eval(&mut gb, &Ex::In(2), &ins, &[], r, t);
+                    v = self.op(
+                        &mut gb,
+                        Instr::new(Opcode::Add).typed(ty),
+                        Place::Vxm,
+                        &[v, c],
+                        vec![],
+                    );
+                }
+                let v = self.apply_tail(&mut gb, v, r, t, &tail);
+                self.write_end(&mut gb, v, out.at(r, t), out.dtype, &tail);
+                self.fin(gb);
+            }
+        }
+        if let Some(m) = mean {
+            self.alloc.free(&m);
+        }
+        self.alloc.free(&rs);
+        Ok(())
+    }
+}

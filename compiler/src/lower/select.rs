@@ -1,0 +1,492 @@
+//! Row selection: Gather and Slice (and anything computed from constants
+//! alone).
+//!
+//! | op | lowering | cost |
+//! |---|---|---|
+//! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
+//! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
+//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), compared with constant `iota` rows (`relu(1 - abs(id - (u*lanes + i)))` is 1 exactly at the index and 0 elsewhere, on integers), and the one-hot rows (fp16) are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16) | per index `ceil(V/lanes)` one-hot vectors (2 reads, 6 VXM ops, 1 write each) and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+
+use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
+use crate::alloc::TensorLoc;
+use crate::CompileError;
+use half::f16;
+use lpu_graph::{Node, Tensor};
+use lpu_isa::{DType, Instr, Opcode, Values};
+
+/// Indices below this are exact in fp16 (the one-hot broadcast's digit).
+const DIGIT: f64 = 2048.0;
+
+impl<'a> Lowerer<'a> {
+    /// A constant known at compile time: an initializer or a value folded
+    /// when the graph was loaded.
+    fn known(&self, name: &str) -> Option<&'a Tensor> {
+        self.g
+            .initializers
+            .get(name)
+            .or_else(|| self.g.constants.get(name))
+    }
+
+    /// Gather, Slice, Concat and Split.
+    pub(super) fn lower_select(&mut self, n: &Node) -> Result<(), CompileError> {
+        if n.outputs.iter().all(|o| self.known(o).is_some()) {
+            for o in &n.outputs {
+                let t = self.known(o).expect("known");
+                let loc = self.alloc.constant(o, &t.shape, &t.values);
+                self.locs.insert(o.clone(), loc);
+            }
+            return Ok(());
+        }
+        let ins: Vec<Option<&Tensor>> = n
+            .inputs
+            .iter()
+            .map(|i| if i.is_empty() { None } else { self.known(i) })
+            .collect();
+        if n.inputs
+            .iter()
+            .zip(&ins)
+            .all(|(i, t)| i.is_empty() || t.is_some())
+        {
+            // Constant folding at compile time.
+            let outs: Vec<lpu_graph::TensorInfo> = n
+                .outputs
+                .iter()
+                .filter_map(|o| self.g.info(o).cloned())
+                .collect();
+            let vals = match lpu_graph::interp::eval_node(n, &ins, &outs) {
+                Ok(v) => v,
+                Err(e) => return self.unsupported(&format!("folding constants: {e}")),
+            };
+            for (o, t) in n.outputs.iter().zip(vals) {
+                let loc = self.alloc.constant(o, &t.shape, &t.values);
+                self.locs.insert(o.clone(), loc);
+            }
+            return Ok(());
+        }
+        match n.op_type.as_str() {
+            "Gather" => self.lower_gather(n),
+            "Slice" => self.lower_slice(n),
+            other => self.unsupported(&format!(
+                "{other} of computed tensors is not lowered yet (only of constants)"
+            )),
+        }
+    }
+
+    /// Copies rows `rows` of `x` (in order) to a new output 0.
+    fn copy_rows(&mut self, x: &TensorLoc, rows: &[usize]) -> Result<(), CompileError> {
+        let tail = self.prepare_tail()?;
+        if !tail.is_empty() {
+            return self.unsupported("nothing can be fused after a row selection");
+        }
+        let out = self.chain_output()?;
+        if out.rows != rows.len() || out.vpr != x.vpr || out.dtype != x.dtype {
+            return self.unsupported("the selection changes how rows are tiled into vectors");
+        }
+        for (k, &r) in rows.iter().enumerate() {
+            for j in 0..x.vpr {
+                let mut gb = self.begin();
+                let v = self.read(&mut gb, x.at(r, j), x.dtype);
+                self.write(&mut gb, v, out.at(k, j), out.dtype);
+                self.fin(gb);
+            }
+        }
+        Ok(())
+    }
+
+    /// The storage rows of `shape` (not the last axis) selected by `idx`
+    /// along `axis` (`< rank - 1`), in order.
+    fn rows_selected(shape: &[usize], axis: usize, idx: &[usize]) -> Vec<usize> {
+        let lead = &shape[..shape.len() - 1];
+        let outer: usize = lead[..axis].iter().product();
+        let inner: usize = lead[axis + 1..].iter().product();
+        let mut rows = Vec::new();
+        for o in 0..outer {
+            for &i in idx {
+                for k in 0..inner {
+                    rows.push((o * lead[axis] + i) * inner + k);
+                }
+            }
+        }
+        rows
+    }
+
+    fn lower_slice(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let x = self.operand(&xn)?;
+        let xs = self.shape_vec(&xn)?;
+        let ints = |k: usize| -> Option<Vec<i64>> {
+            let t = self.known(n.input(k)?)?;
+            Some((0..t.len()).map(|i| t.values.get_f64(i) as i64).collect())
+        };
+        let (Some(starts), Some(ends)) = (ints(1), ints(2)) else {
+            return self.unsupported("starts and ends must be constants");
+        };
+        let rank = xs.len() as i64;
+        let axes = ints(3).unwrap_or_else(|| (0..starts.len() as i64).collect());
+        let steps = ints(4).unwrap_or_else(|| vec![1; starts.len()]);
+        if axes.len() != 1 || steps != [1] || !x.layout.is_empty() {
+            return self.unsupported("only a unit-step slice along one row axis is lowered");
+        }
+        let axis = if axes[0] < 0 { axes[0] + rank } else { axes[0] } as usize;
+        if axis + 1 >= xs.len() {
+            return self
+                .unsupported("a slice along the last (lane) axis needs lane moves (not lowered)");
+        }
+        let dim = xs[axis] as i64;
+        let clamp = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) } as usize;
+        let (s, e) = (clamp(starts[0]), clamp(ends[0]));
+        let idx: Vec<usize> = (s..e.max(s)).collect();
+        let rows = Self::rows_selected(&xs, axis, &idx);
+        self.copy_rows(&x, &rows)
+    }
+
+    fn lower_gather(&mut self, n: &Node) -> Result<(), CompileError> {
+        let dn = self.input_name(n, 0)?;
+        let in_ = self.input_name(n, 1)?;
+        let ds = self.shape_vec(&dn)?;
+        let rank = ds.len() as i64;
+        let axis = n.attr_int("axis", 0)?;
+        let axis = if axis < 0 { axis + rank } else { axis } as usize;
+        if let Some(it) = self.known(&in_) {
+            // Constant indices: a copy of the selected rows.
+            let x = self.operand(&dn)?;
+            if axis + 1 >= ds.len() || !x.layout.is_empty() {
+                return self.unsupported(
+                    "a gather along the last (lane) axis needs lane moves (not lowered)",
+                );
+            }
+            let idx: Vec<usize> = (0..it.len())
+                .map(|i| {
+                    let v = it.values.get_f64(i) as i64;
+                    (if v < 0 { v + ds[axis] as i64 } else { v }) as usize
+                })
+                .collect();
+            let rows = Self::rows_selected(&ds, axis, &idx);
+            return self.copy_rows(&x, &rows);
+        }
+        let Some(table) = self.known(&dn) else {
+            return self.unsupported("a gather with runtime indices needs a constant table");
+        };
+        if axis != 0 || ds.len() != 2 {
+            return self.unsupported(
+                "a gather with runtime indices is lowered for a 2-D table along axis 0",
+            );
+        }
+        let ids = self.operand(&in_)?;
+        if ids.dtype != DType::I32 && ids.dtype != DType::I8 {
+            return self.unsupported("indices must be integers");
+        }
+        if !self.chip.mxm.dtypes.contains(&DType::F16) {
+            return self.unsupported("the one-hot product needs an fp16 MXM");
+        }
+        let (vocab, hidden) = (ds[0], ds[1]);
+        if vocab as f64 > DIGIT * DIGIT {
+            return self.unsupported("tables of more than 2^22 rows are not lowered");
+        }
+        let lanes = self.lanes;
+        let count = ids.rows * ids.cols;
+        let name = n.name.clone();
+        // 1. Each index as f32: ids are stored one row of tokens, so index
+        //    k is lane k % lanes of vector (k / cols, (k % cols) / lanes).
+        let at = |k: usize| (k / ids.cols, (k % ids.cols) / lanes, (k % ids.cols) % lanes);
+        let f32i = |op: Opcode, imm: f64| Instr {
+            imm,
+            ..Instr::new(op).typed(DType::F32)
+        };
+        let mut to_f32 = Instr::new(Opcode::Convert).typed(ids.dtype);
+        to_f32.to = DType::F32;
+        // F = id + V * min(relu(-id), 1): negative indices count from the end.
+        let fid = self.alloc.tensor(
+            &format!("{name} (indices as f32)"),
+            &[ids.rows, ids.cols],
+            DType::F32,
+        );
+        for r in 0..ids.rows {
+            for j in 0..ids.vpr {
+                let mut gb = self.begin();
+                let v = self.read(&mut gb, ids.at(r, j), ids.dtype);
+                let f = self.op(&mut gb, to_f32.clone(), Place::Vxm, &[v], vec![]);
+                let f = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Neg).typed(DType::F32),
+                    Place::Vxm,
+                    &[f],
+                    vec![],
+                );
+                let f = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Relu).typed(DType::F32),
+                    Place::Vxm,
+                    &[f],
+                    vec![],
+                );
+                let one = self.fill_row(1.0, lanes, DType::F32);
+                let o = self.read(&mut gb, one.at(0, 0), DType::F32);
+                let f = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Min).typed(DType::F32),
+                    Place::Vxm,
+                    &[f, o],
+                    vec![],
+                );
+                let f = self.op(
+                    &mut gb,
+                    f32i(Opcode::MulImm, vocab as f64),
+                    Place::Vxm,
+                    &[f],
+                    vec![],
+                );
+                let v2 = self.read(&mut gb, ids.at(r, j), ids.dtype);
+                let f2 = self.op(&mut gb, to_f32.clone(), Place::Vxm, &[v2], vec![]);
+                let f = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Add).typed(DType::F32),
+                    Place::Vxm,
+                    &[f2, f],
+                    vec![],
+                );
+                self.write(&mut gb, f, fid.at(r, j), DType::F32);
+                self.fin(gb);
+            }
+        }
+        // hi = trunc(F / 2048) ; lo = F - 2048 hi, rows 2r and 2r + 1.
+        let idf = self.alloc.tensor(
+            &format!("{name} (indices hi, lo)"),
+            &[2 * ids.rows, ids.cols],
+            DType::F32,
+        );
+        for r in 0..ids.rows {
+            for j in 0..ids.vpr {
+                for part in 0..2 {
+                    let mut gb = self.begin();
+                    let f = self.read(&mut gb, fid.at(r, j), DType::F32);
+                    let q = self.op(
+                        &mut gb,
+                        f32i(Opcode::MulImm, 1.0 / DIGIT),
+                        Place::Vxm,
+                        &[f],
+                        vec![],
+                    );
+                    let mut t = Instr::new(Opcode::Convert).typed(DType::F32);
+                    t.to = DType::I32;
+                    let q = self.op(&mut gb, t, Place::Vxm, &[q], vec![]);
+                    let mut b = Instr::new(Opcode::Convert).typed(DType::I32);
+                    b.to = DType::F32;
+                    let mut hi = self.op(&mut gb, b, Place::Vxm, &[q], vec![]);
+                    if part == 1 {
+                        hi = self.op(
+                            &mut gb,
+                            f32i(Opcode::MulImm, -DIGIT),
+                            Place::Vxm,
+                            &[hi],
+                            vec![],
+                        );
+                        let f2 = self.read(&mut gb, fid.at(r, j), DType::F32);
+                        hi = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Add).typed(DType::F32),
+                            Place::Vxm,
+                            &[f2, hi],
+                            vec![],
+                        );
+                    }
+                    self.write(&mut gb, hi, idf.at(2 * r + part, j), DType::F32);
+                    self.fin(gb);
+                }
+            }
+        }
+        self.alloc.free(&fid);
+        // 2. Per index and part, its lane alone (a one-hot constant row),
+        //    then summed across lanes (the ones-matmul): every lane holds it.
+        let masked = self.alloc.tensor(
+            &format!("{name} (index lanes)"),
+            &[2 * count, lanes],
+            DType::F32,
+        );
+        for k in 0..count {
+            let (r, j, lane) = at(k);
+            let onehot = self.onehot_row(lane);
+            for part in 0..2 {
+                let mut gb = self.begin();
+                let v = self.read(&mut gb, idf.at(2 * r + part, j), DType::F32);
+                let m = self.read(&mut gb, onehot.at(0, 0), DType::F32);
+                let p = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Mul).typed(DType::F32),
+                    Place::Vxm,
+                    &[v, m],
+                    vec![],
+                );
+                self.write(&mut gb, p, masked.at(2 * k + part, 0), DType::F32);
+                self.fin(gb);
+            }
+        }
+        self.alloc.free(&idf);
+        let bcast = self.alloc.tensor(
+            &format!("{name} (indices broadcast)"),
+            &[2 * count, lanes],
+            DType::F32,
+        );
+        self.row_sum(&masked, None, &[], &bcast)?;
+        self.alloc.free(&masked);
+        // 3. One-hot rows in fp16: relu(1 - |hi*2048 + lo - iota|).
+        let vt = vocab.div_ceil(lanes);
+        let oh = self
+            .alloc
+            .tensor(&format!("{name} (one-hot)"), &[count, vocab], DType::F16);
+        for k in 0..count {
+            for u in 0..vt {
+                let iota = self.iota_row(u * lanes);
+                let mut gb = self.begin();
+                let h = self.read(&mut gb, bcast.at(2 * k, 0), DType::F32);
+                let h = self.op(
+                    &mut gb,
+                    Instr {
+                        imm: DIGIT,
+                        ..Instr::new(Opcode::MulImm).typed(DType::F32)
+                    },
+                    Place::Vxm,
+                    &[h],
+                    vec![],
+                );
+                let lo = self.read(&mut gb, bcast.at(2 * k + 1, 0), DType::F32);
+                let id = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Add).typed(DType::F32),
+                    Place::Vxm,
+                    &[h, lo],
+                    vec![],
+                );
+                let io = self.read(&mut gb, iota.at(0, 0), DType::F32);
+                let e = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Sub).typed(DType::F32),
+                    Place::Vxm,
+                    &[id, io],
+                    vec![],
+                );
+                let e = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Abs).typed(DType::F32),
+                    Place::Vxm,
+                    &[e],
+                    vec![],
+                );
+                let e = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Neg).typed(DType::F32),
+                    Place::Vxm,
+                    &[e],
+                    vec![],
+                );
+                let e = self.op(
+                    &mut gb,
+                    Instr {
+                        imm: 1.0,
+                        ..Instr::new(Opcode::AddImm).typed(DType::F32)
+                    },
+                    Place::Vxm,
+                    &[e],
+                    vec![],
+                );
+                let e = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Relu).typed(DType::F32),
+                    Place::Vxm,
+                    &[e],
+                    vec![],
+                );
+                let mut c = Instr::new(Opcode::Convert).typed(DType::F32);
+                c.to = DType::F16;
+                let e = self.op(&mut gb, c, Place::Vxm, &[e], vec![]);
+                self.write(&mut gb, e, oh.at(k, u), DType::F16);
+                self.fin(gb);
+            }
+        }
+        self.alloc.free(&bcast);
+        // 4. One-hot rows times the table.
+        let key = format!("{dn}#onehot-table");
+        let w = match self.locs.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let vals = Values::F16(
+                    (0..table.len())
+                        .map(|i| f16::from_f64(table.values.get_f64(i)))
+                        .collect(),
+                );
+                let l = self.alloc.constant_columns_first(
+                    &format!("{dn} (as f16 lookup weights)"),
+                    &[vocab, hidden],
+                    &vals,
+                );
+                self.locs.insert(key, l.clone());
+                l
+            }
+        };
+        let ktiles: Vec<KTile> = (0..vt)
+            .map(|u| KTile {
+                w_row0: u * lanes,
+                rows: lanes.min(vocab - u * lanes),
+            })
+            .collect();
+        let act = |k: usize, u: usize| Some(oh.at(k, u));
+        let used = |_: usize, _: usize| true;
+        let plan = MatmulPlan {
+            rows: count,
+            ktiles: &ktiles,
+            act: &act,
+            used: &used,
+            act_ty: DType::F16,
+        };
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        if out.rows != count || out.cols != hidden {
+            return self.unsupported("the gather's output storage is not one row per index");
+        }
+        self.attn.lane0.clear();
+        let epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        let emit_ty = if out.dtype == DType::F16 {
+            DType::F16
+        } else {
+            DType::F32
+        };
+        self.matmul(&plan, &w, &out, DType::F16, emit_ty, &epi, &tail)?;
+        self.alloc.free(&oh);
+        Ok(())
+    }
+
+    /// The constant row that is 1 at `lane` and 0 elsewhere.
+    fn onehot_row(&mut self, lane: usize) -> TensorLoc {
+        let key = format!("#onehot{lane}");
+        if let Some(l) = self.locs.get(&key) {
+            return l.clone();
+        }
+        let v: Vec<f32> = (0..self.lanes)
+            .map(|i| if i == lane { 1.0 } else { 0.0 })
+            .collect();
+        let l = self.alloc.constant(
+            &format!("lane {lane} one-hot"),
+            &[self.lanes],
+            &Values::F32(v),
+        );
+        self.locs.insert(key, l.clone());
+        l
+    }
+
+    /// The constant row `base + i` for lane `i`.
+    fn iota_row(&mut self, base: usize) -> TensorLoc {
+        let key = format!("#iota{base}");
+        if let Some(l) = self.locs.get(&key) {
+            return l.clone();
+        }
+        let v: Vec<f32> = (0..self.lanes).map(|i| (base + i) as f32).collect();
+        let l = self
+            .alloc
+            .constant(&format!("iota from {base}"), &[self.lanes], &Values::F32(v));
+        self.locs.insert(key, l.clone());
+        l
+    }
+}

@@ -1,0 +1,569 @@
+//! Lowering of the convolutional operators on channels-last tensors (see
+//! [`super::layout`]): one row per pixel, channels across the lanes.
+//!
+//! | op | lowering |
+//! |---|---|
+//! | Conv, ConvInteger | implicit GEMM by shifted reads: output pixel `p` of channel tile `j` is `sum over (kh, kw, cin tile) of x[pixel(p, kh, kw), tile] . W[kh, kw][tile, j]`. Each (tap, input-channel tile) is one K-tile of the MXM: its weight rows are installed once per chunk of output rows and every output pixel streams the input pixel under that tap through `mm`, accumulating; taps that fall in the padding are skipped (they would multiply zeros). Strides and dilations only change which input row a tap reads. Grouped and depthwise convolutions use block-diagonal weight tiles; tiles that are all zero are skipped. fp32 runs on the MXM in fp16 with fp32 accumulation, as MatMul does. The bias is added on the VXM after `emit`. |
+//! | MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool | per output vector, a VXM chain over the window's input rows (`max`, or `add` then `muli` by 1/count); taps in the padding are skipped, which is exactly max-pooling's `-inf` padding and average-pooling's `count_include_pad = 0` (with `count_include_pad = 1` the count includes the explicit padding). |
+//! | BatchNormalization (not folded) | per vector, `mul` by the row `scale / sqrt(var + eps)` and `add` the row `B - mean * scale / sqrt(var + eps)`, both computed at compile time. |
+//! | Flatten, Reshape, Squeeze, Unsqueeze | no instructions when the element order and vector tiling do not change (same last stored axis; a channels-last `[N, C, 1, 1]` is row-major `[N, C]`); otherwise not lowered yet. |
+
+use super::layout::{storage_shape, NHWC};
+use super::{Epilogue, KTile, Lowerer, MatmulPlan};
+use crate::alloc::view2d;
+use crate::CompileError;
+use half::f16;
+use lpu_graph::{AttrValue, Node};
+use lpu_isa::program::VecLoc;
+use lpu_isa::{DType, Instr, Opcode, Values};
+
+/// The geometry of a 2-D sliding window over an `H x W` input.
+#[derive(Clone, Debug)]
+struct Window {
+    kh: usize,
+    kw: usize,
+    sh: usize,
+    sw: usize,
+    dh: usize,
+    dw: usize,
+    /// Padding: top, left, bottom, right.
+    pads: [usize; 4],
+    h: usize,
+    w: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Window {
+    /// Input (row, column) under tap `(i, j)` of output `(oh, ow)`, if inside
+    /// the input.
+    fn tap(&self, oh: usize, ow: usize, i: usize, j: usize) -> Option<(usize, usize)> {
+        let ih = (oh * self.sh + i * self.dh) as i64 - self.pads[0] as i64;
+        let iw = (ow * self.sw + j * self.dw) as i64 - self.pads[1] as i64;
+        ((0..self.h as i64).contains(&ih) && (0..self.w as i64).contains(&iw))
+            .then_some((ih as usize, iw as usize))
+    }
+
+    /// Whether tap `(i, j)` of output `(oh, ow)` is inside the explicitly
+    /// padded input (for `count_include_pad`).
+    fn in_padded(&self, oh: usize, ow: usize, i: usize, j: usize) -> bool {
+        let ih = oh * self.sh + i * self.dh;
+        let iw = ow * self.sw + j * self.dw;
+        ih < self.h + self.pads[0] + self.pads[2] && iw < self.w + self.pads[1] + self.pads[3]
+    }
+}
+
+/// Window taps reduced per group (the first group reads this many inputs,
+/// later ones the partial result and one fewer).
+const POOL_CHUNK: usize = 4;
+
+fn ints(n: &Node, name: &str) -> Option<Vec<i64>> {
+    match n.attributes.get(name) {
+        Some(AttrValue::Ints(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn string(n: &Node, name: &str) -> Option<String> {
+    match n.attributes.get(name) {
+        Some(AttrValue::String(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+impl<'a> Lowerer<'a> {
+    fn shape_of(&self, t: &str) -> Result<Vec<usize>, CompileError> {
+        match self.g.info(t) {
+            Some(i) => Ok(i.shape.clone()),
+            None => self.unsupported(&format!("tensor '{t}' has no inferred shape")),
+        }
+    }
+
+    /// The window of node `n` (kernel from `kernel`), from its attributes
+    /// and the inferred input and output shapes `[N, C, H, W]`.
+    fn window(
+        &self,
+        n: &Node,
+        kernel: (usize, usize),
+        xs: &[usize],
+        ys: &[usize],
+    ) -> Result<Window, CompileError> {
+        let two = |name: &str, default: usize| -> Result<(usize, usize), CompileError> {
+            match ints(n, name) {
+                None => Ok((default, default)),
+                Some(v) if v.len() == 2 && v.iter().all(|x| *x >= 1) => {
+                    Ok((v[0] as usize, v[1] as usize))
+                }
+                Some(v) => self.unsupported(&format!(
+                    "attribute '{name}' = {v:?}: two positive values expected (2-D windows)"
+                )),
+            }
+        };
+        let (sh, sw) = two("strides", 1)?;
+        let (dh, dw) = two("dilations", 1)?;
+        let (h, w, ho, wo) = (xs[2], xs[3], ys[2], ys[3]);
+        let auto = string(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        let pads = match auto.as_str() {
+            "NOTSET" => match ints(n, "pads") {
+                None => [0; 4],
+                Some(p) if p.len() == 4 && p.iter().all(|x| *x >= 0) => {
+                    [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
+                }
+                Some(p) => {
+                    return self.unsupported(&format!(
+                        "attribute 'pads' = {p:?}: four non-negative values expected"
+                    ))
+                }
+            },
+            "VALID" => [0; 4],
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let total = |o: usize, s: usize, k: usize, d: usize, i: usize| {
+                    ((o.saturating_sub(1)) * s + (k - 1) * d + 1).saturating_sub(i)
+                };
+                let th = total(ho, sh, kernel.0, dh, h);
+                let tw = total(wo, sw, kernel.1, dw, w);
+                let upper = auto == "SAME_UPPER";
+                let begin = |t: usize| if upper { t / 2 } else { t.div_ceil(2) };
+                [begin(th), begin(tw), th - begin(th), tw - begin(tw)]
+            }
+            other => return self.unsupported(&format!("auto_pad '{other}' is not an ONNX value")),
+        };
+        Ok(Window {
+            kh: kernel.0,
+            kw: kernel.1,
+            sh,
+            sw,
+            dh,
+            dw,
+            pads,
+            h,
+            w,
+            ho,
+            wo,
+        })
+    }
+
+    /// Conv and ConvInteger (2-D, channels-last).
+    pub(super) fn lower_conv(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let wn = self.input_name(n, 1)?;
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let x = self.operand(&xn)?;
+        let (xs, ys) = (self.shape_of(&xn)?, self.shape_of(&yn)?);
+        if xs.len() != 4 || (x.layout != NHWC && x.view.is_empty()) {
+            return self.unsupported(
+                "only 2-D convolutions (4-D NCHW input, stored channels-last) are lowered",
+            );
+        }
+        let Some(wt) = self.constant(&wn) else {
+            return self.unsupported(&format!("weights '{wn}' must be a constant"));
+        };
+        if wt.shape.len() != 4 {
+            return self.unsupported("weights must be 4-D [Cout, Cin/group, kH, kW]");
+        }
+        let (co, cg, kh, kw) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3]);
+        let c = xs[1];
+        let group = n.attr_int("group", 1)?.max(1) as usize;
+        if c != cg * group || co % group != 0 {
+            return self.unsupported(&format!(
+                "{c} input channels, weights {:?} and group {group} do not agree",
+                wt.shape
+            ));
+        }
+        let win = self.window(n, (kh, kw), &xs, &ys)?;
+        let wv = super::f32_of(&wt.values);
+        // The convolution as the MXM sees it: input channels as stored,
+        // taps, window and weights. A space-to-depth input (see
+        // `layout::plan_s2d`) turns a stride-2 convolution into a stride-1
+        // one over 2x2 pixel blocks with 4C channels and about a quarter of
+        // the taps.
+        let s2d = !x.view.is_empty();
+        let (c0, kh0, kw0) = (c, kh, kw);
+        let (c, cg, kh, kw, win) = if s2d {
+            let floor2 = |v: i64| v.div_euclid(2);
+            let (pt, pl) = (win.pads[0] as i64, win.pads[1] as i64);
+            let (th0, th1) = (floor2(-pt), floor2(kh as i64 - 1 - pt));
+            let (tw0, tw1) = (floor2(-pl), floor2(kw as i64 - 1 - pl));
+            let (keh, kew) = ((th1 - th0 + 1) as usize, (tw1 - tw0 + 1) as usize);
+            let e = Window {
+                kh: keh,
+                kw: kew,
+                sh: 1,
+                sw: 1,
+                dh: 1,
+                dw: 1,
+                pads: [(-th0) as usize, (-tw0) as usize, 0, 0],
+                h: xs[2] / 2,
+                w: xs[3] / 2,
+                ho: win.ho,
+                wo: win.wo,
+            };
+            (4 * c, 4 * c, keh, kew, e)
+        } else {
+            (c, cg, kh, kw, win)
+        };
+        let (th0, tw0) = (-(win.pads[0] as i64), -(win.pads[1] as i64));
+        let (pt0, pl0) = (
+            self.window(n, (kh0, kw0), &xs, &ys)?.pads[0] as i64,
+            self.window(n, (kh0, kw0), &xs, &ys)?.pads[1] as i64,
+        );
+        let integer = n.op_type == "ConvInteger";
+        let (mm_ty, emit_ty) = if integer {
+            for (idx, what) in [(2, "x_zero_point"), (3, "w_zero_point")] {
+                if let Some(z) = n.input(idx).and_then(|z| self.constant(z)) {
+                    if (0..z.len()).any(|i| z.values.get_f64(i) != 0.0) {
+                        return self
+                            .unsupported(&format!("{what} must be 0 (symmetric quantization)"));
+                    }
+                } else if n.input(idx).is_some() {
+                    return self.unsupported(&format!("{what} must be a constant"));
+                }
+            }
+            (DType::I8, DType::I32)
+        } else {
+            (DType::F16, self.out_dtype(n)?)
+        };
+        if !self.chip.mxm.dtypes.contains(&mm_ty) {
+            return self.unsupported(&format!("chip '{}' has no {mm_ty} MXM", self.chip.name));
+        }
+        let lanes = self.lanes;
+        let taps = kh * kw;
+        let (cog, ctiles) = (co / group, x.vpr);
+        // The weight matrix: row `tap * C + ci`, column `co`; zero where the
+        // input and output channels are in different groups (or, for a
+        // space-to-depth input, where a block position falls outside the
+        // original kernel).
+        let k_rows = taps * c;
+        let weight = |r: usize, o: usize| -> f32 {
+            let (tap, ci) = (r / c, r % c);
+            let (i, j) = (tap / kw, tap % kw);
+            if s2d {
+                let (blk, cc) = (ci / c0, ci % c0);
+                let ki = 2 * (i as i64 + th0) + (blk / 2) as i64 + pt0;
+                let kj = 2 * (j as i64 + tw0) + (blk % 2) as i64 + pl0;
+                if !(0..kh0 as i64).contains(&ki) || !(0..kw0 as i64).contains(&kj) {
+                    return 0.0;
+                }
+                return wv[((o * c0 + cc) * kh0 + ki as usize) * kw0 + kj as usize];
+            }
+            if ci / cg != o / cog {
+                return 0.0;
+            }
+            wv[((o * cg + ci % cg) * kh + i) * kw + j]
+        };
+        let key = format!("{wn}#conv{mm_ty}{}", if s2d { "s2d" } else { "" });
+        let w = match self.locs.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let values = match mm_ty {
+                    DType::I8 => Values::I8(
+                        (0..k_rows * co)
+                            .map(|i| weight(i / co, i % co) as i8)
+                            .collect(),
+                    ),
+                    _ => Values::F16(
+                        (0..k_rows * co)
+                            .map(|i| f16::from_f32(weight(i / co, i % co)))
+                            .collect(),
+                    ),
+                };
+                let l = self.alloc.constant_columns_first(
+                    &format!("{wn} (as {mm_ty} conv weights)"),
+                    &[k_rows, co],
+                    &values,
+                );
+                self.locs.insert(key, l.clone());
+                l
+            }
+        };
+        let ktiles: Vec<KTile> = (0..taps * ctiles)
+            .map(|kt| {
+                let (tap, ct) = (kt / ctiles, kt % ctiles);
+                KTile {
+                    w_row0: tap * c + ct * lanes,
+                    rows: lanes.min(c - ct * lanes),
+                }
+            })
+            .collect();
+        let tiles = ktiles.clone();
+        let used = move |kt: usize, j: usize| {
+            let t = tiles[kt];
+            let ci0 = t.w_row0 % c;
+            let (gi0, gi1) = (ci0 / cg, (ci0 + t.rows - 1) / cg);
+            let (go0, go1) = ((j * lanes) / cog, ((j * lanes + lanes).min(co) - 1) / cog);
+            gi0 <= go1 && go0 <= gi1
+        };
+        let (hw_in, hw_out) = (win.h * win.w, win.ho * win.wo);
+        let xw = &x;
+        let wref = &win;
+        let act = move |r: usize, kt: usize| -> Option<VecLoc> {
+            let (nb, p) = (r / hw_out, r % hw_out);
+            let (oh, ow) = (p / wref.wo, p % wref.wo);
+            let (tap, ct) = (kt / ctiles, kt % ctiles);
+            let (ih, iw) = wref.tap(oh, ow, tap / wref.kw, tap % wref.kw)?;
+            Some(xw.at(nb * hw_in + ih * wref.w + iw, ct))
+        };
+        let mut epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        if let Some(bn) = n.input(2) {
+            let Some(b) = self.constant(bn) else {
+                return self.unsupported(&format!("bias '{bn}' must be a constant"));
+            };
+            if b.len() != co {
+                return self.unsupported(&format!("bias '{bn}' has {} values, not {co}", b.len()));
+            }
+            let bv = super::f32_of(&b.values);
+            let values = match emit_ty {
+                DType::F16 => Values::F16(bv.iter().map(|v| f16::from_f32(*v)).collect()),
+                _ => Values::F32(bv),
+            };
+            epi.bias = Some(
+                self.alloc
+                    .constant(&format!("{bn} (bias row)"), &[co], &values),
+            );
+        }
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        if out.rows != ys[0] * hw_out || out.cols != co {
+            return self.unsupported("output storage does not match the convolution's shape");
+        }
+        let plan = MatmulPlan {
+            rows: out.rows,
+            ktiles: &ktiles,
+            act: &act,
+            used: &used,
+            act_ty: x.dtype,
+        };
+        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)
+    }
+
+    /// MaxPool, AveragePool and the global pools (channels-last).
+    pub(super) fn lower_pool(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let x = self.operand(&xn)?;
+        let (xs, ys) = (self.shape_of(&xn)?, self.shape_of(&yn)?);
+        if xs.len() != 4 || x.layout != NHWC {
+            return self.unsupported("only 2-D pooling (4-D NCHW input) is lowered");
+        }
+        let global = n.op_type.starts_with("Global");
+        let max = n.op_type.ends_with("MaxPool");
+        let win = if global {
+            Window {
+                kh: xs[2],
+                kw: xs[3],
+                sh: 1,
+                sw: 1,
+                dh: 1,
+                dw: 1,
+                pads: [0; 4],
+                h: xs[2],
+                w: xs[3],
+                ho: 1,
+                wo: 1,
+            }
+        } else {
+            let k = ints(n, "kernel_shape").unwrap_or_default();
+            if k.len() != 2 || k.iter().any(|v| *v < 1) {
+                return self.unsupported(&format!(
+                    "kernel_shape {k:?}: two positive values expected (2-D pooling)"
+                ));
+            }
+            self.window(n, (k[0] as usize, k[1] as usize), &xs, &ys)?
+        };
+        if n.outputs.len() > 1 && n.outputs[1..].iter().any(|o| !o.is_empty()) {
+            return self.unsupported("MaxPool's Indices output is not lowered");
+        }
+        let include_pad = n.attr_int("count_include_pad", 0)? != 0;
+        let ty = x.dtype;
+        let op = if max { Opcode::Max } else { Opcode::Add };
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        let (hw_in, hw_out) = (win.h * win.w, win.ho * win.wo);
+        let scratch = (out.dtype != ty && win.kh * win.kw > POOL_CHUNK).then(|| {
+            self.alloc.tensor(
+                &format!("{} (partial sums)", n.name),
+                &[out.rows, out.cols],
+                ty,
+            )
+        });
+        for r in 0..out.rows {
+            let (nb, p) = (r / hw_out, r % hw_out);
+            let (oh, ow) = (p / win.wo, p % win.wo);
+            let mut taps = Vec::new();
+            let mut padded = 0usize;
+            for i in 0..win.kh {
+                for j in 0..win.kw {
+                    if let Some((ih, iw)) = win.tap(oh, ow, i, j) {
+                        taps.push(nb * hw_in + ih * win.w + iw);
+                    }
+                    if win.in_padded(oh, ow, i, j) {
+                        padded += 1;
+                    }
+                }
+            }
+            if taps.is_empty() {
+                return self.unsupported(&format!(
+                    "output pixel ({oh}, {ow}) has a window entirely in the padding"
+                ));
+            }
+            let count = if include_pad { padded } else { taps.len() };
+            for ct in 0..out.vpr {
+                // The window is reduced POOL_CHUNK taps per group; partial
+                // results go through SRAM (the output vector itself, or a
+                // scratch vector when a fused tail changes the type), which
+                // keeps each group's reads few enough to place.
+                let mut partial: Option<VecLoc> = None;
+                let mut i = 0;
+                loop {
+                    let mut gb = self.begin();
+                    let mut acc = match partial {
+                        Some(p) => self.read(&mut gb, p, ty),
+                        None => {
+                            i += 1;
+                            self.read(&mut gb, x.at(taps[0], ct), ty)
+                        }
+                    };
+                    let end = (i + POOL_CHUNK - 1).min(taps.len());
+                    for &t in &taps[i..end] {
+                        let v = self.read(&mut gb, x.at(t, ct), ty);
+                        acc = self.op(
+                            &mut gb,
+                            Instr::new(op).typed(ty),
+                            super::Place::Vxm,
+                            &[acc, v],
+                            vec![],
+                        );
+                    }
+                    i = end;
+                    if i < taps.len() {
+                        let at = match scratch.as_ref() {
+                            Some(s) => s.at(r, ct),
+                            None => out.at(r, ct),
+                        };
+                        self.write(&mut gb, acc, at, ty);
+                        self.finish(gb);
+                        partial = Some(at);
+                        continue;
+                    }
+                    if !max && count > 1 {
+                        let scale = Instr {
+                            imm: 1.0 / count as f64,
+                            ..Instr::new(Opcode::MulImm).typed(ty)
+                        };
+                        acc = self.op(&mut gb, scale, super::Place::Vxm, &[acc], vec![]);
+                    }
+                    let last = self.apply_tail(&mut gb, acc, r, ct, &tail);
+                    self.write_end(&mut gb, last, out.at(r, ct), out.dtype, &tail);
+                    self.finish(gb);
+                    break;
+                }
+            }
+        }
+        if let Some(s) = scratch {
+            self.alloc.free(&s);
+        }
+        Ok(())
+    }
+
+    /// BatchNormalization in inference form, as a per-channel scale and shift.
+    pub(super) fn lower_batchnorm(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let x = self.operand(&xn)?;
+        let xs = self.shape_of(&xn)?;
+        let c = xs.get(1).copied().unwrap_or(0);
+        if x.layout != NHWC || x.cols != c {
+            return self.unsupported("BatchNormalization is lowered on 4-D NCHW inputs only");
+        }
+        let eps = n.attr_float("epsilon", 1e-5)? as f64;
+        let mut params = Vec::new();
+        for (k, what) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
+            let name = self.input_name(n, k)?;
+            let Some(t) = self.constant(&name) else {
+                return self.unsupported(&format!("{what} '{name}' must be a constant"));
+            };
+            if t.len() != c {
+                return self.unsupported(&format!("{what} '{name}' must have {c} values"));
+            }
+            params.push((0..c).map(|i| t.values.get_f64(i)).collect::<Vec<f64>>());
+        }
+        let s: Vec<f64> = (0..c)
+            .map(|i| params[0][i] / (params[3][i] + eps).sqrt())
+            .collect();
+        let b: Vec<f64> = (0..c).map(|i| params[1][i] - params[2][i] * s[i]).collect();
+        let ty = x.dtype;
+        let row = |v: &[f64]| match ty {
+            DType::F16 => Values::F16(v.iter().map(|x| f16::from_f64(*x)).collect()),
+            _ => Values::F32(v.iter().map(|x| *x as f32).collect()),
+        };
+        if !ty.is_float() {
+            return self.unsupported("BatchNormalization needs a float input");
+        }
+        let name = n.name.clone();
+        let sl = self
+            .alloc
+            .constant(&format!("{name} (scale row)"), &[c], &row(&s));
+        let bl = self
+            .alloc
+            .constant(&format!("{name} (shift row)"), &[c], &row(&b));
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        for r in 0..out.rows {
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let v = self.read(&mut gb, x.at(r, j), ty);
+                let sv = self.read(&mut gb, sl.at(0, j), ty);
+                let m = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Mul).typed(ty),
+                    super::Place::Vxm,
+                    &[v, sv],
+                    vec![],
+                );
+                let bv = self.read(&mut gb, bl.at(0, j), ty);
+                let a = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Add).typed(ty),
+                    super::Place::Vxm,
+                    &[m, bv],
+                    vec![],
+                );
+                let last = self.apply_tail(&mut gb, a, r, j, &tail);
+                self.write_end(&mut gb, last, out.at(r, j), out.dtype, &tail);
+                self.finish(gb);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flatten, Reshape, Squeeze, Unsqueeze: an alias when the stored
+    /// element order and vector tiling stay the same.
+    pub(super) fn lower_reshape(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let x = self.operand(&xn)?;
+        let (xs, ys) = (self.shape_of(&xn)?, self.shape_of(&yn)?);
+        if self.flat.contains_key(&yn) {
+            // Flattened channels-last: same storage, read by a matrix
+            // product with permuted weights (see `layout::plan_flat`).
+            self.locs.insert(yn, x);
+            return Ok(());
+        }
+        let spatial = |s: &[usize]| s.len() == 4 && s[2] * s[3] > 1;
+        let x_rowmajor = x.layout.is_empty() || !spatial(&xs);
+        let y_cl = self.cl.contains(&yn) && ys.len() == 4;
+        let y_rowmajor = !y_cl || !spatial(&ys);
+        let (_, y_cols) = view2d(&storage_shape(&ys, y_cl));
+        if x_rowmajor && y_rowmajor && y_cols == x.cols {
+            let mut loc = x.clone();
+            loc.layout = if y_cl { NHWC.to_vec() } else { vec![] };
+            self.locs.insert(yn, loc);
+            return Ok(());
+        }
+        self.unsupported(&format!(
+            "reshaping {xs:?} to {ys:?} changes how elements are tiled into lane vectors, which needs lane moves (not lowered yet)"
+        ))
+    }
+}

@@ -1,0 +1,166 @@
+//! Calibration for int8 quantization: sample inputs, run through the fp32
+//! graph with the reference interpreter, recording every float tensor's
+//! largest magnitude.
+//!
+//! Without user-supplied inputs, the samples are
+//! [`lpu_graph::random_inputs`]`(graph, seed + i)` for `i` in
+//! `0..samples` (wrapping add): floats uniform in `[-1, 1)`, see
+//! `lpu_graph::random`. The defaults are [`DEFAULT_CALIB_SAMPLES`] samples
+//! from [`DEFAULT_CALIB_SEED`].
+
+use std::collections::BTreeMap;
+
+use lpu_graph::{Graph, Tensor};
+
+use super::{constant, eval, f32s};
+use crate::CompileError;
+
+/// Calibration samples used when none are given.
+pub const DEFAULT_CALIB_SAMPLES: usize = 4;
+
+/// Seed of the first calibration sample when none is given (sample `i` uses
+/// `DEFAULT_CALIB_SEED + i`).
+pub const DEFAULT_CALIB_SEED: u64 = 0x00CA_11B0;
+
+/// `samples` seeded random input sets for `graph`: sample `i` is
+/// `random_inputs(graph, seed.wrapping_add(i))`.
+pub fn calibration_inputs(
+    graph: &Graph,
+    samples: usize,
+    seed: u64,
+) -> Vec<BTreeMap<String, Tensor>> {
+    (0..samples)
+        .map(|i| lpu_graph::random_inputs(graph, seed.wrapping_add(i as u64)))
+        .collect()
+}
+
+/// The largest `|x|` of every float tensor of `g` (graph inputs,
+/// initializers and node outputs) over all `samples`, by tensor name. NaN
+/// elements are ignored; an infinite element makes the entry infinite.
+pub fn max_abs(
+    g: &Graph,
+    samples: &[BTreeMap<String, Tensor>],
+) -> Result<BTreeMap<String, f32>, CompileError> {
+    let err = |message: String| CompileError::Pass {
+        model: g.name.clone(),
+        pass: "calibration".into(),
+        message,
+    };
+    let mut amax: BTreeMap<String, f32> = BTreeMap::new();
+    let mut record = |name: &str, t: &Tensor| {
+        if let Some(v) = f32s(&t.values) {
+            let m = v
+                .iter()
+                .filter(|x| !x.is_nan())
+                .fold(0.0f32, |m, x| m.max(x.abs()));
+            let e = amax.entry(name.to_string()).or_insert(0.0);
+            *e = e.max(m);
+        }
+    };
+    for (k, t) in g.initializers.iter().chain(&g.constants) {
+        record(k, t);
+    }
+    // The last node reading each tensor, so values can be dropped early.
+    let mut last_use: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        for t in &n.inputs {
+            last_use.insert(t.as_str(), i);
+        }
+    }
+    for (s, inputs) in samples.iter().enumerate() {
+        for (name, info) in &g.inputs {
+            let t = inputs.get(name).ok_or_else(|| {
+                err(format!(
+                    "calibration sample #{s} has no value for input '{name}' ({info})"
+                ))
+            })?;
+            if t.info() != *info {
+                return Err(err(format!(
+                    "calibration sample #{s}: input '{name}' is {}; expected {info}",
+                    t.info()
+                )));
+            }
+            record(name, t);
+        }
+        let mut values: BTreeMap<String, Tensor> = BTreeMap::new();
+        for (i, n) in g.nodes.iter().enumerate() {
+            let ins: Vec<Option<&Tensor>> = n
+                .inputs
+                .iter()
+                .map(|t| {
+                    if t.is_empty() {
+                        None
+                    } else {
+                        values
+                            .get(t)
+                            .or_else(|| inputs.get(t))
+                            .or_else(|| constant(g, t))
+                    }
+                })
+                .collect();
+            if let Some(k) = n
+                .inputs
+                .iter()
+                .zip(&ins)
+                .position(|(t, v)| !t.is_empty() && v.is_none())
+            {
+                return Err(err(format!(
+                    "node '{}' ({}): input '{}' has no value",
+                    n.name, n.op_type, n.inputs[k]
+                )));
+            }
+            let outs: Vec<_> = n
+                .outputs
+                .iter()
+                .map(|o| g.info(o).cloned())
+                .collect::<Option<_>>()
+                .ok_or_else(|| err(format!("node '{}': an output has no type", n.name)))?;
+            let ts = eval(n, &ins, &outs).map_err(|m| {
+                err(format!(
+                    "node '{}' ({}) failed on calibration sample #{s}: {m}",
+                    n.name, n.op_type
+                ))
+            })?;
+            for (o, t) in n.outputs.iter().zip(ts) {
+                record(o, &t);
+                values.insert(o.clone(), t);
+            }
+            values.retain(|k, _| {
+                g.outputs.contains(k) || last_use.get(k.as_str()).is_some_and(|&j| j > i)
+            });
+        }
+    }
+    Ok(amax)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn records_the_largest_magnitude_of_every_float_tensor() {
+        let g = parse(
+            r#"Graph(
+              name: "c",
+              inputs: [ValueInfo(name: "x", dtype: F32, shape: [1, 64])],
+              outputs: [ValueInfo(name: "y")],
+              initializers: [Initializer(name: "k", dtype: F32, shape: [], data: Inline([-3.0]))],
+              nodes: [
+                Node(name: "m", op_type: "Mul", inputs: ["x", "k"], outputs: ["t"]),
+                Node(name: "r", op_type: "Relu", inputs: ["t"], outputs: ["y"]),
+              ],
+            )"#,
+        );
+        let samples = calibration_inputs(&g, 3, 11);
+        assert_eq!(samples, calibration_inputs(&g, 3, 11), "seeded");
+        let amax = max_abs(&g, &samples).unwrap();
+        assert_eq!(amax["k"], 3.0);
+        let x = amax["x"];
+        assert!(x > 0.9 && x <= 1.0, "{x}");
+        assert_eq!(amax["t"], 3.0 * x);
+        assert!(amax["y"] <= amax["t"] && amax["y"] > 0.0);
+        let e = max_abs(&g, &[BTreeMap::new()]).unwrap_err().to_string();
+        assert!(e.contains("no value for input 'x'"), "{e}");
+    }
+}

@@ -1,0 +1,181 @@
+//! Transformer operators end to end on `tiny` (16 lanes, so widths like 24
+//! and 40 straddle vector tiles): each graph is compiled, simulated with
+//! seeded inputs and compared with the reference interpreter within the
+//! check's tolerance.
+
+use lpu_isa::ChipConfig;
+use lpu_sim::SimOptions;
+
+/// Compiles and simulates `text` on `tiny`; returns the check.
+fn run(text: &str) -> lpu_sim::check::Check {
+    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chip = ChipConfig::preset("tiny").expect("preset");
+    let p = lpu_compiler::compile(&g, &chip)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program;
+    let inputs = lpu_graph::random_inputs(&g, 5);
+    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{:?}", o.hazard);
+    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
+    lpu_sim::check::compare(&o.outputs, &reference)
+}
+
+fn assert_passes(text: &str, what: &str) {
+    let c = run(text);
+    assert!(c.passed, "{what}: {:?}", c.failures);
+}
+
+/// One node `op` on `x [shape]` (extra initializers and attributes given).
+fn one(op: &str, shape: &[usize], extra_inputs: &str, inits: &str, attrs: &str) -> String {
+    format!(
+        r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: {shape:?})],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [{inits}],
+  nodes: [Node(op_type: "{op}", inputs: ["x"{extra_inputs}], outputs: ["y"], attributes: {{ {attrs} }})])"#
+    )
+}
+
+#[test]
+fn single_input_elementwise_ops() {
+    for op in [
+        "Sigmoid",
+        "Tanh",
+        "Exp",
+        "Erf",
+        "Gelu",
+        "LeakyRelu",
+        "HardSigmoid",
+        "HardSwish",
+        "Silu",
+        "Reciprocal",
+    ] {
+        assert_passes(&one(op, &[3, 24], "", "", ""), op);
+    }
+    let sqrt = r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: [3, 24])],
+  outputs: [ValueInfo(name: "y")],
+  nodes: [Node(op_type: "Exp", inputs: ["x"], outputs: ["e"]), Node(op_type: "Sqrt", inputs: ["e"], outputs: ["y"])])"#;
+    assert_passes(sqrt, "sqrt");
+    assert_passes(
+        &one("Gelu", &[5, 17], "", "", r#""approximate": String("tanh")"#),
+        "gelu tanh",
+    );
+    assert_passes(
+        &one("LeakyRelu", &[2, 20], "", "", r#""alpha": Float(0.3)"#),
+        "leaky",
+    );
+}
+
+#[test]
+fn layer_norm_softmax_and_reductions() {
+    let ln = |w: usize| {
+        format!(
+            r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: [1, 5, {w}])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [
+    Initializer(name: "g", dtype: F32, shape: [{w}], data: Random(seed: 2, dist: Uniform(low: 0.5, high: 1.5))),
+    Initializer(name: "b", dtype: F32, shape: [{w}], data: Random(seed: 3, dist: Uniform(low: -0.5, high: 0.5))),
+  ],
+  nodes: [Node(op_type: "LayerNormalization", inputs: ["x", "g", "b"], outputs: ["y"], attributes: {{ "axis": Int(-1), "epsilon": Float(0.00001) }})])"#
+        )
+    };
+    assert_passes(&ln(24), "layernorm 24");
+    assert_passes(&ln(40), "layernorm 40");
+    assert_passes(
+        &one("Softmax", &[1, 2, 5, 17], "", "", r#""axis": Int(-1)"#),
+        "softmax 17",
+    );
+    assert_passes(&one("Softmax", &[7, 40], "", "", ""), "softmax 40");
+}
+
+/// Compiles and checks a zoo graph on `tiny`.
+fn zoo_passes(file: lpu_graph::format::GraphFile, what: &str) {
+    let g = lpu_graph::load::build(file, "<zoo>", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let chip = ChipConfig::preset("tiny").expect("preset");
+    let p = lpu_compiler::compile(&g, &chip)
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+        .program;
+    let inputs = lpu_graph::random_inputs(&g, 7);
+    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{what}: {:?}", o.hazard);
+    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
+    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    assert!(c.passed, "{what}: {:?}", c.failures);
+}
+
+#[test]
+fn transformer_block_example_on_tiny() {
+    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
+        .expect("example");
+    let chip = ChipConfig::preset("tiny").expect("preset");
+    let p = lpu_compiler::compile(&g, &chip)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program;
+    let inputs = lpu_graph::random_inputs(&g, 0);
+    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{:?}", o.hazard);
+    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
+    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    assert!(c.passed, "{:?}", c.failures);
+}
+
+#[test]
+fn attention_with_heads_straddling_vectors() {
+    use lpu_graph::zoo::{transformer_block, TransformerBlockOpts};
+    // d = 12 (heads straddle 16-lane vectors), seq 5.
+    zoo_passes(
+        transformer_block(&TransformerBlockOpts {
+            batch: 1,
+            seq: 5,
+            hidden: 24,
+            heads: 2,
+            ffn: 40,
+        }),
+        "hidden 24, 2 heads, seq 5",
+    );
+    // d = 10, seq 17 (two key tiles).
+    zoo_passes(
+        transformer_block(&TransformerBlockOpts {
+            batch: 1,
+            seq: 17,
+            hidden: 40,
+            heads: 4,
+            ffn: 24,
+        }),
+        "hidden 40, 4 heads, seq 17",
+    );
+}
+
+#[test]
+fn embedding_lookup_slices_and_pooler() {
+    // Indices are drawn in [-1000, 1000]: a table of 1010 rows (negative
+    // indices count from the end), 24 columns.
+    let text = r#"Graph(name: "emb", inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 5])],
+  outputs: [ValueInfo(name: "h"), ValueInfo(name: "pooled")],
+  initializers: [
+    Initializer(name: "word", dtype: F32, shape: [1010, 24], data: Random(seed: 1, dist: Normal(mean: 0.0, std: 1.0))),
+    Initializer(name: "pos", dtype: F32, shape: [9, 24], data: Random(seed: 2, dist: Normal(mean: 0.0, std: 1.0))),
+    Initializer(name: "typ", dtype: F32, shape: [2, 24], data: Random(seed: 3, dist: Normal(mean: 0.0, std: 1.0))),
+    Initializer(name: "g", dtype: F32, shape: [24], data: Random(seed: 4, dist: Uniform(low: 0.5, high: 1.5))),
+    Initializer(name: "b", dtype: F32, shape: [24], data: Random(seed: 5, dist: Uniform(low: -0.5, high: 0.5))),
+    Initializer(name: "wd", dtype: F32, shape: [24, 24], data: Random(seed: 6, dist: Uniform(low: -0.3, high: 0.3))),
+    Initializer(name: "bd", dtype: F32, shape: [24], data: Random(seed: 7, dist: Uniform(low: -0.3, high: 0.3))),
+    Initializer(name: "s0", dtype: I32, shape: [1], data: Inline([0])),
+    Initializer(name: "e5", dtype: I32, shape: [1], data: Inline([5])),
+    Initializer(name: "e1", dtype: I32, shape: [1], data: Inline([1])),
+    Initializer(name: "i0", dtype: I32, shape: [], data: Inline([0])),
+  ],
+  nodes: [
+    Node(op_type: "Gather", inputs: ["word", "ids"], outputs: ["w"], attributes: { "axis": Int(0) }),
+    Node(op_type: "Slice", inputs: ["pos", "s0", "e5", "s0"], outputs: ["p"]),
+    Node(op_type: "Slice", inputs: ["typ", "s0", "e1", "s0"], outputs: ["t"]),
+    Node(op_type: "Add", inputs: ["w", "p"], outputs: ["a"]),
+    Node(op_type: "Add", inputs: ["a", "t"], outputs: ["a1"]),
+    Node(op_type: "LayerNormalization", inputs: ["a1", "g", "b"], outputs: ["h"], attributes: { "axis": Int(-1) }),
+    Node(op_type: "Gather", inputs: ["h", "i0"], outputs: ["cls"], attributes: { "axis": Int(1) }),
+    Node(op_type: "Gemm", inputs: ["cls", "wd", "bd"], outputs: ["d"], attributes: { "transB": Int(1) }),
+    Node(op_type: "Tanh", inputs: ["d"], outputs: ["pooled"]),
+  ])"#;
+    assert_passes(text, "embedding");
+}
