@@ -36,9 +36,26 @@ pub struct TensorLoc {
     /// The shape the declared tensor is viewed as before `layout` (see
     /// `lpu_isa::program::Binding::view`); empty for the declared shape.
     pub view: Vec<usize>,
+    /// A broadcast row stored `rows` times (on different MEM slices), so
+    /// that consecutive result rows read different copies instead of
+    /// queueing on one slice's port: result row `r` reads copy `r % rows`.
+    pub replicated: bool,
 }
 
 impl TensorLoc {
+    /// Vector `j` of the row that result row `r` reads: `r` itself, row 0
+    /// of a single stored row, or copy `r % rows` of a replicated row.
+    pub fn for_row(&self, r: usize, j: usize) -> VecLoc {
+        let row = if self.rows == 1 {
+            0
+        } else if self.replicated {
+            r % self.rows
+        } else {
+            r
+        };
+        self.at(row, j)
+    }
+
     /// Location of vector `j` of row `r`.
     pub fn at(&self, r: usize, j: usize) -> VecLoc {
         self.vectors[r * self.vpr + j]
@@ -132,6 +149,7 @@ impl SramAlloc {
             vectors,
             layout: vec![],
             view: vec![],
+            replicated: false,
         }
     }
 

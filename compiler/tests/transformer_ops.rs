@@ -179,3 +179,91 @@ fn embedding_lookup_slices_and_pooler() {
   ])"#;
     assert_passes(text, "embedding");
 }
+
+#[test]
+fn binary_and_parameterised_elementwise_ops() {
+    let two = |op: &str, b_shape: &str, b_init: bool| {
+        let (inputs, inits) = if b_init {
+            (
+                String::new(),
+                format!(
+                    r#"Initializer(name: "b", dtype: F32, shape: {b_shape}, data: Random(seed: 9, dist: Uniform(low: 0.5, high: 2.0)))"#
+                ),
+            )
+        } else {
+            (
+                format!(r#", ValueInfo(name: "b", dtype: F32, shape: {b_shape})"#),
+                String::new(),
+            )
+        };
+        format!(
+            r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: [4, 20]){inputs}],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [{inits}],
+  nodes: [Node(op_type: "{op}", inputs: ["x", "b"], outputs: ["y"])])"#
+        )
+    };
+    assert_passes(&two("Div", "[]", true), "div by a scalar constant");
+    assert_passes(&two("Div", "[20]", true), "div by a constant row");
+    assert_passes(&two("Div", "[4, 20]", false), "div by a computed tensor");
+    for p in ["2.0", "3.0", "-1.0", "1.0"] {
+        let text = one(
+            "Pow",
+            &[3, 18],
+            r#", "p""#,
+            &format!(r#"Initializer(name: "p", dtype: F32, shape: [], data: Inline([{p}]))"#),
+            "",
+        );
+        assert_passes(&text, &format!("pow {p}"));
+    }
+    let clip = one(
+        "Clip",
+        &[3, 18],
+        r#", "lo", "hi""#,
+        r#"Initializer(name: "lo", dtype: F32, shape: [], data: Inline([-0.25])), Initializer(name: "hi", dtype: F32, shape: [], data: Inline([0.5]))"#,
+        "",
+    );
+    assert_passes(&clip, "clip");
+}
+
+#[test]
+fn reductions_and_rms_norm_along_the_last_axis() {
+    for op in ["ReduceMean", "ReduceSum", "ReduceMax"] {
+        let text = one(
+            op,
+            &[2, 3, 37],
+            r#", "axes""#,
+            r#"Initializer(name: "axes", dtype: I32, shape: [1], data: Inline([-1]))"#,
+            "",
+        );
+        assert_passes(&text, op);
+    }
+    let rms = one(
+        "RMSNormalization",
+        &[6, 40],
+        r#", "g""#,
+        r#"Initializer(name: "g", dtype: F32, shape: [40], data: Random(seed: 2, dist: Uniform(low: 0.5, high: 1.5)))"#,
+        r#""axis": Int(-1)"#,
+    );
+    assert_passes(&rms, "rms norm");
+}
+
+#[test]
+fn fused_tails_after_a_matmul() {
+    // MatMul -> Div by a constant -> Sigmoid -> Clip: all fused into the
+    // product's chain.
+    let text = r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: [5, 24])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [
+    Initializer(name: "w", dtype: F32, shape: [24, 20], data: Random(seed: 1, dist: Uniform(low: -0.5, high: 0.5))),
+    Initializer(name: "c", dtype: F32, shape: [], data: Inline([3.0])),
+    Initializer(name: "lo", dtype: F32, shape: [], data: Inline([0.2])),
+  ],
+  nodes: [
+    Node(op_type: "MatMul", inputs: ["x", "w"], outputs: ["m"]),
+    Node(op_type: "Div", inputs: ["m", "c"], outputs: ["d"]),
+    Node(op_type: "Sigmoid", inputs: ["d"], outputs: ["s"]),
+    Node(op_type: "Clip", inputs: ["s", "lo"], outputs: ["y"]),
+  ])"#;
+    assert_passes(text, "fused tails");
+}

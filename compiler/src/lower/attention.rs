@@ -231,7 +231,7 @@ impl<'a> Lowerer<'a> {
         let tail = self.prepare_tail()?;
         if tail
             .iter()
-            .any(|t| matches!(&t.kind, TailKind::Binary { other, .. } if other.rows != 1))
+            .any(|t| matches!(&t.kind, TailKind::Binary { other, .. } if other.rows != 1 && !other.replicated))
         {
             return self.unsupported("only row-broadcast operands can be fused after the scores");
         }
@@ -365,6 +365,7 @@ impl<'a> Lowerer<'a> {
             vectors: wvec,
             layout: vec![],
             view: vec![],
+            replicated: false,
         };
         let kts = sk.div_ceil(lanes);
         let ktiles: Vec<KTile> = (0..heads * kts)
@@ -595,6 +596,7 @@ impl<'a> Lowerer<'a> {
                 vectors,
                 layout: vec![],
                 view: vec![],
+                replicated: false,
             });
         }
         // Relocation: K^T[c, R p + b] = Z[R p + c % p, lane (C p % lanes) + b].

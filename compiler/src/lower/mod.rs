@@ -7,6 +7,10 @@
 //! | Add, Sub, Mul | per output vector: read both operands, VXM op, write. Operands may be the same shape as the output, a row broadcast (`[N]`, `[1, N]`), or a constant scalar (materialised as a row). |
 //! | Relu, Cast, QuantizeLinear, DequantizeLinear | per vector: read, VXM op (`relu`, `cvt`, `qnt`, `dqnt`), write. Quantization parameters must be constant scalars; they become immediates. |
 //! | Identity | no instructions: the output shares the input's storage. |
+//! | Sigmoid, Tanh, Exp, Sqrt, Reciprocal, Div, Erf, Gelu, LeakyRelu, HardSigmoid, HardSwish, Silu, Clip, Pow | VXM expression trees, in passes where a value is needed twice ([`unary`]). |
+//! | Softmax, LayerNormalization, RMSNormalization, ReduceSum/Mean/Max (last axis) | sums across lanes on the MXM (all-ones weights), maxima by an SXM rotation tree ([`rowwise`]). |
+//! | Reshape/Transpose into and out of attention heads, MatMul `Q.K^T` and `P.V` | head views of `[S, H]` storage, K transposed on the SXM/VXM, products with computed weights ([`attention`]). |
+//! | Gather, Slice (rows), nodes of constants only | row copies, one-hot products for embedding lookups, compile-time folding ([`select`]). |
 //!
 //! **Fusion.** An elementwise node (Relu, Cast, QuantizeLinear,
 //! DequantizeLinear, or Add/Sub/Mul whose other operand is already
@@ -126,6 +130,9 @@ struct Gb {
     g: Group,
     index: u32,
 }
+
+/// Copies of a broadcast constant row ([`Lowerer::const_row`]).
+const ROW_COPIES: usize = 16;
 
 /// One K-tile of a matrix product: weight rows `w_row0..w_row0 + rows` of
 /// the weight matrix, installed together.
@@ -552,6 +559,22 @@ impl<'a> Lowerer<'a> {
         loc
     }
 
+    /// A constant row that every result row reads (a bias, a per-channel
+    /// scale): stored [`ROW_COPIES`] times on consecutive MEM slices (fewer
+    /// on small chips) so the reads of neighbouring result rows spread over
+    /// several ports.
+    fn const_row(&mut self, name: &str, values: &Values) -> TensorLoc {
+        let slices = self.chip.positions_of(SliceKind::Mem).len();
+        let copies = ROW_COPIES.min(slices / 2).max(1);
+        let n = values.len();
+        let idx: Vec<usize> = (0..copies * n).map(|i| i % n).collect();
+        let mut loc = self
+            .alloc
+            .constant(name, &[copies, n], &values.gather(&idx));
+        loc.replicated = copies > 1;
+        loc
+    }
+
     /// A zero vector of `ty` in SRAM (placed once).
     fn zero_vector(&mut self, ty: DType) -> VecLoc {
         if let Some(v) = self.zeros.get(&ty) {
@@ -783,7 +806,7 @@ impl<'a> Lowerer<'a> {
                     other,
                     chain_first,
                 } => {
-                    let at = other.at(if other.rows == 1 { 0 } else { r }, j);
+                    let at = other.for_row(r, j);
                     let x = self.read(gb, at, other.dtype);
                     let ins = if *chain_first { [last, x] } else { [x, last] };
                     self.op(gb, instr.clone(), Place::Vxm, &ins, vec![])
@@ -906,11 +929,7 @@ impl<'a> Lowerer<'a> {
             return Ok(Some(l.clone()));
         }
         let values = Values::F32(f32_of(&scale.values));
-        let loc = self.alloc.constant(
-            &format!("{name} (per-channel scale row)"),
-            &[scale.len()],
-            &values,
-        );
+        let loc = self.const_row(&format!("{name} (per-channel scale row)"), &values);
         self.locs.insert(key, loc.clone());
         Ok(Some(loc))
     }
@@ -1052,9 +1071,7 @@ impl<'a> Lowerer<'a> {
                 let varies = t.len() > 1;
                 let idx: Vec<usize> = (0..cols).map(|c| if varies { c } else { 0 }).collect();
                 let values = t.values.gather(&idx);
-                let loc = self
-                    .alloc
-                    .constant(&format!("{name} (broadcast row)"), &[cols], &values);
+                let loc = self.const_row(&format!("{name} (broadcast row)"), &values);
                 self.locs.insert(key, loc.clone());
                 Ok(loc)
             }
@@ -1082,7 +1099,7 @@ impl<'a> Lowerer<'a> {
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         let rows = out.rows;
-        let pick = |t: &TensorLoc, r: usize, j: usize| t.at(if t.rows == 1 { 0 } else { r }, j);
+        let pick = |t: &TensorLoc, r: usize, j: usize| t.for_row(r, j);
         for r in 0..rows {
             for j in 0..out.vpr {
                 let mut gb = self.begin();
@@ -1226,11 +1243,15 @@ impl<'a> Lowerer<'a> {
                     DType::F16 => Values::F16(full.iter().map(|x| f16::from_f32(*x)).collect()),
                     _ => Values::F32(full),
                 };
-                let loc = self.alloc.constant(
-                    &format!("{cn} (beta x C, broadcast)"),
-                    &[brows, nn],
-                    &values,
-                );
+                let loc = if brows == 1 {
+                    self.const_row(&format!("{cn} (beta x C, broadcast row)"), &values)
+                } else {
+                    self.alloc.constant(
+                        &format!("{cn} (beta x C, broadcast)"),
+                        &[brows, nn],
+                        &values,
+                    )
+                };
                 epi.bias = Some(loc);
             }
         }
@@ -1454,8 +1475,7 @@ impl<'a> Lowerer<'a> {
                         last = self.op(&mut gb, mul, Place::Vxm, &[last], vec![]);
                     }
                     if let Some(bias) = &epi.bias {
-                        let br = if bias.rows == 1 { 0 } else { r };
-                        let c = self.read(&mut gb, bias.at(br, j), bias.dtype);
+                        let c = self.read(&mut gb, bias.for_row(r, j), bias.dtype);
                         last = self.op(
                             &mut gb,
                             Instr::new(Opcode::Add).typed(emit_ty),

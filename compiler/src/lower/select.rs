@@ -110,6 +110,7 @@ impl<'a> Lowerer<'a> {
         rows
     }
 
+    /// Slice of a computed tensor: a copy of the selected rows.
     fn lower_slice(&mut self, n: &Node) -> Result<(), CompileError> {
         let xn = self.input_name(n, 0)?;
         let x = self.operand(&xn)?;
@@ -140,6 +141,8 @@ impl<'a> Lowerer<'a> {
         self.copy_rows(&x, &rows)
     }
 
+    /// Gather: a copy of rows for constant indices, the one-hot product of
+    /// the module doc for runtime indices into a constant table.
     fn lower_gather(&mut self, n: &Node) -> Result<(), CompileError> {
         let dn = self.input_name(n, 0)?;
         let in_ = self.input_name(n, 1)?;

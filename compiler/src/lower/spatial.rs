@@ -319,10 +319,7 @@ impl<'a> Lowerer<'a> {
                 DType::F16 => Values::F16(bv.iter().map(|v| f16::from_f32(*v)).collect()),
                 _ => Values::F32(bv),
             };
-            epi.bias = Some(
-                self.alloc
-                    .constant(&format!("{bn} (bias row)"), &[co], &values),
-            );
+            epi.bias = Some(self.const_row(&format!("{bn} (bias row)"), &values));
         }
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
@@ -502,19 +499,15 @@ impl<'a> Lowerer<'a> {
             return self.unsupported("BatchNormalization needs a float input");
         }
         let name = n.name.clone();
-        let sl = self
-            .alloc
-            .constant(&format!("{name} (scale row)"), &[c], &row(&s));
-        let bl = self
-            .alloc
-            .constant(&format!("{name} (shift row)"), &[c], &row(&b));
+        let sl = self.const_row(&format!("{name} (scale row)"), &row(&s));
+        let bl = self.const_row(&format!("{name} (shift row)"), &row(&b));
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         for r in 0..out.rows {
             for j in 0..out.vpr {
                 let mut gb = self.begin();
                 let v = self.read(&mut gb, x.at(r, j), ty);
-                let sv = self.read(&mut gb, sl.at(0, j), ty);
+                let sv = self.read(&mut gb, sl.for_row(r, j), ty);
                 let m = self.op(
                     &mut gb,
                     Instr::new(Opcode::Mul).typed(ty),
@@ -522,7 +515,7 @@ impl<'a> Lowerer<'a> {
                     &[v, sv],
                     vec![],
                 );
-                let bv = self.read(&mut gb, bl.at(0, j), ty);
+                let bv = self.read(&mut gb, bl.for_row(r, j), ty);
                 let a = self.op(
                     &mut gb,
                     Instr::new(Opcode::Add).typed(ty),

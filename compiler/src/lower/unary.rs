@@ -95,12 +95,15 @@ pub(super) enum Ex {
 pub(super) struct B(pub(super) DType);
 
 impl B {
+    /// A one-operand instruction on `a`.
     pub(super) fn un(self, op: Opcode, a: Ex) -> Ex {
         Ex::Un(Instr::new(op).typed(self.0), Box::new(a))
     }
+    /// A two-operand instruction on `a` and `b`.
     pub(super) fn bin(self, op: Opcode, a: Ex, b: Ex) -> Ex {
         Ex::Bin(Instr::new(op).typed(self.0), Box::new(a), Box::new(b))
     }
+    /// An immediate-operand instruction (`addi`, `muli`) on `a`.
     pub(super) fn imm(self, op: Opcode, a: Ex, v: f64) -> Ex {
         Ex::Un(
             Instr {
@@ -110,12 +113,15 @@ impl B {
             Box::new(a),
         )
     }
+    /// `a * v`.
     pub(super) fn muli(self, a: Ex, v: f64) -> Ex {
         self.imm(Opcode::MulImm, a, v)
     }
+    /// `a + v`.
     pub(super) fn addi(self, a: Ex, v: f64) -> Ex {
         self.imm(Opcode::AddImm, a, v)
     }
+    /// `a * b`.
     pub(super) fn mul(self, a: Ex, b: Ex) -> Ex {
         self.bin(Opcode::Mul, a, b)
     }
@@ -449,7 +455,7 @@ impl<'a> Lowerer<'a> {
         match e {
             Ex::In(k) => {
                 let t = &ins[*k];
-                let at = t.at(if t.rows == 1 { 0 } else { r }, j);
+                let at = t.for_row(r, j);
                 self.read(gb, at, t.dtype)
             }
             Ex::Tmp(k) => self.read(gb, tmps[*k].at(r, j), tmps[*k].dtype),
@@ -468,6 +474,7 @@ impl<'a> Lowerer<'a> {
     }
 }
 
+/// The element type of the first input.
 fn x_ty(ins: &[TensorLoc]) -> DType {
     ins[0].dtype
 }

@@ -41,24 +41,9 @@ pub fn max_abs(
     g: &Graph,
     samples: &[BTreeMap<String, Tensor>],
 ) -> Result<BTreeMap<String, f32>, CompileError> {
-    let err = |message: String| CompileError::Pass {
-        model: g.name.clone(),
-        pass: "calibration".into(),
-        message,
-    };
     let mut amax: BTreeMap<String, f32> = BTreeMap::new();
-    let mut record = |name: &str, t: &Tensor| {
-        if let Some(v) = f32s(&t.values) {
-            let m = v
-                .iter()
-                .filter(|x| !x.is_nan())
-                .fold(0.0f32, |m, x| m.max(x.abs()));
-            let e = amax.entry(name.to_string()).or_insert(0.0);
-            *e = e.max(m);
-        }
-    };
     for (k, t) in g.initializers.iter().chain(&g.constants) {
-        record(k, t);
+        record(&mut amax, k, t);
     }
     // The last node reading each tensor, so values can be dropped early.
     let mut last_use: BTreeMap<&str, usize> = BTreeMap::new();
@@ -67,7 +52,49 @@ pub fn max_abs(
             last_use.insert(t.as_str(), i);
         }
     }
-    for (s, inputs) in samples.iter().enumerate() {
+    // Samples run in parallel; the maximum is the same whatever the order,
+    // so the result does not depend on the thread count.
+    use rayon::prelude::*;
+    let per_sample = samples
+        .par_iter()
+        .enumerate()
+        .map(|(s, inputs)| sample_max_abs(g, s, inputs, &last_use))
+        .collect::<Result<Vec<_>, _>>()?;
+    for m in per_sample {
+        for (k, v) in m {
+            let e = amax.entry(k).or_insert(0.0);
+            *e = e.max(v);
+        }
+    }
+    Ok(amax)
+}
+
+/// Folds `|x|` of a float tensor into `amax[name]`.
+fn record(amax: &mut BTreeMap<String, f32>, name: &str, t: &Tensor) {
+    if let Some(v) = f32s(&t.values) {
+        let m = v
+            .iter()
+            .filter(|x| !x.is_nan())
+            .fold(0.0f32, |m, x| m.max(x.abs()));
+        let e = amax.entry(name.to_string()).or_insert(0.0);
+        *e = e.max(m);
+    }
+}
+
+/// The largest `|x|` of every float input and node output on one sample.
+fn sample_max_abs(
+    g: &Graph,
+    s: usize,
+    inputs: &BTreeMap<String, Tensor>,
+    last_use: &BTreeMap<&str, usize>,
+) -> Result<BTreeMap<String, f32>, CompileError> {
+    let err = |message: String| CompileError::Pass {
+        model: g.name.clone(),
+        pass: "calibration".into(),
+        message,
+    };
+    let mut amax: BTreeMap<String, f32> = BTreeMap::new();
+    {
         for (name, info) in &g.inputs {
             let t = inputs.get(name).ok_or_else(|| {
                 err(format!(
@@ -80,7 +107,7 @@ pub fn max_abs(
                     t.info()
                 )));
             }
-            record(name, t);
+            record(&mut amax, name, t);
         }
         let mut values: BTreeMap<String, Tensor> = BTreeMap::new();
         for (i, n) in g.nodes.iter().enumerate() {
@@ -122,7 +149,7 @@ pub fn max_abs(
                 ))
             })?;
             for (o, t) in n.outputs.iter().zip(ts) {
-                record(o, &t);
+                record(&mut amax, o, &t);
                 values.insert(o.clone(), t);
             }
             values.retain(|k, _| {
