@@ -65,6 +65,21 @@ impl Busy {
     }
 }
 
+/// A set of streams (chip configs allow at most 256 per direction).
+#[derive(Clone, Copy, Default)]
+struct StreamMask([u64; 4]);
+
+impl StreamMask {
+    fn set(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+    fn get(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+}
+
 /// A wavefront: a direction and a diagonal (see the module doc).
 type DiagKey = (Dir, i64);
 
@@ -150,15 +165,13 @@ impl Tables {
         }
     }
     /// Which of `n` streams are busy somewhere on `seg` of wavefront `k`.
-    fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16), n: usize) -> Vec<bool> {
-        let mut busy = vec![false; n];
+    fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16)) -> StreamMask {
+        let mut busy = StreamMask::default();
         let committed = self.streams.get(&k).into_iter().flatten();
         let pending = p.streams.iter().filter(|(pk, _)| *pk == k).map(|(_, u)| u);
         for (stream, s) in committed.chain(pending) {
             if overlaps(*s, seg) {
-                if let Some(b) = busy.get_mut(*stream as usize) {
-                    *b = true;
-                }
+                busy.set(*stream as usize);
             }
         }
         busy
@@ -183,9 +196,10 @@ impl Tables {
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
     let fp = Floorplan::new(chip);
     let mut tables = Tables::new(chip);
+    let empty = Tables::new(chip);
     let mut out: Vec<Vec<Placed>> = Vec::with_capacity(groups.len());
     for (gi, g) in groups.iter().enumerate() {
-        let placed = place_group(g, chip, &fp, &mut tables, &out).map_err(|m| (gi, m))?;
+        let placed = place_group(g, chip, &fp, &mut tables, &empty, &out).map_err(|m| (gi, m))?;
         out.push(placed);
     }
     Ok(out)
@@ -196,6 +210,7 @@ fn place_group(
     chip: &ChipConfig,
     fp: &Floorplan,
     tables: &mut Tables,
+    empty: &Tables,
     done: &[Vec<Placed>],
 ) -> Result<Vec<Placed>, String> {
     let off = offsets(g, chip, fp)?;
@@ -219,7 +234,7 @@ fn place_group(
     // A group that does not fit on an empty chip never will (its members'
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
-    if try_at(g, chip, fp, &Tables::new(chip), &off, -min_off).is_none() {
+    if try_at(g, chip, fp, empty, &off, -min_off).is_none() {
         return Err(format!(
             "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
             chip.name,
@@ -340,39 +355,21 @@ fn try_at(
     let mut placed = Vec::with_capacity(g.members.len());
     for (m, o) in g.members.iter().zip(off) {
         let t = (start + o) as u64;
-        let candidates: Vec<QueueId> = match m.place {
-            Place::Mem(at) => vec![QueueId {
-                unit: Unit::Mem,
-                slice: at.slice,
-                index: 0,
-            }],
-            Place::Vxm => (0..fp.vxm_queues)
-                .map(|i| QueueId {
-                    unit: Unit::Vxm,
-                    slice: fp.vxm,
-                    index: i,
-                })
-                .collect(),
-            Place::Mxm { slice, queue } => vec![QueueId {
-                unit: Unit::Mxm,
-                slice,
-                index: queue,
-            }],
-            Place::Sxm => fp
-                .sxm
-                .iter()
-                .take(1)
-                .flat_map(|s| {
-                    (0..fp.sxm_queues).map(|i| QueueId {
-                        unit: Unit::Sxm,
-                        slice: *s,
-                        index: i,
-                    })
-                })
-                .collect(),
+        // The queue: fixed for MEM and MXM, the first free ALU of the VXM,
+        // the first free queue of the first SXM.
+        let (unit, slice, first, count) = match m.place {
+            Place::Mem(at) => (Unit::Mem, at.slice, 0, 1),
+            Place::Vxm => (Unit::Vxm, fp.vxm, 0, fp.vxm_queues),
+            Place::Mxm { slice, queue } => (Unit::Mxm, slice, queue, 1),
+            Place::Sxm => (
+                Unit::Sxm,
+                fp.sxm.first().copied().unwrap_or(0),
+                0,
+                if fp.sxm.is_empty() { 0 } else { fp.sxm_queues },
+            ),
         };
-        let q = candidates
-            .into_iter()
+        let q = (first..first + count)
+            .map(|index| QueueId { unit, slice, index })
             .find(|q| tables.queue_free(&p, *q, t))?;
         p.queues.push((q, t));
         if let Place::Mem(at) = m.place {
@@ -440,11 +437,11 @@ fn try_at(
                 return None;
             }
             // One wavefront lookup per path, then a search over bases.
-            let busy: Vec<Vec<bool>> = paths
+            let busy: Vec<StreamMask> = paths
                 .iter()
                 .map(|(_, pf, ready)| {
                     let (k, seg) = key(dir, *pf, *ready);
-                    tables.busy_streams(&p, k, seg, streams)
+                    tables.busy_streams(&p, k, seg)
                 })
                 .collect();
             let (n, w) = (n as usize, w as usize);
@@ -452,7 +449,7 @@ fn try_at(
                 .find(|b| {
                     busy.iter()
                         .enumerate()
-                        .all(|(k, bk)| (0..w).all(|c| !bk[b + k * w + c]))
+                        .all(|(k, bk)| (0..w).all(|c| !bk.get(b + k * w + c)))
                 })
                 .map(|b| (dir, b as u32))
         })?;
