@@ -85,6 +85,32 @@ fn conv_same_padding_with_bias() {
 }
 
 #[test]
+fn narrow_convs_pack_a_kernel_row_into_one_k_tile() {
+    // 3 taps x 5 channels fit in tiny's 16 lanes: the input is rewritten
+    // with SXM shifts, and the product takes 3 K-tiles per pixel, not 9.
+    let text = conv_graph(5, 6, 7, 4, 3, r#""pads": Ints([1, 1, 1, 1])"#, true);
+    let g = lpu_graph::parse_graph(&text, "<test>", std::path::Path::new(".")).expect("parses");
+    let p = lpu_compiler::compile(&g, &ChipConfig::preset("tiny").expect("tiny"))
+        .expect("compiles")
+        .program;
+    let count = |op: lpu_isa::Opcode| {
+        p.queues
+            .iter()
+            .flat_map(|q| &q.slots)
+            .filter(|s| s.instr.op == op)
+            .count()
+    };
+    // 6 x 7 packed rows, 2 shifts each except the last column's, whose
+    // right tap is padding (the shifts start at the first real tap); 42
+    // output pixels x 3 kernel rows minus the 2 x 7 in the top and bottom
+    // padding.
+    assert_eq!(count(lpu_isa::Opcode::Shift), 6 * (7 * 2 - 1));
+    assert_eq!(count(lpu_isa::Opcode::Matmul), 42 * 3 - 14);
+    let (check, _) = run(&text, "tiny");
+    assert!(check.passed, "{:?}", check.failures);
+}
+
+#[test]
 fn conv_strided_asymmetric_padding_odd_channels() {
     // 17 input channels = two vector tiles on tiny; 33 outputs = three.
     assert_conv(

@@ -276,29 +276,67 @@ impl<'a> Lowerer<'a> {
                 l
             }
         };
-        let ktiles: Vec<KTile> = (0..taps * ctiles)
-            .map(|kt| {
-                let (tap, ct) = (kt / ctiles, kt % ctiles);
-                KTile {
-                    w_row0: tap * c + ct * lanes,
-                    rows: lanes.min(c - ct * lanes),
-                }
-            })
-            .collect();
+        // Width packing: when a kernel row's taps fit in one vector
+        // (`kw * C <= lanes`, one group), the input is first rewritten so
+        // that row (h, ow) holds the kw input pixels that output column ow
+        // reads, side by side across the lanes (SXM shifts and VXM adds, one
+        // write). The product then takes one K-tile per kernel row instead
+        // of one per tap: kw times fewer MXM passes, for kw - 1 shifts per
+        // packed row. The packed row index `k * C + ci` equals the unpacked
+        // `tap * C + ci`, so the weight matrix is the same.
+        let pack = kw > 1 && kw * c <= lanes && ctiles == 1 && group == 1 && {
+            let xn = xn.clone();
+            self.zero_padded(&xn, 0)
+        };
+        let (hw_in, hw_out) = (win.h * win.w, win.ho * win.wo);
+        let packed = if pack {
+            Some(self.pack_width(n, &x, &win, c, ys[0])?)
+        } else {
+            None
+        };
+        let ktiles: Vec<KTile> = if pack {
+            (0..kh)
+                .map(|i| KTile {
+                    w_row0: i * kw * c,
+                    rows: kw * c,
+                })
+                .collect()
+        } else {
+            (0..taps * ctiles)
+                .map(|kt| {
+                    let (tap, ct) = (kt / ctiles, kt % ctiles);
+                    KTile {
+                        w_row0: tap * c + ct * lanes,
+                        rows: lanes.min(c - ct * lanes),
+                    }
+                })
+                .collect()
+        };
         let tiles = ktiles.clone();
         let used = move |kt: usize, j: usize| {
+            if pack {
+                return true;
+            }
             let t = tiles[kt];
             let ci0 = t.w_row0 % c;
             let (gi0, gi1) = (ci0 / cg, (ci0 + t.rows - 1) / cg);
             let (go0, go1) = ((j * lanes) / cog, ((j * lanes + lanes).min(co) - 1) / cog);
             gi0 <= go1 && go0 <= gi1
         };
-        let (hw_in, hw_out) = (win.h * win.w, win.ho * win.wo);
         let xw = &x;
+        let pw = packed.as_ref();
         let wref = &win;
         let act = move |r: usize, kt: usize| -> Option<VecLoc> {
             let (nb, p) = (r / hw_out, r % hw_out);
             let (oh, ow) = (p / wref.wo, p % wref.wo);
+            if let Some(pl) = pw {
+                // Kernel row kt of output (oh, ow): packed row (ih, ow).
+                let ih = (oh * wref.sh + kt * wref.dh) as i64 - wref.pads[0] as i64;
+                if !(0..wref.h as i64).contains(&ih) {
+                    return None;
+                }
+                return Some(pl.at((nb * wref.h + ih as usize) * wref.wo + ow, 0));
+            }
             let (tap, ct) = (kt / ctiles, kt % ctiles);
             let (ih, iw) = wref.tap(oh, ow, tap / wref.kw, tap % wref.kw)?;
             Some(xw.at(nb * hw_in + ih * wref.w + iw, ct))
@@ -333,7 +371,120 @@ impl<'a> Lowerer<'a> {
             used: &used,
             act_ty: x.dtype,
         };
-        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)
+        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)?;
+        if let Some(p) = packed {
+            self.alloc.free(&p);
+        }
+        Ok(())
+    }
+
+    /// Writes the width-packed copy of `x` for a convolution with window
+    /// `win` over `c` channels: row `(n, ih, ow)` holds, in lanes
+    /// `[k * c, (k + 1) * c)`, input pixel `(ih, ow * sw + k * dw - pad_left)`
+    /// (zero where that falls in the padding).
+    fn pack_width(
+        &mut self,
+        n: &Node,
+        x: &crate::alloc::TensorLoc,
+        win: &Window,
+        c: usize,
+        batch: usize,
+    ) -> Result<crate::alloc::TensorLoc, CompileError> {
+        let ty = x.dtype;
+        let rows = batch * win.h * win.wo;
+        let packed = self.alloc.tensor(
+            &format!("{} (width-packed input)", n.name),
+            &[rows, win.kw * c],
+            ty,
+        );
+        for nb in 0..batch {
+            for ih in 0..win.h {
+                for ow in 0..win.wo {
+                    let mut gb = self.begin();
+                    // Horner form, last tap first: acc = x[k] + (acc << c),
+                    // so the shifts are chained (one SXM queue suffices).
+                    let mut acc: Option<u32> = None;
+                    for k in (0..win.kw).rev() {
+                        if let Some(a) = acc {
+                            let shift = Instr {
+                                arg: c as i64,
+                                ..Instr::new(Opcode::Shift).typed(ty)
+                            };
+                            acc = Some(self.op(&mut gb, shift, super::Place::Sxm, &[a], vec![]));
+                        }
+                        let iw = (ow * win.sw + k * win.dw) as i64 - win.pads[1] as i64;
+                        if !(0..win.w as i64).contains(&iw) {
+                            continue;
+                        }
+                        let at = x.at((nb * win.h + ih) * win.w + iw as usize, 0);
+                        let v = self.read(&mut gb, at, ty);
+                        acc = Some(match acc {
+                            None => v,
+                            Some(a) => self.op(
+                                &mut gb,
+                                Instr::new(Opcode::Add).typed(ty),
+                                super::Place::Vxm,
+                                &[v, a],
+                                vec![],
+                            ),
+                        });
+                    }
+                    let acc = match acc {
+                        Some(a) => a,
+                        None => {
+                            let z = self.zero_vector(ty);
+                            self.read(&mut gb, z, ty)
+                        }
+                    };
+                    let r = (nb * win.h + ih) * win.wo + ow;
+                    self.write(&mut gb, acc, packed.at(r, 0), ty);
+                    self.finish(gb);
+                }
+            }
+        }
+        Ok(packed)
+    }
+
+    /// Whether every vector of tensor `t` is zero in its lanes past the
+    /// tensor's last stored axis, so lane-shifted copies can be added:
+    /// true for graph inputs (the host pads with zeros) and for results of
+    /// matrix products (their weight columns past N are zero), and kept
+    /// through operators that map zero to zero. Conservative: anything
+    /// else (a sigmoid, say) is false.
+    fn zero_padded(&self, t: &str, depth: usize) -> bool {
+        if self.g.inputs.iter().any(|(i, _)| i == t) {
+            return true;
+        }
+        if depth > 8 {
+            return false;
+        }
+        let Some(p) = self.g.producer(t) else {
+            return false;
+        };
+        let node = &self.g.nodes[p];
+        let scalar_zero = |k: usize| {
+            node.input(k).is_none_or(|z| {
+                self.constant(z)
+                    .is_some_and(|c| (0..c.len()).all(|i| c.values.get_f64(i) == 0.0))
+            })
+        };
+        match node.op_type.as_str() {
+            "Conv" | "ConvInteger" | "MatMul" | "MatMulInteger" | "Gemm" => true,
+            "Relu" | "MaxPool" | "AveragePool" | "Identity" | "Cast" | "Flatten" | "Reshape" => {
+                self.zero_padded(node.input(0).unwrap_or_default(), depth + 1)
+            }
+            "QuantizeLinear" | "DequantizeLinear" => {
+                scalar_zero(2) && self.zero_padded(node.input(0).unwrap_or_default(), depth + 1)
+            }
+            // Operands broadcast from constants are stored zero-padded too.
+            "Add" | "Sub" | "Mul" | "BatchNormalization" => node
+                .inputs
+                .iter()
+                .take(2)
+                .filter(|i| !i.is_empty() && self.constant(i).is_none())
+                .all(|i| self.zero_padded(i, depth + 1)),
+            _ => false,
+        }
     }
 
     /// MaxPool, AveragePool and the global pools (channels-last).
