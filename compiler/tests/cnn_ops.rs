@@ -350,3 +350,90 @@ fn int8_conv_chain_is_bit_exact() {
         }
     }
 }
+
+/// One ConvTranspose node on a `[1, c, h, w]` input with weights
+/// `[c, co/group, k, k]`; the output shape comes from the loader.
+fn conv_transpose_graph(c: usize, h: usize, w: usize, cog: usize, k: usize, attrs: &str) -> String {
+    let probe = format!(
+        r#"Graph(name: "ct", inputs: [ValueInfo(name: "x", dtype: F32, shape: [1, {c}, {h}, {w}])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [
+    Initializer(name: "w", dtype: F32, shape: [{c}, {cog}, {k}, {k}], data: Random(seed: 4, dist: Normal(mean: 0.0, std: 0.3))),
+    Initializer(name: "b", dtype: F32, shape: [BIAS], data: Random(seed: 5, dist: Uniform(low: -0.5, high: 0.5))),
+  ],
+  nodes: [Node(op_type: "ConvTranspose", inputs: ["x", "w", "b"], outputs: ["y"], attributes: {{ {attrs} }})])"#
+    );
+    let group = attrs
+        .split("\"group\": Int(")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse::<usize>().ok())
+        .unwrap_or(1);
+    probe.replace("BIAS", &(cog * group).to_string())
+}
+
+#[test]
+fn conv_transpose_strided_padded_and_grouped() {
+    for (c, h, w, cog, k, attrs) in [
+        (
+            3,
+            4,
+            5,
+            4,
+            3,
+            r#""strides": Ints([2, 2]), "pads": Ints([1, 1, 1, 1])"#,
+        ),
+        (4, 3, 3, 2, 2, r#""strides": Ints([2, 2])"#),
+        (
+            6,
+            4,
+            4,
+            3,
+            3,
+            r#""group": Int(2), "pads": Ints([1, 0, 1, 0]), "output_padding": Ints([0, 0])"#,
+        ),
+        (
+            17,
+            3,
+            4,
+            5,
+            3,
+            r#""strides": Ints([2, 1]), "dilations": Ints([1, 2])"#,
+        ),
+    ] {
+        let text = conv_transpose_graph(c, h, w, cog, k, attrs);
+        let (check, _) = run(&text, "tiny");
+        assert!(check.passed, "{attrs}: {:?}", check.failures);
+        // Products run in fp16 with f32 accumulation: small but nonzero.
+        assert!(
+            check.max_abs_err > 0.0 && check.max_abs_err < 2e-2,
+            "{attrs}: {}",
+            check.max_abs_err
+        );
+    }
+}
+
+#[test]
+fn pad_modes_are_exact_copies() {
+    for (mode, pads) in [
+        ("constant", "[0, 0, 1, 2, 0, 0, 2, 1]"),
+        ("edge", "[0, 0, 2, 1, 0, 0, 1, 3]"),
+        ("reflect", "[0, 0, 2, 2, 0, 0, 1, 2]"),
+        ("wrap", "[0, 0, 1, 0, 0, 0, 3, 2]"),
+    ] {
+        let text = format!(
+            r#"Graph(name: "pad", inputs: [ValueInfo(name: "x", dtype: F32, shape: [1, 17, 4, 5])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [
+    Initializer(name: "pads", dtype: I32, shape: [8], data: Inline({pads})),
+    Initializer(name: "v", dtype: F32, shape: [], data: Inline([1.5])),
+  ],
+  nodes: [Node(op_type: "Pad", inputs: ["x", "pads", "v"], outputs: ["y"], attributes: {{"mode": String("{mode}")}})])"#
+        );
+        let (check, _) = run(&text, "tiny");
+        assert!(
+            check.passed && check.max_abs_err == 0.0,
+            "{mode}: {check:?}"
+        );
+    }
+}

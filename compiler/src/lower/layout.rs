@@ -27,6 +27,8 @@ pub(super) const NHWC: [usize; 4] = [0, 2, 3, 1];
 const SPATIAL: &[&str] = &[
     "Conv",
     "ConvInteger",
+    "ConvTranspose",
+    "Pad",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",

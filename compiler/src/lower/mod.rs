@@ -168,8 +168,8 @@ struct Epilogue {
 fn is_chain_producer(g: &Graph, n: &Node) -> bool {
     match n.op_type.as_str() {
         "MatMul" | "Gemm" | "MatMulInteger" | "Add" | "Sub" | "Mul" | "Relu" | "QuantizeLinear"
-        | "DequantizeLinear" | "Conv" | "ConvInteger" | "MaxPool" | "AveragePool"
-        | "GlobalAveragePool" | "BatchNormalization" => true,
+        | "DequantizeLinear" | "Conv" | "ConvInteger" | "ConvTranspose" | "MaxPool"
+        | "AveragePool" | "GlobalAveragePool" | "BatchNormalization" => true,
         "Cast" => is_real_cast(g, n),
         "Softmax" | "LayerNormalization" | "RMSNormalization" => true,
         op => unary::is_unary(op),
@@ -863,6 +863,8 @@ impl<'a> Lowerer<'a> {
                 }
             }
             "Conv" | "ConvInteger" => self.lower_conv(n),
+            "ConvTranspose" => self.lower_conv_transpose(n),
+            "Pad" => self.lower_pad(n),
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.lower_pool(n),
             "BatchNormalization" => self.lower_batchnorm(n),
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.lower_reshape(n),

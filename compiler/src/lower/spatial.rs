@@ -487,6 +487,270 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// ConvTranspose (2-D, channels-last) as an implicit GEMM that gathers:
+    /// output pixel `(oh, ow)` under tap `(i, j)` reads input pixel
+    /// `((oh + pad_top - i*dh) / sh, ...)` when that division is exact and
+    /// in range, and skips the tap otherwise (it would multiply the zeros a
+    /// scatter formulation inserts between input pixels).
+    pub(super) fn lower_conv_transpose(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let wn = self.input_name(n, 1)?;
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let x = self.operand(&xn)?;
+        let (xs, ys) = (self.shape_of(&xn)?, self.shape_of(&yn)?);
+        if xs.len() != 4 || x.layout != NHWC {
+            return self
+                .unsupported("only 2-D transposed convolutions (4-D NCHW input) are lowered");
+        }
+        let Some(wt) = self.constant(&wn) else {
+            return self.unsupported(&format!("weights '{wn}' must be a constant"));
+        };
+        if wt.shape.len() != 4 {
+            return self.unsupported("weights must be 4-D [Cin, Cout/group, kH, kW]");
+        }
+        let (c, cog, kh, kw) = (wt.shape[0], wt.shape[1], wt.shape[2], wt.shape[3]);
+        let group = n.attr_int("group", 1)?.max(1) as usize;
+        let co = cog * group;
+        if c != xs[1] || c % group != 0 || ys[1] != co {
+            return self.unsupported(&format!(
+                "input channels {}, weights {:?} and group {group} do not agree",
+                xs[1], wt.shape
+            ));
+        }
+        let cg = c / group;
+        match string(n, "auto_pad").as_deref() {
+            None | Some("NOTSET") | Some("VALID") => {}
+            Some(other) => {
+                return self.unsupported(&format!(
+                    "auto_pad '{other}' is not lowered for ConvTranspose (give explicit pads)"
+                ))
+            }
+        }
+        let two = |name: &str| -> (usize, usize) {
+            match ints(n, name) {
+                Some(v) if v.len() == 2 && v.iter().all(|x| *x >= 1) => {
+                    (v[0] as usize, v[1] as usize)
+                }
+                _ => (1, 1),
+            }
+        };
+        let (sh, sw) = two("strides");
+        let (dh, dw) = two("dilations");
+        let (pt, pl) = match ints(n, "pads") {
+            Some(p) if p.len() == 4 && p.iter().all(|x| *x >= 0) => (p[0] as usize, p[1] as usize),
+            None => (0, 0),
+            Some(p) => {
+                return self.unsupported(&format!("pads {p:?}: four non-negative values expected"))
+            }
+        };
+        let lanes = self.lanes;
+        let mm_ty = DType::F16;
+        let emit_ty = self.out_dtype(n)?;
+        if !self.chip.mxm.dtypes.contains(&mm_ty) {
+            return self.unsupported(&format!("chip '{}' has no {mm_ty} MXM", self.chip.name));
+        }
+        let (h, w, ho, wo) = (xs[2], xs[3], ys[2], ys[3]);
+        let taps = kh * kw;
+        let ctiles = x.vpr;
+        let wv = super::f32_of(&wt.values);
+        let k_rows = taps * c;
+        let weight = |r: usize, o: usize| -> f32 {
+            let (tap, ci) = (r / c, r % c);
+            if ci / cg != o / cog {
+                return 0.0;
+            }
+            let (i, j) = (tap / kw, tap % kw);
+            wv[((ci * cog + o % cog) * kh + i) * kw + j]
+        };
+        let key = format!("{wn}#convT{mm_ty}");
+        let wl = match self.locs.get(&key) {
+            Some(l) => l.clone(),
+            None => {
+                let values = Values::F16(
+                    (0..k_rows * co)
+                        .map(|i| f16::from_f32(weight(i / co, i % co)))
+                        .collect(),
+                );
+                let l = self.alloc.constant_columns_first(
+                    &format!("{wn} (as {mm_ty} transposed-conv weights)"),
+                    &[k_rows, co],
+                    &values,
+                );
+                self.locs.insert(key, l.clone());
+                l
+            }
+        };
+        let ktiles: Vec<KTile> = (0..taps * ctiles)
+            .map(|kt| {
+                let (tap, ct) = (kt / ctiles, kt % ctiles);
+                KTile {
+                    w_row0: tap * c + ct * lanes,
+                    rows: lanes.min(c - ct * lanes),
+                }
+            })
+            .collect();
+        let tiles = ktiles.clone();
+        let used = move |kt: usize, j: usize| {
+            let t = tiles[kt];
+            let ci0 = t.w_row0 % c;
+            let (gi0, gi1) = (ci0 / cg, (ci0 + t.rows - 1) / cg);
+            let (go0, go1) = ((j * lanes) / cog, ((j * lanes + lanes).min(co) - 1) / cog);
+            gi0 <= go1 && go0 <= gi1
+        };
+        let xw = &x;
+        let act = move |r: usize, kt: usize| -> Option<VecLoc> {
+            let (nb, p) = (r / (ho * wo), r % (ho * wo));
+            let (oh, ow) = (p / wo, p % wo);
+            let (tap, ct) = (kt / ctiles, kt % ctiles);
+            let (i, j) = (tap / kw, tap % kw);
+            let th = (oh + pt) as i64 - (i * dh) as i64;
+            let tw = (ow + pl) as i64 - (j * dw) as i64;
+            if th < 0 || tw < 0 || th % sh as i64 != 0 || tw % sw as i64 != 0 {
+                return None;
+            }
+            let (ih, iw) = ((th / sh as i64) as usize, (tw / sw as i64) as usize);
+            (ih < h && iw < w).then(|| xw.at((nb * h + ih) * w + iw, ct))
+        };
+        let mut epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        if let Some(bn) = n.input(2) {
+            let Some(b) = self.constant(bn) else {
+                return self.unsupported(&format!("bias '{bn}' must be a constant"));
+            };
+            let bv = super::f32_of(&b.values);
+            let values = match emit_ty {
+                DType::F16 => Values::F16(bv.iter().map(|v| f16::from_f32(*v)).collect()),
+                _ => Values::F32(bv),
+            };
+            epi.bias = Some(self.const_row(&format!("{bn} (bias row)"), &values));
+        }
+        let tail = self.prepare_tail()?;
+        let out = self.chain_output()?;
+        let plan = MatmulPlan {
+            rows: out.rows,
+            ktiles: &ktiles,
+            act: &act,
+            used: &used,
+            act_ty: x.dtype,
+        };
+        self.matmul(&plan, &wl, &out, mm_ty, emit_ty, &epi, &tail)
+    }
+
+    /// A constant integer list input (an initializer or a value folded at
+    /// load time).
+    fn const_ints(&self, name: &str) -> Option<Vec<i64>> {
+        let t = self
+            .g
+            .initializers
+            .get(name)
+            .or_else(|| self.g.constants.get(name))?;
+        Some((0..t.len()).map(|i| t.values.get_f64(i) as i64).collect())
+    }
+
+    /// Pad of a channels-last tensor along height and width: each output
+    /// row is a copy of the input row the mode picks (`constant`: a row of
+    /// the fill value; `edge`, `reflect`, `wrap`: the mirrored, clamped or
+    /// wrapped pixel), one read and one write per vector.
+    pub(super) fn lower_pad(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let x = self.operand(&xn)?;
+        let xs = self.shape_of(&xn)?;
+        if xs.len() != 4 || x.layout != NHWC {
+            return self.unsupported("Pad is lowered on 4-D NCHW (channels-last) tensors only");
+        }
+        let Some(p) = n.input(1).and_then(|t| self.const_ints(t)) else {
+            return self.unsupported("the pads must be a constant input");
+        };
+        let axes: Vec<usize> = match n.input(3) {
+            Some(a) => match self.const_ints(a) {
+                Some(v) => v
+                    .iter()
+                    .map(|&a| if a < 0 { (a + 4) as usize } else { a as usize })
+                    .collect(),
+                None => return self.unsupported("the axes must be a constant input"),
+            },
+            None => (0..4).collect(),
+        };
+        if p.len() != 2 * axes.len() {
+            return self.unsupported(&format!("pads {p:?} do not match axes {axes:?}"));
+        }
+        let mut plan = [(0i64, 0i64); 4];
+        for (k, &a) in axes.iter().enumerate() {
+            if a < 4 {
+                plan[a] = (p[k], p[k + axes.len()]);
+            }
+        }
+        if plan[0] != (0, 0) || plan[1] != (0, 0) || plan.iter().any(|(b, e)| *b < 0 || *e < 0) {
+            return self.unsupported(
+                "only non-negative padding of height and width is lowered (channel padding needs lane moves)",
+            );
+        }
+        let mode = string(n, "mode").unwrap_or_else(|| "constant".into());
+        let source = |i: i64, len: i64| -> Option<i64> {
+            if (0..len).contains(&i) {
+                return Some(i);
+            }
+            match mode.as_str() {
+                "edge" => Some(i.clamp(0, len - 1)),
+                "wrap" => Some(i.rem_euclid(len)),
+                "reflect" if len == 1 => Some(0),
+                "reflect" => {
+                    let p = 2 * (len - 1);
+                    let m = i.rem_euclid(p);
+                    Some(if m < len { m } else { p - m })
+                }
+                _ => None,
+            }
+        };
+        let ty = x.dtype;
+        let fill = match n.input(2).and_then(|c| self.constant(c)) {
+            Some(t) if t.len() == 1 => t.values.get_f64(0),
+            Some(_) => return self.unsupported("constant_value must be a scalar"),
+            None if n.input(2).is_some() => {
+                return self.unsupported("constant_value must be a constant")
+            }
+            None => 0.0,
+        };
+        let (h, w) = (xs[2], xs[3]);
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let ys = self.shape_of(&yn)?;
+        let (ho, wo) = (ys[2], ys[3]);
+        let fill_row = if fill == 0.0 {
+            None
+        } else {
+            let vals = Values::F32(vec![fill as f32; xs[1]]);
+            let vals = match ty {
+                DType::F32 => vals,
+                DType::F16 => Values::F16(vec![f16::from_f64(fill); xs[1]]),
+                DType::I8 => Values::I8(vec![fill as i8; xs[1]]),
+                DType::I32 => Values::I32(vec![fill as i32; xs[1]]),
+            };
+            Some(self.const_row(&format!("{} (fill row)", n.name), &vals))
+        };
+        let (_, out) = self.output(0)?;
+        for r in 0..out.rows {
+            let (nb, pix) = (r / (ho * wo), r % (ho * wo));
+            let (oh, ow) = ((pix / wo) as i64 - plan[2].0, (pix % wo) as i64 - plan[3].0);
+            let src = source(oh, h as i64)
+                .zip(source(ow, w as i64))
+                .map(|(ih, iw)| (nb * h + ih as usize) * w + iw as usize);
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let at = match (src, &fill_row) {
+                    (Some(s), _) => x.at(s, j),
+                    (None, Some(f)) => f.for_row(r, j),
+                    (None, None) => self.zero_vector(ty),
+                };
+                let v = self.read(&mut gb, at, ty);
+                self.write(&mut gb, v, out.at(r, j), ty);
+                self.finish(gb);
+            }
+        }
+        Ok(())
+    }
+
     /// MaxPool, AveragePool and the global pools (channels-last).
     pub(super) fn lower_pool(&mut self, n: &Node) -> Result<(), CompileError> {
         let xn = self.input_name(n, 0)?;
