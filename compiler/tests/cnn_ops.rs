@@ -437,3 +437,35 @@ fn pad_modes_are_exact_copies() {
         );
     }
 }
+
+#[test]
+fn resize_nearest_and_linear() {
+    for (attrs, scales, exact) in [
+        (r#""mode": String("nearest")"#, "[1.0, 1.0, 2.0, 2.0]", true),
+        (
+            r#""mode": String("nearest"), "coordinate_transformation_mode": String("asymmetric"), "nearest_mode": String("floor")"#,
+            "[1.0, 1.0, 1.5, 0.5]",
+            true,
+        ),
+        (r#""mode": String("linear")"#, "[1.0, 1.0, 2.0, 1.5]", false),
+        (
+            r#""mode": String("linear"), "coordinate_transformation_mode": String("align_corners")"#,
+            "[1.0, 1.0, 1.75, 2.0]",
+            false,
+        ),
+    ] {
+        let text = format!(
+            r#"Graph(name: "resize", inputs: [ValueInfo(name: "x", dtype: F32, shape: [1, 17, 4, 6])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "scales", dtype: F32, shape: [4], data: Inline({scales}))],
+  nodes: [Node(op_type: "Resize", inputs: ["x", "", "scales"], outputs: ["y"], attributes: {{ {attrs} }})])"#
+        );
+        let (check, _) = run(&text, "tiny");
+        assert!(check.passed, "{attrs}: {check:?}");
+        if exact {
+            assert_eq!(check.max_abs_err, 0.0, "{attrs}");
+        } else {
+            assert!(check.max_abs_err < 1e-6, "{attrs}: {}", check.max_abs_err);
+        }
+    }
+}

@@ -29,6 +29,7 @@ const SPATIAL: &[&str] = &[
     "ConvInteger",
     "ConvTranspose",
     "Pad",
+    "Resize",
     "MaxPool",
     "AveragePool",
     "GlobalAveragePool",

@@ -865,6 +865,7 @@ impl<'a> Lowerer<'a> {
             "Conv" | "ConvInteger" => self.lower_conv(n),
             "ConvTranspose" => self.lower_conv_transpose(n),
             "Pad" => self.lower_pad(n),
+            "Resize" => self.lower_resize(n),
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.lower_pool(n),
             "BatchNormalization" => self.lower_batchnorm(n),
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.lower_reshape(n),

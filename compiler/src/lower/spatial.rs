@@ -751,6 +751,143 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
+    /// Resize of a channels-last tensor's height and width. `nearest`:
+    /// each output row is a copy of the input row the coordinate transform
+    /// and `nearest_mode` pick. `linear` (bilinear): per output vector, the
+    /// four neighbours weighted on the VXM in the interpreter's order (along
+    /// the width, then the height: `v0 * (1 - r) + v1 * r` in f32, with the
+    /// weights as immediates).
+    pub(super) fn lower_resize(&mut self, n: &Node) -> Result<(), CompileError> {
+        let xn = self.input_name(n, 0)?;
+        let x = self.operand(&xn)?;
+        let xs = self.shape_of(&xn)?;
+        let yn = n.outputs.first().cloned().unwrap_or_default();
+        let ys = self.shape_of(&yn)?;
+        if xs.len() != 4 || x.layout != NHWC || xs[0] != ys[0] || xs[1] != ys[1] {
+            return self.unsupported(
+                "Resize is lowered on 4-D NCHW tensors, resizing height and width only",
+            );
+        }
+        let mode = string(n, "mode").unwrap_or_else(|| "nearest".into());
+        let coord =
+            string(n, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into());
+        let nearest = string(n, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into());
+        if !matches!(mode.as_str(), "nearest" | "linear") {
+            return self.unsupported(&format!("mode '{mode}' is not lowered"));
+        }
+        let scales: Option<Vec<f64>> = n
+            .input(2)
+            .and_then(|t| {
+                self.g
+                    .initializers
+                    .get(t)
+                    .or_else(|| self.g.constants.get(t))
+            })
+            .filter(|t| t.len() == 4)
+            .map(|t| (0..4).map(|i| t.values.get_f64(i)).collect());
+        let coords = |d: usize| -> Vec<f64> {
+            let (len_in, len_out) = (xs[d], ys[d]);
+            let scale = scales
+                .as_ref()
+                .map(|s| s[d])
+                .unwrap_or(len_out as f64 / len_in as f64);
+            (0..len_out)
+                .map(|o| {
+                    let x = o as f64;
+                    match coord.as_str() {
+                        "asymmetric" => x / scale,
+                        "align_corners" if len_out == 1 => 0.0,
+                        "align_corners" => x * (len_in as f64 - 1.0) / (len_out as f64 - 1.0),
+                        "pytorch_half_pixel" if len_out > 1 => (x + 0.5) / scale - 0.5,
+                        "pytorch_half_pixel" => 0.0,
+                        "half_pixel_symmetric" => {
+                            let adj = len_out as f64 / (scale * len_in as f64);
+                            let center = len_in as f64 / 2.0;
+                            center * (1.0 - adj) + (x + 0.5) / scale - 0.5
+                        }
+                        _ => (x + 0.5) / scale - 0.5,
+                    }
+                })
+                .collect()
+        };
+        let (ch, cw) = (coords(2), coords(3));
+        let (h, w, ho, wo) = (xs[2], xs[3], ys[2], ys[3]);
+        let ty = x.dtype;
+        let (_, out) = self.output(0)?;
+        if mode == "nearest" {
+            let pick = |c: f64, len: usize| -> usize {
+                let r = match nearest.as_str() {
+                    "round_prefer_ceil" => (c + 0.5).floor(),
+                    "floor" => c.floor(),
+                    "ceil" => c.ceil(),
+                    _ => (c - 0.5).ceil(),
+                };
+                r.clamp(0.0, len as f64 - 1.0) as usize
+            };
+            for r in 0..out.rows {
+                let (nb, p) = (r / (ho * wo), r % (ho * wo));
+                let src = (nb * h + pick(ch[p / wo], h)) * w + pick(cw[p % wo], w);
+                for j in 0..out.vpr {
+                    let mut gb = self.begin();
+                    let v = self.read(&mut gb, x.at(src, j), ty);
+                    self.write(&mut gb, v, out.at(r, j), ty);
+                    self.finish(gb);
+                }
+            }
+            return Ok(());
+        }
+        if ty != DType::F32 {
+            return self.unsupported("linear Resize is lowered for f32 tensors");
+        }
+        // (low index, high index, weight of the high one) per output position.
+        let taps = |c: &[f64], len: usize| -> Vec<(usize, usize, f32)> {
+            c.iter()
+                .map(|&c| {
+                    let i0 = c.floor();
+                    let hi = len as f64 - 1.0;
+                    (
+                        i0.clamp(0.0, hi) as usize,
+                        (i0 + 1.0).clamp(0.0, hi) as usize,
+                        (c - i0) as f32,
+                    )
+                })
+                .collect()
+        };
+        let (th, tw) = (taps(&ch, h), taps(&cw, w));
+        let muli = |k: f32| Instr {
+            imm: k as f64,
+            ..Instr::new(Opcode::MulImm).typed(DType::F32)
+        };
+        let add = Instr::new(Opcode::Add).typed(DType::F32);
+        for r in 0..out.rows {
+            let (nb, p) = (r / (ho * wo), r % (ho * wo));
+            let ((a, b, rh), (c0, c1, rw)) = (th[p / wo], tw[p % wo]);
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let mut rows = Vec::new();
+                for ih in [a, b] {
+                    let v0 = self.read(&mut gb, x.at((nb * h + ih) * w + c0, j), ty);
+                    let v1 = self.read(&mut gb, x.at((nb * h + ih) * w + c1, j), ty);
+                    let m0 = self.op(&mut gb, muli(1.0 - rw), super::Place::Vxm, &[v0], vec![]);
+                    let m1 = self.op(&mut gb, muli(rw), super::Place::Vxm, &[v1], vec![]);
+                    rows.push(self.op(&mut gb, add.clone(), super::Place::Vxm, &[m0, m1], vec![]));
+                }
+                let m0 = self.op(
+                    &mut gb,
+                    muli(1.0 - rh),
+                    super::Place::Vxm,
+                    &[rows[0]],
+                    vec![],
+                );
+                let m1 = self.op(&mut gb, muli(rh), super::Place::Vxm, &[rows[1]], vec![]);
+                let v = self.op(&mut gb, add.clone(), super::Place::Vxm, &[m0, m1], vec![]);
+                self.write(&mut gb, v, out.at(r, j), ty);
+                self.finish(gb);
+            }
+        }
+        Ok(())
+    }
+
     /// MaxPool, AveragePool and the global pools (channels-last).
     pub(super) fn lower_pool(&mut self, n: &Node) -> Result<(), CompileError> {
         let xn = self.input_name(n, 0)?;
