@@ -469,3 +469,27 @@ fn resize_nearest_and_linear() {
         }
     }
 }
+
+#[test]
+fn variadic_prelu_and_expand() {
+    let text = r#"Graph(name: "misc",
+  inputs: [
+    ValueInfo(name: "a", dtype: F32, shape: [3, 20]),
+    ValueInfo(name: "b", dtype: F32, shape: [3, 20]),
+  ],
+  outputs: [ValueInfo(name: "s"), ValueInfo(name: "mx"), ValueInfo(name: "mn"), ValueInfo(name: "p"), ValueInfo(name: "e")],
+  initializers: [
+    Initializer(name: "row", dtype: F32, shape: [20], data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0))),
+    Initializer(name: "slope", dtype: F32, shape: [20], data: Random(seed: 2, dist: Uniform(low: 0.0, high: 0.5))),
+    Initializer(name: "shape", dtype: I32, shape: [2], data: Inline([4, 20])),
+  ],
+  nodes: [
+    Node(op_type: "Sum", inputs: ["a", "b", "row"], outputs: ["s"]),
+    Node(op_type: "Max", inputs: ["a", "row", "b"], outputs: ["mx"]),
+    Node(op_type: "Min", inputs: ["b", "a"], outputs: ["mn"]),
+    Node(op_type: "PRelu", inputs: ["a", "slope"], outputs: ["p"]),
+    Node(op_type: "Expand", inputs: ["row", "shape"], outputs: ["e"]),
+  ])"#;
+    let (check, _) = run(text, "tiny");
+    assert!(check.passed && check.max_abs_err == 0.0, "{check:?}");
+}

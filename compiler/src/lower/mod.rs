@@ -30,6 +30,7 @@ mod rowwise;
 mod select;
 mod spatial;
 mod unary;
+mod variadic;
 
 use crate::alloc::{view2d, SramAlloc, TensorLoc};
 use crate::group::{retime_reads, Floorplan, Group, Link, Member, MemberRef, Place};
@@ -866,6 +867,9 @@ impl<'a> Lowerer<'a> {
             "ConvTranspose" => self.lower_conv_transpose(n),
             "Pad" => self.lower_pad(n),
             "Resize" => self.lower_resize(n),
+            "Sum" | "Max" | "Min" => self.lower_variadic(n),
+            "PRelu" => self.lower_prelu(n),
+            "Expand" => self.lower_expand(n),
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.lower_pool(n),
             "BatchNormalization" => self.lower_batchnorm(n),
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.lower_reshape(n),
