@@ -267,3 +267,19 @@ fn fused_tails_after_a_matmul() {
   ])"#;
     assert_passes(text, "fused tails");
 }
+
+#[test]
+fn transformer_block_compiles_deterministically() {
+    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
+        .expect("example");
+    let chip = ChipConfig::preset("tiny").expect("preset");
+    let a = lpu_compiler::compile(&g, &chip)
+        .expect("compiles")
+        .program
+        .to_bytes();
+    let b = lpu_compiler::compile(&g, &chip)
+        .expect("compiles")
+        .program
+        .to_bytes();
+    assert!(a == b, "two compilations differ");
+}

@@ -7,8 +7,10 @@
 //! already broadcast for the elementwise steps that follow. A row of several
 //! vectors accumulates its vectors as K-tiles; only the row's real lanes are
 //! installed (rows of the weights that are not loaded are zero), so whatever
-//! the padding lanes hold is ignored. The operands enter the MXM as fp16
-//! (rounded, relative error 2^-11), with fp32 accumulation.
+//! the padding lanes hold is ignored. An f32 row enters the MXM as two fp16
+//! rows, `hi = f16(x)` and `lo = f16(x - hi)` (two K-tiles per vector, fp32
+//! accumulation), so the sum sees `x` to about 2^-22 relative: two extra
+//! VXM groups and one extra `mm` per vector buy f32-like sums.
 //!
 //! A maximum across lanes has no MXM form. It is a tree of SXM rotations:
 //! `m = max(m, rot(m, 2^k))` for `k = 0, 1, ...` until `2^k >= lanes`, after
@@ -26,9 +28,10 @@
 //! | RMSNormalization (last axis) | `r = rsqrt((x x).1 / n + eps)`; `y = x r scale` | `v` `mm`, `1` `emit`, ~`4v + 2` VXM ops |
 //! | Softmax (axis -1) | `m` = row max (rotation tree, exact); `e = exp(x - m)` (VXM, written); `r = rsqrt(e.1)` (MXM); `y = e r r` | `v` `mm`, `1 + log2 L` rotation steps, ~`5v + 2` VXM ops |
 //!
-//! Errors against the reference: the sums see fp16-rounded operands
-//! (relative 2^-11 per element, so about 5e-4 of the row's magnitude);
-//! Softmax's maximum is exact and its `1/s` is `rsqrt(s)^2` (2 ulp).
+//! Errors against the reference: the sums see each operand to about 2^-22
+//! (hi/lo split) and add in fp32 in a different order; Softmax's maximum is
+//! exact and its `1/s` is `rsqrt(s)^2` (2 ulp). The `mm` counts in the table
+//! are per fp16 part (doubled for f32 rows).
 
 use super::unary::{Ex, B};
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind, TailOp};
@@ -129,24 +132,98 @@ impl<'a> Lowerer<'a> {
     ) -> Result<(), CompileError> {
         let w = self.ones_weights();
         let lanes = self.lanes;
-        let ktiles: Vec<KTile> = (0..src.vpr)
-            .map(|t| KTile {
+        // An f32 row is summed as two fp16 rows, hi = f16(x) and
+        // lo = f16(x - hi), so the sum sees x to about 2^-22 (relative)
+        // instead of fp16's 2^-11.
+        let parts: Vec<TensorLoc> = if src.dtype == DType::F32 {
+            let name = self.cur().name.clone();
+            let hi = self.alloc.tensor(
+                &format!("{name} (sum operand hi)"),
+                &[src.rows, src.cols],
+                DType::F16,
+            );
+            let hi = super::unary::apart(hi, &[src]);
+            let lo = self.alloc.tensor(
+                &format!("{name} (sum operand lo)"),
+                &[src.rows, src.cols],
+                DType::F16,
+            );
+            let lo = super::unary::apart(lo, &[src, &hi]);
+            let cvt = |from: DType, to: DType| {
+                let mut c = Instr::new(Opcode::Convert).typed(from);
+                c.to = to;
+                c
+            };
+            for r in 0..src.rows {
+                for t in 0..src.vpr {
+                    let mut gb = self.begin();
+                    let x = self.read(&mut gb, src.at(r, t), DType::F32);
+                    let h = self.op(
+                        &mut gb,
+                        cvt(DType::F32, DType::F16),
+                        Place::Vxm,
+                        &[x],
+                        vec![],
+                    );
+                    self.write(&mut gb, h, hi.at(r, t), DType::F16);
+                    self.fin(gb);
+                    let mut gb = self.begin();
+                    let x = self.read(&mut gb, src.at(r, t), DType::F32);
+                    let h = self.read(&mut gb, hi.at(r, t), DType::F16);
+                    let h = self.op(
+                        &mut gb,
+                        cvt(DType::F16, DType::F32),
+                        Place::Vxm,
+                        &[h],
+                        vec![],
+                    );
+                    let d = self.op(
+                        &mut gb,
+                        Instr::new(Opcode::Sub).typed(DType::F32),
+                        Place::Vxm,
+                        &[x, h],
+                        vec![],
+                    );
+                    let d = self.op(
+                        &mut gb,
+                        cvt(DType::F32, DType::F16),
+                        Place::Vxm,
+                        &[d],
+                        vec![],
+                    );
+                    self.write(&mut gb, d, lo.at(r, t), DType::F16);
+                    self.fin(gb);
+                }
+            }
+            vec![hi, lo]
+        } else {
+            vec![src.clone()]
+        };
+        let np = parts.len();
+        let ktiles: Vec<KTile> = (0..src.vpr * np)
+            .map(|k| KTile {
                 w_row0: 0,
-                rows: lanes.min(src.cols - t * lanes),
+                rows: lanes.min(src.cols - (k / np) * lanes),
             })
             .collect();
-        let act = |r: usize, kt: usize| Some(src.at(r, kt));
+        let act = |r: usize, k: usize| Some(parts[k % np].at(r, k / np));
         let used = |_: usize, _: usize| true;
         let plan = MatmulPlan {
             rows: src.rows,
             ktiles: &ktiles,
             act: &act,
             used: &used,
-            act_ty: src.dtype,
+            act_ty: parts[0].dtype,
         };
         self.attn.lane0.clear();
         let epi = Epilogue { alpha, bias: None };
-        self.matmul(&plan, &w, out, DType::F16, DType::F32, &epi, tail)
+        let r = self.matmul(&plan, &w, out, DType::F16, DType::F32, &epi, tail);
+        if np > 1 {
+            for p in &parts {
+                self.alloc.free(p);
+            }
+        }
+        r
     }
 
     /// The constant row that keeps real lanes (`f32::MAX`) and sets padding
