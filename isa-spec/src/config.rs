@@ -125,6 +125,100 @@ impl EnergyConfig {
     }
 }
 
+/// The memory behind the MEM slices in `lpsim`'s dynamic mode.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub enum MemoryModel {
+    /// The on-chip SRAM of the static model: no extra latency.
+    #[default]
+    Sram,
+    /// HBM behind a small on-chip buffer: every SRAM read or write that
+    /// misses the buffer pays `latency` plus a seeded uniform `0..=jitter`
+    /// extra cycles (bank conflicts, refresh, queueing). Figures and their
+    /// sources: `simulator/DYNAMIC.md` (assumed, order of magnitude).
+    Hbm {
+        /// Extra cycles of a buffer miss (device access plus controller).
+        latency: u32,
+        /// Largest further seeded extra delay of a miss, cycles.
+        jitter: u32,
+        /// On-chip buffer, KiB: the most recently used vectors that fit
+        /// are served without extra latency; 0 for none.
+        buffer_kib: u32,
+    },
+}
+
+impl MemoryModel {
+    /// The HBM model with this project's default figures: 100 cycles of
+    /// latency, up to 100 of jitter, a 64 KiB buffer.
+    pub fn hbm_default() -> MemoryModel {
+        MemoryModel::Hbm {
+            latency: 100,
+            jitter: 100,
+            buffer_kib: 64,
+        }
+    }
+}
+
+/// Default issue window of the dynamic mode.
+pub const DEFAULT_WINDOW: u32 = 8;
+
+fn default_window() -> u32 {
+    DEFAULT_WINDOW
+}
+
+/// Options of `lpsim`'s dynamic (interlocked) mode; see `simulator/DYNAMIC.md`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicConfig {
+    /// The memory behind the MEM slices.
+    #[serde(default)]
+    pub memory: MemoryModel,
+    /// Issue window per queue: an instruction may issue only while it is
+    /// among the first `window` not-yet-issued instructions of its queue.
+    #[serde(default = "default_window")]
+    pub window: u32,
+    /// Operand latches are the window (reservation stations): a producer
+    /// issues only while every consumer of its stream result is in its
+    /// queue's window. `false` (default): a result waits at its consumer
+    /// for as long as needed (unbounded operand buffers).
+    #[serde(default)]
+    pub latch_in_window: bool,
+}
+
+impl Default for DynamicConfig {
+    fn default() -> Self {
+        DynamicConfig {
+            memory: MemoryModel::Sram,
+            window: DEFAULT_WINDOW,
+            latch_in_window: false,
+        }
+    }
+}
+
+impl DynamicConfig {
+    /// Checks the window and the memory figures.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1024).contains(&self.window) {
+            return Err(format!(
+                "dynamic.window must be 1..=1024, found {}",
+                self.window
+            ));
+        }
+        if let MemoryModel::Hbm {
+            latency,
+            jitter,
+            buffer_kib,
+        } = self.memory
+        {
+            if latency > 1 << 20 || jitter > 1 << 20 || buffer_kib > 1 << 20 {
+                return Err(
+                    "dynamic.memory: latency, jitter and buffer_kib must be at most 2^20".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A whole chip. See `isa-spec/ISA.md` for what each field means to timing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +251,10 @@ pub struct ChipConfig {
     /// energy).
     #[serde(default)]
     pub energy: Option<EnergyConfig>,
+    /// Options of `lpsim`'s dynamic mode (optional: absent means on-chip
+    /// SRAM and the default window).
+    #[serde(default)]
+    pub dynamic: Option<DynamicConfig>,
 }
 
 /// A configuration that cannot describe a chip.
@@ -320,6 +418,11 @@ impl ChipConfig {
         }
         if let Some(e) = &self.energy {
             if let Err(m) = e.validate() {
+                return bad(m);
+            }
+        }
+        if let Some(d) = &self.dynamic {
+            if let Err(m) = d.validate() {
                 return bad(m);
             }
         }
@@ -497,5 +600,32 @@ mod tests {
             .to_string();
         assert!(e.starts_with("x.ron: invalid chip config"), "{e}");
         assert!(ChipConfig::resolve("nope").is_err());
+    }
+
+    #[test]
+    fn dynamic_section_is_optional_and_validated() {
+        let base = include_str!("../chips/tiny.ron");
+        assert_eq!(ChipConfig::parse(base, "tiny").unwrap().dynamic, None);
+        let end = base.rfind(')').unwrap();
+        let with = format!(
+            "{}    dynamic: Some((memory: Hbm(latency: 90, jitter: 30, buffer_kib: 16), window: 4)),\n)",
+            &base[..end]
+        );
+        let c = ChipConfig::parse(&with, "dyn.ron").expect("dynamic section");
+        let d = c.dynamic.expect("some");
+        assert_eq!(d.window, 4);
+        assert_eq!(
+            d.memory,
+            MemoryModel::Hbm {
+                latency: 90,
+                jitter: 30,
+                buffer_kib: 16
+            }
+        );
+        let short = format!("{}    dynamic: Some(()),\n)", &base[..end]);
+        let c = ChipConfig::parse(&short, "dyn.ron").expect("defaults");
+        assert_eq!(c.dynamic, Some(DynamicConfig::default()));
+        let bad = with.replace("window: 4", "window: 0");
+        assert!(ChipConfig::parse(&bad, "dyn.ron").is_err());
     }
 }

@@ -17,7 +17,7 @@ pub mod dtype;
 pub mod isa;
 pub mod program;
 
-pub use config::{ChipConfig, EnergyConfig, SliceKind};
+pub use config::{ChipConfig, DynamicConfig, EnergyConfig, MemoryModel, SliceKind};
 pub use dtype::{DType, Values};
 pub use isa::{Dir, Instr, Opcode, StreamRef, Unit};
 pub use program::{Program, QueueId};

@@ -139,9 +139,11 @@ struct Written {
     group: u8,
 }
 
-type Fail = (HazardKind, String, Option<StreamRef>);
+pub(crate) type Fail = (HazardKind, String, Option<StreamRef>);
 
-struct Engine<'p> {
+/// The machine state and per-instruction execution, shared by the static
+/// engine and the dynamic mode ([`crate::dynamic`]).
+pub(crate) struct Engine<'p> {
     p: &'p Program,
     chip: &'p ChipConfig,
     lanes: usize,
@@ -152,7 +154,13 @@ struct Engine<'p> {
     streams: HashMap<(Dir, u8, i64), Vec<StreamRec>>,
     writes: HashMap<u64, Written>,
     next_write: u64,
-    banks: HashMap<(u16, u32), (u64, u32)>,
+    pub(crate) banks: HashMap<(u16, u32), (u64, u32)>,
+    /// Dynamic mode: stream results latched by (producer id, output group)
+    /// instead of flowing as wavefronts; `None` in static mode.
+    pub(crate) latched: Option<HashMap<(u32, u8), Values>>,
+    /// Dynamic mode: extra cycles before the issuing `write` lands (memory
+    /// latency); 0 in static mode.
+    pub(crate) extra: u64,
 }
 
 /// Runs a program on the given inputs (one tensor per input binding).
@@ -162,23 +170,7 @@ pub fn simulate(
     opts: &SimOptions,
 ) -> Result<Outcome, SimError> {
     let issues = p.issue_times().map_err(SimError::Program)?;
-    let mut e = Engine {
-        p,
-        chip: &p.chip,
-        lanes: p.chip.lanes() as usize,
-        slices: p.chip.slices(),
-        mem: (0..p.chip.slices().len()).map(|_| None).collect(),
-        planes: BTreeMap::new(),
-        effects: BTreeMap::new(),
-        streams: HashMap::new(),
-        writes: HashMap::new(),
-        next_write: 0,
-        banks: HashMap::new(),
-    };
-    for m in &p.memory {
-        e.store(m.at, &m.values);
-    }
-    e.load_inputs(inputs)?;
+    let mut e = Engine::new(p, inputs)?;
     let mut stats = Stats {
         node_spans: vec![None; p.nodes.len()],
         node_instructions: vec![0; p.nodes.len()],
@@ -263,13 +255,7 @@ pub fn simulate(
             }
         }
     }
-    stats.sram_bytes = e
-        .mem
-        .iter()
-        .flatten()
-        .map(|m| m.written.iter().filter(|w| **w).count() as u64)
-        .sum::<u64>()
-        * e.lanes as u64;
+    stats.sram_bytes = e.sram_bytes();
     Ok(Outcome {
         cycles: end + e.chip.superlane_skew() as u64,
         outputs,
@@ -285,7 +271,44 @@ pub fn instr_text(slot: &lpu_isa::program::Slot) -> String {
 }
 
 impl<'p> Engine<'p> {
-    fn hazard(
+    /// A machine holding the program's memory image and the inputs.
+    pub(crate) fn new(
+        p: &'p Program,
+        inputs: &BTreeMap<String, Tensor>,
+    ) -> Result<Engine<'p>, SimError> {
+        let mut e = Engine {
+            p,
+            chip: &p.chip,
+            lanes: p.chip.lanes() as usize,
+            slices: p.chip.slices(),
+            mem: (0..p.chip.slices().len()).map(|_| None).collect(),
+            planes: BTreeMap::new(),
+            effects: BTreeMap::new(),
+            streams: HashMap::new(),
+            writes: HashMap::new(),
+            next_write: 0,
+            banks: HashMap::new(),
+            latched: None,
+            extra: 0,
+        };
+        for m in &p.memory {
+            e.store(m.at, &m.values);
+        }
+        e.load_inputs(inputs)?;
+        Ok(e)
+    }
+
+    /// Bytes of SRAM holding data (image, inputs and writes).
+    pub(crate) fn sram_bytes(&self) -> u64 {
+        self.mem
+            .iter()
+            .flatten()
+            .map(|m| m.written.iter().filter(|w| **w).count() as u64)
+            .sum::<u64>()
+            * self.lanes as u64
+    }
+
+    pub(crate) fn hazard(
         &self,
         iss: &Issue,
         t: u64,
@@ -427,7 +450,7 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
-    fn fetch(&mut self, b: &Binding) -> Result<Tensor, String> {
+    pub(crate) fn fetch(&mut self, b: &Binding) -> Result<Tensor, String> {
         let vpr = b.vectors_per_row(self.lanes);
         let mut parts: Vec<Values> = Vec::with_capacity(b.rows * vpr);
         for r in 0..b.rows {
@@ -456,7 +479,7 @@ impl<'p> Engine<'p> {
         Tensor::new(b.shape.clone(), values).map_err(|e| e.to_string())
     }
 
-    fn apply_effects(&mut self, upto: u64) {
+    pub(crate) fn apply_effects(&mut self, upto: u64) {
         while let Some(entry) = self.effects.first_entry() {
             if *entry.key() > upto {
                 break;
@@ -519,6 +542,10 @@ impl<'p> Engine<'p> {
         values: Values,
         producer: (u32, u8),
     ) -> Result<(), Fail> {
+        if let Some(l) = &mut self.latched {
+            l.insert(producer, values);
+            return Ok(());
+        }
         let id = self.next_write;
         self.next_write += 1;
         let w = values.dtype().bytes();
@@ -563,6 +590,22 @@ impl<'p> Engine<'p> {
         r: u64,
         expect: Option<(u32, u8)>,
     ) -> Result<Values, Fail> {
+        if let Some(l) = &self.latched {
+            let v = expect.and_then(|e| l.get(&e)).ok_or((
+                HazardKind::EmptyStream,
+                "dynamic mode: the operand has no producer edge, or its value was not latched"
+                    .to_string(),
+                Some(s),
+            ))?;
+            if v.dtype() != ty {
+                return Err((
+                    HazardKind::WrongProducer,
+                    format!("read a {} value as {ty}", v.dtype()),
+                    Some(s),
+                ));
+            }
+            return Ok(v.clone());
+        }
         let diag = Self::diag(s.dir, r, y);
         let mut found: Option<u64> = None;
         for k in 0..ty.bytes() {
@@ -682,7 +725,7 @@ impl<'p> Engine<'p> {
         Ok(())
     }
 
-    fn execute(&mut self, iss: &Issue, t: u64) -> Result<(), Fail> {
+    pub(crate) fn execute(&mut self, iss: &Issue, t: u64) -> Result<(), Fail> {
         let q = &self.p.queues[iss.queue as usize];
         let slot = &q.slots[iss.slot as usize];
         let i: &Instr = &slot.instr;
@@ -729,11 +772,14 @@ impl<'p> Engine<'p> {
             Opcode::Write => {
                 self.bank(x, i.arg as u32, t, i.ty.bytes() as u64, slot.id)?;
                 let v = src(self, i.ty)?;
-                self.effects.entry(t + d).or_default().push(Effect::Sram {
-                    slice: x,
-                    addr: i.arg as u32,
-                    planes: v.to_byte_planes(),
-                });
+                self.effects
+                    .entry(t + d + self.extra)
+                    .or_default()
+                    .push(Effect::Sram {
+                        slice: x,
+                        addr: i.arg as u32,
+                        planes: v.to_byte_planes(),
+                    });
                 Ok(())
             }
             Opcode::Add | Opcode::Sub | Opcode::Mul | Opcode::Max | Opcode::Min => {

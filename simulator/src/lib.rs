@@ -2,6 +2,8 @@
 //! cycle-accurately with real values, stops on hazards, and reports.
 //!
 //! - [`engine`]: the cycle engine ([`simulate`]).
+//! - [`dynamic`]: dynamic (interlocked) execution of the dependence DAG,
+//!   seeded HBM memory jitter and multi-seed latency distributions.
 //! - [`vxm`]: elementwise, MXM and SXM arithmetic.
 //! - [`hazard`]: what the engine stops on.
 //! - [`check`]: comparison with the reference interpreter.
@@ -13,6 +15,7 @@
 //! The library never calls the compiler: the program is the contract.
 
 pub mod check;
+pub mod dynamic;
 pub mod energy;
 pub mod engine;
 pub mod hazard;
@@ -21,5 +24,6 @@ pub mod report;
 pub mod trace;
 pub mod vxm;
 
+pub use dynamic::{simulate_dynamic, DynamicOptions, DynamicOutcome};
 pub use engine::{simulate, Outcome, SimError, SimOptions};
 pub use hazard::{Hazard, HazardKind};

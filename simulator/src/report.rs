@@ -304,6 +304,10 @@ pub struct Report {
     pub energy: Option<EnergyReport>,
     /// The GPU baseline, or null (`--gpu none`, or no graph to model).
     pub gpu: Option<GpuReport>,
+    /// Dynamic mode (`--schedule dynamic`): window, memory, stalls and the
+    /// seed distribution; absent from the JSON in static mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<crate::dynamic::DynamicReport>,
 }
 
 /// Builds the report of a run.
@@ -392,6 +396,7 @@ pub fn build(
         perturb,
         energy: lpu_energy(p, o),
         gpu: None,
+        dynamic: None,
     }
 }
 
@@ -445,6 +450,9 @@ pub fn text_by(r: &Report, by: Breakdown) -> String {
             fmt_joules(e.static_j),
             fmt_joules(e.total_j - e.static_j)
         );
+    }
+    if let Some(d) = &r.dynamic {
+        s.push_str(&dynamic_text(d));
     }
     if let Some(g) = &r.gpu {
         s.push_str(&g.text(
@@ -545,6 +553,58 @@ pub fn text_by(r: &Report, by: Breakdown) -> String {
     }
     if let Some(h) = &r.hazard {
         let _ = writeln!(s, "\n  HAZARD       {h}");
+    }
+    s
+}
+
+/// The dynamic-mode lines of the terminal report.
+pub fn dynamic_text(d: &crate::dynamic::DynamicReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  schedule     dynamic (window {}, latch {}, memory {}, seed {})",
+        d.window,
+        if d.latch_in_window {
+            "window"
+        } else {
+            "unbounded"
+        },
+        d.memory,
+        d.seed
+    );
+    if let Some(st) = d.static_cycles {
+        let _ = writeln!(
+            s,
+            "  vs static    {} cycles ({:+} cycles, {:.3}x)",
+            st,
+            d.cycles as i64 - st as i64,
+            d.cycles as f64 / st.max(1) as f64
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  stalls       operand {}, structural {}, arbitration {}, memory {} (instruction-cycles; {} memory misses)",
+        d.stalls.operand, d.stalls.structural, d.stalls.arbitration, d.stalls.memory, d.memory_misses
+    );
+    if let Some(x) = &d.distribution {
+        let _ = writeln!(
+            s,
+            "  {} seeds     min {} p50 {} p90 {} p99 {} max {} cycles (seeds {}..{})",
+            x.runs,
+            x.min,
+            x.p50,
+            x.p90,
+            x.p99,
+            x.max,
+            x.first_seed,
+            x.first_seed.wrapping_add(x.runs.saturating_sub(1))
+        );
+        let m = &x.mean_stalls;
+        let _ = writeln!(
+            s,
+            "  mean stalls  operand {:.1}, structural {:.1}, arbitration {:.1}, memory {:.1}",
+            m.operand, m.structural, m.arbitration, m.memory
+        );
     }
     s
 }

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lpu_cli::{report_error, write_atomic, Artifact, EXIT_ERROR, EXIT_FOUND, EXIT_OK};
 use lpu_graph::{Graph, Tensor};
+use lpu_sim::dynamic::{run_seeds, DynamicOptions, DynamicReport};
 use lpu_sim::{check, perturb, report, trace, SimOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,14 @@ struct Cli {
 enum Command {
     /// Run a program (.lpb/.lpa) or a model (.graph, compiled in-process).
     Run(RunArgs),
+    /// Static vs dynamic scheduling of the same program side by side
+    /// (latency, stalls, the dynamic latency distribution over `--seeds`
+    /// runs, default 16, and the GPU baseline when the model is known).
+    Compare(RunArgs),
+    /// A grid of chip configurations (`--set KEY=V1,V2,...`, repeatable)
+    /// compiled and simulated in parallel: CSV plus an SVG plot of latency
+    /// (and energy) against the first swept parameter.
+    Sweep(lpu_cli::sweep::Args),
     /// Run ONNX backend-test cases (DIR/model.onnx, DIR/test_data_set_N/)
     /// and compare with their expected outputs (rtol 1e-3, atol 1e-7).
     OnnxTest(lpu_cli::onnx_test::Args),
@@ -78,8 +87,62 @@ struct RunArgs {
     /// `layer1.0`), `op` (by operator type), or `none`.
     #[arg(long, value_name = "node|layer|op|none", default_value = "node")]
     by: String,
+    /// Scheduling: `static` (the compiler's cycle-exact schedule) or
+    /// `dynamic` (the dependence DAG on interlocked queues; simulator/DYNAMIC.md).
+    #[arg(long, value_name = "static|dynamic", default_value = "static")]
+    schedule: String,
+    /// Dynamic mode: issue window per queue (default: the chip's
+    /// `dynamic.window`, else 8).
+    #[arg(long, value_name = "N")]
+    window: Option<u32>,
+    /// Dynamic mode: `sram` (on-chip, no extra latency) or `hbm` (the chip's
+    /// HBM figures, else the defaults of simulator/DYNAMIC.md); default: the
+    /// chip's `dynamic.memory`.
+    #[arg(long, value_name = "sram|hbm")]
+    memory: Option<String>,
+    /// Dynamic mode: N runs with seeds --seed.. --seed+N-1 in parallel, and
+    /// their latency distribution.
+    #[arg(long, value_name = "N")]
+    seeds: Option<u64>,
+    /// Dynamic mode: where results wait for their consumers: `unbounded`
+    /// (latched at the consumer however long) or `window` (only into a
+    /// consumer inside its queue's issue window); default: the chip's
+    /// `dynamic.latch_in_window`, else unbounded.
+    #[arg(long, value_name = "unbounded|window")]
+    latch: Option<String>,
     #[command(flatten)]
     prepare: lpu_cli::PrepareArgs,
+}
+
+/// The dynamic-mode options of a run: the chip's section overridden by
+/// `--window` and `--memory`.
+fn dynamic_options(args: &RunArgs, p: &lpu_isa::Program) -> Result<DynamicOptions> {
+    let mut o = DynamicOptions::for_chip(&p.chip, args.seed);
+    if let Some(w) = args.window {
+        if !(1..=1024).contains(&w) {
+            bail!("--window {w}: expected 1..=1024");
+        }
+        o.window = w as usize;
+    }
+    match args.memory.as_deref() {
+        None => {}
+        Some("sram") => o.memory = lpu_isa::MemoryModel::Sram,
+        Some("hbm") if !matches!(o.memory, lpu_isa::MemoryModel::Hbm { .. }) => {
+            o.memory = lpu_isa::MemoryModel::hbm_default();
+        }
+        Some("hbm") => {}
+        Some(m) => bail!("--memory '{m}': expected sram or hbm"),
+    }
+    match args.latch.as_deref() {
+        None => {}
+        Some("unbounded") => o.latch_in_window = false,
+        Some("window") => o.latch_in_window = true,
+        Some(l) => bail!("--latch '{l}': expected unbounded or window"),
+    }
+    if args.seeds == Some(0) {
+        bail!("--seeds must be at least 1");
+    }
+    Ok(o)
 }
 
 /// The GPU baseline's spec and options, or `None` for `--gpu none`.
@@ -213,17 +276,123 @@ fn random_for(p: &lpu_isa::Program, seed: u64) -> Result<BTreeMap<String, Tensor
     Ok(out)
 }
 
+/// A program ready to run: the program, its model when known, the
+/// per-node precisions of an in-process compile, and the inputs.
+struct Loaded {
+    program: lpu_isa::Program,
+    graph: Option<Graph>,
+    node_precision: BTreeMap<String, String>,
+    inputs: BTreeMap<String, Tensor>,
+}
+
 fn run(args: RunArgs) -> Result<u8> {
     if args.gpu == "list" {
         lpu_cli::print_stdout(&lpu_gpu::GpuSpec::list())?;
         return Ok(EXIT_OK);
     }
-    let Some(input) = args.input.clone() else {
-        bail!("missing the program or model to run (lpsim run MODEL.graph|PROGRAM.lpb)");
-    };
     let gpu = gpu_for(&args)?;
     let by = report::Breakdown::parse(&args.by)
         .ok_or_else(|| anyhow::anyhow!("--by '{}': expected node, layer, op or none", args.by))?;
+    let dynamic = match args.schedule.as_str() {
+        "static" => None,
+        "dynamic" => Some(()),
+        s => bail!("--schedule '{s}': expected static or dynamic"),
+    };
+    if dynamic.is_none()
+        && (args.seeds.is_some()
+            || args.window.is_some()
+            || args.memory.is_some()
+            || args.latch.is_some())
+    {
+        bail!("--seeds, --window, --memory and --latch need --schedule dynamic");
+    }
+    let Loaded {
+        program,
+        graph,
+        node_precision,
+        inputs,
+    } = load(&args, &gpu)?;
+    let (program, perturbation) = match args.perturb {
+        Some(seed) => match perturb::perturb(&program, seed) {
+            Some((p, d)) => (p, Some(d)),
+            None => bail!("--perturb: no instruction can move one cycle later in this program"),
+        },
+        None => (program, None),
+    };
+    let opts = SimOptions {
+        trace: args.trace.is_some(),
+    };
+    let (outcome, dyn_report) = match dynamic {
+        None => (lpu_sim::simulate(&program, &inputs, &opts)?, None),
+        Some(()) => {
+            let o = DynamicOptions {
+                trace: opts.trace,
+                ..dynamic_options(&args, &program)?
+            };
+            let d = lpu_sim::simulate_dynamic(&program, &inputs, &o)?;
+            let mut dr = DynamicReport::new(&o, &d);
+            dr.static_cycles = lpu_sim::simulate(&program, &inputs, &SimOptions::default())
+                .ok()
+                .filter(|s| s.hazard.is_none())
+                .map(|s| s.cycles);
+            if let Some(n) = args.seeds {
+                dr.distribution = Some(run_seeds(&program, &inputs, &o, n)?);
+            }
+            (d.outcome, Some(dr))
+        }
+    };
+    let check = match (&graph, args.check && outcome.hazard.is_none()) {
+        (Some(g), true) => {
+            let reference = lpu_graph::interpret(g, &inputs)?;
+            Some(check::compare(&outcome.outputs, &reference))
+        }
+        _ => None,
+    };
+    if let Some(dir) = &args.trace {
+        let dir = dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}-trace", program.model)));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        write_atomic(
+            &dir.join("trace.txt"),
+            trace::text(&program, &outcome.trace).as_bytes(),
+        )?;
+        write_atomic(
+            &dir.join("trace.json"),
+            trace::chrome(&program, &outcome.trace).as_bytes(),
+        )?;
+        if !args.json {
+            eprintln!(
+                "lpsim: wrote {} and {}",
+                dir.join("trace.txt").display(),
+                dir.join("trace.json").display()
+            );
+        }
+    }
+    if let Some(dir) = &args.save_outputs {
+        save_outputs(dir, &outcome.outputs)?;
+    }
+    let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
+    let mut r = report::build(&program, &outcome, check, perturbation);
+    r.set_precisions(&args.prepare.precision, &node_precision);
+    r.dynamic = dyn_report;
+    if let Some(g) = &graph {
+        r.gpu = gpu_report(&gpu, g, Some(r.latency_us));
+    }
+    if args.json {
+        lpu_cli::print_stdout(&(serde_json::to_string_pretty(&r)? + "\n"))?;
+    } else {
+        lpu_cli::print_stdout(&report::text_by(&r, by))?;
+    }
+    Ok(if found { EXIT_FOUND } else { EXIT_OK })
+}
+
+/// Loads (or compiles) the program and draws or reads its inputs.
+fn load(args: &RunArgs, gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>) -> Result<Loaded> {
+    let Some(input) = args.input.clone() else {
+        bail!("missing the program or model to run (lpsim run MODEL.graph|PROGRAM.lpb)");
+    };
     let mut node_precision = BTreeMap::new();
     let (program, graph): (lpu_isa::Program, Option<Graph>) = match lpu_cli::load(&input)? {
         Artifact::Graph(g) => {
@@ -237,7 +406,7 @@ fn run(args: RunArgs) -> Result<u8> {
             let c = match lpu_compiler::compile(&g, &chip) {
                 Ok(c) => c,
                 Err(e) => {
-                    print_does_not_fit(&args, &g, &gpu, &e)?;
+                    print_does_not_fit(args, &g, gpu, &e)?;
                     return Err(anyhow::Error::new(e).context(input.display().to_string()));
                 }
             };
@@ -277,61 +446,179 @@ fn run(args: RunArgs) -> Result<u8> {
         .iter()
         .map(|b| (b.name.clone(), b.dtype, b.shape.clone()))
         .collect();
-    let inputs = inputs_for(&specs, &args, random_for(&program, args.seed)?)?;
-    let (program, perturbation) = match args.perturb {
-        Some(seed) => match perturb::perturb(&program, seed) {
-            Some((p, d)) => (p, Some(d)),
-            None => bail!("--perturb: no instruction can move one cycle later in this program"),
-        },
-        None => (program, None),
-    };
-    let opts = SimOptions {
-        trace: args.trace.is_some(),
-    };
-    let outcome = lpu_sim::simulate(&program, &inputs, &opts)?;
-    let check = match (&graph, args.check && outcome.hazard.is_none()) {
-        (Some(g), true) => {
+    let inputs = inputs_for(&specs, args, random_for(&program, args.seed)?)?;
+    Ok(Loaded {
+        program,
+        graph,
+        node_precision,
+        inputs,
+    })
+}
+
+/// `lpsim compare`: the static schedule and the dynamic mode of the same
+/// program on the same inputs, side by side.
+fn compare(args: RunArgs) -> Result<u8> {
+    if args.schedule != "static" {
+        bail!("compare runs both schedules: drop --schedule");
+    }
+    if args.perturb.is_some() || args.trace.is_some() || args.save_outputs.is_some() {
+        bail!("compare takes no --perturb, --trace or --save-outputs");
+    }
+    let gpu = gpu_for(&args)?;
+    let Loaded {
+        program,
+        graph,
+        inputs,
+        ..
+    } = load(&args, &gpu)?;
+    let st = lpu_sim::simulate(&program, &inputs, &SimOptions::default())?;
+    let o = dynamic_options(&args, &program)?;
+    let dy = lpu_sim::simulate_dynamic(&program, &inputs, &o)?;
+    let dist = run_seeds(&program, &inputs, &o, args.seeds.unwrap_or(16))?;
+    let (st_check, dy_check) = match &graph {
+        Some(g) if args.check => {
             let reference = lpu_graph::interpret(g, &inputs)?;
-            Some(check::compare(&outcome.outputs, &reference))
+            let c = |o: &lpu_sim::Outcome| {
+                o.hazard
+                    .is_none()
+                    .then(|| check::compare(&o.outputs, &reference).passed)
+            };
+            (c(&st), c(&dy.outcome))
         }
-        _ => None,
+        _ => (None, None),
     };
-    if let Some(dir) = &args.trace {
-        let dir = dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}-trace", program.model)));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        write_atomic(
-            &dir.join("trace.txt"),
-            trace::text(&program, &outcome.trace).as_bytes(),
-        )?;
-        write_atomic(
-            &dir.join("trace.json"),
-            trace::chrome(&program, &outcome.trace).as_bytes(),
-        )?;
-        if !args.json {
-            eprintln!(
-                "lpsim: wrote {} and {}",
-                dir.join("trace.txt").display(),
-                dir.join("trace.json").display()
-            );
-        }
-    }
-    if let Some(dir) = &args.save_outputs {
-        save_outputs(dir, &outcome.outputs)?;
-    }
-    let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
-    let mut r = report::build(&program, &outcome, check, perturbation);
-    r.set_precisions(&args.prepare.precision, &node_precision);
-    if let Some(g) = &graph {
-        r.gpu = gpu_report(&gpu, g, Some(r.latency_us));
-    }
+    let clock = program.chip.clock_mhz;
+    let us = |c: u64| c as f64 / clock;
+    let gr = graph
+        .as_ref()
+        .and_then(|g| gpu_report(&gpu, g, Some(us(st.cycles))));
+    let found = st.hazard.is_some()
+        || dy.outcome.hazard.is_some()
+        || st_check == Some(false)
+        || dy_check == Some(false)
+        || dist.hazards > 0;
+    let mut dr = DynamicReport::new(&o, &dy);
+    dr.static_cycles = Some(st.cycles);
+    dr.distribution = Some(dist.clone());
     if args.json {
-        lpu_cli::print_stdout(&(serde_json::to_string_pretty(&r)? + "\n"))?;
-    } else {
-        lpu_cli::print_stdout(&report::text_by(&r, by))?;
+        let v = serde_json::json!({
+            "model": program.model,
+            "chip": program.chip.name,
+            "clock_mhz": clock,
+            "static": {
+                "cycles": st.cycles,
+                "latency_us": us(st.cycles),
+                "hazard": st.hazard,
+                "check_passed": st_check,
+            },
+            "dynamic": {
+                "cycles": dy.outcome.cycles,
+                "latency_us": us(dy.outcome.cycles),
+                "hazard": dy.outcome.hazard,
+                "check_passed": dy_check,
+                "report": dr,
+            },
+            "dynamic_over_static": dy.outcome.cycles as f64 / st.cycles.max(1) as f64,
+            "gpu": gr.as_ref().map(|g| serde_json::json!({
+                "name": g.name,
+                "mode": g.mode,
+                "latency_us": g.latency_us,
+                "p50_us": g.p50_us,
+                "p99_us": g.p99_us,
+            })),
+        });
+        lpu_cli::print_stdout(&(serde_json::to_string_pretty(&v)? + "\n"))?;
+        return Ok(if found { EXIT_FOUND } else { EXIT_OK });
     }
+    let mut t = format!(
+        "model {}  on chip {} ({} MHz): static vs dynamic (window {}, latch {}, memory {})\n",
+        program.model,
+        program.chip.name,
+        clock,
+        o.window,
+        if o.latch_in_window {
+            "window"
+        } else {
+            "unbounded"
+        },
+        o.memory_name()
+    );
+    let row = |t: &mut String, k: &str, a: String, b: String| {
+        t.push_str(&format!("  {k:<13}{a:<24}{b}\n"));
+    };
+    row(&mut t, "", "static".into(), "dynamic".into());
+    row(
+        &mut t,
+        "cycles",
+        st.cycles.to_string(),
+        format!(
+            "{} ({:+}, {:.3}x; seed {})",
+            dy.outcome.cycles,
+            dy.outcome.cycles as i64 - st.cycles as i64,
+            dy.outcome.cycles as f64 / st.cycles.max(1) as f64,
+            o.seed
+        ),
+    );
+    row(
+        &mut t,
+        "latency",
+        format!("{:.3} us", us(st.cycles)),
+        format!("{:.3} us", us(dy.outcome.cycles)),
+    );
+    row(
+        &mut t,
+        "min/p50",
+        format!("{0} / {0}", st.cycles),
+        format!(
+            "{} / {}  ({} seeds from {})",
+            dist.min, dist.p50, dist.runs, dist.first_seed
+        ),
+    );
+    row(
+        &mut t,
+        "p90/p99/max",
+        format!("{0} / {0} / {0}", st.cycles),
+        format!("{} / {} / {}", dist.p90, dist.p99, dist.max),
+    );
+    let s = &dy.stalls;
+    row(
+        &mut t,
+        "stalls",
+        "none (no interlocks)".into(),
+        format!(
+            "operand {}, structural {}, arbitration {}, memory {}",
+            s.operand, s.structural, s.arbitration, s.memory
+        ),
+    );
+    let m = &dist.mean_stalls;
+    row(
+        &mut t,
+        "mean stalls",
+        "-".into(),
+        format!(
+            "operand {:.1}, structural {:.1}, arbitration {:.1}, memory {:.1}",
+            m.operand, m.structural, m.arbitration, m.memory
+        ),
+    );
+    let verdict = |h: bool, c: Option<bool>| match (h, c) {
+        (true, _) => "hazard".to_string(),
+        (false, Some(true)) => "passed".into(),
+        (false, Some(false)) => "FAILED".into(),
+        (false, None) => "not checked".into(),
+    };
+    row(
+        &mut t,
+        "check",
+        verdict(st.hazard.is_some(), st_check),
+        verdict(dy.outcome.hazard.is_some(), dy_check),
+    );
+    if let Some(g) = &gr {
+        t.push_str(&format!(
+            "  GPU {} ({} launches): {:.3} us (p50 {:.3}, p99 {:.3}); a model (docs/gpu-model.md)\n",
+            g.name, g.mode, g.latency_us, g.p50_us, g.p99_us
+        ));
+    }
+    lpu_cli::print_stdout(&t)?;
     Ok(if found { EXIT_FOUND } else { EXIT_OK })
 }
 
@@ -360,6 +647,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
         Command::Run(a) => run(a),
+        Command::Compare(a) => compare(a),
+        Command::Sweep(a) => lpu_cli::sweep::main(a),
         Command::OnnxTest(a) => lpu_cli::onnx_test::main(a),
     };
     match r {
