@@ -3,7 +3,7 @@
 //! A case is a directory in the layout of `onnx/backend/test/data/*/*`:
 //! `model.onnx` and `test_data_set_N/` folders holding `input_K.pb` and
 //! `output_K.pb` (`TensorProto` files). Each case is imported, compiled for
-//! the chip, simulated on every data set's inputs, and its outputs compared
+//! the chip as `lpc compile` does by default (graph passes, fp32), simulated on every data set's inputs, and its outputs compared
 //! with the expected ones at the backend tests' default tolerance,
 //! `|actual - expected| <= ATOL + RTOL * |expected|` elementwise with
 //! `RTOL = 1e-3`, `ATOL = 1e-7` (numpy's `assert_allclose` rule, as in
@@ -288,7 +288,8 @@ enum Prep {
     /// Ready to simulate.
     Ready(Box<Graph>, Box<lpu_isa::Program>),
     /// lpu needs this graph input to be constant (a `Reshape`'s shape, a
-    /// `Slice`'s starts, ...): bind it to the test data and try again.
+    /// `Slice`'s starts, a `Conv`'s weights, a `Pow`'s exponent, ...): bind
+    /// it to the test data and try again.
     Freeze(String),
     /// The case ends here.
     Done(Status),
@@ -320,11 +321,15 @@ fn prepare(model: &Path, opts: &ImportOptions, chip: &ChipConfig) -> Prep {
             });
         }
     };
-    match lpu_compiler::compile(&graph, chip) {
+    // As `lpc compile` and `lpsim run` do by default: the graph passes, fp32.
+    match lpu_compiler::compile_with(&graph, chip, &lpu_compiler::CompileOptions::default()) {
         Ok(c) => Prep::Ready(Box::new(graph), Box::new(c.program)),
         Err(lpu_compiler::CompileError::Unsupported { op, message, .. }) => {
+            if let Some(t) = compile_needs_constant(&message, &imp.graph) {
+                return Prep::Freeze(t);
+            }
             Prep::Done(Status::Unsupported(vec![
-                if message.contains("no lowering") || message.contains("not lowered yet") {
+                if message.contains("has no lowering") {
                     format!("{op} (not lowered)")
                 } else {
                     format!("{op} (not lowered: {message})")
@@ -336,7 +341,10 @@ fn prepare(model: &Path, opts: &ImportOptions, chip: &ChipConfig) -> Prep {
 }
 
 /// The graph input a "must be a constant" error is about, if it is one:
-/// the loader names the node and the input position (`(#k)`).
+/// the loader names the node and the input position (`(#k)`). When that
+/// input is computed (shape arithmetic on a runtime `shape` input, as in
+/// the `_expanded` function bodies), the first integer graph input it is
+/// computed from.
 fn needs_constant(
     e: &lpu_graph::GraphError,
     file: &lpu_graph::format::GraphFile,
@@ -355,7 +363,44 @@ fn needs_constant(
         .parse()
         .ok()?;
     let t = file.nodes.iter().find(|n| n.name == *node)?.inputs.get(k)?;
-    file.inputs.iter().any(|i| i.name == *t).then(|| t.clone())
+    if file.inputs.iter().any(|i| i.name == *t) {
+        return Some(t.clone());
+    }
+    let producer: BTreeMap<&str, &lpu_graph::Node> = file
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let mut stack = vec![t.as_str()];
+    let mut seen = BTreeSet::new();
+    while let Some(x) = stack.pop() {
+        if !seen.insert(x) {
+            continue;
+        }
+        if let Some(i) = file.inputs.iter().find(|i| i.name == x) {
+            if i.dtype.is_some_and(|d| !d.is_float()) {
+                return Some(i.name.clone());
+            }
+        } else if let Some(n) = producer.get(x) {
+            stack.extend(n.inputs.iter().rev().map(String::as_str));
+        }
+    }
+    None
+}
+
+/// The graph input a compiler "must be a constant" refusal is about, if it
+/// is one: a weight, scale or exponent (`'W'`, `'x_scale'`, `'y'`) that
+/// the node test feeds at run time and that lpu compiles into the program,
+/// as a deployed model has it.
+fn compile_needs_constant(message: &str, file: &lpu_graph::format::GraphFile) -> Option<String> {
+    if !message.contains("must be a constant") {
+        return None;
+    }
+    let t = message.split('\'').nth(1)?;
+    file.inputs
+        .iter()
+        .any(|i| i.name == t)
+        .then(|| t.to_string())
 }
 
 /// The ONNX graph inputs of a model (initializers excluded), in order: what

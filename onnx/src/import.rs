@@ -35,8 +35,11 @@
 //! `u8` and `bool` are used when `DType::from_name` knows them). Without
 //! them: DOUBLE and BFLOAT16 tensors become f32 (DOUBLE rounds; a note says
 //! so), INT16, UINT16 and UINT32 become i32, INT64 and UINT64 become i32
-//! when every value fits (shape and index tensors; a note says so), UINT8
-//! and BOOL tensors are refused with an error naming the tensor.
+//! when every value fits (shape and index tensors; a note says so), BOOL
+//! becomes i8 0/1 (the type of lpu's comparison results and `Where`
+//! conditions; a note says so), and UINT8 tensors are refused with an
+//! error naming the tensor. `Cast` to DOUBLE casts to FLOAT (a note says
+//! so), as DOUBLE tensors are f32.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -207,7 +210,12 @@ pub fn lpu_dtype(code: i32, ints: Option<&[i64]>) -> Result<(DType, Option<Strin
         },
         dt::BOOL => match named("bool") {
             Some(d) => (d, None),
-            None => return Err("BOOL tensors are not supported".into()),
+            // lpu's comparisons produce i8 0/1 and Where takes an i8
+            // condition (`Cast` to BOOL is i8 too): the same representation.
+            None => (
+                DType::I8,
+                Some("BOOL stored as i8 0/1 (lpu's boolean type)".into()),
+            ),
         },
         c => return Err(format!("element type {} is not supported", dt::name(c))),
     })
@@ -418,7 +426,76 @@ pub fn import_bytes(
 }
 
 /// Imports a decoded model.
+///
+/// Operators that can never import (not supported by `lpu-graph` and not
+/// foldable at import) are found first, so that a model using them is
+/// reported as [`ImportError::Unsupported`] even when something else (an
+/// element type, an attribute) would fail earlier in the import; when the
+/// import gets as far as checking every node, the error lists the
+/// unfolded foldable-only operators too.
 pub fn import_model(
+    model: &ModelProto,
+    source: &str,
+    base_dir: &Path,
+    opts: &ImportOptions,
+) -> Result<Imported, ImportError> {
+    let never = never_importable(model);
+    match import_model_nodes(model, source, base_dir, opts) {
+        Err(ImportError::Unsupported { file, ops }) => {
+            let mut all: BTreeMap<String, UnsupportedOp> = never;
+            for o in ops {
+                all.insert(o.op_type.clone(), o);
+            }
+            Err(ImportError::Unsupported {
+                file,
+                ops: all.into_values().collect(),
+            })
+        }
+        Err(_) if !never.is_empty() => Err(ImportError::Unsupported {
+            file: source.to_string(),
+            ops: never.into_values().collect(),
+        }),
+        r => r,
+    }
+}
+
+/// The model's operators that no import can accept: neither in
+/// `lpu-graph`'s op set nor (default domain) `Constant` or foldable.
+fn never_importable(model: &ModelProto) -> BTreeMap<String, UnsupportedOp> {
+    let mut out: BTreeMap<String, UnsupportedOp> = BTreeMap::new();
+    let Some(graph) = &model.graph else {
+        return out;
+    };
+    for (i, np) in graph.node.iter().enumerate() {
+        let default_domain = np.domain.is_empty() || np.domain == "ai.onnx";
+        let op_type = if default_domain {
+            np.op_type.clone()
+        } else {
+            format!("{}:{}", np.domain, np.op_type)
+        };
+        let importable = op_spec(&op_type).is_some()
+            || (default_domain
+                && (np.op_type == "Constant" || FOLDABLE.contains(&np.op_type.as_str())));
+        if !importable {
+            let first_node = if np.name.is_empty() {
+                format!("{}_{i}", np.op_type)
+            } else {
+                np.name.clone()
+            };
+            out.entry(op_type.clone())
+                .or_insert_with(|| UnsupportedOp {
+                    op_type,
+                    count: 0,
+                    first_node,
+                })
+                .count += 1;
+        }
+    }
+    out
+}
+
+/// [`import_model`] without the early check for unsupported operators.
+fn import_model_nodes(
     model: &ModelProto,
     source: &str,
     base_dir: &Path,
@@ -1083,6 +1160,13 @@ fn normalise(
                 let c = scalar_like(cx, inputs, x);
                 set_input(cx, inputs, 2, "value", c);
             }
+        }
+        // DOUBLE tensors are f32 here, so a cast to DOUBLE is one to FLOAT
+        // (exact from FLOAT and FLOAT16).
+        "Cast" if attrs.get("to") == Some(&Attr::Int(dt::DOUBLE as i64)) => {
+            attrs.insert("to".into(), Attr::Int(dt::FLOAT as i64));
+            cx.notes
+                .insert("Cast to DOUBLE computed as FLOAT (lpu has no f64)".into());
         }
         "Dropout" if v < 12 => {
             if let Some(r) = float(attrs, "ratio")? {

@@ -584,3 +584,73 @@ fn typed_float16_and_int_fields() {
     let e = lpu_onnx::tensor::Const::from_proto(&t, None).unwrap_err();
     assert!(e.contains("exceeds 2^63 - 1"), "{e}");
 }
+
+#[test]
+fn unsupported_operators_come_before_type_errors() {
+    // A STRING input would be an element-type error; the operator that can
+    // never import is what the error is about.
+    let g = GraphProto {
+        node: vec![
+            node("StringNormalizer", "sn", &["s"], &["t"], vec![]),
+            node("Xor", "x1", &["a", "b"], &["c"], vec![]),
+            node("Xor", "x2", &["c", "b"], &["d"], vec![]),
+        ],
+        input: vec![
+            vi("s", dt::STRING, &["2"]),
+            vi("a", dt::BOOL, &["2"]),
+            vi("b", dt::BOOL, &["2"]),
+        ],
+        output: vec![vi("t", dt::STRING, &["2"]), vi("d", dt::BOOL, &["2"])],
+        ..Default::default()
+    };
+    let e = import(&model(17, g), &ImportOptions::default()).unwrap_err();
+    let ImportError::Unsupported { ops, .. } = &e else {
+        panic!("{e}");
+    };
+    let got: Vec<(&str, usize, &str)> = ops
+        .iter()
+        .map(|o| (o.op_type.as_str(), o.count, o.first_node.as_str()))
+        .collect();
+    assert_eq!(got, [("StringNormalizer", 1, "sn"), ("Xor", 2, "x1")]);
+}
+
+#[test]
+fn bool_is_i8_and_cast_to_double_is_float() {
+    // BOOL graph inputs are i8 0/1, what Where takes as its condition.
+    let g = GraphProto {
+        node: vec![
+            node("Where", "w", &["c", "x", "y"], &["z"], vec![]),
+            node(
+                "Cast",
+                "cd",
+                &["z"],
+                &["zd"],
+                vec![int_attr("to", dt::DOUBLE as i64)],
+            ),
+        ],
+        input: vec![
+            vi("c", dt::BOOL, &["2", "2"]),
+            vi("x", dt::FLOAT, &["2", "2"]),
+            vi("y", dt::FLOAT, &["2", "2"]),
+        ],
+        output: vec![vi("zd", dt::DOUBLE, &["2", "2"])],
+        ..Default::default()
+    };
+    let bytes = model(17, g);
+    let imp = import(&bytes, &ImportOptions::default()).unwrap();
+    assert!(
+        imp.notes.iter().any(|n| n.contains("BOOL stored as i8")),
+        "{:?}",
+        imp.notes
+    );
+    assert!(
+        imp.notes.iter().any(|n| n.contains("Cast to DOUBLE")),
+        "{:?}",
+        imp.notes
+    );
+    let g = build(&bytes, &ImportOptions::default());
+    assert_eq!(g.tensors["c"].dtype, DType::I8);
+    assert_eq!(g.tensors["zd"].dtype, DType::F32);
+    let cast = g.nodes.iter().find(|n| n.op_type == "Cast").unwrap();
+    assert_eq!(cast.attributes["to"], AttrValue::Int(dt::FLOAT as i64));
+}
