@@ -53,6 +53,28 @@ impl Window {
     }
 }
 
+/// Channel grouping of a (transposed) convolution's weight matrix.
+#[derive(Clone, Copy)]
+struct Grouping {
+    /// Input channels, and per group.
+    c: usize,
+    cg: usize,
+    /// Output channels, and per group.
+    co: usize,
+    cog: usize,
+    lanes: usize,
+}
+
+/// Whether K-tile `t` (rows `tap * c + ci`) and output column tile `j` share
+/// a channel group, i.e. the weight tile is not all zeros.
+fn groups_meet(t: KTile, j: usize, g: Grouping) -> bool {
+    let ci0 = t.w_row0 % g.c;
+    let (gi0, gi1) = (ci0 / g.cg, (ci0 + t.rows - 1) / g.cg);
+    let last = (j * g.lanes + g.lanes).min(g.co) - 1;
+    let (go0, go1) = ((j * g.lanes) / g.cog, last / g.cog);
+    gi0 <= go1 && go0 <= gi1
+}
+
 /// Window taps reduced per group (the first group reads this many inputs,
 /// later ones the partial result and one fewer).
 const POOL_CHUNK: usize = 4;
@@ -314,14 +336,17 @@ impl<'a> Lowerer<'a> {
         };
         let tiles = ktiles.clone();
         let used = move |kt: usize, j: usize| {
-            if pack {
-                return true;
-            }
-            let t = tiles[kt];
-            let ci0 = t.w_row0 % c;
-            let (gi0, gi1) = (ci0 / cg, (ci0 + t.rows - 1) / cg);
-            let (go0, go1) = ((j * lanes) / cog, ((j * lanes + lanes).min(co) - 1) / cog);
-            gi0 <= go1 && go0 <= gi1
+            pack || groups_meet(
+                tiles[kt],
+                j,
+                Grouping {
+                    c,
+                    cg,
+                    co,
+                    cog,
+                    lanes,
+                },
+            )
         };
         let xw = &x;
         let pw = packed.as_ref();
@@ -341,24 +366,7 @@ impl<'a> Lowerer<'a> {
             let (ih, iw) = wref.tap(oh, ow, tap / wref.kw, tap % wref.kw)?;
             Some(xw.at(nb * hw_in + ih * wref.w + iw, ct))
         };
-        let mut epi = Epilogue {
-            alpha: None,
-            bias: None,
-        };
-        if let Some(bn) = n.input(2) {
-            let Some(b) = self.constant(bn) else {
-                return self.unsupported(&format!("bias '{bn}' must be a constant"));
-            };
-            if b.len() != co {
-                return self.unsupported(&format!("bias '{bn}' has {} values, not {co}", b.len()));
-            }
-            let bv = super::f32_of(&b.values);
-            let values = match emit_ty {
-                DType::F16 => Values::F16(bv.iter().map(|v| f16::from_f32(*v)).collect()),
-                _ => Values::F32(bv),
-            };
-            epi.bias = Some(self.const_row(&format!("{bn} (bias row)"), &values));
-        }
+        let epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         if out.rows != ys[0] * hw_out || out.cols != co {
@@ -591,11 +599,17 @@ impl<'a> Lowerer<'a> {
             .collect();
         let tiles = ktiles.clone();
         let used = move |kt: usize, j: usize| {
-            let t = tiles[kt];
-            let ci0 = t.w_row0 % c;
-            let (gi0, gi1) = (ci0 / cg, (ci0 + t.rows - 1) / cg);
-            let (go0, go1) = ((j * lanes) / cog, ((j * lanes + lanes).min(co) - 1) / cog);
-            gi0 <= go1 && go0 <= gi1
+            groups_meet(
+                tiles[kt],
+                j,
+                Grouping {
+                    c,
+                    cg,
+                    co,
+                    cog,
+                    lanes,
+                },
+            )
         };
         let xw = &x;
         let act = move |r: usize, kt: usize| -> Option<VecLoc> {
@@ -611,21 +625,7 @@ impl<'a> Lowerer<'a> {
             let (ih, iw) = ((th / sh as i64) as usize, (tw / sw as i64) as usize);
             (ih < h && iw < w).then(|| xw.at((nb * h + ih) * w + iw, ct))
         };
-        let mut epi = Epilogue {
-            alpha: None,
-            bias: None,
-        };
-        if let Some(bn) = n.input(2) {
-            let Some(b) = self.constant(bn) else {
-                return self.unsupported(&format!("bias '{bn}' must be a constant"));
-            };
-            let bv = super::f32_of(&b.values);
-            let values = match emit_ty {
-                DType::F16 => Values::F16(bv.iter().map(|v| f16::from_f32(*v)).collect()),
-                _ => Values::F32(bv),
-            };
-            epi.bias = Some(self.const_row(&format!("{bn} (bias row)"), &values));
-        }
+        let epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         let plan = MatmulPlan {
@@ -886,6 +886,35 @@ impl<'a> Lowerer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The epilogue of a (transposed) convolution: its optional constant
+    /// bias (input 2, `co` values) as a replicated row of `emit_ty`.
+    fn bias_epilogue(
+        &mut self,
+        n: &Node,
+        co: usize,
+        emit_ty: DType,
+    ) -> Result<Epilogue, CompileError> {
+        let mut epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        if let Some(bn) = n.input(2) {
+            let Some(b) = self.constant(bn) else {
+                return self.unsupported(&format!("bias '{bn}' must be a constant"));
+            };
+            if b.len() != co {
+                return self.unsupported(&format!("bias '{bn}' has {} values, not {co}", b.len()));
+            }
+            let bv = super::f32_of(&b.values);
+            let values = match emit_ty {
+                DType::F16 => Values::F16(bv.iter().map(|v| f16::from_f32(*v)).collect()),
+                _ => Values::F32(bv),
+            };
+            epi.bias = Some(self.const_row(&format!("{bn} (bias row)"), &values));
+        }
+        Ok(epi)
     }
 
     /// MaxPool, AveragePool and the global pools (channels-last).
