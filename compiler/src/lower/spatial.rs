@@ -796,8 +796,10 @@ impl<'a> Lowerer<'a> {
                     let x = o as f64;
                     match coord.as_str() {
                         "asymmetric" => x / scale,
-                        "align_corners" if len_out == 1 => 0.0,
-                        "align_corners" => x * (len_in as f64 - 1.0) / (len_out as f64 - 1.0),
+                        "align_corners" if len_out == 1 || len_in as f64 * scale <= 1.0 => 0.0,
+                        "align_corners" => {
+                            x * (len_in as f64 - 1.0) / (len_in as f64 * scale - 1.0)
+                        }
                         "pytorch_half_pixel" if len_out > 1 => (x + 0.5) / scale - 0.5,
                         "pytorch_half_pixel" => 0.0,
                         "half_pixel_symmetric" => {

@@ -198,10 +198,14 @@ fn source_coord(coord: &str, x: usize, scale: f64, len_in: usize, len_out: usize
     match coord {
         "asymmetric" => x / scale,
         "align_corners" => {
-            if len_out == 1 {
+            // ONNX divides by the resized length before rounding
+            // (`in * scale`), which equals the output length when sizes
+            // are given.
+            let resized = len_in as f64 * scale;
+            if len_out == 1 || resized <= 1.0 {
                 0.0
             } else {
-                x * (len_in as f64 - 1.0) / (len_out as f64 - 1.0)
+                x * (len_in as f64 - 1.0) / (resized - 1.0)
             }
         }
         "pytorch_half_pixel" => {

@@ -121,7 +121,7 @@
 //!   `out / in` when `sizes` is given): `half_pixel` `(x + 0.5) / s - 0.5`;
 //!   `half_pixel_symmetric` the same plus `in/2 * (1 - out / (s * in))`;
 //!   `pytorch_half_pixel` like `half_pixel` but 0 when `out == 1`;
-//!   `align_corners` `x * (in - 1) / (out - 1)` (0 when `out == 1`);
+//!   `align_corners` `x * (in - 1) / (in * scale - 1)` (0 when `out == 1`; `in * scale` is the output length when sizes are given);
 //!   `asymmetric` `x / s`. `nearest` rounds `x'` per `nearest_mode`
 //!   (`round_prefer_floor`: `ceil(x' - 0.5)`, `round_prefer_ceil`:
 //!   `floor(x' + 0.5)`, `floor`, `ceil`) and clamps to `0..in`. `linear`
