@@ -493,3 +493,31 @@ fn variadic_prelu_and_expand() {
     let (check, _) = run(text, "tiny");
     assert!(check.passed && check.max_abs_err == 0.0, "{check:?}");
 }
+
+#[test]
+fn where_selects_exactly() {
+    let text = r#"Graph(name: "where",
+  inputs: [
+    ValueInfo(name: "c", dtype: I8, shape: [3, 20]),
+    ValueInfo(name: "a", dtype: F32, shape: [3, 20]),
+    ValueInfo(name: "b", dtype: F32, shape: [3, 20]),
+  ],
+  outputs: [ValueInfo(name: "w")],
+  nodes: [Node(op_type: "Where", inputs: ["c", "a", "b"], outputs: ["w"])])"#;
+    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new(".")).expect("parses");
+    let p = lpu_compiler::compile(&g, &ChipConfig::preset("tiny").expect("tiny"))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program;
+    // A 0/1 mask (random i8 inputs are not booleans).
+    let mut inputs = lpu_graph::random_inputs(&g, 3);
+    let mask: Vec<i8> = (0..60).map(|i| (i % 3 == 0) as i8).collect();
+    inputs.insert(
+        "c".into(),
+        lpu_graph::Tensor::new(vec![3, 20], lpu_isa::Values::I8(mask)).expect("tensor"),
+    );
+    let o = lpu_sim::simulate(&p, &inputs, &lpu_sim::SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{:?}", o.hazard);
+    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
+    let check = lpu_sim::check::compare(&o.outputs, &reference);
+    assert!(check.passed && check.max_abs_err == 0.0, "{check:?}");
+}

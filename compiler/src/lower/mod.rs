@@ -869,6 +869,7 @@ impl<'a> Lowerer<'a> {
             "Resize" => self.lower_resize(n),
             "Sum" | "Max" | "Min" => self.lower_variadic(n),
             "PRelu" => self.lower_prelu(n),
+            "Where" => self.lower_where(n),
             "Expand" => self.lower_expand(n),
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.lower_pool(n),
             "BatchNormalization" => self.lower_batchnorm(n),

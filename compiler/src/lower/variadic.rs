@@ -3,6 +3,7 @@
 //! | op | lowering |
 //! |---|---|
 //! | Sum, Max, Min | per output vector, read every operand (each the result's shape, a row, or a constant row) and fold them left to right with VXM `add`/`max`/`min`, as the interpreter does. |
+//! | Where | in two groups per vector (a single one needs more streams than `tiny` has): `t = x * c` written to the result's place, then `t + y * (1 - c)`, with `c = cvt(cond)` (0 or 1). Exact for finite `x` and `y`; an infinite or NaN operand that is not selected poisons the result (`inf * 0`), where the interpreter would not. |
 //! | PRelu | `relu(x) + slope * min(x, 0)`: exact (`x + 0` and `0 + s*x` round to themselves), with the slope as a row and `0` as the zero vector. |
 //! | Expand | a copy of the operand's row for every result row (row broadcasts only). |
 
@@ -105,6 +106,71 @@ impl<'a> Lowerer<'a> {
                     vec![],
                 );
                 self.write(&mut gb, y, out.at(r, j), ty);
+                self.fin(gb);
+            }
+        }
+        Ok(())
+    }
+
+    /// Where as `x * c + y * (1 - c)` (see the module doc).
+    pub(super) fn lower_where(&mut self, n: &Node) -> Result<(), CompileError> {
+        let (shape, ty, cl) = self.result_info(n)?;
+        if !ty.is_float() {
+            return self.unsupported("Where is lowered for float values");
+        }
+        let c = self.broadcast_operand(&self.input_name(n, 0)?, &shape, cl)?;
+        let x = self.broadcast_operand(&self.input_name(n, 1)?, &shape, cl)?;
+        let y = self.broadcast_operand(&self.input_name(n, 2)?, &shape, cl)?;
+        let (_, out) = self.output(0)?;
+        let mask = |l: &mut Self, gb: &mut super::Gb, r: usize, j: usize| {
+            let cv = l.read(gb, c.for_row(r, j), c.dtype);
+            let mut cvt = Instr::new(Opcode::Convert).typed(c.dtype);
+            cvt.to = ty;
+            l.op(gb, cvt, Place::Vxm, &[cv], vec![])
+        };
+        for r in 0..out.rows {
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let cf = mask(self, &mut gb, r, j);
+                let xv = self.read(&mut gb, x.for_row(r, j), ty);
+                let t = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Mul).typed(ty),
+                    Place::Vxm,
+                    &[xv, cf],
+                    vec![],
+                );
+                self.write(&mut gb, t, out.at(r, j), ty);
+                self.fin(gb);
+                let mut gb = self.begin();
+                let cf = mask(self, &mut gb, r, j);
+                let neg = Instr {
+                    imm: -1.0,
+                    ..Instr::new(Opcode::MulImm).typed(ty)
+                };
+                let m = self.op(&mut gb, neg, Place::Vxm, &[cf], vec![]);
+                let one = Instr {
+                    imm: 1.0,
+                    ..Instr::new(Opcode::AddImm).typed(ty)
+                };
+                let nc = self.op(&mut gb, one, Place::Vxm, &[m], vec![]);
+                let yv = self.read(&mut gb, y.for_row(r, j), ty);
+                let ys = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Mul).typed(ty),
+                    Place::Vxm,
+                    &[yv, nc],
+                    vec![],
+                );
+                let tv = self.read(&mut gb, out.at(r, j), ty);
+                let v = self.op(
+                    &mut gb,
+                    Instr::new(Opcode::Add).typed(ty),
+                    Place::Vxm,
+                    &[tv, ys],
+                    vec![],
+                );
+                self.write(&mut gb, v, out.at(r, j), ty);
                 self.fin(gb);
             }
         }
