@@ -174,7 +174,11 @@ impl<'a> Lowerer<'a> {
                 Ok(())
             }
             "Transpose" => {
-                let v = self.attn.views.get(&xn).cloned().expect("a view");
+                let Some(v) = self.attn.views.get(&xn).cloned() else {
+                    return self.unsupported(&format!(
+                        "'{xn}' is not an attention head view, so this transpose is not lowered"
+                    ));
+                };
                 let perm = n
                     .attr_ints("perm")?
                     .map(<[i64]>::to_vec)
@@ -580,7 +584,9 @@ impl<'a> Lowerer<'a> {
         for f in freed {
             self.alloc.free(&f);
         }
-        let z = cur.expect("at least one pass");
+        let Some(z) = cur else {
+            return self.unsupported("the key transpose needs at least one pass (empty key)");
+        };
         let vk = s.div_ceil(lanes);
         if synthetic {
             // Block (R, C) of Z is K^T's vector (row C*p + a, vector R).

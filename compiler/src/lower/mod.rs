@@ -1067,7 +1067,9 @@ impl<'a> Lowerer<'a> {
                 self.operand(name)
             }
             Broadcast::ConstRow => {
-                let t = self.constant(name).expect("ConstRow operands are constants");
+                let Some(t) = self.constant(name) else {
+                    return self.unsupported(&format!("operand '{name}' must be a constant"));
+                };
                 let col = column_axis(shape.len(), result_cl);
                 let cols = shape.get(col).copied().unwrap_or(1);
                 let key = format!("{name}#row{col}x{cols}");

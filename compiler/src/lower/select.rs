@@ -29,9 +29,9 @@ impl<'a> Lowerer<'a> {
 
     /// Gather, Slice, Concat and Split.
     pub(super) fn lower_select(&mut self, n: &Node) -> Result<(), CompileError> {
-        if n.outputs.iter().all(|o| self.known(o).is_some()) {
-            for o in &n.outputs {
-                let t = self.known(o).expect("known");
+        let known: Option<Vec<&Tensor>> = n.outputs.iter().map(|o| self.known(o)).collect();
+        if let Some(known) = known {
+            for (o, t) in n.outputs.iter().zip(known) {
                 let loc = self.alloc.constant(o, &t.shape, &t.values);
                 self.locs.insert(o.clone(), loc);
             }
