@@ -260,12 +260,10 @@ pub(super) fn s2d_view(shape: &[usize]) -> (Vec<usize>, Vec<usize>) {
 /// first layer), and the convolution becomes a stride-1 one over 2x2 blocks
 /// with a quarter of the taps, each filling four times the lanes.
 pub(super) fn plan_s2d(g: &Graph, lanes: usize) -> BTreeSet<String> {
-    use lpu_graph::AttrValue;
     let mut out = BTreeSet::new();
-    let ints = |n: &lpu_graph::Node, a: &str| match n.attributes.get(a) {
-        Some(AttrValue::Ints(v)) => Some(v.clone()),
-        _ => None,
-    };
+    // A malformed attribute just disqualifies the node here; the
+    // convolution's lowering reports it.
+    let ints = |n: &lpu_graph::Node, a: &str| n.attr_ints(a).ok().flatten().map(<[i64]>::to_vec);
     for n in &g.nodes {
         if !matches!(n.op_type.as_str(), "Conv" | "ConvInteger") {
             continue;

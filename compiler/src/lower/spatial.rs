@@ -13,7 +13,7 @@ use super::{Epilogue, KTile, Lowerer, MatmulPlan};
 use crate::alloc::view2d;
 use crate::CompileError;
 use half::f16;
-use lpu_graph::{AttrValue, Node};
+use lpu_graph::Node;
 use lpu_isa::program::VecLoc;
 use lpu_isa::{DType, Instr, Opcode, Values};
 
@@ -65,6 +65,22 @@ struct Grouping {
     lanes: usize,
 }
 
+/// One K-tile per (tap, `lanes`-wide tile of the `c` input channels), in
+/// that order: K-tile `kt` is tap `kt / ctiles`, channel tile
+/// `kt % ctiles`, rows `tap * c + ci` of the weight matrix.
+fn tap_ktiles(taps: usize, c: usize, lanes: usize) -> Vec<KTile> {
+    let ctiles = c.div_ceil(lanes);
+    (0..taps * ctiles)
+        .map(|kt| {
+            let (tap, ct) = (kt / ctiles, kt % ctiles);
+            KTile {
+                w_row0: tap * c + ct * lanes,
+                rows: lanes.min(c - ct * lanes),
+            }
+        })
+        .collect()
+}
+
 /// Whether K-tile `t` (rows `tap * c + ci`) and output column tile `j` share
 /// a channel group, i.e. the weight tile is not all zeros.
 fn groups_meet(t: KTile, j: usize, g: Grouping) -> bool {
@@ -79,18 +95,15 @@ fn groups_meet(t: KTile, j: usize, g: Grouping) -> bool {
 /// later ones the partial result and one fewer).
 const POOL_CHUNK: usize = 4;
 
-fn ints(n: &Node, name: &str) -> Option<Vec<i64>> {
-    match n.attributes.get(name) {
-        Some(AttrValue::Ints(v)) => Some(v.clone()),
-        _ => None,
-    }
+/// Integer-list attribute `name`; an error when present with another kind.
+fn ints(n: &Node, name: &str) -> Result<Option<Vec<i64>>, CompileError> {
+    Ok(n.attr_ints(name)?.map(<[i64]>::to_vec))
 }
 
-fn string(n: &Node, name: &str) -> Option<String> {
-    match n.attributes.get(name) {
-        Some(AttrValue::String(v)) => Some(v.clone()),
-        _ => None,
-    }
+/// String attribute `name`, or `default`; an error when present with
+/// another kind.
+fn string(n: &Node, name: &str, default: &str) -> Result<String, CompileError> {
+    Ok(n.attr_string(name, default)?.to_string())
 }
 
 impl<'a> Lowerer<'a> {
@@ -98,6 +111,20 @@ impl<'a> Lowerer<'a> {
         match self.g.info(t) {
             Some(i) => Ok(i.shape.clone()),
             None => self.unsupported(&format!("tensor '{t}' has no inferred shape")),
+        }
+    }
+
+    /// A two-value positive attribute (strides, dilations of a 2-D
+    /// window), 1 in both dimensions when absent; anything else is an error.
+    fn pair(&self, n: &Node, name: &str) -> Result<(usize, usize), CompileError> {
+        match ints(n, name)? {
+            None => Ok((1, 1)),
+            Some(v) if v.len() == 2 && v.iter().all(|x| *x >= 1) => {
+                Ok((v[0] as usize, v[1] as usize))
+            }
+            Some(v) => self.unsupported(&format!(
+                "attribute '{name}' = {v:?}: two positive values expected (2-D windows)"
+            )),
         }
     }
 
@@ -110,23 +137,12 @@ impl<'a> Lowerer<'a> {
         xs: &[usize],
         ys: &[usize],
     ) -> Result<Window, CompileError> {
-        let two = |name: &str, default: usize| -> Result<(usize, usize), CompileError> {
-            match ints(n, name) {
-                None => Ok((default, default)),
-                Some(v) if v.len() == 2 && v.iter().all(|x| *x >= 1) => {
-                    Ok((v[0] as usize, v[1] as usize))
-                }
-                Some(v) => self.unsupported(&format!(
-                    "attribute '{name}' = {v:?}: two positive values expected (2-D windows)"
-                )),
-            }
-        };
-        let (sh, sw) = two("strides", 1)?;
-        let (dh, dw) = two("dilations", 1)?;
+        let (sh, sw) = self.pair(n, "strides")?;
+        let (dh, dw) = self.pair(n, "dilations")?;
         let (h, w, ho, wo) = (xs[2], xs[3], ys[2], ys[3]);
-        let auto = string(n, "auto_pad").unwrap_or_else(|| "NOTSET".into());
+        let auto = string(n, "auto_pad", "NOTSET")?;
         let pads = match auto.as_str() {
-            "NOTSET" => match ints(n, "pads") {
+            "NOTSET" => match ints(n, "pads")? {
                 None => [0; 4],
                 Some(p) if p.len() == 4 && p.iter().all(|x| *x >= 0) => {
                     [p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]
@@ -324,15 +340,7 @@ impl<'a> Lowerer<'a> {
                 })
                 .collect()
         } else {
-            (0..taps * ctiles)
-                .map(|kt| {
-                    let (tap, ct) = (kt / ctiles, kt % ctiles);
-                    KTile {
-                        w_row0: tap * c + ct * lanes,
-                        rows: lanes.min(c - ct * lanes),
-                    }
-                })
-                .collect()
+            tap_ktiles(taps, c, lanes)
         };
         let tiles = ktiles.clone();
         let used = move |kt: usize, j: usize| {
@@ -526,25 +534,17 @@ impl<'a> Lowerer<'a> {
             ));
         }
         let cg = c / group;
-        match string(n, "auto_pad").as_deref() {
-            None | Some("NOTSET") | Some("VALID") => {}
-            Some(other) => {
+        match string(n, "auto_pad", "NOTSET")?.as_str() {
+            "NOTSET" | "VALID" => {}
+            other => {
                 return self.unsupported(&format!(
                     "auto_pad '{other}' is not lowered for ConvTranspose (give explicit pads)"
                 ))
             }
         }
-        let two = |name: &str| -> (usize, usize) {
-            match ints(n, name) {
-                Some(v) if v.len() == 2 && v.iter().all(|x| *x >= 1) => {
-                    (v[0] as usize, v[1] as usize)
-                }
-                _ => (1, 1),
-            }
-        };
-        let (sh, sw) = two("strides");
-        let (dh, dw) = two("dilations");
-        let (pt, pl) = match ints(n, "pads") {
+        let (sh, sw) = self.pair(n, "strides")?;
+        let (dh, dw) = self.pair(n, "dilations")?;
+        let (pt, pl) = match ints(n, "pads")? {
             Some(p) if p.len() == 4 && p.iter().all(|x| *x >= 0) => (p[0] as usize, p[1] as usize),
             None => (0, 0),
             Some(p) => {
@@ -588,15 +588,7 @@ impl<'a> Lowerer<'a> {
                 l
             }
         };
-        let ktiles: Vec<KTile> = (0..taps * ctiles)
-            .map(|kt| {
-                let (tap, ct) = (kt / ctiles, kt % ctiles);
-                KTile {
-                    w_row0: tap * c + ct * lanes,
-                    rows: lanes.min(c - ct * lanes),
-                }
-            })
-            .collect();
+        let ktiles = tap_ktiles(taps, c, lanes);
         let tiles = ktiles.clone();
         let used = move |kt: usize, j: usize| {
             groups_meet(
@@ -687,23 +679,9 @@ impl<'a> Lowerer<'a> {
                 "only non-negative padding of height and width is lowered (channel padding needs lane moves)",
             );
         }
-        let mode = string(n, "mode").unwrap_or_else(|| "constant".into());
-        let source = |i: i64, len: i64| -> Option<i64> {
-            if (0..len).contains(&i) {
-                return Some(i);
-            }
-            match mode.as_str() {
-                "edge" => Some(i.clamp(0, len - 1)),
-                "wrap" => Some(i.rem_euclid(len)),
-                "reflect" if len == 1 => Some(0),
-                "reflect" => {
-                    let p = 2 * (len - 1);
-                    let m = i.rem_euclid(p);
-                    Some(if m < len { m } else { p - m })
-                }
-                _ => None,
-            }
-        };
+        let mode = string(n, "mode", "constant")?;
+        // The interpreter's own index rule, so the copies match it exactly.
+        let source = |i: i64, len: i64| lpu_graph::interp::pad_source(i, len, &mode);
         let ty = x.dtype;
         let fill = match n.input(2).and_then(|c| self.constant(c)) {
             Some(t) if t.len() == 1 => t.values.get_f64(0),
@@ -768,10 +746,9 @@ impl<'a> Lowerer<'a> {
                 "Resize is lowered on 4-D NCHW tensors, resizing height and width only",
             );
         }
-        let mode = string(n, "mode").unwrap_or_else(|| "nearest".into());
-        let coord =
-            string(n, "coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into());
-        let nearest = string(n, "nearest_mode").unwrap_or_else(|| "round_prefer_floor".into());
+        let mode = string(n, "mode", "nearest")?;
+        let coord = string(n, "coordinate_transformation_mode", "half_pixel")?;
+        let nearest = string(n, "nearest_mode", "round_prefer_floor")?;
         if !matches!(mode.as_str(), "nearest" | "linear") {
             return self.unsupported(&format!("mode '{mode}' is not lowered"));
         }
@@ -791,25 +768,9 @@ impl<'a> Lowerer<'a> {
                 .as_ref()
                 .map(|s| s[d])
                 .unwrap_or(len_out as f64 / len_in as f64);
+            // The interpreter's own coordinate rule.
             (0..len_out)
-                .map(|o| {
-                    let x = o as f64;
-                    match coord.as_str() {
-                        "asymmetric" => x / scale,
-                        "align_corners" if len_out == 1 || len_in as f64 * scale <= 1.0 => 0.0,
-                        "align_corners" => {
-                            x * (len_in as f64 - 1.0) / (len_in as f64 * scale - 1.0)
-                        }
-                        "pytorch_half_pixel" if len_out > 1 => (x + 0.5) / scale - 0.5,
-                        "pytorch_half_pixel" => 0.0,
-                        "half_pixel_symmetric" => {
-                            let adj = len_out as f64 / (scale * len_in as f64);
-                            let center = len_in as f64 / 2.0;
-                            center * (1.0 - adj) + (x + 0.5) / scale - 0.5
-                        }
-                        _ => (x + 0.5) / scale - 0.5,
-                    }
-                })
+                .map(|o| lpu_graph::interp::source_coord(&coord, o, scale, len_in, len_out))
                 .collect()
         };
         let (ch, cw) = (coords(2), coords(3));
@@ -817,15 +778,7 @@ impl<'a> Lowerer<'a> {
         let ty = x.dtype;
         let (_, out) = self.output(0)?;
         if mode == "nearest" {
-            let pick = |c: f64, len: usize| -> usize {
-                let r = match nearest.as_str() {
-                    "round_prefer_ceil" => (c + 0.5).floor(),
-                    "floor" => c.floor(),
-                    "ceil" => c.ceil(),
-                    _ => (c - 0.5).ceil(),
-                };
-                r.clamp(0.0, len as f64 - 1.0) as usize
-            };
+            let pick = |c: f64, len: usize| lpu_graph::interp::nearest_index(&nearest, c, len);
             for r in 0..out.rows {
                 let (nb, p) = (r / (ho * wo), r % (ho * wo));
                 let src = (nb * h + pick(ch[p / wo], h)) * w + pick(cw[p % wo], w);
@@ -945,7 +898,7 @@ impl<'a> Lowerer<'a> {
                 wo: 1,
             }
         } else {
-            let k = ints(n, "kernel_shape").unwrap_or_default();
+            let k = ints(n, "kernel_shape")?.unwrap_or_default();
             if k.len() != 2 || k.iter().any(|v| *v < 1) {
                 return self.unsupported(&format!(
                     "kernel_shape {k:?}: two positive values expected (2-D pooling)"

@@ -132,7 +132,8 @@ pub(super) fn gather(node: &Node, t: &Tensor, indices: &Tensor) -> Result<Values
 
 /// The source index along a dimension of size `n` for output position `i`
 /// (already shifted by the begin padding), per pad mode; `None` = constant.
-fn pad_source(i: i64, n: i64, mode: &str) -> Option<i64> {
+/// The compiler's Pad lowering uses this same function.
+pub fn pad_source(i: i64, n: i64, mode: &str) -> Option<i64> {
     if (0..n).contains(&i) {
         return Some(i);
     }
@@ -191,9 +192,11 @@ pub(super) fn constant_of_shape(node: &Node, shape: &Tensor) -> Result<Values, S
     take(&value.values, &vec![0; n])
 }
 
-/// The input coordinate of output coordinate `x` (see the module doc of
-/// [`crate::interp`]).
-fn source_coord(coord: &str, x: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
+/// Resize's input coordinate of output coordinate `x` under the
+/// `coordinate_transformation_mode` `coord` (see the module doc of
+/// [`crate::interp`]); the compiler's Resize lowering uses this same
+/// function.
+pub fn source_coord(coord: &str, x: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
     let x = x as f64;
     match coord {
         "asymmetric" => x / scale,
@@ -224,6 +227,18 @@ fn source_coord(coord: &str, x: usize, scale: f64, len_in: usize, len_out: usize
     }
 }
 
+/// Resize's nearest input index for coordinate `c` along a dimension of
+/// `len` under `nearest_mode` `mode`, clamped to the input.
+pub fn nearest_index(mode: &str, c: f64, len: usize) -> usize {
+    let r = match mode {
+        "round_prefer_ceil" => (c + 0.5).floor(),
+        "floor" => c.floor(),
+        "ceil" => c.ceil(),
+        _ => (c - 0.5).ceil(),
+    };
+    r.clamp(0.0, len as f64 - 1.0) as usize
+}
+
 /// `Resize`.
 pub(super) fn resize(node: &Node, x: &Ins) -> Result<Values, String> {
     let t = x.req(0)?;
@@ -243,15 +258,7 @@ pub(super) fn resize(node: &Node, x: &Ins) -> Result<Values, String> {
             .zip(&t.shape)
             .map(|(cs, &n)| {
                 cs.iter()
-                    .map(|&c| {
-                        let r = match plan.nearest.as_str() {
-                            "round_prefer_ceil" => (c + 0.5).floor(),
-                            "floor" => c.floor(),
-                            "ceil" => c.ceil(),
-                            _ => (c - 0.5).ceil(),
-                        };
-                        r.clamp(0.0, n as f64 - 1.0) as usize
-                    })
+                    .map(|&c| nearest_index(&plan.nearest, c, n))
                     .collect()
             })
             .collect();

@@ -148,6 +148,7 @@ use crate::ir::{Graph, Node};
 use crate::tensor::{num_elements, Tensor, TensorInfo};
 
 pub use elementwise::erf;
+pub use layout::{nearest_index, pad_source, source_coord};
 pub use quant::quantize;
 
 /// Runs `graph` on `inputs` (every graph input, by name, with the declared
