@@ -38,7 +38,7 @@
 //! instruction). Parameters, sources and measured figures: `simulator/DYNAMIC.md`.
 
 use crate::engine::{instr_text, Engine, Outcome, SimError, Stats, TraceEvent};
-use crate::hazard::{Hazard, HazardKind};
+use crate::hazard::Hazard;
 use lpu_graph::Tensor;
 use lpu_isa::program::{DepKind, Issue};
 use lpu_isa::{ChipConfig, Dir, DynamicConfig, MemoryModel, Opcode, Program, Unit};
@@ -712,27 +712,9 @@ pub fn simulate_dynamic(
     let mut outputs = BTreeMap::new();
     if hazard.is_none() {
         e.apply_effects(u64::MAX);
-        for b in &p.outputs {
-            match e.fetch(b) {
-                Ok(v) => {
-                    outputs.insert(b.name.clone(), v);
-                }
-                Err(m) => {
-                    hazard = Some(Hazard {
-                        kind: HazardKind::MissingOutput,
-                        cycle: end,
-                        queue: "-".into(),
-                        slice: 0,
-                        instr: "-".into(),
-                        asm: "-".into(),
-                        node: None,
-                        stream: None,
-                        message: m,
-                    });
-                    outputs.clear();
-                    break;
-                }
-            }
+        match e.fetch_outputs(p, end) {
+            Ok(o) => outputs = o,
+            Err(h) => hazard = Some(*h),
         }
     }
     stats.sram_bytes = e.sram_bytes();

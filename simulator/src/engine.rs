@@ -232,27 +232,9 @@ pub fn simulate(
     }
     let mut outputs = BTreeMap::new();
     if hazard.is_none() {
-        for b in &p.outputs {
-            match e.fetch(b) {
-                Ok(t) => {
-                    outputs.insert(b.name.clone(), t);
-                }
-                Err(m) => {
-                    hazard = Some(Hazard {
-                        kind: HazardKind::MissingOutput,
-                        cycle: end,
-                        queue: "-".into(),
-                        slice: 0,
-                        instr: "-".into(),
-                        asm: "-".into(),
-                        node: None,
-                        stream: None,
-                        message: m,
-                    });
-                    outputs.clear();
-                    break;
-                }
-            }
+        match e.fetch_outputs(p, end) {
+            Ok(o) => outputs = o,
+            Err(h) => hazard = Some(*h),
         }
     }
     stats.sram_bytes = e.sram_bytes();
@@ -448,6 +430,33 @@ impl<'p> Engine<'p> {
             }
         }
         Ok(())
+    }
+
+    /// Reads every graph output after the run; one that was never written
+    /// is the `MissingOutput` hazard at cycle `end`.
+    pub(crate) fn fetch_outputs(
+        &mut self,
+        p: &Program,
+        end: u64,
+    ) -> Result<BTreeMap<String, Tensor>, Box<Hazard>> {
+        let mut outputs = BTreeMap::new();
+        for b in &p.outputs {
+            let t = self.fetch(b).map_err(|message| {
+                Box::new(Hazard {
+                    kind: HazardKind::MissingOutput,
+                    cycle: end,
+                    queue: "-".into(),
+                    slice: 0,
+                    instr: "-".into(),
+                    asm: "-".into(),
+                    node: None,
+                    stream: None,
+                    message,
+                })
+            })?;
+            outputs.insert(b.name.clone(), t);
+        }
+        Ok(outputs)
     }
 
     pub(crate) fn fetch(&mut self, b: &Binding) -> Result<Tensor, String> {
