@@ -2,30 +2,15 @@
 //! static engine's, the static timing is never beaten here, bank conflicts
 //! show up as arbitration stalls, HBM latency as memory stalls, seeded.
 
-use lpu_isa::{ChipConfig, MemoryModel, Program};
+use lpu_isa::{MemoryModel, Program};
 use lpu_sim::dynamic::{run_seeds, simulate_dynamic, DynamicOptions};
 use lpu_sim::{simulate, SimOptions};
 use std::collections::BTreeMap;
 
+mod common;
+
 fn program(body: &str) -> Program {
-    let empty = Program {
-        model: "t".into(),
-        chip: ChipConfig::preset("tiny").expect("tiny"),
-        nodes: vec![lpu_isa::program::NodeInfo {
-            name: "n".into(),
-            op: "Test".into(),
-        }],
-        perm_tables: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        queues: vec![],
-        memory: vec![],
-    };
-    let text = format!(
-        "{}.output \"y\" i8 [2,16] 2x16 mem@7:0x0 mem@7:0x1\n.queue icu\n  i0 notify\n{body}",
-        lpu_isa::asm::disassemble(&empty)
-    );
-    lpu_isa::asm::assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    common::tiny(".output \"y\" i8 [2,16] 2x16 mem@7:0x0 mem@7:0x1\n", body)
 }
 
 const ONES: &str = "01fe0101010101010101010101010101";

@@ -5,25 +5,10 @@ use lpu_isa::{ChipConfig, Program};
 use lpu_sim::{energy::lpu_energy, simulate, SimOptions};
 use std::collections::BTreeMap;
 
+mod common;
+
 fn program(body: &str, chip: ChipConfig) -> Program {
-    let empty = Program {
-        model: "t".into(),
-        chip,
-        nodes: vec![lpu_isa::program::NodeInfo {
-            name: "n".into(),
-            op: "Test".into(),
-        }],
-        perm_tables: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        queues: vec![],
-        memory: vec![],
-    };
-    let text = format!(
-        "{}.queue icu\n  i0 notify\n{body}",
-        lpu_isa::asm::disassemble(&empty)
-    );
-    lpu_isa::asm::assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    common::assemble(chip, "", body)
 }
 
 const ONES: &str = "01010101010101010101010101010101";

@@ -2,30 +2,15 @@
 //! the `tiny` chip (MEM slices at positions 2-5 and 7-10, the VXM at 6,
 //! MXM planes at 0 and 11; read delay 3, write delay 1, mov delay 1).
 
-use lpu_isa::{ChipConfig, Program};
+use lpu_isa::Program;
 use lpu_sim::{simulate, HazardKind, SimOptions};
 use std::collections::BTreeMap;
 
+mod common;
+
 /// Assembles `body` (queues and data) under a header for the tiny chip.
 fn program(body: &str) -> Program {
-    let empty = Program {
-        model: "t".into(),
-        chip: ChipConfig::preset("tiny").expect("tiny"),
-        nodes: vec![lpu_isa::program::NodeInfo {
-            name: "n".into(),
-            op: "Test".into(),
-        }],
-        perm_tables: vec![],
-        inputs: vec![],
-        outputs: vec![],
-        queues: vec![],
-        memory: vec![],
-    };
-    let text = format!(
-        "{}.queue icu\n  i0 notify\n{body}",
-        lpu_isa::asm::disassemble(&empty)
-    );
-    lpu_isa::asm::assemble(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+    common::tiny("", body)
 }
 
 const ONES: &str = "01010101010101010101010101010101";
