@@ -110,12 +110,14 @@ impl SramAlloc {
 
     /// Allocates a tensor of `shape` and `dtype`, named `name` in reports.
     pub fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
-        self.place(name, shape, dtype, true, false)
+        self.place(name, shape, dtype, true, false, &[])
     }
 
     /// Places vectors column tile by column tile when `columns_first`, so
     /// consecutive rows of one column tile (the weight rows an `lw` loads
-    /// together) land on consecutive MEM slices.
+    /// together) land on consecutive MEM slices. `homes[j]`, when present
+    /// and not empty, lists the MEM slice positions column tile `j` should
+    /// use (it spills to any slice when those are full).
     fn place(
         &mut self,
         name: &str,
@@ -123,6 +125,7 @@ impl SramAlloc {
         dtype: DType,
         reuse: bool,
         columns_first: bool,
+        homes: &[Vec<u16>],
     ) -> TensorLoc {
         let (rows, cols) = view2d(shape);
         let vpr = cols.div_ceil(self.lanes).max(1);
@@ -135,7 +138,8 @@ impl SramAlloc {
             } else {
                 k
             };
-            vectors[idx] = self.vector(w, reuse);
+            let home = homes.get(idx % vpr).map_or(&[][..], |h| &h[..]);
+            vectors[idx] = self.vector(w, reuse, home);
         }
         let bytes = n as u64 * w as u64 * self.lanes as u64;
         self.used_bytes += bytes;
@@ -158,7 +162,7 @@ impl SramAlloc {
     /// Constants never take freed storage: the memory image is in place before
     /// the first cycle, when the freed tensor's old value is still needed.
     pub fn constant(&mut self, name: &str, shape: &[usize], values: &Values) -> TensorLoc {
-        self.constant_placed(name, shape, values, false)
+        self.constant_placed(name, shape, values, false, &[])
     }
 
     /// A constant placed column tiles first (see [`SramAlloc::place`]): the
@@ -169,7 +173,22 @@ impl SramAlloc {
         shape: &[usize],
         values: &Values,
     ) -> TensorLoc {
-        self.constant_placed(name, shape, values, true)
+        self.constant_placed(name, shape, values, true, &[])
+    }
+
+    /// Matrix weights placed column tiles first, column tile `j` on the MEM
+    /// slices `homes[j]` (any slice where that list is empty or missing):
+    /// the slices nearest the MXM plane that will load the tile, so that two
+    /// planes loading weights at once read disjoint slices and their
+    /// streams stay short.
+    pub fn constant_weights(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: &Values,
+        homes: &[Vec<u16>],
+    ) -> TensorLoc {
+        self.constant_placed(name, shape, values, true, homes)
     }
 
     fn constant_placed(
@@ -178,8 +197,9 @@ impl SramAlloc {
         shape: &[usize],
         values: &Values,
         columns_first: bool,
+        homes: &[Vec<u16>],
     ) -> TensorLoc {
-        let loc = self.place(name, shape, values.dtype(), false, columns_first);
+        let loc = self.place(name, shape, values.dtype(), false, columns_first, homes);
         if !self.overflow {
             for r in 0..loc.rows {
                 for j in 0..loc.vpr {
@@ -208,7 +228,20 @@ impl SramAlloc {
         self.used_bytes -= t.vectors.len() as u64 * w as u64 * self.lanes as u64;
     }
 
-    fn vector(&mut self, w: u32, reuse: bool) -> VecLoc {
+    /// The next vector of width `w`, round-robin over the MEM slices (only
+    /// those in `home` while any of them has room, when `home` is not empty).
+    fn vector(&mut self, w: u32, reuse: bool, home: &[u16]) -> VecLoc {
+        if !home.is_empty() {
+            let n = self.slices.len();
+            for step in 0..n {
+                let s = (self.cursor + step) % n;
+                if home.contains(&self.slices[s]) {
+                    if let Some(v) = self.fresh_vector(s, w) {
+                        return v;
+                    }
+                }
+            }
+        }
         let n = self.slices.len();
         for step in (0..n).filter(|_| reuse) {
             let s = (self.cursor + step) % n;
@@ -222,19 +255,8 @@ impl SramAlloc {
         }
         for step in 0..n {
             let s = (self.cursor + step) % n;
-            // Alternate banks within a slice: pick the emptier bank.
-            let mut banks: Vec<usize> = (0..self.banks as usize).collect();
-            banks.sort_by_key(|&b| (self.next[s][b], b));
-            for b in banks {
-                if self.next[s][b] + w <= self.per_bank {
-                    let addr = b as u32 * self.per_bank + self.next[s][b];
-                    self.next[s][b] += w;
-                    self.cursor = (s + 1) % n;
-                    return VecLoc {
-                        slice: self.slices[s],
-                        addr,
-                    };
-                }
+            if let Some(v) = self.fresh_vector(s, w) {
+                return v;
             }
         }
         self.overflow = true;
@@ -242,6 +264,26 @@ impl SramAlloc {
             slice: self.slices[0],
             addr: 0,
         }
+    }
+
+    /// A never-used vector of width `w` on slice index `s`, from its
+    /// emptier bank (alternating banks so that wide accesses overlap), or
+    /// `None` when the slice is full.
+    fn fresh_vector(&mut self, s: usize, w: u32) -> Option<VecLoc> {
+        let mut banks: Vec<usize> = (0..self.banks as usize).collect();
+        banks.sort_by_key(|&b| (self.next[s][b], b));
+        for b in banks {
+            if self.next[s][b] + w <= self.per_bank {
+                let addr = b as u32 * self.per_bank + self.next[s][b];
+                self.next[s][b] += w;
+                self.cursor = (s + 1) % self.slices.len();
+                return Some(VecLoc {
+                    slice: self.slices[s],
+                    addr,
+                });
+            }
+        }
+        None
     }
 
     /// Bytes live now.

@@ -1,8 +1,10 @@
 //! The scheduler: gives every instruction an exact issue cycle, a queue and
 //! its streams, so that every operand arrives on the exact cycle it is read.
 //!
-//! Groups ([`crate::group`]) are placed one by one in lowering order (a
-//! topological order), each at the earliest start cycle where
+//! Groups ([`crate::group`]) are placed one by one in list-scheduling order
+//! (of the groups whose producers are placed, the one whose dependences
+//! allow the earliest start; ties in lowering order), each at the earliest
+//! start cycle where
 //!
 //! - every order dependence on earlier groups holds,
 //! - each member's queue is free on its issue cycle (one issue per queue per
@@ -20,7 +22,8 @@
 use crate::group::{conflict, offsets, position, Floorplan, Group, Link, MemberRef, Place};
 use lpu_isa::program::QueueId;
 use lpu_isa::{ChipConfig, Dir, Instr, Opcode, SliceKind, StreamRef, Unit};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 /// A scheduled instruction.
 #[derive(Clone, Debug)]
@@ -193,16 +196,82 @@ impl Tables {
 
 /// Schedules every group; returns the placement of each member, indexed like
 /// the groups. On failure returns the group index and a message.
+///
+/// Groups are placed in list-scheduling order rather than lowering order:
+/// among the groups whose producers are all placed, the one whose
+/// dependences allow the earliest start goes next (ties by lowering order).
+/// Independent chains, such as two MXM planes' weight loads, are then
+/// interleaved in time instead of the first chain taking every good slot and
+/// the second filling the holes it left.
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
     let fp = Floorplan::new(chip);
     let mut tables = Tables::new(chip);
     let empty = Tables::new(chip);
-    let mut out: Vec<Vec<Placed>> = Vec::with_capacity(groups.len());
+    let n = groups.len();
+    // Producers left to place per group, and each group's consumers.
+    let mut waiting = vec![0u32; n];
+    let mut consumers: Vec<Vec<u32>> = vec![Vec::new(); n];
     for (gi, g) in groups.iter().enumerate() {
-        let placed = place_group(g, chip, &fp, &mut tables, &empty, &out).map_err(|m| (gi, m))?;
-        out.push(placed);
+        let mut producers: Vec<u32> = g
+            .members
+            .iter()
+            .flat_map(|m| m.after.iter().map(|(r, _)| r.group))
+            .collect();
+        producers.sort_unstable();
+        producers.dedup();
+        for p in producers {
+            if p as usize >= gi {
+                return Err((
+                    gi,
+                    "dependence on an instruction that is not scheduled yet".into(),
+                ));
+            }
+            consumers[p as usize].push(gi as u32);
+            waiting[gi] += 1;
+        }
+    }
+    let mut out: Vec<Vec<Placed>> = vec![Vec::new(); n];
+    let mut ready: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    for (gi, g) in groups.iter().enumerate() {
+        if waiting[gi] == 0 {
+            let at = earliest_start(g, chip, &fp, &out).map_err(|m| (gi, m))?;
+            ready.push(Reverse((at, gi)));
+        }
+    }
+    while let Some(Reverse((_, gi))) = ready.pop() {
+        let placed =
+            place_group(&groups[gi], chip, &fp, &mut tables, &empty, &out).map_err(|m| (gi, m))?;
+        out[gi] = placed;
+        for &c in &consumers[gi] {
+            let c = c as usize;
+            waiting[c] -= 1;
+            if waiting[c] == 0 {
+                let at = earliest_start(&groups[c], chip, &fp, &out).map_err(|m| (c, m))?;
+                ready.push(Reverse((at, c)));
+            }
+        }
     }
     Ok(out)
+}
+
+/// The first cycle a group's first member may issue given only its order
+/// dependences (all producers placed): the list-scheduling priority.
+fn earliest_start(
+    g: &Group,
+    chip: &ChipConfig,
+    fp: &Floorplan,
+    done: &[Vec<Placed>],
+) -> Result<i64, String> {
+    let off = offsets(g, chip, fp)?;
+    let min_off = off.iter().copied().min().unwrap_or(0);
+    let mut start = -min_off;
+    for (m, o) in g.members.iter().zip(&off) {
+        for (r, gap) in &m.after {
+            let p = producer(done, *r)?;
+            start = start.max(p.cycle as i64 + *gap as i64 - o);
+        }
+    }
+    Ok(start + min_off)
 }
 
 fn place_group(

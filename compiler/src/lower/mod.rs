@@ -1211,10 +1211,12 @@ impl<'a> Lowerer<'a> {
         let w = match self.locs.get(&wname) {
             Some(l) => l.clone(),
             None => {
-                let l = self.alloc.constant_columns_first(
+                let homes = self.weight_homes(a.rows, nn.div_ceil(self.lanes));
+                let l = self.alloc.constant_weights(
                     &format!("{bn} (as {mm_ty} weights)"),
                     &[k, nn],
                     &wvals,
+                    &homes,
                 );
                 self.locs.insert(wname, l.clone());
                 l
@@ -1301,6 +1303,42 @@ impl<'a> Lowerer<'a> {
         self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)
     }
 
+    /// The row chunk [`Lowerer::matmul`] cuts a product of `rows` result
+    /// rows into: at most one accumulator per row, and enough chunks that
+    /// every plane gets work.
+    fn row_chunk(&self, rows: usize) -> usize {
+        (self.chip.mxm.accumulators as usize)
+            .min(rows.div_ceil(self.planes.len()))
+            .max(1)
+    }
+
+    /// Where each column tile of the next product's weights should live:
+    /// the MEM slices on the VXM's side of the plane (or planes) that
+    /// [`Lowerer::matmul`] will give the tile's row chunks, predicted from
+    /// its round-robin; no preference for a tile whose chunks go to both
+    /// sides or when the chip has no VXM to divide it.
+    fn weight_homes(&self, rows: usize, vpr: usize) -> Vec<Vec<u16>> {
+        let Some(&vxm) = self.chip.positions_of(SliceKind::Vxm).first() else {
+            return Vec::new();
+        };
+        let mems = self.chip.positions_of(SliceKind::Mem);
+        let chunks = rows.div_ceil(self.row_chunk(rows)).max(1);
+        let n = self.planes.len();
+        (0..vpr)
+            .map(|j| {
+                let mut west = (0..chunks)
+                    .map(|c| self.planes[(self.next_plane + j * chunks + c) % n].slice < vxm);
+                let Some(w) = west.next() else {
+                    return Vec::new();
+                };
+                if west.any(|x| x != w) {
+                    return Vec::new();
+                }
+                mems.iter().copied().filter(|&m| (m < vxm) == w).collect()
+            })
+            .collect()
+    }
+
     /// Emits a tiled matrix product: for each column tile of `w` (one MXM
     /// plane each, round-robin), the result rows in chunks of the plane's
     /// accumulators; for each K-tile, its weight rows are loaded and
@@ -1325,9 +1363,7 @@ impl<'a> Lowerer<'a> {
         );
         // Row chunks (at most one accumulator per row) are spread over the
         // planes too, so a product with one column tile still uses them all.
-        let chunk = (self.chip.mxm.accumulators as usize)
-            .min(plan.rows.div_ceil(self.planes.len()))
-            .max(1);
+        let chunk = self.row_chunk(plan.rows);
         for j in 0..w.vpr {
             let used: Vec<usize> = (0..plan.ktiles.len())
                 .filter(|&kt| (plan.used)(kt, j))
