@@ -30,7 +30,25 @@
 //! of K's block `(R, C)` in place; when `p = lanes` that *is* `K^T`'s
 //! vector `(C-th row block, R)` and no data moves; otherwise a relocation
 //! pass rotates each block into its lanes (`rot`, `mul` by a block mask,
-//! `add`, per block of a `K^T` vector). The last pass converts to fp16.
+//! `add`, per block of a `K^T` vector). A last pass splits an f32 `K^T`
+//! into fp16 high and low halves (see "fp32-accurate products" below).
+//!
+//! **fp32-accurate products.** Both operands of the scores and the context
+//! are computed f32 tensors, which the reference multiplies in f32. The MXM
+//! multiplies fp16, so each f32 operand is split into fp16 halves,
+//! `x = x_hi + x_lo` (`x_hi = fp16(x)`, `x_lo = fp16(x - x_hi)`: about 22
+//! significant bits, fewer where `x_lo` is subnormal, below 2^-14 * 2^11
+//! in magnitude), and the product runs as three passes into the same
+//! fp32 accumulators: `x_hi . W_hi + x_lo . W_hi` (weights `W_hi`
+//! installed) then `x_hi . W_lo` (`W_lo` installed); `x_lo . W_lo` (below
+//! 2^-22 relative) is dropped. The halves of `K^T` and `V` are made once
+//! (`split_halves` in their conversion passes), those of `Q` and `P` on the
+//! way into each `mm` (`cvt`, `cvt`, `sub`, `cvt` on the VXM). This costs 3x
+//! the `mm` and 2x the weight loads of a plain fp16 product, and keeps an
+//! int8 model's attention close enough to the reference that its int8
+//! requantization rounds the same way (a plain fp16 product differs from the
+//! f32 reference by about 2^-11 relative, which flips many int8 roundings
+//! downstream).
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind};
 use crate::alloc::TensorLoc;
@@ -68,6 +86,9 @@ struct View {
     /// [`Lowerer::release`]); empty for storage made here.
     src: String,
     base: TensorLoc,
+    /// The low fp16 halves of a materialized fp16 `base` (`K^T`), when its
+    /// source was f32: `base + lo` is the f32 value to about 22 bits.
+    lo: Option<TensorLoc>,
     heads: usize,
     d: usize,
     kind: Kind,
@@ -166,6 +187,7 @@ impl<'a> Lowerer<'a> {
                 let view = View {
                     src: xn.clone(),
                     base,
+                    lo: None,
                     heads: ys[2],
                     d: ys[3],
                     kind: Kind::Split,
@@ -187,13 +209,14 @@ impl<'a> Lowerer<'a> {
                     (Kind::Split, [0, 2, 1, 3]) => Kind::Heads,
                     (Kind::Heads, [0, 2, 1, 3]) => Kind::Split,
                     (Kind::Split, [0, 2, 3, 1]) => {
-                        let kt = self.transpose_to_f16(&v.base)?;
+                        let (kt, lo) = self.transpose_to_f16(&v.base)?;
                         self.release(&v.src, &v.base);
                         self.attn.views.insert(
                             yn,
                             View {
                                 src: String::new(),
                                 base: kt,
+                                lo,
                                 kind: Kind::HeadsT,
                                 ..v
                             },
@@ -248,6 +271,9 @@ impl<'a> Lowerer<'a> {
         {
             return self.unsupported("scores storage does not match the heads");
         }
+        // An f32 Q against split K^T: Q's halves too (fp32-accurate scores).
+        let q_halves = (kt.lo.is_some() && q.base.dtype == DType::F32)
+            .then(|| self.split_tensor(&format!("{} (Q)", self.cur().name), &q.base));
         for h in 0..heads {
             let (c0, c1) = (h * d, (h + 1) * d);
             let mut ktiles = Vec::new();
@@ -262,8 +288,10 @@ impl<'a> Lowerer<'a> {
                 lane0.push(a - t * lanes);
                 vecs.push(t);
             }
-            let qb = &q.base;
+            let qb = q_halves.as_ref().map_or(&q.base, |(hi, _)| hi);
             let act = |i: usize, kt: usize| Some(qb.at(i, vecs[kt]));
+            let ql = q_halves.as_ref().map(|(_, lo)| lo);
+            let act_lo = |i: usize, kt: usize| ql.map(|l| l.at(i, vecs[kt]));
             let used = |_: usize, _: usize| true;
             let plan = MatmulPlan {
                 rows: s,
@@ -271,6 +299,10 @@ impl<'a> Lowerer<'a> {
                 act: &act,
                 used: &used,
                 act_ty: qb.dtype,
+                w_lo: kt.lo.as_ref(),
+                act_lo: ql
+                    .is_some()
+                    .then_some(&act_lo as &dyn Fn(usize, usize) -> Option<VecLoc>),
             };
             let out_h = rows_of(&out, h * s, s);
             self.attn.lane0 = lane0;
@@ -282,9 +314,16 @@ impl<'a> Lowerer<'a> {
             self.attn.lane0.clear();
             r?;
         }
+        if let Some((hi, lo)) = &q_halves {
+            self.alloc.free(hi);
+            self.alloc.free(lo);
+        }
         self.release(&q.src, &q.base);
         if self.single_use(self.cur().input(1).unwrap_or_default(), 0) {
             self.alloc.free(&kt.base);
+            if let Some(lo) = &kt.lo {
+                self.alloc.free(lo);
+            }
         }
         Ok(())
     }
@@ -311,8 +350,10 @@ impl<'a> Lowerer<'a> {
         // V in fp16, per (head, vector) masked to the head's lanes when the
         // vector holds others too.
         let zero = self.zero_vector(DType::F16);
+        let split = vb.dtype == DType::F32;
         let mut staged = Vec::new();
         let mut wvec = vec![zero; heads * sk * vb.vpr];
+        let mut lovec = vec![zero; heads * sk * vb.vpr];
         for h in 0..heads {
             let (c0, c1) = (h * d, (h + 1) * d);
             for t in c0 / lanes..=(c1 - 1) / lanes {
@@ -336,7 +377,22 @@ impl<'a> Lowerer<'a> {
                     DType::F16,
                 );
                 staged.push(dst.clone());
+                let dst_lo = split.then(|| {
+                    self.alloc.tensor(
+                        &format!("{name} (V head {h}, fp16 low halves)"),
+                        &[sk, lanes],
+                        DType::F16,
+                    )
+                });
+                staged.extend(dst_lo.clone());
                 for j in 0..sk {
+                    if let Some(dl) = &dst_lo {
+                        let m = mask.as_ref().map(|m| m.at(0, 0));
+                        self.split_halves(vb.at(j, t), m, dst.at(j, 0), dl.at(j, 0));
+                        wvec[(h * sk + j) * vb.vpr + t] = dst.at(j, 0);
+                        lovec[(h * sk + j) * vb.vpr + t] = dl.at(j, 0);
+                        continue;
+                    }
                     let mut gb = self.begin();
                     let mut x = self.read(&mut gb, vb.at(j, t), vb.dtype);
                     if let Some(m) = &mask {
@@ -371,6 +427,10 @@ impl<'a> Lowerer<'a> {
             view: vec![],
             replicated: false,
         };
+        let w_lo = split.then(|| TensorLoc {
+            vectors: lovec,
+            ..w.clone()
+        });
         let kts = sk.div_ceil(lanes);
         let ktiles: Vec<KTile> = (0..heads * kts)
             .map(|k| {
@@ -381,7 +441,13 @@ impl<'a> Lowerer<'a> {
                 }
             })
             .collect();
-        let act = |i: usize, k: usize| Some(p.at((k / kts) * s + i, k % kts));
+        // An f32 P against split V: P's halves too (an fp32-accurate context).
+        let p_halves =
+            (split && p.dtype == DType::F32).then(|| self.split_tensor(&format!("{name} (P)"), p));
+        let pb = p_halves.as_ref().map_or(p, |(hi, _)| hi);
+        let pl = p_halves.as_ref().map(|(_, lo)| lo);
+        let act = |i: usize, k: usize| Some(pb.at((k / kts) * s + i, k % kts));
+        let act_lo = |i: usize, k: usize| pl.map(|l| l.at((k / kts) * s + i, k % kts));
         let used = |k: usize, j: usize| {
             let h = k / kts;
             h * d < (j + 1) * lanes && (h + 1) * d > j * lanes
@@ -391,7 +457,11 @@ impl<'a> Lowerer<'a> {
             ktiles: &ktiles,
             act: &act,
             used: &used,
-            act_ty: p.dtype,
+            act_ty: pb.dtype,
+            w_lo: w_lo.as_ref(),
+            act_lo: pl
+                .is_some()
+                .then_some(&act_lo as &dyn Fn(usize, usize) -> Option<VecLoc>),
         };
         self.attn.lane0.clear();
         let epi = Epilogue {
@@ -399,14 +469,18 @@ impl<'a> Lowerer<'a> {
             bias: None,
         };
         self.matmul(&plan, &w, &out, DType::F16, DType::F32, &epi, &[])?;
-        for t in staged {
-            self.alloc.free(&t);
+        for t in staged
+            .iter()
+            .chain(p_halves.iter().flat_map(|(h, l)| [h, l]))
+        {
+            self.alloc.free(t);
         }
         self.attn.views.insert(
             yn,
             View {
                 src: String::new(),
                 base: out,
+                lo: None,
                 heads,
                 d,
                 kind: Kind::Heads,
@@ -459,16 +533,20 @@ impl<'a> Lowerer<'a> {
         l
     }
 
-    /// `K^T [H, S]` in fp16 from `K [S, H]` (see the module doc).
-    fn transpose_to_f16(&mut self, k: &TensorLoc) -> Result<TensorLoc, CompileError> {
+    /// `K^T [H, S]` in fp16 from `K [S, H]` (see the module doc), with the
+    /// low fp16 halves of an f32 `K` (see [`Lowerer::split_halves`]).
+    fn transpose_to_f16(
+        &mut self,
+        k: &TensorLoc,
+    ) -> Result<(TensorLoc, Option<TensorLoc>), CompileError> {
         let lanes = self.lanes;
         let p = 1usize << lanes.trailing_zeros().min(usize::BITS - 1);
         let p = p.min(lanes);
         if p < 2 {
             return self.unsupported("the transpose needs an even number of lanes");
         }
-        if k.dtype != DType::F32 {
-            return self.unsupported("the transpose is lowered for f32 tensors");
+        if k.dtype != DType::F32 && k.dtype != DType::F16 {
+            return self.unsupported("the transpose is lowered for f32 and f16 tensors");
         }
         let (s, hidden, vz) = (k.rows, k.cols, k.vpr);
         let sp = s.div_ceil(p) * p;
@@ -486,13 +564,9 @@ impl<'a> Lowerer<'a> {
         let mut cur: Option<TensorLoc> = None;
         let mut freed: Vec<TensorLoc> = Vec::new();
         for (si, &sh) in stages.iter().enumerate() {
-            let last = si + 1 == stages.len();
-            let out_ty = if last && synthetic { DType::F16 } else { ty };
-            let dst = self.alloc.tensor(
-                &format!("{name} (transpose pass {si})"),
-                &[sp, hidden],
-                out_ty,
-            );
+            let dst =
+                self.alloc
+                    .tensor(&format!("{name} (transpose pass {si})"), &[sp, hidden], ty);
             let m = self.lane_row(&format!("transpose mask bit {sh} of {p}"), |i| {
                 if (i % p) & sh != 0 {
                     1.0
@@ -559,19 +633,14 @@ impl<'a> Lowerer<'a> {
                             &[o, s2],
                             vec![],
                         );
-                        let mut v = self.op(
+                        let v = self.op(
                             &mut gb,
                             Instr::new(Opcode::Add).typed(ty),
                             Place::Vxm,
                             &[x, y],
                             vec![],
                         );
-                        if out_ty != ty {
-                            let mut cvt = Instr::new(Opcode::Convert).typed(ty);
-                            cvt.to = out_ty;
-                            v = self.op(&mut gb, cvt, Place::Vxm, &[v], vec![]);
-                        }
-                        self.write(&mut gb, v, dst.at(row, t), out_ty);
+                        self.write(&mut gb, v, dst.at(row, t), ty);
                         self.fin(gb);
                     }
                 }
@@ -594,8 +663,8 @@ impl<'a> Lowerer<'a> {
                 .flat_map(|c| (0..vk).map(move |u| (c, u)))
                 .map(|(c, u)| z.at(u * p + c % p, c / p))
                 .collect();
-            return Ok(TensorLoc {
-                dtype: DType::F16,
+            let kt = TensorLoc {
+                dtype: ty,
                 rows: hidden,
                 cols: s,
                 vpr: vk,
@@ -603,14 +672,13 @@ impl<'a> Lowerer<'a> {
                 layout: vec![],
                 view: vec![],
                 replicated: false,
-            });
+            };
+            return Ok(self.halves_of(&name, kt, &z));
         }
         // Relocation: K^T[c, R p + b] = Z[R p + c % p, lane (C p % lanes) + b].
-        let kt = self.alloc.tensor(
-            &format!("{name} (K transposed, fp16)"),
-            &[hidden, s],
-            DType::F16,
-        );
+        let kt = self
+            .alloc
+            .tensor(&format!("{name} (K transposed)"), &[hidden, s], ty);
         for c in 0..hidden {
             for u in 0..vk {
                 let mut gb = self.begin();
@@ -654,18 +722,30 @@ impl<'a> Lowerer<'a> {
                     });
                 }
                 let Some(v) = acc else { continue };
-                let mut cvt = Instr::new(Opcode::Convert).typed(ty);
-                cvt.to = DType::F16;
-                let v = if ty != DType::F16 {
-                    self.op(&mut gb, cvt, Place::Vxm, &[v], vec![])
-                } else {
-                    v
-                };
-                self.write(&mut gb, v, kt.at(c, u), DType::F16);
+                self.write(&mut gb, v, kt.at(c, u), ty);
                 self.fin(gb);
             }
         }
         self.alloc.free(&z);
-        Ok(kt)
+        let halves = self.halves_of(&name, kt.clone(), &kt);
+        Ok(halves)
+    }
+
+    /// `K^T` as the MXM's fp16 weights: an f16 `kt` as it is; an f32 one
+    /// split into high and low fp16 halves (one pass: read, split, two
+    /// writes per vector), after which `storage` (what `kt`'s vectors live
+    /// in) is freed.
+    fn halves_of(
+        &mut self,
+        name: &str,
+        kt: TensorLoc,
+        storage: &TensorLoc,
+    ) -> (TensorLoc, Option<TensorLoc>) {
+        if kt.dtype == DType::F16 {
+            return (kt, None);
+        }
+        let (hi, lo) = self.split_tensor(&format!("{name} (K transposed)"), &kt);
+        self.alloc.free(storage);
+        (hi, Some(lo))
     }
 }

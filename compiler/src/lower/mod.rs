@@ -156,6 +156,13 @@ struct MatmulPlan<'p> {
     act: &'p dyn Fn(usize, usize) -> Option<VecLoc>,
     used: &'p dyn Fn(usize, usize) -> bool,
     act_ty: DType,
+    /// The low fp16 halves of the weights (same layout as the weights),
+    /// for an fp32-accurate product of f32 operands (see `attention.rs`):
+    /// each K-tile then runs `x_hi . W_hi + x_lo . W_hi + x_hi . W_lo`.
+    w_lo: Option<&'p TensorLoc>,
+    /// The low fp16 halves of the activations (`act` then reads the high
+    /// halves, in fp16), for the same split.
+    act_lo: Option<&'p dyn Fn(usize, usize) -> Option<VecLoc>>,
 }
 
 /// What follows `emit` in a matrix product's epilogue (before any fused
@@ -1299,8 +1306,67 @@ impl<'a> Lowerer<'a> {
             act: &*act,
             used: &used,
             act_ty: a.dtype,
+            w_lo: None,
+            act_lo: None,
         };
         self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)
+    }
+
+    /// Writes the fp16 high and low halves of the f32 vector at `at` (times
+    /// the 0/1 row at `mask`, when given) to `hi_at` and `lo_at`: `hi =
+    /// fp16(x)` and `lo = fp16(x - f32(fp16(x)))` (VXM `cvt`; `cvt`, `cvt`,
+    /// `sub`, `cvt`), one group each. A stream value has one consumer, so
+    /// `x` is read once per use.
+    fn split_halves(&mut self, at: VecLoc, mask: Option<VecLoc>, hi_at: VecLoc, lo_at: VecLoc) {
+        let load = |s: &mut Self, gb: &mut Gb| {
+            let x = s.read(gb, at, DType::F32);
+            match mask {
+                None => x,
+                Some(m) => {
+                    let mv = s.read(gb, m, DType::F32);
+                    let mul = Instr::new(Opcode::Mul).typed(DType::F32);
+                    s.op(gb, mul, Place::Vxm, &[x, mv], vec![])
+                }
+            }
+        };
+        let mut to16 = Instr::new(Opcode::Convert).typed(DType::F32);
+        to16.to = DType::F16;
+        let mut to32 = Instr::new(Opcode::Convert).typed(DType::F16);
+        to32.to = DType::F32;
+        let mut gb = self.begin();
+        let x = load(self, &mut gb);
+        let hi = self.op(&mut gb, to16.clone(), Place::Vxm, &[x], vec![]);
+        self.write(&mut gb, hi, hi_at, DType::F16);
+        self.fin(gb);
+        let mut gb = self.begin();
+        let x = load(self, &mut gb);
+        let h = self.op(&mut gb, to16.clone(), Place::Vxm, &[x], vec![]);
+        let h = self.op(&mut gb, to32, Place::Vxm, &[h], vec![]);
+        let x = load(self, &mut gb);
+        let sub = Instr::new(Opcode::Sub).typed(DType::F32);
+        let d = self.op(&mut gb, sub, Place::Vxm, &[x, h], vec![]);
+        let lo = self.op(&mut gb, to16, Place::Vxm, &[d], vec![]);
+        self.write(&mut gb, lo, lo_at, DType::F16);
+        self.fin(gb);
+    }
+
+    /// An f32 tensor's fp16 high and low halves (see
+    /// [`Lowerer::split_halves`]), as two new tensors of its shape: one
+    /// pass.
+    fn split_tensor(&mut self, what: &str, t: &TensorLoc) -> (TensorLoc, TensorLoc) {
+        let shape = [t.rows, t.cols];
+        let hi = self
+            .alloc
+            .tensor(&format!("{what} (fp16 high halves)"), &shape, DType::F16);
+        let lo = self
+            .alloc
+            .tensor(&format!("{what} (fp16 low halves)"), &shape, DType::F16);
+        for r in 0..t.rows {
+            for u in 0..t.vpr {
+                self.split_halves(t.at(r, u), None, hi.at(r, u), lo.at(r, u));
+            }
+        }
+        (hi, lo)
     }
 
     /// The row chunk [`Lowerer::matmul`] cuts a product of `rows` result
@@ -1412,92 +1478,108 @@ impl<'a> Lowerer<'a> {
                     let per = (self.chip.mxm.load_rows as usize)
                         .min(self.chip.streams_per_direction as usize / (2 * mm_ty.bytes()))
                         .max(1);
-                    let mut r0 = 0;
-                    while r0 < tile.rows {
-                        let side = |at: VecLoc| at.slice > slice;
-                        let first = w.at(tile.w_row0 + r0, j);
-                        let mut lrows = vec![first];
-                        while lrows.len() < per && r0 + lrows.len() < tile.rows {
-                            let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
-                            if side(next) != side(first)
-                                || lrows.iter().any(|v| v.slice == next.slice)
-                            {
-                                break;
+                    // One pass per installed weight set: `W` with the
+                    // activations (and their low halves), then `W_lo` with
+                    // the activations (see `MatmulPlan::w_lo`).
+                    let mut passes: Vec<(&TensorLoc, bool)> = vec![(w, plan.act_lo.is_some())];
+                    passes.extend(plan.w_lo.map(|lo| (lo, false)));
+                    for (w, with_lo) in passes {
+                        let mut r0 = 0;
+                        while r0 < tile.rows {
+                            let side = |at: VecLoc| at.slice > slice;
+                            let first = w.at(tile.w_row0 + r0, j);
+                            let mut lrows = vec![first];
+                            while lrows.len() < per && r0 + lrows.len() < tile.rows {
+                                let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
+                                if side(next) != side(first)
+                                    || lrows.iter().any(|v| v.slice == next.slice)
+                                {
+                                    break;
+                                }
+                                lrows.push(next);
                             }
-                            lrows.push(next);
+                            let mut gb = self.begin();
+                            let reads: Vec<u32> = lrows
+                                .iter()
+                                .map(|at| self.read(&mut gb, *at, mm_ty))
+                                .collect();
+                            let after: Vec<_> = self.planes[p]
+                                .last_iw
+                                .iter()
+                                .map(|iw| (*iw, 1 - d_lw))
+                                .collect();
+                            let lw = Instr {
+                                arg: (self.attn.lane0.get(kt).copied().unwrap_or(0) + r0) as i64,
+                                arg2: lrows.len() as i64,
+                                ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
+                            };
+                            // Row k of the bundle is stream group k of the first operand.
+                            let groups: Vec<(u8, u8)> =
+                                (0..reads.len()).map(|k| (0, k as u8)).collect();
+                            let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
+                            let g = self.finish(gb);
+                            self.planes[p].lw_since_iw.push(MemberRef {
+                                group: g,
+                                member: m,
+                            });
+                            r0 += lrows.len();
                         }
                         let mut gb = self.begin();
-                        let reads: Vec<u32> = lrows
-                            .iter()
-                            .map(|at| self.read(&mut gb, *at, mm_ty))
+                        let pl = &mut self.planes[p];
+                        let after: Vec<_> = pl
+                            .lw_since_iw
+                            .drain(..)
+                            .map(|r| (r, d_lw))
+                            .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
                             .collect();
-                        let after: Vec<_> = self.planes[p]
-                            .last_iw
-                            .iter()
-                            .map(|iw| (*iw, 1 - d_lw))
-                            .collect();
-                        let lw = Instr {
-                            arg: (self.attn.lane0.get(kt).copied().unwrap_or(0) + r0) as i64,
-                            arg2: lrows.len() as i64,
-                            ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
-                        };
-                        // Row k of the bundle is stream group k of the first operand.
-                        let groups: Vec<(u8, u8)> =
-                            (0..reads.len()).map(|k| (0, k as u8)).collect();
-                        let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
+                        let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
                         let g = self.finish(gb);
-                        self.planes[p].lw_since_iw.push(MemberRef {
-                            group: g,
-                            member: m,
-                        });
-                        r0 += lrows.len();
-                    }
-                    let mut gb = self.begin();
-                    let pl = &mut self.planes[p];
-                    let after: Vec<_> = pl
-                        .lw_since_iw
-                        .drain(..)
-                        .map(|r| (r, d_lw))
-                        .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
-                        .collect();
-                    let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
-                    let g = self.finish(gb);
-                    let iw = MemberRef {
-                        group: g,
-                        member: m,
-                    };
-                    self.planes[p].last_iw = Some(iw);
-                    for (i, (at, &acc)) in acts.iter().zip(&accs).enumerate() {
-                        let Some(at) = at else { continue };
-                        let mut gb = self.begin();
-                        let mut x = self.read(&mut gb, *at, plan.act_ty);
-                        if plan.act_ty != mm_ty {
-                            let mut cvt = Instr::new(Opcode::Convert).typed(plan.act_ty);
-                            cvt.to = mm_ty;
-                            x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
-                        }
-                        let st = &self.planes[p].accs[acc];
-                        let mut after = vec![(iw, d_iw)];
-                        if started[i] {
-                            after.extend(st.last_mm.map(|m| (m, 1)));
-                        } else {
-                            after.extend(st.last_emit.map(|e| (e, 1 - d_mm)));
-                            after.extend(st.last_mm.map(|m| (m, 1)));
-                        }
-                        let mm = Instr {
-                            arg: acc as i64,
-                            accumulate: started[i],
-                            ..Instr::new(Opcode::Matmul).typed(mm_ty)
-                        };
-                        started[i] = true;
-                        let m = self.op(&mut gb, mm, cq, &[x], after);
-                        let g = self.finish(gb);
-                        let r = MemberRef {
+                        let iw = MemberRef {
                             group: g,
                             member: m,
                         };
-                        self.planes[p].mm_since_iw.push(r);
-                        self.planes[p].accs[acc].last_mm = Some(r);
+                        self.planes[p].last_iw = Some(iw);
+                        let lo_acts: Vec<Option<VecLoc>> = match (with_lo, plan.act_lo) {
+                            (true, Some(lo)) => rows.iter().map(|&r| lo(r, kt)).collect(),
+                            _ => Vec::new(),
+                        };
+                        let parts = acts
+                            .iter()
+                            .zip(&accs)
+                            .enumerate()
+                            .chain(lo_acts.iter().zip(&accs).enumerate());
+                        for (i, (at, &acc)) in parts {
+                            let Some(at) = at else { continue };
+                            let mut gb = self.begin();
+                            let mut x = self.read(&mut gb, *at, plan.act_ty);
+                            if plan.act_ty != mm_ty {
+                                let mut cvt = Instr::new(Opcode::Convert).typed(plan.act_ty);
+                                cvt.to = mm_ty;
+                                x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
+                            }
+                            let st = &self.planes[p].accs[acc];
+                            let mut after = vec![(iw, d_iw)];
+                            if started[i] {
+                                after.extend(st.last_mm.map(|m| (m, 1)));
+                            } else {
+                                after.extend(st.last_emit.map(|e| (e, 1 - d_mm)));
+                                after.extend(st.last_mm.map(|m| (m, 1)));
+                            }
+                            let mm = Instr {
+                                arg: acc as i64,
+                                accumulate: started[i],
+                                ..Instr::new(Opcode::Matmul).typed(mm_ty)
+                            };
+                            started[i] = true;
+                            let m = self.op(&mut gb, mm, cq, &[x], after);
+                            let g = self.finish(gb);
+                            let r = MemberRef {
+                                group: g,
+                                member: m,
+                            };
+                            self.planes[p].mm_since_iw.push(r);
+                            self.planes[p].accs[acc].last_mm = Some(r);
+                        }
                     }
                 }
                 for (&r, &acc) in rows.iter().zip(&accs) {

@@ -214,6 +214,8 @@ impl<'a> Lowerer<'a> {
             act: &act,
             used: &used,
             act_ty: parts[0].dtype,
+            w_lo: None,
+            act_lo: None,
         };
         self.attn.lane0.clear();
         let epi = Epilogue { alpha, bias: None };

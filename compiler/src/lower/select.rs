@@ -440,6 +440,8 @@ impl<'a> Lowerer<'a> {
             act: &act,
             used: &used,
             act_ty: DType::F16,
+            w_lo: None,
+            act_lo: None,
         };
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;

@@ -386,6 +386,8 @@ impl<'a> Lowerer<'a> {
             act: &act,
             used: &used,
             act_ty: x.dtype,
+            w_lo: None,
+            act_lo: None,
         };
         self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)?;
         if let Some(p) = packed {
@@ -626,6 +628,8 @@ impl<'a> Lowerer<'a> {
             act: &act,
             used: &used,
             act_ty: x.dtype,
+            w_lo: None,
+            act_lo: None,
         };
         self.matmul(&plan, &wl, &out, mm_ty, emit_ty, &epi, &tail)
     }

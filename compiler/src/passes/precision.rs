@@ -21,7 +21,12 @@
 //!   activations calibrated on sample inputs ([`super::calib`]), zero points
 //!   0, int32 accumulation, dequantization (requantization, when the next
 //!   layer quantizes again) on the VXM. Activation x activation `MatMul`s
-//!   (attention's scores and context) quantize both operands per tensor.
+//!   (attention's scores and context) quantize both operands per tensor
+//!   where the graph crate can express the integer product (rank 2); the
+//!   batched ones stay f32 (the lowering computes them fp32-accurately
+//!   with split fp16 halves). Lookup tables (`Gather` of an f32 constant
+//!   by runtime indices: embeddings) are rounded to fp16 values, as the
+//!   lowering stores them (the report gives those gathers as fp16).
 //!   Everything else stays as it was (f32).
 //! - **mixed**: `MatMul`/`Gemm`/`Conv` with constant weights in int8 as
 //!   above; activation x activation `MatMul`s in fp16; these in f32:
@@ -220,11 +225,65 @@ pub fn apply_precision(
     r.finish_outputs()?;
     let parts = r.into_parts();
     let g = parts.rebuild("precision")?;
-    let (g, _) = super::dce::eliminate_dead(g)?;
+    let (mut g, _) = super::dce::eliminate_dead(g)?;
+    let mut node_precision = node_precisions(&g);
+    if matches!(precision, Precision::Int8 | Precision::Mixed) {
+        for n in fp16_tables(&mut g) {
+            node_precision.insert(n, "fp16".to_string());
+        }
+    }
     Ok(PrecisionOutcome {
-        node_precision: node_precisions(&g),
+        node_precision,
         graph: g,
     })
+}
+
+/// int8 and mixed store lookup tables in fp16: the f32 table of a `Gather`
+/// by runtime indices (an embedding), read by such gathers only, gets its
+/// values rounded to fp16 (its type stays f32). The lowering stores every
+/// such table as the MXM's fp16 weights of a one-hot product anyway (see
+/// `lower/select.rs`); stating it in the graph lets the reference compute
+/// what the chip computes, so an int8 model's first quantization rounds the
+/// same way. Returns the gathers, whose precision the report gives as fp16.
+fn fp16_tables(g: &mut Graph) -> Vec<String> {
+    let is_table_gather = |g: &Graph, n: &Node| {
+        n.op_type == "Gather"
+            && n.input(1)
+                .is_some_and(|i| !g.initializers.contains_key(i) && !g.constants.contains_key(i))
+    };
+    let mut tables: BTreeSet<String> = g
+        .nodes
+        .iter()
+        .filter(|n| is_table_gather(g, n))
+        .filter_map(|n| n.input(0).map(str::to_string))
+        .filter(|t| {
+            g.initializers
+                .get(t)
+                .is_some_and(|x| x.dtype() == DType::F32)
+        })
+        .collect();
+    tables.retain(|t| {
+        g.consumers(t)
+            .iter()
+            .all(|&c| is_table_gather(g, &g.nodes[c]) && g.nodes[c].input(0) == Some(t.as_str()))
+            && !g.outputs.contains(t)
+    });
+    let gathers = g
+        .nodes
+        .iter()
+        .filter(|n| n.input(0).is_some_and(|t| tables.contains(t)) && is_table_gather(g, n))
+        .map(|n| n.name.clone())
+        .collect();
+    for t in &tables {
+        if let Some(x) = g.initializers.get_mut(t) {
+            if let lpu_isa::Values::F32(v) = &mut x.values {
+                for e in v.iter_mut() {
+                    *e = half::f16::from_f32(*e).to_f32();
+                }
+            }
+        }
+    }
+    gathers
 }
 
 /// The ONNX `TensorProto` code of a float type (for `Cast`'s `to`).
@@ -603,6 +662,34 @@ pub(crate) mod tests {
         Node(name: "fc2", op_type: "Gemm", inputs: ["a", "w2", "b2"], outputs: ["y"], attributes: {"transB": Int(1)}),
       ],
     )"#;
+
+    #[test]
+    fn int8_rounds_lookup_tables_to_fp16_values() {
+        let g = parse(
+            r#"Graph(name: "emb",
+              inputs: [ValueInfo(name: "ids", dtype: I32, shape: [3])],
+              outputs: [ValueInfo(name: "y", dtype: F32)],
+              initializers: [Initializer(name: "table", dtype: F32, shape: [1001, 4],
+                data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0)))],
+              nodes: [Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["y"])],
+            )"#,
+        );
+        let before = g.initializers["table"].values.clone();
+        let out = apply_precision(&g, Precision::Int8, &[]).expect("int8");
+        let after = &out.graph.initializers["table"].values;
+        assert_eq!(after.dtype(), DType::F32);
+        let mut changed = 0;
+        for i in 0..before.len() {
+            let (b, a) = (before.get_f64(i) as f32, after.get_f64(i) as f32);
+            assert_eq!(a, half::f16::from_f32(b).to_f32());
+            changed += usize::from(a != b);
+        }
+        assert!(changed > 0, "random f32 values are not all fp16 values");
+        assert_eq!(out.node_precision["lookup"], "fp16");
+        // fp32 leaves the table alone.
+        let out = apply_precision(&g, Precision::Fp32, &[]).expect("fp32");
+        assert_eq!(out.graph.initializers["table"].values, before);
+    }
 
     #[test]
     fn names_parse_and_print() {
