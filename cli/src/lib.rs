@@ -9,6 +9,7 @@ use lpu_isa::{ChipConfig, Program};
 use std::path::Path;
 
 pub mod onnx_test;
+pub mod progress;
 pub mod sweep;
 
 /// Exit code: success.

@@ -38,6 +38,14 @@ pub struct Args {
     /// job array; merge the CSVs afterwards (same header).
     #[arg(long, value_name = "K/N")]
     pub shard: Option<String>,
+    /// No progress bar and no summary line on stderr (errors still print).
+    /// The bar is drawn only when stderr is a terminal anyway.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Static points timed without values (`lpsim run --timing-only`):
+    /// the same cycles, energy and instructions, faster.
+    #[arg(long)]
+    pub timing_only: bool,
     /// Graph passes and precision, as for `lpsim run`.
     #[command(flatten)]
     pub prepare: crate::PrepareArgs,
@@ -198,7 +206,11 @@ fn run_point(
         let o = lpu_sim::DynamicOptions::for_chip(&p.chip, args.seed);
         lpu_sim::simulate_dynamic(&p, &inputs, &o).map(|d| d.outcome)
     } else {
-        lpu_sim::simulate(&p, &inputs, &lpu_sim::SimOptions::default())
+        let opts = lpu_sim::SimOptions {
+            timing_only: args.timing_only,
+            ..lpu_sim::SimOptions::default()
+        };
+        lpu_sim::simulate(&p, &inputs, &opts)
     };
     match outcome {
         Err(e) => out(None, e.to_string()),
@@ -368,6 +380,9 @@ pub fn main(args: Args) -> Result<u8> {
     if !matches!(args.schedule.as_str(), "static" | "dynamic") {
         bail!("--schedule '{}': expected static or dynamic", args.schedule);
     }
+    if args.timing_only && args.schedule == "dynamic" {
+        bail!("--timing-only times static schedules only: drop --schedule dynamic");
+    }
     let base = crate::chip(&args.chip)?;
     // Reject unknown keys before any work.
     for p in &params {
@@ -399,24 +414,18 @@ pub fn main(args: Args) -> Result<u8> {
             .map(|(_, r)| r)
             .collect();
     }
-    let total = all.len();
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    // A progress line on a terminal only (logs and CI stay clean).
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A progress bar on a terminal's stderr only (logs and CI stay clean);
+    // the points are still collected in grid order.
+    let progress = crate::progress::Progress::new(all.len() as u64, "points", args.quiet);
     let points: Vec<Point> = all
         .par_iter()
         .map(|values| {
             let p = run_point(&base, &params, values, &graph, &args);
-            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if progress {
-                eprint!("\rlpsim sweep: {n}/{total} points");
-            }
+            progress.inc();
             p
         })
         .collect();
-    if progress {
-        eprintln!();
-    }
+    progress.finish();
     let name = args
         .model
         .file_stem()
@@ -433,6 +442,9 @@ pub fn main(args: Args) -> Result<u8> {
     crate::write_atomic(&out, csv(&params, &points).as_bytes())?;
     crate::write_atomic(&plot, svg(&name, &params, &points)?.as_bytes())?;
     let failed = points.iter().filter(|p| p.result.is_none()).count();
+    if args.quiet {
+        return Ok(crate::EXIT_OK);
+    }
     eprintln!(
         "lpsim sweep: wrote {} and {} ({} points, {failed} without a result)",
         out.display(),

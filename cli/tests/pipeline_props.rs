@@ -346,6 +346,24 @@ fn run_model(md: &Model) -> Result<(), TestCaseError> {
             chip_name,
             text
         );
+        // The lower bound holds; a timing-only run times it alike.
+        let b = lpu_sim::lower_bound(&p);
+        prop_assert!(
+            b.cycles <= out.cycles,
+            "{}: bound {} ({}) above {} cycles\n{}",
+            chip_name,
+            b.cycles,
+            b.kind,
+            out.cycles,
+            text
+        );
+        let timing = SimOptions {
+            timing_only: true,
+            ..SimOptions::default()
+        };
+        let t = simulate(&p, &inputs, &timing)
+            .map_err(|e| TestCaseError::fail(format!("simulate timing-only: {e}")))?;
+        prop_assert!(t.hazard.is_none() && t.cycles == out.cycles && t.stats == out.stats);
         let ck = check::compare(&out.outputs, &reference);
         prop_assert!(
             ck.passed,

@@ -37,6 +37,7 @@
 //! arbitration (bank port or stream), structural (its queue issued another
 //! instruction). Parameters, sources and measured figures: `simulator/DYNAMIC.md`.
 
+use crate::bound::edge_latency;
 use crate::engine::{instr_text, Engine, Outcome, SimError, Stats, TraceEvent};
 use crate::hazard::Hazard;
 use lpu_graph::Tensor;
@@ -435,14 +436,13 @@ pub fn simulate_dynamic(
     }
     let mut win_end = vec![0usize; orders.len()];
     let mut force: Option<usize> = None;
-    let mut e = Engine::new(p, inputs)?;
+    let mut e = Engine::new(p, inputs, false)?;
     e.latched = Some(HashMap::new());
     let window = opts.window.max(1);
     let mut memsim = MemSim::new(opts.memory.clone(), opts.seed, chip.lanes() as u64);
     let per_bank = chip.mem.addresses_per_bank;
     let n = nodes.len();
     let mut issue_t: Vec<Option<u64>> = vec![None; n];
-    let mut land = vec![0u64; n];
     let mut extra: Vec<Option<u64>> = vec![None; n];
     let mut remaining: Vec<usize> = nodes.iter().map(|x| x.consumers).collect();
     let mut heads = vec![0usize; orders.len()];
@@ -510,19 +510,17 @@ pub fn simulate_dynamic(
                         break;
                     };
                     let ex = extra[pn].unwrap_or(0);
-                    let (r, r_wo) = match kind {
-                        DepKind::Src | DepKind::Src2 => {
-                            let hop = nodes[pn].x.abs_diff(node.x) as u64;
-                            (land[pn] + hop, land[pn] - ex + hop)
-                        }
-                        DepKind::Order(g) => {
-                            let base = tp + g.max(0) as u64;
-                            if nodes[pn].write {
-                                (base + ex, base)
-                            } else {
-                                (base, base)
-                            }
-                        }
+                    // The bound's edge rule; a dynamic machine cannot issue
+                    // before an instruction it must follow (gap at least 0).
+                    let lat = edge_latency(kind, nodes[pn].delay, nodes[pn].x, node.x).max(0);
+                    let r_wo = tp + lat as u64;
+                    // Memory latency delays a read's result and a write's
+                    // landing.
+                    let stream = matches!(kind, DepKind::Src | DepKind::Src2);
+                    let r = if stream || nodes[pn].write {
+                        r_wo + ex
+                    } else {
+                        r_wo
                     };
                     need = need.max(r);
                     need_wo = need_wo.max(r_wo);
@@ -600,7 +598,6 @@ pub fn simulate_dynamic(
                 left -= 1;
                 issue_t[c] = Some(t);
                 let done = t + node.delay + ex;
-                land[c] = if node.write { done } else { stream_land };
                 end = end.max(done);
                 let q = &p.queues[node.queue as usize];
                 let slot = &q.slots[node.slot as usize];
@@ -744,6 +741,19 @@ pub fn run_seeds(
     opts: &DynamicOptions,
     runs: u64,
 ) -> Result<Distribution, SimError> {
+    run_seeds_with(p, inputs, opts, runs, &|| {})
+}
+
+/// [`run_seeds`], calling `done` (from whichever worker thread) after each
+/// run finishes, e.g. to advance a progress bar. The result does not depend
+/// on `done`.
+pub fn run_seeds_with(
+    p: &Program,
+    inputs: &BTreeMap<String, Tensor>,
+    opts: &DynamicOptions,
+    runs: u64,
+    done: &(dyn Fn() + Sync),
+) -> Result<Distribution, SimError> {
     let results: Vec<(u64, Stalls, bool)> = (0..runs.max(1))
         .into_par_iter()
         .map(|k| {
@@ -752,8 +762,10 @@ pub fn run_seeds(
                 trace: false,
                 ..opts.clone()
             };
-            simulate_dynamic(p, inputs, &o)
-                .map(|d| (d.outcome.cycles, d.stalls, d.outcome.hazard.is_some()))
+            let r = simulate_dynamic(p, inputs, &o)
+                .map(|d| (d.outcome.cycles, d.stalls, d.outcome.hazard.is_some()));
+            done();
+            r
         })
         .collect::<Result<_, _>>()?;
     Ok(distribution(&results, opts.seed))

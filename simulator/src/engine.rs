@@ -28,6 +28,12 @@ use std::collections::{BTreeMap, HashMap};
 pub struct SimOptions {
     /// Record a trace event per issued instruction.
     pub trace: bool,
+    /// Timing only: compute no values (no SRAM contents, no arithmetic, no
+    /// outputs). Cycles, counters, traces and every hazard that does not
+    /// depend on values (bank conflicts, stream collisions, wrong or absent
+    /// producers and types, uninitialized reads, MXM state, missing outputs)
+    /// are exactly those of a full run; `outputs` stays empty.
+    pub timing_only: bool,
 }
 
 /// One issued instruction, for traces.
@@ -161,6 +167,9 @@ pub(crate) struct Engine<'p> {
     /// Dynamic mode: extra cycles before the issuing `write` lands (memory
     /// latency); 0 in static mode.
     pub(crate) extra: u64,
+    /// Timing only ([`SimOptions::timing_only`]): values are empty vectors
+    /// that keep only their type, SRAM keeps only which addresses hold data.
+    timing: bool,
 }
 
 /// Runs a program on the given inputs (one tensor per input binding).
@@ -170,7 +179,7 @@ pub fn simulate(
     opts: &SimOptions,
 ) -> Result<Outcome, SimError> {
     let issues = p.issue_times().map_err(SimError::Program)?;
-    let mut e = Engine::new(p, inputs)?;
+    let mut e = Engine::new(p, inputs, opts.timing_only)?;
     let mut stats = Stats {
         node_spans: vec![None; p.nodes.len()],
         node_instructions: vec![0; p.nodes.len()],
@@ -257,6 +266,7 @@ impl<'p> Engine<'p> {
     pub(crate) fn new(
         p: &'p Program,
         inputs: &BTreeMap<String, Tensor>,
+        timing: bool,
     ) -> Result<Engine<'p>, SimError> {
         let mut e = Engine {
             p,
@@ -272,9 +282,14 @@ impl<'p> Engine<'p> {
             banks: HashMap::new(),
             latched: None,
             extra: 0,
+            timing,
         };
         for m in &p.memory {
-            e.store(m.at, &m.values);
+            if timing {
+                e.mark_written(m.at, m.values.dtype().bytes());
+            } else {
+                e.store(m.at, &m.values);
+            }
         }
         e.load_inputs(inputs)?;
         Ok(e)
@@ -354,14 +369,18 @@ impl<'p> Engine<'p> {
 
     fn slice_mem(&mut self, slice: u16) -> &mut SliceMem {
         let n = self.chip.addresses_per_slice() as usize;
-        let lanes = self.lanes;
+        let bytes = if self.timing { 0 } else { n * self.lanes };
         self.mem[slice as usize].get_or_insert_with(|| SliceMem {
-            bytes: vec![0; n * lanes],
+            bytes: vec![0; bytes],
             written: vec![false; n],
         })
     }
 
     fn store_planes(&mut self, slice: u16, addr: u32, planes: &[Vec<u8>]) {
+        if self.timing {
+            self.mark_written(VecLoc { slice, addr }, planes.len());
+            return;
+        }
         let lanes = self.lanes;
         let m = self.slice_mem(slice);
         for (k, plane) in planes.iter().enumerate() {
@@ -369,6 +388,12 @@ impl<'p> Engine<'p> {
             m.bytes[a * lanes..(a + 1) * lanes].copy_from_slice(plane);
             m.written[a] = true;
         }
+    }
+
+    /// Timing only: records that `width` addresses from `at` hold data.
+    fn mark_written(&mut self, at: VecLoc, width: usize) {
+        let m = self.slice_mem(at.slice);
+        m.written[at.addr as usize..at.addr as usize + width].fill(true);
     }
 
     fn store(&mut self, at: VecLoc, v: &Values) {
@@ -382,6 +407,9 @@ impl<'p> Engine<'p> {
         let a = at.addr as usize;
         if !m.written[a..a + w].iter().all(|x| *x) {
             return None;
+        }
+        if self.timing {
+            return Some(Values::zeros(ty, 0));
         }
         let planes: Vec<&[u8]> = (0..w)
             .map(|k| &m.bytes[(a + k) * lanes..(a + k + 1) * lanes])
@@ -416,6 +444,12 @@ impl<'p> Engine<'p> {
                 )));
             }
             let vpr = b.vectors_per_row(self.lanes);
+            if self.timing {
+                for v in &b.vectors {
+                    self.mark_written(*v, b.dtype.bytes());
+                }
+                continue;
+            }
             let stored = match b.storage_gather() {
                 Some(idx) => std::borrow::Cow::Owned(t.values.gather(&idx)),
                 None => std::borrow::Cow::Borrowed(&t.values),
@@ -454,13 +488,33 @@ impl<'p> Engine<'p> {
                     message,
                 })
             })?;
-            outputs.insert(b.name.clone(), t);
+            if let Some(t) = t {
+                outputs.insert(b.name.clone(), t);
+            }
         }
         Ok(outputs)
     }
 
-    pub(crate) fn fetch(&mut self, b: &Binding) -> Result<Tensor, String> {
+    /// One output tensor (`None` in timing-only mode, once every vector is
+    /// known to be written).
+    pub(crate) fn fetch(&mut self, b: &Binding) -> Result<Option<Tensor>, String> {
         let vpr = b.vectors_per_row(self.lanes);
+        if self.timing {
+            // Only whether every vector was written.
+            for (k, at) in b.vectors.iter().enumerate() {
+                if self.load(*at, b.dtype).is_none() {
+                    return Err(format!(
+                        "output '{}' row {} vector {} at mem@{}:{:#x} was never written",
+                        b.name,
+                        k / vpr,
+                        k % vpr,
+                        at.slice,
+                        at.addr
+                    ));
+                }
+            }
+            return Ok(None);
+        }
         let mut parts: Vec<Values> = Vec::with_capacity(b.rows * vpr);
         for r in 0..b.rows {
             for j in 0..vpr {
@@ -485,7 +539,9 @@ impl<'p> Engine<'p> {
             }
             values = values.gather(&inverse);
         }
-        Tensor::new(b.shape.clone(), values).map_err(|e| e.to_string())
+        Tensor::new(b.shape.clone(), values)
+            .map(Some)
+            .map_err(|e| e.to_string())
     }
 
     pub(crate) fn apply_effects(&mut self, upto: u64) {
@@ -857,11 +913,9 @@ impl<'p> Engine<'p> {
                     .unwrap_or(DType::I8);
                 let rows = (0..size)
                     .map(|r| {
-                        staged
-                            .get(r)
-                            .cloned()
-                            .flatten()
-                            .unwrap_or_else(|| Values::zeros(ty, size))
+                        staged.get(r).cloned().flatten().unwrap_or_else(|| {
+                            Values::zeros(ty, if self.timing { 0 } else { size })
+                        })
                     })
                     .collect();
                 self.effects
@@ -879,8 +933,12 @@ impl<'p> Engine<'p> {
                     format!("mm on plane mxm@{x} before any weights were installed"),
                     None,
                 ))?;
-                let v =
-                    vxm::matvec(&a, rows, lanes).map_err(|m| (HazardKind::MxmState, m, None))?;
+                let v = if self.timing {
+                    vxm::matvec_type(&a, rows)
+                } else {
+                    vxm::matvec(&a, rows, lanes)
+                }
+                .map_err(|m| (HazardKind::MxmState, m, None))?;
                 self.effects.entry(t + d).or_default().push(Effect::Acc {
                     plane: x,
                     acc: i.arg as usize,
@@ -935,6 +993,15 @@ impl<'p> Engine<'p> {
                         .ok_or((HazardKind::EmptyStream, "missing destination".into(), None))?;
                 let w = i.dst_width();
                 for k in 0..n {
+                    let sk = StreamRef {
+                        id: dst.id + (k * w) as u8,
+                        dir: dst.dir,
+                    };
+                    if self.timing {
+                        let v = Values::zeros(i.ty, 0);
+                        self.write_stream(sk, x, t + d, v, (slot.id, k as u8))?;
+                        continue;
+                    }
                     // out[k][s*n + l] = in[l][s*n + k], superlane by superlane.
                     let bytes: Vec<u8> = (0..lanes)
                         .flat_map(|lane| {
@@ -948,10 +1015,6 @@ impl<'p> Engine<'p> {
                         "transpose".into(),
                         None,
                     ))?;
-                    let sk = StreamRef {
-                        id: dst.id + (k * w) as u8,
-                        dir: dst.dir,
-                    };
                     self.write_stream(sk, x, t + d, v, (slot.id, k as u8))?;
                 }
                 Ok(())

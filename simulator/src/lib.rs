@@ -2,6 +2,8 @@
 //! cycle-accurately with real values, stops on hazards, and reports.
 //!
 //! - [`engine`]: the cycle engine ([`simulate`]).
+//! - [`bound`]: a lower bound on a program's cycles (critical path and
+//!   busiest resource).
 //! - [`dynamic`]: dynamic (interlocked) execution of the dependence DAG,
 //!   seeded HBM memory jitter and multi-seed latency distributions.
 //! - [`vxm`]: elementwise, MXM and SXM arithmetic.
@@ -14,6 +16,7 @@
 //!
 //! The library never calls the compiler: the program is the contract.
 
+pub mod bound;
 pub mod check;
 pub mod dynamic;
 pub mod energy;
@@ -24,6 +27,7 @@ pub mod report;
 pub mod trace;
 pub mod vxm;
 
+pub use bound::{lower_bound, Bound};
 pub use dynamic::{simulate_dynamic, DynamicOptions, DynamicOutcome};
 pub use engine::{simulate, Outcome, SimError, SimOptions};
 pub use hazard::{Hazard, HazardKind};

@@ -277,6 +277,14 @@ pub struct Report {
     /// Inferences per second at batch 1 when runs do not overlap:
     /// `1e6 / latency_us`.
     pub inferences_per_s: f64,
+    /// A lower bound on the program's cycles ([`crate::bound`]): no
+    /// schedule of its instructions can finish sooner.
+    pub lower_bound_cycles: u64,
+    /// The term that sets the bound (`critical-path`, `queue mxm@0.1`,
+    /// `bank mem@4.1`, `streams east`, `vxm`, `sxm`, `mxm`).
+    pub bound_kind: String,
+    /// Every term of the bound.
+    pub bound: crate::bound::BoundBreakdown,
     /// Instructions issued (NOP and SYNC excluded).
     pub instructions: u64,
     /// SRAM bytes holding data at the end of the run (nothing is freed, so
@@ -367,12 +375,16 @@ pub fn build(
         .collect::<Vec<_>>();
     let layers = group_nodes(&nodes, |n| layer_of(&n.name));
     let latency_us = o.cycles as f64 / chip.clock_mhz;
+    let bound = crate::bound::lower_bound(p);
     Report {
         model: p.model.clone(),
         chip: chip.name.clone(),
         clock_mhz: chip.clock_mhz,
         cycles: o.cycles,
         latency_us,
+        lower_bound_cycles: bound.cycles,
+        bound_kind: bound.kind,
+        bound: bound.breakdown,
         inferences_per_s: if latency_us > 0.0 {
             1e6 / latency_us
         } else {
@@ -432,6 +444,13 @@ pub fn text_by(r: &Report, by: Breakdown) -> String {
         s,
         "  latency      {} cycles = {:.3} us  ({:.0} inferences/s at batch 1)",
         r.cycles, r.latency_us, r.inferences_per_s
+    );
+    let _ = writeln!(
+        s,
+        "  lower bound  {} cycles ({}); schedule is {:.2}x the bound",
+        r.lower_bound_cycles,
+        r.bound_kind,
+        r.cycles as f64 / r.lower_bound_cycles.max(1) as f64
     );
     let _ = writeln!(s, "  instructions {}", r.instructions);
     let _ = writeln!(

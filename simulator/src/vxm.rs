@@ -230,6 +230,24 @@ pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, Strin
     }
 }
 
+/// The type checks of [`matvec`] without the arithmetic (timing-only
+/// runs): an empty vector of the accumulator type, or the same error.
+pub fn matvec_type(x: &Values, rows: &[Values]) -> Result<Values, String> {
+    let (acc, w) = match x.dtype() {
+        DType::I8 => (DType::I32, DType::I8),
+        DType::F16 => (DType::F32, DType::F16),
+        t => return Err(format!("the MXM does not multiply {t}")),
+    };
+    if rows.iter().any(|r| r.dtype() != w) {
+        return Err(if w == DType::I8 {
+            "int8 activations against non-int8 weights".into()
+        } else {
+            "fp16 activations against non-fp16 weights".into()
+        });
+    }
+    Ok(Values::zeros(acc, 0))
+}
+
 /// Lane movement: `out[i] = in[src(i)]`, zero where `src` gives `None`.
 pub fn move_lanes(a: &Values, src: impl Fn(usize) -> Option<usize>) -> Values {
     let n = a.len();

@@ -26,7 +26,15 @@ fn add_relu_trace_on_tiny() {
             )
         })
         .collect();
-    let o = simulate(&p, &inputs, &SimOptions { trace: true }).expect("runs");
+    let o = simulate(
+        &p,
+        &inputs,
+        &SimOptions {
+            trace: true,
+            ..SimOptions::default()
+        },
+    )
+    .expect("runs");
     assert!(o.hazard.is_none(), "{:?}", o.hazard);
     // y = relu(a + b) with a = b = i - 10.
     let y = &o.outputs["y"];

@@ -162,6 +162,13 @@ fn run(cli: Cli) -> Result<()> {
                     prepare.precision,
                     lpu_cli::precision_summary(&prepared.node_precision)
                 );
+                let b = lpu_sim::lower_bound(&compiled.program);
+                text += &format!(
+                    "  lower bound   {} cycles ({}); schedule is {:.2}x the bound\n",
+                    b.cycles,
+                    b.kind,
+                    b.ratio(compiled.stats.cycles)
+                );
                 lpu_cli::print_stdout(&text)?;
             }
         }

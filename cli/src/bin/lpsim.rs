@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lpu_cli::{report_error, write_atomic, Artifact, EXIT_ERROR, EXIT_FOUND, EXIT_OK};
 use lpu_graph::{Graph, Tensor};
-use lpu_sim::dynamic::{run_seeds, DynamicOptions, DynamicReport};
+use lpu_sim::dynamic::{run_seeds_with, Distribution, DynamicOptions, DynamicReport};
 use lpu_sim::{check, perturb, report, trace, SimOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,10 @@ struct RunArgs {
     /// Write the outputs as .npy files to DIR.
     #[arg(long, value_name = "DIR")]
     save_outputs: Option<PathBuf>,
+    /// Simulate timing only: no values, no outputs (same cycles, counters
+    /// and value-independent hazards as a full run; for quick sweeps).
+    #[arg(long)]
+    timing_only: bool,
     /// GPU baseline beside the LPU: a preset (h100, a100, h200, l4), a RON
     /// file, `none` to drop it, or `list` to print the presets. Needs the
     /// model: a .graph, or --graph with a program.
@@ -110,8 +114,26 @@ struct RunArgs {
     /// `dynamic.latch_in_window`, else unbounded.
     #[arg(long, value_name = "unbounded|window")]
     latch: Option<String>,
+    /// No progress bar on stderr for `--seeds` runs (it is drawn only when
+    /// stderr is a terminal anyway).
+    #[arg(long, short = 'q')]
+    quiet: bool,
     #[command(flatten)]
     prepare: lpu_cli::PrepareArgs,
+}
+
+/// `run_seeds` with a progress bar on a terminal's stderr.
+fn seeds(
+    args: &RunArgs,
+    p: &lpu_isa::Program,
+    inputs: &BTreeMap<String, Tensor>,
+    o: &DynamicOptions,
+    n: u64,
+) -> Result<Distribution> {
+    let bar = lpu_cli::progress::Progress::new(n, "seeds", args.quiet);
+    let d = run_seeds_with(p, inputs, o, n, &|| bar.inc())?;
+    bar.finish();
+    Ok(d)
 }
 
 /// The dynamic-mode options of a run: the chip's section overridden by
@@ -306,6 +328,9 @@ fn run(args: RunArgs) -> Result<u8> {
     {
         bail!("--seeds, --window, --memory and --latch need --schedule dynamic");
     }
+    if args.timing_only && (args.check || args.save_outputs.is_some() || dynamic.is_some()) {
+        bail!("--timing-only computes no values: it cannot be combined with --check, --save-outputs or --schedule dynamic");
+    }
     let Loaded {
         program,
         graph,
@@ -321,6 +346,7 @@ fn run(args: RunArgs) -> Result<u8> {
     };
     let opts = SimOptions {
         trace: args.trace.is_some(),
+        timing_only: args.timing_only,
     };
     let (outcome, dyn_report) = match dynamic {
         None => (lpu_sim::simulate(&program, &inputs, &opts)?, None),
@@ -336,7 +362,7 @@ fn run(args: RunArgs) -> Result<u8> {
                 .filter(|s| s.hazard.is_none())
                 .map(|s| s.cycles);
             if let Some(n) = args.seeds {
-                dr.distribution = Some(run_seeds(&program, &inputs, &o, n)?);
+                dr.distribution = Some(seeds(&args, &program, &inputs, &o, n)?);
             }
             (d.outcome, Some(dr))
         }
@@ -474,7 +500,7 @@ fn compare(args: RunArgs) -> Result<u8> {
     let st = lpu_sim::simulate(&program, &inputs, &SimOptions::default())?;
     let o = dynamic_options(&args, &program)?;
     let dy = lpu_sim::simulate_dynamic(&program, &inputs, &o)?;
-    let dist = run_seeds(&program, &inputs, &o, args.seeds.unwrap_or(16))?;
+    let dist = seeds(&args, &program, &inputs, &o, args.seeds.unwrap_or(16))?;
     let (st_check, dy_check) = match &graph {
         Some(g) if args.check => {
             let reference = lpu_graph::interpret(g, &inputs)?;

@@ -1,0 +1,450 @@
+//! A lower bound on a program's cycle count: no schedule of the same
+//! instructions (with the same data placement and MXM planes), honouring
+//! the same dependence edges and the chip's resources, can finish sooner.
+//!
+//! The bound is the largest of these terms, each already a whole cycle count
+//! (start-up and superlane skew included, as the engine counts latency):
+//!
+//! - `critical-path`: the longest path of the dependence DAG with exact
+//!   latencies ([`edge_latency`]: a stream operand arrives `delay + hops`
+//!   cycles after its producer issued; an `Order(gap)` edge needs `gap`),
+//!   from the cycle each queue may first issue (after its leading SYNC and
+//!   the ICU's NOTIFY) to the last result landing (a REPEAT adds its
+//!   `n x stride` cycles);
+//! - `queue Q`: the busiest MEM or MXM queue's issue slots (one issue per
+//!   queue per cycle; NOP, SYNC and NOTIFY are not work, a REPEAT holds its
+//!   queue for `n x stride` cycles), then the cheapest landing. These
+//!   queues are fixed before scheduling (by where the data lies and by the
+//!   lowering's choice of plane); the scheduler picks the VXM ALU and the
+//!   SXM queue, so those are pooled (`vxm`, `sxm` below) and an unbalanced
+//!   choice counts as the schedule's loss, not the bound's;
+//! - `bank mem@S.B`: the busiest SRAM bank port, busy `dtype.bytes()` cycles
+//!   per access (the scheduler's and the engine's bank model);
+//! - `streams east|west`: the stream slots every result occupies from its
+//!   producer to its farthest consumer (one value per stream, position and
+//!   cycle), over the streams x positions of one direction;
+//! - `vxm` and `sxm`: the issue slots of all VXM (SXM) instructions spread
+//!   evenly over every VXM ALU (SXM queue) of the chip;
+//! - `mxm`: all `mm` issues spread evenly over the MXM planes (what a
+//!   lowering that balanced the planes perfectly would reach).
+//!
+//! Everything is an exact integer and the computation is linear in the
+//! number of instructions and edges (the longest path is one depth-first
+//! pass over each instruction's producers). The simulator's report
+//! carries it as `lower_bound_cycles`, `bound_kind` and `bound`;
+//! `lpc compile --stats` prints it.
+
+use lpu_isa::program::DepKind;
+use lpu_isa::{Dir, Opcode, Program, SliceKind, Unit};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The cycles a consumer at position `cx` must issue after its producer
+/// (at position `px`, functional delay `producer_delay`) issued, for an edge
+/// of kind `kind`: `delay + |px - cx|` for a stream operand (the result
+/// lands, then travels one position a cycle), `gap` (possibly negative) for
+/// an order edge. The dynamic mode's readiness uses the same rule
+/// ([`crate::dynamic`], with negative gaps counted as 0).
+pub fn edge_latency(kind: DepKind, producer_delay: u64, px: u16, cx: u16) -> i64 {
+    match kind {
+        DepKind::Src | DepKind::Src2 => (producer_delay + px.abs_diff(cx) as u64) as i64,
+        DepKind::Order(gap) => gap as i64,
+    }
+}
+
+/// One term of the bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Term {
+    /// What it measures: `critical-path`, `queue mxm@0.1`, `bank mem@4.1`,
+    /// `streams east`, `mxm`, `vxm`, `sxm`.
+    pub resource: String,
+    /// The work behind it: path length (cycles from the first issue to the
+    /// last landing), issue slots, bank-busy cycles, stream slots, or
+    /// instructions.
+    pub work: u64,
+    /// The cycle count it forces (start-up and superlane skew included).
+    pub cycles: u64,
+}
+
+/// Every term of the bound (absent: no such work in the program).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BoundBreakdown {
+    /// The first cycle any queue may issue (after SYNC and NOTIFY).
+    pub start_cycle: u64,
+    /// Superlane skew added to every term.
+    pub skew: u64,
+    /// The dependence DAG's longest path.
+    pub critical_path: Term,
+    /// The busiest MEM or MXM queue (those are fixed before scheduling).
+    pub queue: Option<Term>,
+    /// The busiest SRAM bank port.
+    pub bank: Option<Term>,
+    /// The busier stream direction.
+    pub streams: Option<Term>,
+    /// All VXM issue slots over all VXM ALU queues.
+    pub vxm: Option<Term>,
+    /// All SXM issue slots over all SXM queues.
+    pub sxm: Option<Term>,
+    /// All `mm` issues over all MXM planes.
+    pub mxm: Option<Term>,
+}
+
+/// The lower bound of a program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Bound {
+    /// The largest term's cycles.
+    pub cycles: u64,
+    /// The binding term's resource (ties go to the earlier field of
+    /// [`BoundBreakdown`]).
+    pub kind: String,
+    /// Every term.
+    pub breakdown: BoundBreakdown,
+}
+
+impl BoundBreakdown {
+    fn terms(&self) -> impl Iterator<Item = &Term> {
+        std::iter::once(&self.critical_path).chain(
+            [
+                &self.queue,
+                &self.bank,
+                &self.streams,
+                &self.vxm,
+                &self.sxm,
+                &self.mxm,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+    }
+}
+
+/// Per-instruction facts the terms need.
+struct Node {
+    queue: u32,
+    delay: u32,
+    /// Offset of its first output stream group in the extent table.
+    group0: u32,
+    x: u16,
+}
+
+/// The lower bound of `p` on its own chip. Deterministic, linear in the
+/// number of instructions and edges.
+pub fn lower_bound(p: &Program) -> Bound {
+    let chip = &p.chip;
+    let skew = chip.superlane_skew() as u64;
+    let notify_delay = chip.delay(Opcode::Notify) as u64;
+    // The ICU's first NOTIFY: a queue that opens with SYNC starts after it.
+    let first_notify = p
+        .queues
+        .iter()
+        .find(|q| q.queue.unit == Unit::Icu)
+        .and_then(|q| {
+            let mut t = 0u64;
+            for s in &q.slots {
+                if s.instr.op == Opcode::Notify {
+                    return Some(t);
+                }
+                t += s.instr.issue_cycles();
+            }
+            None
+        });
+    let starts: Vec<u64> = p
+        .queues
+        .iter()
+        .map(
+            |q| match (q.slots.first().map(|s| s.instr.op), first_notify) {
+                (Some(Opcode::Sync), Some(n)) => n + notify_delay,
+                _ => 0,
+            },
+        )
+        .collect();
+
+    // Nodes: every instruction that is work (not NOP, SYNC, NOTIFY, REPEAT).
+    let total: usize = p.queues.iter().map(|q| q.slots.len()).sum();
+    let mut nodes: Vec<Node> = Vec::with_capacity(total);
+    let mut repeats: Vec<(usize, u64)> = Vec::new();
+    let mut ids: Vec<u32> = Vec::with_capacity(total);
+    let mut groups = 0usize;
+    // Per queue: issue slots and the smallest delay; per bank: busy cycles
+    // and the smallest `delay - busy`.
+    let mut slots = vec![0u64; p.queues.len()];
+    let mut min_delay = vec![u64::MAX; p.queues.len()];
+    let mut banks: HashMap<(u16, u32), (u64, i64, usize)> = HashMap::new();
+    let per_bank = chip.mem.addresses_per_bank;
+    let mut mm = 0u64;
+    // Pooled VXM and SXM issue slots and their smallest delays.
+    let (mut vxm, mut vxm_delay, mut sxm, mut sxm_delay) = (0u64, u64::MAX, 0u64, u64::MAX);
+    for (qi, q) in p.queues.iter().enumerate() {
+        for (k, s) in q.slots.iter().enumerate() {
+            let i = &s.instr;
+            if i.op.info().unit == Unit::Icu {
+                continue;
+            }
+            let (n, stride) = match q.slots.get(k + 1) {
+                Some(r) if r.instr.op == Opcode::Repeat => {
+                    (r.instr.arg as u64, r.instr.arg2 as u64)
+                }
+                _ => (0, 0),
+            };
+            let delay = chip.delay(i.op) as u64;
+            slots[qi] += 1 + n * stride;
+            min_delay[qi] = min_delay[qi].min(delay);
+            match i.op {
+                Opcode::Read | Opcode::Write => {
+                    let w = i.ty.bytes() as u64;
+                    let b = banks
+                        .entry((q.queue.slice, i.arg as u32 / per_bank))
+                        .or_insert((0, i64::MAX, qi));
+                    b.0 += w * (1 + n);
+                    b.1 = b.1.min(delay as i64 - w as i64);
+                }
+                Opcode::Matmul => mm += 1 + n,
+                _ => {}
+            }
+            if q.queue.unit == Unit::Vxm {
+                vxm += 1 + n * stride;
+                vxm_delay = vxm_delay.min(delay);
+            }
+            if q.queue.unit == Unit::Sxm {
+                sxm += 1 + n * stride;
+                sxm_delay = sxm_delay.min(delay);
+            }
+            if n * stride > 0 {
+                repeats.push((nodes.len(), n * stride));
+            }
+            nodes.push(Node {
+                queue: qi as u32,
+                delay: delay as u32,
+                group0: groups as u32,
+                x: q.queue.slice,
+            });
+            ids.push(s.id);
+            if i.op.writes_stream() && i.dst.is_some() {
+                groups += i.dst_groups();
+            }
+        }
+    }
+    let start = starts
+        .iter()
+        .zip(&slots)
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, _)| *s)
+        .min()
+        .unwrap_or(0);
+
+    // Instruction id -> node index: dense when ids are (as emitted).
+    let max_id = ids.iter().copied().max().unwrap_or(0) as usize;
+    let dense: Option<Vec<u32>> = (max_id <= 4 * ids.len() + 1024).then(|| {
+        let mut v = vec![u32::MAX; max_id + 1];
+        for (n, id) in ids.iter().enumerate() {
+            v[*id as usize] = n as u32;
+        }
+        v
+    });
+    let sparse: HashMap<u32, usize> = if dense.is_none() {
+        ids.iter().enumerate().map(|(n, id)| (*id, n)).collect()
+    } else {
+        HashMap::new()
+    };
+    let index = |id: u32| -> Option<usize> {
+        match &dense {
+            Some(v) => v
+                .get(id as usize)
+                .filter(|n| **n != u32::MAX)
+                .map(|n| *n as usize),
+            None => sparse.get(&id).copied(),
+        }
+    };
+
+    // Each node's producers with the edge latency (in node order), and the
+    // stream extents per (producer, output group).
+    let mut pred_first: Vec<u32> = Vec::with_capacity(nodes.len() + 1);
+    let mut preds: Vec<(u32, i32)> = Vec::new();
+    let mut extent: Vec<Option<(u16, u16)>> = vec![None; groups];
+    for q in &p.queues {
+        for s in &q.slots {
+            if s.instr.op.info().unit == Unit::Icu {
+                continue;
+            }
+            pred_first.push(preds.len() as u32);
+            let cx = q.queue.slice;
+            for d in &s.deps {
+                let Some(pn) = index(d.on) else { continue };
+                let pnode = &nodes[pn];
+                let lat = edge_latency(d.kind, pnode.delay as u64, pnode.x, cx);
+                preds.push((pn as u32, lat as i32));
+                if matches!(d.kind, DepKind::Src | DepKind::Src2) {
+                    let g = pnode.group0 as usize + d.group as usize;
+                    if let Some(e) = extent.get_mut(g) {
+                        let (lo, hi) = e.unwrap_or((pnode.x, pnode.x));
+                        *e = Some((lo.min(cx), hi.max(cx)));
+                    }
+                }
+            }
+        }
+    }
+    pred_first.push(preds.len() as u32);
+    let preds_of = |n: usize| &preds[pred_first[n] as usize..pred_first[n + 1] as usize];
+
+    // Longest path: the earliest issue of each node, by a depth-first pull
+    // over the producers from roots in id order (the static issue order, so
+    // the stack stays shallow). An edge that would close a cycle (a
+    // malformed program) is left out, the same one on every run.
+    let mut es: Vec<i64> = nodes
+        .iter()
+        .map(|n| starts[n.queue as usize] as i64)
+        .collect();
+    const NEW: u8 = 0;
+    const ACTIVE: u8 = 1;
+    const DONE: u8 = 2;
+    let mut state = vec![NEW; nodes.len()];
+    let mut stack: Vec<(usize, usize)> = Vec::new();
+    let roots: Box<dyn Iterator<Item = usize>> = match &dense {
+        Some(by_id) => Box::new(
+            by_id
+                .iter()
+                .filter(|n| **n != u32::MAX)
+                .map(|n| *n as usize),
+        ),
+        None => Box::new(0..nodes.len()),
+    };
+    for root in roots {
+        if state[root] != NEW {
+            continue;
+        }
+        state[root] = ACTIVE;
+        stack.push((root, 0));
+        while let Some((n, k)) = stack.last_mut() {
+            let ps = preds_of(*n);
+            while *k < ps.len() && state[ps[*k].0 as usize] != NEW {
+                *k += 1;
+            }
+            if let Some(&(pn, _)) = ps.get(*k) {
+                state[pn as usize] = ACTIVE;
+                stack.push((pn as usize, 0));
+                continue;
+            }
+            let n = *n;
+            let mut e = es[n];
+            for &(pn, lat) in ps {
+                if state[pn as usize] == DONE {
+                    e = e.max(es[pn as usize] + lat as i64);
+                }
+            }
+            es[n] = e;
+            state[n] = DONE;
+            stack.pop();
+        }
+    }
+    let mut end = start;
+    for (n, node) in nodes.iter().enumerate() {
+        end = end.max(es[n] as u64 + node.delay as u64);
+    }
+    for &(n, r) in &repeats {
+        end = end.max(es[n] as u64 + r + nodes[n].delay as u64);
+    }
+    let critical_path = Term {
+        resource: "critical-path".into(),
+        work: end - start,
+        cycles: end + skew,
+    };
+
+    // The busiest queue: its last issue comes `slots - 1` cycles after its
+    // start at the earliest, and lands its cheapest delay later.
+    let queue = (0..p.queues.len())
+        .filter(|&q| slots[q] > 0 && matches!(p.queues[q].queue.unit, Unit::Mem | Unit::Mxm))
+        .map(|q| Term {
+            resource: format!("queue {}", p.queues[q].queue),
+            work: slots[q],
+            cycles: starts[q] + slots[q] - 1 + min_delay[q] + skew,
+        })
+        .max_by(|a, b| a.cycles.cmp(&b.cycles).then(b.resource.cmp(&a.resource)));
+    // The busiest bank port: the last access issues once the others have
+    // released the port, and lands its own delay later.
+    let bank = banks
+        .iter()
+        .map(|(&(slice, b), &(busy, slack, qi))| Term {
+            resource: format!("bank mem@{slice}.{b}"),
+            work: busy,
+            cycles: (starts[qi] as i64 + busy as i64 + slack).max(0) as u64 + skew,
+        })
+        .max_by(|a, b| a.cycles.cmp(&b.cycles).then(b.resource.cmp(&a.resource)));
+    // Stream slots per direction: every occupied slot lies in the cycles
+    // after the first issue and before the last landing.
+    let positions = chip.slices().len() as u64;
+    let capacity = chip.streams_per_direction as u64 * positions;
+    let mut occupied = [0u64; 2];
+    let mut k = 0usize;
+    for q in &p.queues {
+        for s in &q.slots {
+            let i = &s.instr;
+            if i.op.info().unit == Unit::Icu {
+                continue;
+            }
+            if let (true, Some(dst)) = (i.op.writes_stream(), i.dst) {
+                let g0 = nodes[k].group0 as usize;
+                for e in extent[g0..g0 + i.dst_groups()].iter().flatten() {
+                    let d = usize::from(dst.dir == Dir::West);
+                    occupied[d] += i.dst_width() as u64 * (e.1 - e.0 + 1) as u64;
+                }
+            }
+            k += 1;
+        }
+    }
+    let streams = [(Dir::East, occupied[0]), (Dir::West, occupied[1])]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(dir, n)| Term {
+            resource: format!("streams {}", if dir == Dir::East { "east" } else { "west" }),
+            work: n,
+            cycles: start + 1 + n.div_ceil(capacity.max(1)) + skew,
+        })
+        .max_by(|a, b| a.cycles.cmp(&b.cycles).then(b.resource.cmp(&a.resource)));
+    // Perfect balance over planes and ALUs.
+    let spread = |name: &str, work: u64, queues: u64, delay: u64| {
+        (work > 0 && queues > 0).then(|| Term {
+            resource: name.into(),
+            work,
+            cycles: start + work.div_ceil(queues) - 1 + delay + skew,
+        })
+    };
+    let planes = chip.positions_of(SliceKind::Mxm).len() as u64;
+    let alus = chip.positions_of(SliceKind::Vxm).len() as u64 * chip.queues.vxm_alus as u64;
+    let sxm_queues = chip.positions_of(SliceKind::Sxm).len() as u64 * chip.queues.sxm_queues as u64;
+    let breakdown = BoundBreakdown {
+        start_cycle: start,
+        skew,
+        critical_path,
+        queue,
+        bank,
+        streams,
+        mxm: spread("mxm", mm, planes, chip.delay(Opcode::Matmul) as u64),
+        vxm: spread("vxm", vxm, alus, vxm_delay),
+        sxm: spread("sxm", sxm, sxm_queues, sxm_delay),
+    };
+    let best = breakdown
+        .terms()
+        .fold(None::<&Term>, |b, t| match b {
+            Some(b) if b.cycles >= t.cycles => Some(b),
+            _ => Some(t),
+        })
+        .cloned()
+        .unwrap_or_else(|| breakdown.critical_path.clone());
+    Bound {
+        cycles: best.cycles,
+        kind: best.resource,
+        breakdown,
+    }
+}
+
+impl Bound {
+    /// `cycles / self.cycles`: how far a schedule of `cycles` is from the
+    /// bound (1.0 when the bound is 0).
+    pub fn ratio(&self, cycles: u64) -> f64 {
+        if self.cycles == 0 {
+            1.0
+        } else {
+            cycles as f64 / self.cycles as f64
+        }
+    }
+}
