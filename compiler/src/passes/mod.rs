@@ -10,7 +10,8 @@
 //!            │          Gemm/MatMul weights             │   activations
 //!            │ layout   Identity / Reshape / Transpose  │ int8: QDQ rewrite
 //!            │          elimination                     │ mixed: int8 + fp16
-//!            │ dce      dead nodes and initializers     │   + f32 reductions
+//!            │ split    Split of a product -> products  │   + f32 reductions
+//!            │ dce      dead nodes and initializers     │
 //!            └── repeated to a fixed point
 //! ```
 //!
@@ -27,6 +28,10 @@
 //!   Transpose→Transpose composition, and reshape-like nodes whose output
 //!   equals their input removed; [`layout::is_layout_alias`] tells the
 //!   lowering which reshapes can share storage.
+//! - [`split`]: a `Split` along the last (lane) axis of a constant-weight
+//!   product (GPT-2's fused Q/K/V projection) becomes one product per piece,
+//!   splitting the weights at compile time instead of the result's lanes at
+//!   run time.
 //! - [`precision`] / [`quantize`] / [`calib`]: the precision rewrite
 //!   ([`Precision`], [`apply_precision`]).
 //!
@@ -53,6 +58,7 @@ pub mod fold;
 pub mod layout;
 pub mod precision;
 pub mod quantize;
+pub mod split;
 
 pub use calib::{calibration_inputs, DEFAULT_CALIB_SAMPLES, DEFAULT_CALIB_SEED};
 pub use precision::{apply_precision, node_precisions, Precision, PrecisionOutcome};
@@ -80,13 +86,15 @@ pub struct OptimizeStats {
     pub bn_folded: usize,
     /// Identity/Reshape/Transpose nodes removed or merged.
     pub layout: usize,
+    /// Splits of products rewritten as one product per piece.
+    pub split: usize,
     /// Dead nodes and unused initializers removed.
     pub dead: usize,
     /// Rounds run.
     pub rounds: usize,
 }
 
-/// Runs the graph passes ([`fold`], [`bn`], [`layout`], [`dce`]) to a fixed
+/// Runs the graph passes ([`fold`], [`bn`], [`layout`], [`split`], [`dce`]) to a fixed
 /// point (at most [`MAX_ROUNDS`] rounds) and returns the optimized graph.
 /// The result computes the same outputs as `graph` under the reference
 /// interpreter, exactly except where BatchNormalization was folded (the
@@ -110,13 +118,15 @@ pub fn optimize_owned(graph: Graph) -> Result<(Graph, OptimizeStats), CompileErr
         let (g1, folded) = fold::fold_constants(g)?;
         let (g2, bn_folded) = bn::fold_batch_norms(g1)?;
         let (g3, layout) = layout::eliminate_layout(g2)?;
+        let (g3, split) = split::split_products(g3)?;
         let (g4, dead) = dce::eliminate_dead(g3)?;
         g = g4;
         stats.folded += folded;
         stats.bn_folded += bn_folded;
         stats.layout += layout;
+        stats.split += split;
         stats.dead += dead;
-        if folded + bn_folded + layout + dead == 0 {
+        if folded + bn_folded + layout + split + dead == 0 {
             break;
         }
     }
