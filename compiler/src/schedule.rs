@@ -23,7 +23,7 @@ use crate::group::{conflict, offsets, position, Floorplan, Group, Link, MemberRe
 use lpu_isa::program::QueueId;
 use lpu_isa::{ChipConfig, Dir, Instr, Opcode, SliceKind, StreamRef, Unit};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
 /// A scheduled instruction.
 #[derive(Clone, Debug)]
@@ -99,7 +99,14 @@ struct Tables {
     queues_per_slice: usize,
     /// Banks per MEM slice.
     banks_per_slice: usize,
-    streams: HashMap<DiagKey, Vec<StreamUse>>,
+    /// Stream uses per wavefront: indexed by direction (east 0, west 1),
+    /// then by diagonal plus [`Tables::diag_bias`] (dense: every cycle of
+    /// the schedule has its diagonals, and a hash lookup per probe was a
+    /// tenth of the compile time).
+    streams: [Vec<Vec<StreamUse>>; 2],
+    /// Added to a diagonal to index [`Tables::streams`]: the slice count,
+    /// so that east diagonals `t - x` (t >= 0) index from 0.
+    diag_bias: i64,
 }
 
 /// Reservations a tentative placement wants.
@@ -134,7 +141,8 @@ impl Tables {
             banks: vec![Busy::default(); slices * banks_per_slice],
             queues_per_slice,
             banks_per_slice,
-            streams: HashMap::new(),
+            streams: [Vec::new(), Vec::new()],
+            diag_bias: slices as i64 + 1,
         }
     }
     fn queue_index(&self, q: QueueId) -> usize {
@@ -167,10 +175,23 @@ impl Tables {
             }
         }
     }
+    /// Where wavefront `k` lives in [`Tables::streams`].
+    fn diag_index(&self, k: DiagKey) -> (usize, usize) {
+        let d = match k.0 {
+            Dir::East => 0,
+            Dir::West => 1,
+        };
+        (d, (k.1 + self.diag_bias).max(0) as usize)
+    }
+    /// The committed stream uses on wavefront `k`.
+    fn uses(&self, k: DiagKey) -> &[StreamUse] {
+        let (d, i) = self.diag_index(k);
+        self.streams[d].get(i).map_or(&[], |v| &v[..])
+    }
     /// Which of `n` streams are busy somewhere on `seg` of wavefront `k`.
     fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16)) -> StreamMask {
         let mut busy = StreamMask::default();
-        let committed = self.streams.get(&k).into_iter().flatten();
+        let committed = self.uses(k).iter();
         let pending = p.streams.iter().filter(|(pk, _)| *pk == k).map(|(_, u)| u);
         for (stream, s) in committed.chain(pending) {
             if overlaps(*s, seg) {
@@ -189,7 +210,12 @@ impl Tables {
             self.banks[i].set(t);
         }
         for (k, s) in p.streams {
-            self.streams.entry(k).or_default().push(s);
+            let (d, i) = self.diag_index(k);
+            let table = &mut self.streams[d];
+            if table.len() <= i {
+                table.resize(i + 1, Vec::new());
+            }
+            table[i].push(s);
         }
     }
 }
@@ -303,7 +329,8 @@ fn place_group(
     // A group that does not fit on an empty chip never will (its members'
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
-    if try_at(g, chip, fp, empty, &off, -min_off).is_none() {
+    let bundles = bundles(g);
+    if try_at(g, chip, fp, empty, &off, -min_off, &bundles).is_none() {
         return Err(format!(
             "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
             chip.name,
@@ -364,7 +391,11 @@ fn place_group(
                 break;
             }
         }
-        if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start) {
+        if !streams_may_fit(g, chip, fp, tables, &off, start, &bundles) {
+            start += 1;
+            continue;
+        }
+        if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start, &bundles) {
             tables.commit(pending);
             return Ok(placed);
         }
@@ -412,6 +443,92 @@ fn producer(done: &[Vec<Placed>], r: MemberRef) -> Result<&Placed, String> {
         .ok_or_else(|| "dependence on an instruction that is not scheduled yet".to_string())
 }
 
+/// Links into one operand form a bundle: a multi-row `lw` reads its rows
+/// from consecutive stream groups, so the bundle takes `groups x width`
+/// consecutive streams, each group free along its own producer's path.
+/// Sorted by stream group; computed once per group.
+fn bundles(g: &Group) -> Vec<Vec<&Link>> {
+    let mut bundles: Vec<Vec<&Link>> = Vec::new();
+    for l in &g.links {
+        match bundles
+            .iter_mut()
+            .find(|b| b[0].to == l.to && b[0].operand == l.operand)
+        {
+            Some(b) => b.push(l),
+            None => bundles.push(vec![l]),
+        }
+    }
+    for b in &mut bundles {
+        b.sort_by_key(|l| l.group);
+    }
+    bundles
+}
+
+/// A necessary condition for [`try_at`] at `start`, without allocating:
+/// every bundle finds its streams free on its own, ignoring the other
+/// bundles of the group. Most failed starts fail here (streams are the
+/// scarce resource), so the search tries this first.
+fn streams_may_fit(
+    g: &Group,
+    chip: &ChipConfig,
+    fp: &Floorplan,
+    tables: &Tables,
+    off: &[i64],
+    start: i64,
+    bundles: &[Vec<&Link>],
+) -> bool {
+    let empty = Pending::default();
+    let streams = fp.streams as usize;
+    bundles.iter().all(|bundle| {
+        let to = bundle[0].to as usize;
+        let pt = position(&g.members[to].place, fp);
+        let f0 = bundle[0].from as usize;
+        let pf0 = position(&g.members[f0].place, fp);
+        let w = g.members[f0].instr.dst_width() as usize;
+        let n = bundle.len();
+        let Some(last_base) = streams.checked_sub(n * w) else {
+            return false;
+        };
+        let local = bundle
+            .iter()
+            .all(|l| position(&g.members[l.from as usize].place, fp) == pt);
+        let dirs: &[Dir] = if local {
+            &[Dir::East, Dir::West]
+        } else {
+            &[Dir::between(pf0, pt)][..]
+        };
+        dirs.iter().any(|&dir| {
+            let mut busy = [StreamMask::default(); 16];
+            let mut many = Vec::new();
+            for (k, l) in bundle.iter().enumerate() {
+                let f = l.from as usize;
+                let pf = position(&g.members[f].place, fp);
+                if pf != pt && Dir::between(pf, pt) != dir {
+                    return false;
+                }
+                let ready = start + off[f] + chip.delay(g.members[f].instr.op) as i64;
+                let diag = match dir {
+                    Dir::East => ready - pf as i64,
+                    Dir::West => ready + pf as i64,
+                };
+                let m = tables.busy_streams(&empty, (dir, diag), (pf.min(pt), pf.max(pt)));
+                match busy.get_mut(k) {
+                    Some(b) => *b = m,
+                    None => many.push(m),
+                }
+            }
+            let mask = |k: usize| {
+                if k < busy.len() {
+                    busy[k]
+                } else {
+                    many[k - busy.len()]
+                }
+            };
+            (0..=last_base).any(|b| (0..n).all(|k| (0..w).all(|c| !mask(k).get(b + k * w + c))))
+        })
+    })
+}
+
 fn try_at(
     g: &Group,
     chip: &ChipConfig,
@@ -419,6 +536,7 @@ fn try_at(
     tables: &Tables,
     off: &[i64],
     start: i64,
+    bundles: &[Vec<&Link>],
 ) -> Option<(Pending, Vec<Placed>)> {
     let mut p = Pending::default();
     let mut placed = Vec::with_capacity(g.members.len());
@@ -457,21 +575,7 @@ fn try_at(
             instr: m.instr.clone(),
         });
     }
-    // Links into one operand form a bundle: a multi-row `lw` reads its rows
-    // from consecutive stream groups, so the bundle takes `groups x width`
-    // consecutive streams, each group free along its own producer's path.
-    let mut bundles: Vec<Vec<&Link>> = Vec::new();
-    for l in &g.links {
-        match bundles
-            .iter_mut()
-            .find(|b| b[0].to == l.to && b[0].operand == l.operand)
-        {
-            Some(b) => b.push(l),
-            None => bundles.push(vec![l]),
-        }
-    }
-    for mut bundle in bundles {
-        bundle.sort_by_key(|l| l.group);
+    for bundle in bundles {
         let to = bundle[0].to as usize;
         let pt = position(&g.members[to].place, fp);
         let paths: Vec<(usize, u16, i64)> = bundle
