@@ -437,7 +437,7 @@ pub fn simulate_dynamic(
     let mut win_end = vec![0usize; orders.len()];
     let mut force: Option<usize> = None;
     let mut e = Engine::new(p, inputs, false)?;
-    e.latched = Some(HashMap::new());
+    e.latched = Some(Default::default());
     let window = opts.window.max(1);
     let mut memsim = MemSim::new(opts.memory.clone(), opts.seed, chip.lanes() as u64);
     let per_bank = chip.mem.addresses_per_bank;

@@ -21,7 +21,8 @@ use lpu_isa::program::{Binding, DepKind, Issue, VecLoc};
 use lpu_isa::{
     ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Values,
 };
-use std::collections::{BTreeMap, HashMap};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use std::collections::BTreeMap;
 
 /// Options of one run.
 #[derive(Clone, Debug, Default)]
@@ -276,10 +277,10 @@ impl<'p> Engine<'p> {
             mem: (0..p.chip.slices().len()).map(|_| None).collect(),
             planes: BTreeMap::new(),
             effects: BTreeMap::new(),
-            streams: HashMap::new(),
-            writes: HashMap::new(),
+            streams: HashMap::default(),
+            writes: HashMap::default(),
             next_write: 0,
-            banks: HashMap::new(),
+            banks: HashMap::default(),
             latched: None,
             extra: 0,
             timing,
@@ -333,7 +334,7 @@ impl<'p> Engine<'p> {
 
     /// Finds the earliest issue that breaks an order dependence.
     fn check_deps(&self, issues: &[Issue]) -> Option<(u64, Hazard)> {
-        let mut first: HashMap<u32, (u64, &Issue)> = HashMap::new();
+        let mut first: HashMap<u32, (u64, &Issue)> = HashMap::default();
         for iss in issues.iter().filter(|i| i.repeat == 0) {
             let id = self.p.queues[iss.queue as usize].slots[iss.slot as usize].id;
             first.insert(id, (iss.cycle, iss));
@@ -587,7 +588,7 @@ impl<'p> Engine<'p> {
             Dir::East => diag + last >= now,
             Dir::West => *diag >= now,
         });
-        let live: std::collections::HashSet<u64> =
+        let live: FxHashSet<u64> =
             self.streams.values().flatten().map(|r| r.write).collect();
         self.writes.retain(|k, _| live.contains(k));
     }
