@@ -56,6 +56,22 @@ impl TensorLoc {
         self.at(row, j)
     }
 
+    /// [`TensorLoc::for_row`], but for a replicated row the first copy from
+    /// `r % rows` on whose MEM slice no slice of `avoid` lies (the other
+    /// reads of the reading group: a slice has one queue, and two reads on
+    /// it would cost a retiming `mov`); copy `r % rows` when every copy is
+    /// on such a slice.
+    pub fn for_row_avoiding(&self, r: usize, j: usize, avoid: &[u16]) -> VecLoc {
+        let first = self.for_row(r, j);
+        if !self.replicated || self.rows < 2 {
+            return first;
+        }
+        (0..self.rows)
+            .map(|k| self.at((r + k) % self.rows, j))
+            .find(|v| !avoid.contains(&v.slice))
+            .unwrap_or(first)
+    }
+
     /// Location of vector `j` of row `r`.
     pub fn at(&self, r: usize, j: usize) -> VecLoc {
         self.vectors[r * self.vpr + j]
@@ -79,6 +95,8 @@ pub struct SramAlloc {
     /// Next free address per (slice, bank).
     next: Vec<Vec<u32>>,
     cursor: usize,
+    /// The round-robin position of [`SramAlloc::constant_near`].
+    near_cursor: usize,
     /// Freed vectors per (slice index, width), reused first.
     free: std::collections::BTreeMap<(usize, u32), Vec<u32>>,
     used_bytes: u64,
@@ -99,6 +117,7 @@ impl SramAlloc {
             per_bank: chip.mem.addresses_per_bank,
             banks: chip.mem.banks,
             cursor: 0,
+            near_cursor: 0,
             free: std::collections::BTreeMap::new(),
             used_bytes: 0,
             peak_bytes: 0,
@@ -174,6 +193,26 @@ impl SramAlloc {
         values: &Values,
     ) -> TensorLoc {
         self.constant_placed(name, shape, values, true, &[])
+    }
+
+    /// A constant placed row-major on the MEM slice positions `home`
+    /// (round-robin among them while any has room, then on any slice): the
+    /// copies of a replicated row, near the VXM that reads them.
+    pub fn constant_near(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: &Values,
+        home: &[u16],
+    ) -> TensorLoc {
+        let vpr = view2d(shape).1.div_ceil(self.lanes).max(1);
+        let homes = vec![home.to_vec(); vpr];
+        // A round-robin of its own, so that other tensors' goes on where it
+        // was and successive rows take successive `home` slices.
+        let cursor = std::mem::replace(&mut self.cursor, self.near_cursor);
+        let loc = self.constant_placed(name, shape, values, false, &homes);
+        self.near_cursor = std::mem::replace(&mut self.cursor, cursor);
+        loc
     }
 
     /// Matrix weights placed column tiles first, column tile `j` on the MEM

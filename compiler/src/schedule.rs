@@ -484,7 +484,7 @@ fn streams_may_fit(
         let pt = position(&g.members[to].place, fp);
         let f0 = bundle[0].from as usize;
         let pf0 = position(&g.members[f0].place, fp);
-        let w = g.members[f0].instr.dst_width() as usize;
+        let w = g.members[f0].instr.dst_width();
         let n = bundle.len();
         let Some(last_base) = streams.checked_sub(n * w) else {
             return false;

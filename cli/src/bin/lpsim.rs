@@ -569,8 +569,11 @@ fn compare(args: RunArgs) -> Result<u8> {
         },
         o.memory_name()
     );
+    // Static column 24 wide; a longer entry (six-digit cycles) keeps two
+    // spaces before the dynamic one.
     let row = |t: &mut String, k: &str, a: String, b: String| {
-        t.push_str(&format!("  {k:<13}{a:<24}{b}\n"));
+        let w = 24.max(a.len() + 2);
+        t.push_str(&format!("  {k:<13}{a:<w$}{b}\n"));
     };
     row(&mut t, "", "static".into(), "dynamic".into());
     row(

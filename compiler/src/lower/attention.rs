@@ -368,8 +368,7 @@ impl<'a> Lowerer<'a> {
                             }
                         })
                         .collect();
-                    self.alloc
-                        .constant(&format!("head {h} lane mask"), &[lanes], &Values::F32(m))
+                    self.const_row(&format!("head {h} lane mask"), &Values::F32(m))
                 });
                 let dst = self.alloc.tensor(
                     &format!("{name} (V head {h}, fp16)"),
@@ -387,7 +386,8 @@ impl<'a> Lowerer<'a> {
                 staged.extend(dst_lo.clone());
                 for j in 0..sk {
                     if let Some(dl) = &dst_lo {
-                        let m = mask.as_ref().map(|m| m.at(0, 0));
+                        let src = [vb.at(j, t).slice];
+                        let m = mask.as_ref().map(|m| m.for_row_avoiding(j, 0, &src));
                         self.split_halves(vb.at(j, t), m, dst.at(j, 0), dl.at(j, 0));
                         wvec[(h * sk + j) * vb.vpr + t] = dst.at(j, 0);
                         lovec[(h * sk + j) * vb.vpr + t] = dl.at(j, 0);
@@ -396,7 +396,8 @@ impl<'a> Lowerer<'a> {
                     let mut gb = self.begin();
                     let mut x = self.read(&mut gb, vb.at(j, t), vb.dtype);
                     if let Some(m) = &mask {
-                        let mv = self.read(&mut gb, m.at(0, 0), DType::F32);
+                        let mv = Self::row_copy(&gb, m, j, 0);
+                        let mv = self.read(&mut gb, mv, DType::F32);
                         x = self.op(
                             &mut gb,
                             Instr::new(Opcode::Mul).typed(vb.dtype),
@@ -522,13 +523,16 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// A constant `[lanes]` f32 row with `f(lane)`, placed once under `key`.
+    /// A constant `[lanes]` f32 row with `f(lane)`, placed once under `key`
+    /// and replicated ([`Lowerer::const_row`]): every group of a transpose
+    /// pass reads one, so group `k` reads copy `k % copies` (or the next one
+    /// on a slice the group does not read otherwise).
     fn lane_row(&mut self, key: &str, f: impl Fn(usize) -> f32) -> TensorLoc {
         if let Some(l) = self.locs.get(key) {
             return l.clone();
         }
         let v: Vec<f32> = (0..self.lanes).map(f).collect();
-        let l = self.alloc.constant(key, &[self.lanes], &Values::F32(v));
+        let l = self.const_row(key, &Values::F32(v));
         self.locs.insert(key.to_string(), l.clone());
         l
     }
@@ -588,19 +592,22 @@ impl<'a> Lowerer<'a> {
                     None => zero,
                 }
             };
-            for a in (0..sp).filter(|a| a % (2 * sh) < sh) {
+            for (pair, a) in (0..sp).filter(|a| a % (2 * sh) < sh).enumerate() {
                 let b = a + sh;
                 for t in 0..vz {
+                    // Consecutive groups read different copies of the masks.
+                    let copy = pair * vz + t;
                     for (row, keep_first) in [(a, true), (b, false)] {
                         // A' = (A - A m) + rot(B, s) m ; B' = (B - B m') + rot(A, -s) m'.
                         // Products by 0/1 and differences with 0 or
                         // themselves are exact; one product per step keeps
                         // at most two operands arriving on any cycle.
                         let (keep, other, sel, shift) = if keep_first {
-                            (src_at(a, t), src_at(b, t), m.at(0, 0), sh as i64)
+                            (src_at(a, t), src_at(b, t), &m, sh as i64)
                         } else {
-                            (src_at(b, t), src_at(a, t), nm.at(0, 0), -(sh as i64))
+                            (src_at(b, t), src_at(a, t), &nm, -(sh as i64))
                         };
+                        let sel = sel.for_row_avoiding(copy, 0, &[keep.slice, other.slice]);
                         let mut gb = self.begin();
                         let k1 = self.read(&mut gb, keep, ty);
                         let s1 = self.read(&mut gb, sel, DType::F32);
@@ -702,7 +709,8 @@ impl<'a> Lowerer<'a> {
                         };
                         x = self.op(&mut gb, rot, Place::Sxm, &[x], vec![]);
                     }
-                    let mv = self.read(&mut gb, mask.at(0, 0), DType::F32);
+                    let mv = Self::row_copy(&gb, &mask, c * vk + u, 0);
+                    let mv = self.read(&mut gb, mv, DType::F32);
                     x = self.op(
                         &mut gb,
                         Instr::new(Opcode::Mul).typed(ty),

@@ -567,20 +567,45 @@ impl<'a> Lowerer<'a> {
         loc
     }
 
-    /// A constant row that every result row reads (a bias, a per-channel
-    /// scale): stored [`ROW_COPIES`] times on consecutive MEM slices (fewer
-    /// on small chips) so the reads of neighbouring result rows spread over
-    /// several ports.
+    /// A constant row that every result row (or group) reads: a bias, a
+    /// per-channel scale, a lane mask or cap, a fill row. Stored
+    /// [`ROW_COPIES`] times (fewer on small chips) on distinct MEM slices,
+    /// round-robin over the `2 * copies` slices nearest the VXM, so that the
+    /// reads of neighbouring rows spread over several bank ports
+    /// ([`TensorLoc::for_row`]) and their streams stay short.
     fn const_row(&mut self, name: &str, values: &Values) -> TensorLoc {
-        let slices = self.chip.positions_of(SliceKind::Mem).len();
-        let copies = ROW_COPIES.min(slices / 2).max(1);
+        let mem = self.chip.positions_of(SliceKind::Mem);
+        let copies = ROW_COPIES.min(mem.len() / 2).max(1);
+        let vxm = self.chip.positions_of(SliceKind::Vxm);
+        let dist = |p: u16| vxm.iter().map(|&v| p.abs_diff(v)).min().unwrap_or(0);
+        let mut near = mem;
+        near.sort_by_key(|&p| (dist(p), p));
+        near.truncate(2 * copies);
         let n = values.len();
         let idx: Vec<usize> = (0..copies * n).map(|i| i % n).collect();
         let mut loc = self
             .alloc
-            .constant(name, &[copies, n], &values.gather(&idx));
+            .constant_near(name, &[copies, n], &values.gather(&idx), &near);
         loc.replicated = copies > 1;
         loc
+    }
+
+    /// Vector `j` of constant row `t` for result row `r`: for a replicated
+    /// row, the copy from `r % copies` on a MEM slice that group `gb` does
+    /// not read yet ([`TensorLoc::for_row_avoiding`]).
+    fn row_copy(gb: &Gb, t: &TensorLoc, r: usize, j: usize) -> VecLoc {
+        if !t.replicated {
+            return t.for_row(r, j);
+        }
+        let used: Vec<u16> =
+            gb.g.members
+                .iter()
+                .filter_map(|m| match m.place {
+                    Place::Mem(at) => Some(at.slice),
+                    _ => None,
+                })
+                .collect();
+        t.for_row_avoiding(r, j, &used)
     }
 
     /// A zero vector of `ty` in SRAM (placed once).
@@ -814,7 +839,7 @@ impl<'a> Lowerer<'a> {
                     other,
                     chain_first,
                 } => {
-                    let at = other.for_row(r, j);
+                    let at = Self::row_copy(gb, other, r, j);
                     let x = self.read(gb, at, other.dtype);
                     let ins = if *chain_first { [last, x] } else { [x, last] };
                     self.op(gb, instr.clone(), Place::Vxm, &ins, vec![])
@@ -1313,10 +1338,10 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Writes the fp16 high and low halves of the f32 vector at `at` (times
-    /// the 0/1 row at `mask`, when given) to `hi_at` and `lo_at`: `hi =
-    /// fp16(x)` and `lo = fp16(x - f32(fp16(x)))` (VXM `cvt`; `cvt`, `cvt`,
-    /// `sub`, `cvt`), one group each. A stream value has one consumer, so
-    /// `x` is read once per use.
+    /// the 0/1 row at `mask`, when given) to `hi_at` and `lo_at`, one group
+    /// each: `hi = fp16(x)` (`cvt`), then `lo = fp16(x - f32(hi))` with `hi`
+    /// reread from SRAM (`cvt`, `sub`, `cvt`). `x + lo` holds x to about
+    /// 2^-22 relative (fewer bits where `lo` is subnormal).
     fn split_halves(&mut self, at: VecLoc, mask: Option<VecLoc>, hi_at: VecLoc, lo_at: VecLoc) {
         let load = |s: &mut Self, gb: &mut Gb| {
             let x = s.read(gb, at, DType::F32);
@@ -1340,9 +1365,8 @@ impl<'a> Lowerer<'a> {
         self.fin(gb);
         let mut gb = self.begin();
         let x = load(self, &mut gb);
-        let h = self.op(&mut gb, to16.clone(), Place::Vxm, &[x], vec![]);
+        let h = self.read(&mut gb, hi_at, DType::F16);
         let h = self.op(&mut gb, to32, Place::Vxm, &[h], vec![]);
-        let x = load(self, &mut gb);
         let sub = Instr::new(Opcode::Sub).typed(DType::F32);
         let d = self.op(&mut gb, sub, Place::Vxm, &[x, h], vec![]);
         let lo = self.op(&mut gb, to16, Place::Vxm, &[d], vec![]);
@@ -1351,16 +1375,21 @@ impl<'a> Lowerer<'a> {
     }
 
     /// An f32 tensor's fp16 high and low halves (see
-    /// [`Lowerer::split_halves`]), as two new tensors of its shape: one
-    /// pass.
+    /// [`Lowerer::split_halves`]), as two new tensors of its shape placed
+    /// [apart](unary::apart) from it and from each other (so each group
+    /// reads two ports): one pass. The MXM then sees `t` to about 2^-22
+    /// (the across-lane sums of `rowwise.rs`, the split products of
+    /// `attention.rs`).
     fn split_tensor(&mut self, what: &str, t: &TensorLoc) -> (TensorLoc, TensorLoc) {
         let shape = [t.rows, t.cols];
         let hi = self
             .alloc
             .tensor(&format!("{what} (fp16 high halves)"), &shape, DType::F16);
+        let hi = unary::apart(hi, &[t]);
         let lo = self
             .alloc
             .tensor(&format!("{what} (fp16 low halves)"), &shape, DType::F16);
+        let lo = unary::apart(lo, &[t, &hi]);
         for r in 0..t.rows {
             for u in 0..t.vpr {
                 self.split_halves(t.at(r, u), None, hi.at(r, u), lo.at(r, u));

@@ -137,64 +137,7 @@ impl<'a> Lowerer<'a> {
         // instead of fp16's 2^-11.
         let parts: Vec<TensorLoc> = if src.dtype == DType::F32 {
             let name = self.cur().name.clone();
-            let hi = self.alloc.tensor(
-                &format!("{name} (sum operand hi)"),
-                &[src.rows, src.cols],
-                DType::F16,
-            );
-            let hi = super::unary::apart(hi, &[src]);
-            let lo = self.alloc.tensor(
-                &format!("{name} (sum operand lo)"),
-                &[src.rows, src.cols],
-                DType::F16,
-            );
-            let lo = super::unary::apart(lo, &[src, &hi]);
-            let cvt = |from: DType, to: DType| {
-                let mut c = Instr::new(Opcode::Convert).typed(from);
-                c.to = to;
-                c
-            };
-            for r in 0..src.rows {
-                for t in 0..src.vpr {
-                    let mut gb = self.begin();
-                    let x = self.read(&mut gb, src.at(r, t), DType::F32);
-                    let h = self.op(
-                        &mut gb,
-                        cvt(DType::F32, DType::F16),
-                        Place::Vxm,
-                        &[x],
-                        vec![],
-                    );
-                    self.write(&mut gb, h, hi.at(r, t), DType::F16);
-                    self.fin(gb);
-                    let mut gb = self.begin();
-                    let x = self.read(&mut gb, src.at(r, t), DType::F32);
-                    let h = self.read(&mut gb, hi.at(r, t), DType::F16);
-                    let h = self.op(
-                        &mut gb,
-                        cvt(DType::F16, DType::F32),
-                        Place::Vxm,
-                        &[h],
-                        vec![],
-                    );
-                    let d = self.op(
-                        &mut gb,
-                        Instr::new(Opcode::Sub).typed(DType::F32),
-                        Place::Vxm,
-                        &[x, h],
-                        vec![],
-                    );
-                    let d = self.op(
-                        &mut gb,
-                        cvt(DType::F32, DType::F16),
-                        Place::Vxm,
-                        &[d],
-                        vec![],
-                    );
-                    self.write(&mut gb, d, lo.at(r, t), DType::F16);
-                    self.fin(gb);
-                }
-            }
+            let (hi, lo) = self.split_tensor(&format!("{name} (sum operand)"), src);
             vec![hi, lo]
         } else {
             vec![src.clone()]
@@ -229,7 +172,11 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The constant row that keeps real lanes (`f32::MAX`) and sets padding
-    /// lanes to `-f32::MAX` under `min`, for rows of `cols` columns.
+    /// lanes to `-f32::MAX` under `min`, for rows of `cols` columns. Every
+    /// row of a Softmax or ReduceMax reads it (twice for Softmax), so it is a
+    /// replicated [`Lowerer::const_row`]: row `r` reads copy `r % copies`
+    /// through [`TensorLoc::for_row`] instead of all rows queueing on one
+    /// bank port.
     fn cap_row(&mut self, cols: usize) -> TensorLoc {
         let key = format!("#cap{cols}");
         if let Some(l) = self.locs.get(&key) {
@@ -239,11 +186,7 @@ impl<'a> Lowerer<'a> {
         let v: Vec<f32> = (0..padded)
             .map(|i| if i < cols { f32::MAX } else { -f32::MAX })
             .collect();
-        let l = self.alloc.constant(
-            &format!("lane cap ({cols} columns)"),
-            &[padded],
-            &Values::F32(v),
-        );
+        let l = self.const_row(&format!("lane cap ({cols} columns)"), &Values::F32(v));
         self.locs.insert(key, l.clone());
         l
     }

@@ -82,7 +82,9 @@ pub(super) enum Ex {
     /// Temporary `k` holding one vector per row (read for every column
     /// tile).
     PerRow(usize),
-    /// A constant row (one row of the output's columns).
+    /// A constant row (one row of the output's columns), stored once or
+    /// replicated ([`TensorLoc::replicated`]: row `r` reads copy
+    /// `r % copies`).
     Row(TensorLoc),
     /// A one-operand VXM instruction.
     Un(Instr, Box<Ex>),
@@ -151,7 +153,8 @@ pub(super) fn fusible(g: &Graph, cl: &BTreeSet<String>, c: &Node, t: &str) -> bo
 }
 
 impl<'a> Lowerer<'a> {
-    /// A constant row of `cols` elements all equal to `v`.
+    /// A constant row of `cols` elements all equal to `v`, replicated
+    /// ([`Lowerer::const_row`]) because every vector of a chain reads it.
     pub(super) fn fill_row(&mut self, v: f32, cols: usize, ty: DType) -> TensorLoc {
         let key = format!("#fill{v:e}x{cols}{ty}");
         if let Some(l) = self.locs.get(&key) {
@@ -161,9 +164,7 @@ impl<'a> Lowerer<'a> {
             DType::F16 => Values::F16(vec![half::f16::from_f32(v); cols]),
             _ => Values::F32(vec![v; cols]),
         };
-        let loc = self
-            .alloc
-            .constant(&format!("constant row {v}"), &[cols], &values);
+        let loc = self.const_row(&format!("constant row {v}"), &values);
         self.locs.insert(key, loc.clone());
         loc
     }
@@ -304,11 +305,8 @@ impl<'a> Lowerer<'a> {
                                     ),
                                     _ => Values::F32(r),
                                 };
-                                let row = self.alloc.constant(
-                                    &format!("{bn} (reciprocal row)"),
-                                    &[cols],
-                                    &values,
-                                );
+                                let row =
+                                    self.const_row(&format!("{bn} (reciprocal row)"), &values);
                                 vec![b.mul(x(), Ex::Row(row))]
                             }
                             _ => {
@@ -460,7 +458,10 @@ impl<'a> Lowerer<'a> {
             }
             Ex::Tmp(k) => self.read(gb, tmps[*k].at(r, j), tmps[*k].dtype),
             Ex::PerRow(k) => self.read(gb, tmps[*k].at(r, 0), tmps[*k].dtype),
-            Ex::Row(t) => self.read(gb, t.at(0, j), t.dtype),
+            Ex::Row(t) => {
+                let at = Self::row_copy(gb, t, r, j);
+                self.read(gb, at, t.dtype)
+            }
             Ex::Un(i, a) => {
                 let a = self.eval(gb, a, ins, tmps, r, j);
                 self.op(gb, i.clone(), Place::Vxm, &[a], vec![])
