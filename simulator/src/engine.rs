@@ -588,8 +588,7 @@ impl<'p> Engine<'p> {
             Dir::East => diag + last >= now,
             Dir::West => *diag >= now,
         });
-        let live: FxHashSet<u64> =
-            self.streams.values().flatten().map(|r| r.write).collect();
+        let live: FxHashSet<u64> = self.streams.values().flatten().map(|r| r.write).collect();
         self.writes.retain(|k, _| live.contains(k));
     }
 
