@@ -310,3 +310,103 @@ fn int8_attention_products_are_fp32_accurate() {
     assert!(c.passed, "{:?}", c.failures);
     assert!(c.max_abs_err < 1e-4, "max abs error {}", c.max_abs_err);
 }
+
+/// The decode attention of one new token over a KV cache of `past` tokens
+/// (`hidden = heads * d`), as the graph passes leave GPT-2's: head views by
+/// `Reshape [1,1,H] -> [1,heads,1,d]`, the new key and value as outputs;
+/// the scores scaled by `Div` by `sqrt(d)` or (`mul`) `Mul` by its inverse.
+fn decode_attention(hidden: usize, heads: usize, past: usize, mul: bool) -> String {
+    let d = hidden / heads;
+    let (op, scale) = if mul {
+        ("Mul", 1.0 / (d as f64).sqrt())
+    } else {
+        ("Div", (d as f64).sqrt())
+    };
+    format!(
+        r#"Graph(name: "decode", inputs: [
+    ValueInfo(name: "q", dtype: F32, shape: [1, 1, {hidden}]),
+    ValueInfo(name: "k", dtype: F32, shape: [1, 1, {hidden}]),
+    ValueInfo(name: "v", dtype: F32, shape: [1, 1, {hidden}]),
+    ValueInfo(name: "past_key", dtype: F32, shape: [1, {heads}, {past}, {d}]),
+    ValueInfo(name: "past_value", dtype: F32, shape: [1, {heads}, {past}, {d}]),
+  ],
+  outputs: [ValueInfo(name: "y"), ValueInfo(name: "present_key"), ValueInfo(name: "present_value")],
+  initializers: [
+    Initializer(name: "heads", dtype: I32, shape: [4], data: Inline([1, {heads}, 1, {d}])),
+    Initializer(name: "row", dtype: I32, shape: [3], data: Inline([1, 1, {hidden}])),
+    Initializer(name: "scale", dtype: F32, shape: [], data: Inline([{scale}])),
+  ],
+  nodes: [
+    Node(op_type: "Reshape", inputs: ["q", "heads"], outputs: ["qh"]),
+    Node(op_type: "Reshape", inputs: ["k", "heads"], outputs: ["present_key"]),
+    Node(op_type: "Reshape", inputs: ["v", "heads"], outputs: ["present_value"]),
+    Node(op_type: "Concat", inputs: ["past_key", "present_key"], outputs: ["keys"], attributes: {{ "axis": Int(2) }}),
+    Node(op_type: "Concat", inputs: ["past_value", "present_value"], outputs: ["values"], attributes: {{ "axis": Int(2) }}),
+    Node(op_type: "Transpose", inputs: ["keys"], outputs: ["keys_t"], attributes: {{ "perm": Ints([0, 1, 3, 2]) }}),
+    Node(op_type: "MatMul", inputs: ["qh", "keys_t"], outputs: ["scores"]),
+    Node(op_type: "{op}", inputs: ["scores", "scale"], outputs: ["scaled"]),
+    Node(op_type: "Softmax", inputs: ["scaled"], outputs: ["probs"], attributes: {{ "axis": Int(-1) }}),
+    Node(op_type: "MatMul", inputs: ["probs", "values"], outputs: ["context"]),
+    Node(op_type: "Reshape", inputs: ["context", "row"], outputs: ["y"]),
+  ])"#
+    )
+}
+
+#[test]
+fn decode_attention_over_a_token_major_cache() {
+    // d = 16 (a head per vector), d = 8 (whole heads, a last vector half
+    // padding), d = 4 (a row narrower than a vector), d = 12 (heads straddle
+    // vectors, 18 key rows), d = 10 (four heads in 40 lanes, one past token,
+    // scaled by Mul).
+    for (hidden, heads, past, mul) in [
+        (32, 2, 5, false),
+        (24, 3, 4, false),
+        (8, 2, 3, true),
+        (24, 2, 17, false),
+        (40, 4, 1, true),
+    ] {
+        let c = run(&decode_attention(hidden, heads, past, mul));
+        let what = format!("hidden {hidden}, {heads} heads, {past} past tokens");
+        assert!(c.passed, "{what}: {:?}", c.failures);
+        // Context sums and the softmax's sum are exact; the scores' lane
+        // sums see each product to about 2^-22.
+        assert!(
+            c.max_abs_err < 1e-6,
+            "{what}: max abs error {}",
+            c.max_abs_err
+        );
+    }
+}
+
+#[test]
+fn gpt2_decode_int8_on_tiny() {
+    use lpu_graph::zoo::{gpt2_decode, DecoderOpts};
+    let opts = DecoderOpts {
+        layers: 2,
+        hidden: 32,
+        heads: 2,
+        ffn: 64,
+        context: 6,
+        vocab: 1001, // random ids are drawn in [-1000, 1000]
+        max_positions: 16,
+        epsilon: 1e-5,
+    };
+    let g = lpu_graph::load::build(gpt2_decode(&opts), "<zoo>", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let options = lpu_compiler::CompileOptions {
+        precision: lpu_compiler::Precision::Int8,
+        ..Default::default()
+    };
+    let g = lpu_compiler::prepare(g, &options).expect("int8").graph;
+    let chip = ChipConfig::preset("tiny").expect("preset");
+    let p = lpu_compiler::compile(&g, &chip)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program;
+    let inputs = lpu_graph::random_inputs(&g, 3);
+    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{:?}", o.hazard);
+    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
+    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    assert!(c.passed, "{:?}", c.failures);
+    assert!(c.max_abs_err < 1e-4, "max abs error {}", c.max_abs_err);
+}

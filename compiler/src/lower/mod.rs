@@ -10,6 +10,7 @@
 //! | Sigmoid, Tanh, Exp, Sqrt, Reciprocal, Div, Erf, Gelu, LeakyRelu, HardSigmoid, HardSwish, Silu, Clip, Pow | VXM expression trees, in passes where a value is needed twice ([`unary`]). |
 //! | Softmax, LayerNormalization, RMSNormalization, ReduceSum/Mean/Max (last axis) | sums across lanes on the MXM (all-ones weights), maxima by an SXM rotation tree ([`rowwise`]). |
 //! | Reshape/Transpose into and out of attention heads, MatMul `Q.K^T` and `P.V` | head views of `[S, H]` storage, K transposed on the SXM/VXM, products with computed weights ([`attention`]). |
+//! | Decode attention (one new token over a KV cache: `Concat` of a past-key input and the new key, scores, Softmax, context) | the cache stored token-major (one row of `heads*d` lanes per token); per-head lane sums on the MXM, the softmax and `P.V` lane-parallel across token rows on the VXM, no lane moves ([`decode`]). |
 //! | Gather, Slice (rows), nodes of constants only | row copies, one-hot products for embedding lookups, compile-time folding ([`select`]). |
 //!
 //! **Fusion.** An elementwise node (Relu, Cast, QuantizeLinear,
@@ -25,6 +26,7 @@
 //! ([`crate::group::retime_reads`]).
 
 mod attention;
+mod decode;
 mod layout;
 mod rowwise;
 mod select;
@@ -106,6 +108,8 @@ struct Lowerer<'a> {
     zeros: BTreeMap<DType, VecLoc>,
     /// Attention head views and per-K-tile staging offsets ([`attention`]).
     attn: attention::State,
+    /// Decode attention over a token-major KV cache ([`decode`]).
+    dec: decode::State,
 }
 
 /// One fused elementwise step after a chain's last result.
@@ -404,6 +408,7 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         s2d: plan_s2d(graph, chip.lanes() as usize),
         zeros: BTreeMap::new(),
         attn: attention::State::default(),
+        dec: decode::plan(graph),
     };
     l.flat = plan_flat(graph, &l.cl);
     (l.tails, l.absorbed) = plan_fusion(graph, &l.cl, &l.flat);
@@ -546,6 +551,9 @@ impl<'a> Lowerer<'a> {
 
     /// Allocates a computed tensor in its planned layout.
     fn alloc_tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
+        if let Some(loc) = self.decode_alloc(name, dtype) {
+            return loc;
+        }
         if self.s2d.contains(name) && shape.len() == 4 {
             let (view, layout) = s2d_view(shape);
             let rows = shape[0] * (shape[2] / 2) * (shape[3] / 2);
@@ -852,6 +860,7 @@ impl<'a> Lowerer<'a> {
 
     fn lower_node(&mut self, n: &'a Node) -> Result<(), CompileError> {
         match n.op_type.as_str() {
+            _ if self.is_decode_op(n) => self.lower_decode(n),
             "MatMul" | "Reshape" | "Transpose" if self.is_head_op(n) => self.lower_head_op(n),
             "Softmax" | "LayerNormalization" | "RMSNormalization" | "ReduceMean" | "ReduceSum"
             | "ReduceMax" => self.lower_rowwise(n),

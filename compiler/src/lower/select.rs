@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
 //! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
-//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), compared with constant `iota` rows (`relu(1 - abs(id - (u*lanes + i)))` is 1 exactly at the index and 0 elsewhere, on integers), and the one-hot rows (fp16) are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16) | per index `ceil(V/lanes)` one-hot vectors (2 reads, 6 VXM ops, 1 write each) and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), compared with constant `iota` rows (`relu(1 - abs(id - (u*lanes + i)))` is 1 exactly at the index and 0 elsewhere, on integers), and the one-hot rows (fp16) are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index `ceil(V/lanes)` one-hot vectors (2 reads, 6 VXM ops, 1 write each) and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
 use crate::alloc::TensorLoc;
@@ -179,8 +179,12 @@ impl<'a> Lowerer<'a> {
         if ids.dtype != DType::I32 && ids.dtype != DType::I8 {
             return self.unsupported("indices must be integers");
         }
-        if !self.chip.mxm.dtypes.contains(&DType::F16) {
-            return self.unsupported("the one-hot product needs an fp16 MXM");
+        // An int8 table (see `passes::precision::int8_tables`) multiplies
+        // int8 one-hot rows with int32 accumulation: exact.
+        let int8 = table.dtype() == DType::I8;
+        let mm_ty = if int8 { DType::I8 } else { DType::F16 };
+        if !self.chip.mxm.dtypes.contains(&mm_ty) {
+            return self.unsupported(&format!("the one-hot product needs a {mm_ty} MXM"));
         }
         let (vocab, hidden) = (ds[0], ds[1]);
         if vocab as f64 > DIGIT * DIGIT {
@@ -336,7 +340,7 @@ impl<'a> Lowerer<'a> {
         let vt = vocab.div_ceil(lanes);
         let oh = self
             .alloc
-            .tensor(&format!("{name} (one-hot)"), &[count, vocab], DType::F16);
+            .tensor(&format!("{name} (one-hot)"), &[count, vocab], mm_ty);
         for k in 0..count {
             for u in 0..vt {
                 let iota = self.iota_row(u * lanes);
@@ -400,9 +404,9 @@ impl<'a> Lowerer<'a> {
                     vec![],
                 );
                 let mut c = Instr::new(Opcode::Convert).typed(DType::F32);
-                c.to = DType::F16;
+                c.to = mm_ty;
                 let e = self.op(&mut gb, c, Place::Vxm, &[e], vec![]);
-                self.write(&mut gb, e, oh.at(k, u), DType::F16);
+                self.write(&mut gb, e, oh.at(k, u), mm_ty);
                 self.fin(gb);
             }
         }
@@ -412,13 +416,17 @@ impl<'a> Lowerer<'a> {
         let w = match self.locs.get(&key) {
             Some(l) => l.clone(),
             None => {
-                let vals = Values::F16(
-                    (0..table.len())
-                        .map(|i| f16::from_f64(table.values.get_f64(i)))
-                        .collect(),
-                );
+                let vals = if int8 {
+                    table.values.clone()
+                } else {
+                    Values::F16(
+                        (0..table.len())
+                            .map(|i| f16::from_f64(table.values.get_f64(i)))
+                            .collect(),
+                    )
+                };
                 let l = self.alloc.constant_columns_first(
-                    &format!("{dn} (as f16 lookup weights)"),
+                    &format!("{dn} (as {mm_ty} lookup weights)"),
                     &[vocab, hidden],
                     &vals,
                 );
@@ -439,11 +447,11 @@ impl<'a> Lowerer<'a> {
             ktiles: &ktiles,
             act: &act,
             used: &used,
-            act_ty: DType::F16,
+            act_ty: mm_ty,
             w_lo: None,
             act_lo: None,
         };
-        let tail = self.prepare_tail()?;
+        let mut tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         if out.rows != count || out.cols != hidden {
             return self.unsupported("the gather's output storage is not one row per index");
@@ -453,12 +461,26 @@ impl<'a> Lowerer<'a> {
             alpha: None,
             bias: None,
         };
-        let emit_ty = if out.dtype == DType::F16 {
+        let emit_ty = if int8 {
+            DType::I32
+        } else if out.dtype == DType::F16 {
             DType::F16
         } else {
             DType::F32
         };
-        self.matmul(&plan, &w, &out, DType::F16, emit_ty, &epi, &tail)?;
+        if int8 && out.dtype != DType::I32 {
+            // The int32 sums are the table's int8 entries: convert back.
+            let mut c = Instr::new(Opcode::Convert).typed(DType::I32);
+            c.to = out.dtype;
+            tail.insert(
+                0,
+                super::TailOp {
+                    node: self.node,
+                    kind: super::TailKind::Unary(c),
+                },
+            );
+        }
+        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)?;
         self.alloc.free(&oh);
         Ok(())
     }

@@ -26,7 +26,10 @@
 //!   batched ones stay f32 (the lowering computes them fp32-accurately
 //!   with split fp16 halves). Lookup tables (`Gather` of an f32 constant
 //!   by runtime indices: embeddings) are rounded to fp16 values, as the
-//!   lowering stores them (the report gives those gathers as fp16).
+//!   lowering stores them (the report gives those gathers as fp16); tables
+//!   of [`INT8_TABLE_ELEMENTS`] or more (GPT-2's token embedding) are
+//!   quantized to int8 per column instead, the gather followed by a
+//!   per-axis `DequantizeLinear` ([`int8_tables`]), which halves their SRAM.
 //!   Everything else stays as it was (f32).
 //! - **mixed**: `MatMul`/`Gemm`/`Conv` with constant weights in int8 as
 //!   above; activation x activation `MatMul`s in fp16; these in f32:
@@ -225,17 +228,140 @@ pub fn apply_precision(
     r.finish_outputs()?;
     let parts = r.into_parts();
     let g = parts.rebuild("precision")?;
-    let (mut g, _) = super::dce::eliminate_dead(g)?;
+    let (g, _) = super::dce::eliminate_dead(g)?;
+    let (mut g, int8_gathers) = if matches!(precision, Precision::Int8 | Precision::Mixed) {
+        int8_tables(g, INT8_TABLE_ELEMENTS)?
+    } else {
+        (g, Vec::new())
+    };
     let mut node_precision = node_precisions(&g);
     if matches!(precision, Precision::Int8 | Precision::Mixed) {
         for n in fp16_tables(&mut g) {
             node_precision.insert(n, "fp16".to_string());
+        }
+        for n in int8_gathers {
+            node_precision.insert(n, "int8".to_string());
         }
     }
     Ok(PrecisionOutcome {
         node_precision,
         graph: g,
     })
+}
+
+/// Lookup tables of at least this many elements are stored int8 by int8
+/// and mixed (see [`int8_tables`]); smaller ones in fp16 ([`fp16_tables`]).
+/// GPT-2's token embedding (50257 x 768, 38.6M elements) is one: in fp16
+/// it alone would take 92 MiB of `tsp`'s 220 MiB (768 columns padded to 960
+/// lanes). BERT-base's (30522 x 768) stays fp16.
+pub const INT8_TABLE_ELEMENTS: usize = 1 << 25;
+
+/// Whether `n` gathers rows of a table by runtime indices.
+fn is_table_gather(g: &Graph, n: &Node) -> bool {
+    n.op_type == "Gather"
+        && n.input(1)
+            .is_some_and(|i| !g.initializers.contains_key(i) && !g.constants.contains_key(i))
+}
+
+/// int8 and mixed store large lookup tables ([`INT8_TABLE_ELEMENTS`]) in
+/// int8: an f32 `[V, H]` table read only by gathers along axis 0 by runtime
+/// indices is quantized per column (`quantize_per_channel` along axis 1,
+/// symmetric, as weights are), and each `Gather(table, ids) -> y` becomes
+/// `Gather(table_q, ids) -> y_q` (int8) then `DequantizeLinear(y_q,
+/// scale, axis = last) -> y`. The lowering's one-hot product then runs
+/// on the MXM in int8 (exact: one nonzero product per output) and the
+/// dequantization is one VXM `mul` by the scale row, as the reference
+/// computes it. Tables of fewer than `min_elements` are left alone. Returns
+/// the graph and the rewritten gathers.
+fn int8_tables(g: Graph, min_elements: usize) -> Result<(Graph, Vec<String>), CompileError> {
+    let tables: Vec<String> = g
+        .initializers
+        .iter()
+        .filter(|(t, x)| {
+            x.dtype() == DType::F32
+                && x.shape.len() == 2
+                && x.len() >= min_elements
+                && !g.outputs.contains(*t)
+                && !g.consumers(t).is_empty()
+                && g.consumers(t).iter().all(|&c| {
+                    let n = &g.nodes[c];
+                    is_table_gather(&g, n)
+                        && n.input(0) == Some(t.as_str())
+                        && n.inputs.iter().filter(|i| *i == *t).count() == 1
+                        && n.attr_int("axis", 0).ok() == Some(0)
+                })
+        })
+        .map(|(t, _)| t.clone())
+        .collect();
+    let mut names = Names::of(&g);
+    let mut inits: Vec<(String, Tensor)> = Vec::new();
+    let mut replace: BTreeMap<usize, Vec<Node>> = BTreeMap::new();
+    let mut gathers = Vec::new();
+    let mut removed = Vec::new();
+    for t in tables {
+        let x = &g.initializers[&t];
+        let Some(w) = f32s(&x.values) else { continue };
+        let Some((q, scales)) = super::quantize::quantize_per_channel(&w, &x.shape, 1) else {
+            continue;
+        };
+        let (qn, sn) = (
+            names.fresh(&format!("{t}/q")),
+            names.fresh(&format!("{t}/scale")),
+        );
+        let h = x.shape[1];
+        let bad = |e: lpu_graph::error::GraphError| CompileError::Pass {
+            model: g.name.clone(),
+            pass: "int8 tables".into(),
+            message: format!("table '{t}': {e}"),
+        };
+        inits.push((
+            qn.clone(),
+            Tensor::new(x.shape.clone(), lpu_isa::Values::I8(q)).map_err(bad)?,
+        ));
+        inits.push((
+            sn.clone(),
+            Tensor::new(vec![h], lpu_isa::Values::F32(scales)).map_err(bad)?,
+        ));
+        for c in g.consumers(&t) {
+            let n = &g.nodes[c];
+            let Some(y) = n.outputs.first() else { continue };
+            let rank = g.info(y).map_or(2, |i| i.shape.len());
+            let yq = names.fresh(&format!("{y}/q"));
+            let mut gather = n.clone();
+            gather.inputs[0] = qn.clone();
+            gather.outputs = vec![yq.clone()];
+            let dq = Node {
+                name: names.fresh(&format!("{}/dequant", n.name)),
+                op_type: "DequantizeLinear".into(),
+                inputs: vec![yq, sn.clone()],
+                outputs: vec![y.clone()],
+                attributes: [(
+                    "axis".to_string(),
+                    AttrValue::Int(rank.saturating_sub(1) as i64),
+                )]
+                .into(),
+            };
+            gathers.push(n.name.clone());
+            replace.insert(c, vec![gather, dq]);
+        }
+        removed.push(t);
+    }
+    if replace.is_empty() {
+        return Ok((g, gathers));
+    }
+    let mut parts = Parts::of(g);
+    for t in removed {
+        parts.initializers.remove(&t);
+    }
+    parts.initializers.extend(inits);
+    let nodes = std::mem::take(&mut parts.nodes);
+    for (i, n) in nodes.into_iter().enumerate() {
+        match replace.remove(&i) {
+            Some(new) => parts.nodes.extend(new),
+            None => parts.nodes.push(n),
+        }
+    }
+    Ok((parts.rebuild("int8 tables")?, gathers))
 }
 
 /// int8 and mixed store lookup tables in fp16: the f32 table of a `Gather`
@@ -246,11 +372,6 @@ pub fn apply_precision(
 /// what the chip computes, so an int8 model's first quantization rounds the
 /// same way. Returns the gathers, whose precision the report gives as fp16.
 fn fp16_tables(g: &mut Graph) -> Vec<String> {
-    let is_table_gather = |g: &Graph, n: &Node| {
-        n.op_type == "Gather"
-            && n.input(1)
-                .is_some_and(|i| !g.initializers.contains_key(i) && !g.constants.contains_key(i))
-    };
     let mut tables: BTreeSet<String> = g
         .nodes
         .iter()
@@ -689,6 +810,45 @@ pub(crate) mod tests {
         // fp32 leaves the table alone.
         let out = apply_precision(&g, Precision::Fp32, &[]).expect("fp32");
         assert_eq!(out.graph.initializers["table"].values, before);
+    }
+
+    #[test]
+    fn large_lookup_tables_become_int8_gathers_then_dequantize() {
+        let g = parse(
+            r#"Graph(name: "emb",
+              inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 3])],
+              outputs: [ValueInfo(name: "y", dtype: F32)],
+              initializers: [Initializer(name: "table", dtype: F32, shape: [1001, 24],
+                data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0)))],
+              nodes: [Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["y"])],
+            )"#,
+        );
+        // Below the threshold (the example-size default): unchanged.
+        let (same, none) = int8_tables(g.clone(), INT8_TABLE_ELEMENTS).expect("rewrite");
+        assert!(none.is_empty());
+        assert_eq!(same.nodes.len(), 1);
+        let (q, gathers) = int8_tables(g.clone(), 1).expect("rewrite");
+        assert_eq!(gathers, ["lookup"]);
+        let ops: Vec<&str> = q.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Gather", "DequantizeLinear"]);
+        assert!(!q.initializers.contains_key("table"));
+        assert_eq!(q.initializers["table/q"].dtype(), DType::I8);
+        assert_eq!(q.outputs, ["y"]);
+        // Per-column int8: within half a step of the f32 table.
+        let inputs = lpu_graph::random_inputs(&q, 2);
+        let want = lpu_graph::interpret(&g, &inputs).expect("f32")["y"].clone();
+        let got = lpu_graph::interpret(&q, &inputs).expect("int8")["y"].clone();
+        for i in 0..want.len() {
+            let (w, x) = (want.values.get_f64(i), got.values.get_f64(i));
+            assert!((w - x).abs() <= 0.5 / 127.0 + 1e-6, "{w} vs {x}");
+        }
+        // The lowering (an int8 one-hot product, then the scale row) is exact.
+        let chip = lpu_isa::ChipConfig::preset("tiny").expect("preset");
+        let p = crate::compile(&q, &chip).expect("compiles").program;
+        let o = lpu_sim::simulate(&p, &inputs, &Default::default()).expect("runs");
+        assert!(o.hazard.is_none(), "{:?}", o.hazard);
+        let c = lpu_sim::check::compare(&o.outputs, &lpu_graph::interpret(&q, &inputs).unwrap());
+        assert!(c.passed && c.max_abs_err == 0.0, "{c:?}");
     }
 
     #[test]
