@@ -6,19 +6,34 @@
 use lpu_isa::ChipConfig;
 use lpu_sim::SimOptions;
 
+/// Compiles `g` for `chip`, simulates it on seeded inputs (`seed`), asserts
+/// there is no hazard and returns the check against the interpreter.
+fn check_on(g: &lpu_graph::Graph, chip: &str, seed: u64) -> lpu_sim::check::Check {
+    let chip = ChipConfig::preset(chip).expect("preset");
+    let p = lpu_compiler::compile(g, &chip)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .program;
+    let inputs = lpu_graph::random_inputs(g, seed);
+    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{:?}", o.hazard);
+    let reference = lpu_graph::interpret(g, &inputs).expect("reference");
+    lpu_sim::check::compare(&o.outputs, &reference)
+}
+
+/// `g` rewritten to int8 (`--precision int8`).
+fn int8(g: lpu_graph::Graph) -> lpu_graph::Graph {
+    let options = lpu_compiler::CompileOptions {
+        precision: lpu_compiler::Precision::Int8,
+        ..Default::default()
+    };
+    lpu_compiler::prepare(g, &options).expect("int8").graph
+}
+
 /// Compiles and simulates `text` on `tiny`; returns the check.
 fn run(text: &str) -> lpu_sim::check::Check {
     let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
-    let chip = ChipConfig::preset("tiny").expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 5);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    lpu_sim::check::compare(&o.outputs, &reference)
+    check_on(&g, "tiny", 5)
 }
 
 fn assert_passes(text: &str, what: &str) {
@@ -92,15 +107,7 @@ fn layer_norm_softmax_and_reductions() {
 fn zoo_passes(file: lpu_graph::format::GraphFile, what: &str) {
     let g = lpu_graph::load::build(file, "<zoo>", std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
-    let chip = ChipConfig::preset("tiny").expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{what}: {e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 7);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{what}: {:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    let c = check_on(&g, "tiny", 7);
     assert!(c.passed, "{what}: {:?}", c.failures);
 }
 
@@ -108,15 +115,7 @@ fn zoo_passes(file: lpu_graph::format::GraphFile, what: &str) {
 fn transformer_block_example_on_tiny() {
     let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
         .expect("example");
-    let chip = ChipConfig::preset("tiny").expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 0);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    let c = check_on(&g, "tiny", 0);
     assert!(c.passed, "{:?}", c.failures);
 }
 
@@ -293,20 +292,7 @@ fn int8_attention_products_are_fp32_accurate() {
     // its differences flip int8 roundings downstream).
     let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
         .expect("example");
-    let options = lpu_compiler::CompileOptions {
-        precision: lpu_compiler::Precision::Int8,
-        ..Default::default()
-    };
-    let g = lpu_compiler::prepare(g, &options).expect("int8").graph;
-    let chip = ChipConfig::preset("tiny").expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 0);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    let c = check_on(&int8(g), "tiny", 0);
     assert!(c.passed, "{:?}", c.failures);
     assert!(c.max_abs_err < 1e-4, "max abs error {}", c.max_abs_err);
 }
@@ -393,20 +379,7 @@ fn gpt2_decode_int8_on_tiny() {
     };
     let g = lpu_graph::load::build(gpt2_decode(&opts), "<zoo>", std::path::Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
-    let options = lpu_compiler::CompileOptions {
-        precision: lpu_compiler::Precision::Int8,
-        ..Default::default()
-    };
-    let g = lpu_compiler::prepare(g, &options).expect("int8").graph;
-    let chip = ChipConfig::preset("tiny").expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 3);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    let c = lpu_sim::check::compare(&o.outputs, &reference);
+    let c = check_on(&int8(g), "tiny", 3);
     assert!(c.passed, "{:?}", c.failures);
     assert!(c.max_abs_err < 1e-4, "max abs error {}", c.max_abs_err);
 }
