@@ -521,3 +521,40 @@ fn where_selects_exactly() {
     let check = lpu_sim::check::compare(&o.outputs, &reference);
     assert!(check.passed && check.max_abs_err == 0.0, "{check:?}");
 }
+
+#[test]
+fn lrn_runs_as_a_banded_conv_on_both_chips() {
+    // 17 channels straddle tiny's 16-lane vectors; window sizes odd and
+    // even (the window is c - floor((size-1)/2) ..= c + ceil((size-1)/2)).
+    for (size, beta, chip) in [(5, 0.75, "tiny"), (2, 0.5, "tiny"), (3, 0.75, "tsp")] {
+        let text = format!(
+            r#"Graph(name: "lrn", inputs: [ValueInfo(name: "x", dtype: F32, shape: [1, 17, 5, 3])],
+  outputs: [ValueInfo(name: "y")],
+  nodes: [Node(name: "norm", op_type: "LRN", inputs: ["x"], outputs: ["y"],
+    attributes: {{"size": Int({size}), "alpha": Float(0.3), "beta": Float({beta}), "bias": Float(2.0)}})])"#
+        );
+        let g = lpu_graph::parse_graph(&text, "<test>", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The graph passes turn the LRN into ops the lowering has.
+        let g = lpu_compiler::prepare(g, &lpu_compiler::CompileOptions::default())
+            .expect("passes")
+            .graph;
+        assert!(g.nodes.iter().all(|n| n.op_type != "LRN"));
+        let p = lpu_compiler::compile(&g, &ChipConfig::preset(chip).expect("preset"))
+            .unwrap_or_else(|e| panic!("size {size}: {e}"))
+            .program;
+        let inputs = lpu_graph::random_inputs(&g, 3);
+        let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+        assert!(o.hazard.is_none(), "{:?}", o.hazard);
+        // Against the original LRN, not only the rewritten graph.
+        let original = lpu_graph::parse_graph(&text, "<test>", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let reference = lpu_graph::interpret(&original, &inputs).expect("reference");
+        let c = lpu_sim::check::compare(&o.outputs, &reference);
+        assert!(
+            c.passed,
+            "size {size} beta {beta} on {chip}: {:?}",
+            c.failures
+        );
+    }
+}

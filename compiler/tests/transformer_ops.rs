@@ -205,7 +205,9 @@ fn binary_and_parameterised_elementwise_ops() {
     assert_passes(&two("Div", "[]", true), "div by a scalar constant");
     assert_passes(&two("Div", "[20]", true), "div by a constant row");
     assert_passes(&two("Div", "[4, 20]", false), "div by a computed tensor");
-    for p in ["2.0", "3.0", "-1.0", "1.0"] {
+    for p in [
+        "2.0", "3.0", "-1.0", "1.0", "0.25", "-0.25", "0.75", "-0.75", "1.5", "-1.5", "-2.0",
+    ] {
         let text = one(
             "Pow",
             &[3, 18],

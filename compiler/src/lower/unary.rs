@@ -20,7 +20,7 @@
 //! | Div by a constant | `mul` by the reciprocal (`muli` for a scalar, a row of reciprocals otherwise) | 1 op | the product `a * (1/b)` rounds twice: within about 1.5 ulp of `a / b` |
 //! | Reciprocal, Div by a computed tensor | pass 1: `R = rsqrt(abs(b))`; pass 2: `(((b * R) * R) * R) * R` (= sign(b) / abs(b), no intermediate overflow), times `a` for Div | 2 passes, 6 ops, 5 reads | about 4 ulp (rsqrt rounds once, four products) |
 //! | Sqrt | `x * rsqrt(x + 1e-30)` (0 gives 0, negatives NaN) | 3 ops, 2 reads | about 2 ulp; inputs below about 1e-22 are off by at most 1e-15 |
-//! | Pow (constant exponent) | 1: copy; 2, 3, 4: products of rereads; 0.5: Sqrt; -0.5: `rsqrt`; -1: Reciprocal | 1-3 ops | 1-2 roundings |
+//! | Pow (constant exponent) | 1: copy; 2, 3, 4: products of rereads; 0.5: Sqrt; -0.5: `rsqrt`; -1: Reciprocal; 0.25, 0.75, 1.5 and their negatives: products of `rsqrt`/Sqrt of rereads (LRN's `beta`); -2: Reciprocal of the square | 1-6 ops | 1-4 roundings |
 //! | Erf | Abramowitz-Stegun 7.1.26 (`|err| < 1.5e-7`): `t = 1/(1 + p|x|)` as `rsqrt(u)^2` (pass 1 writes `t`), pass 2: `erf(|x|) = 1 - t(a1 + t(a2 + t(a3 + t(a4 + t a5)))) e^(-x^2)`, sign restored by `clamp(1e30 x, -1, 1)` | 2 passes, ~22 ops, ~9 reads | < 1.5e-7 + f32 rounding (~5e-7 absolute) |
 //! | Gelu (exact) | `relu(x) - 0.5 |x| q(x / sqrt 2)` with `q(z) = erfc(|z|)` from 7.1.26 as for Erf (equal to `x Phi(x)` for either sign) | 2 passes, ~22 ops, ~9 reads | < 1e-7 x |x| + rounding |
 //! | Gelu (tanh) | `(0.5 x)(1 + tanh(c (x + 0.044715 x^3)))`, the reference's own order | 10 ops, 5 reads | exact (same f32 ops) |
@@ -278,9 +278,22 @@ impl<'a> Lowerer<'a> {
                     0.5 => vec![sqrt(b, x())],
                     -0.5 => vec![b.un(Opcode::Rsqrt, x())],
                     -1.0 => reciprocal(b, x(), None),
+                    0.25 => vec![sqrt(b, sqrt(b, x()))],
+                    -0.25 => vec![sqrt(b, b.un(Opcode::Rsqrt, x()))],
+                    0.75 => vec![b.mul(sqrt(b, x()), sqrt(b, sqrt(b, x())))],
+                    -0.75 => vec![b.mul(
+                        b.un(Opcode::Rsqrt, x()),
+                        sqrt(b, b.un(Opcode::Rsqrt, x())),
+                    )],
+                    1.5 => vec![b.mul(x(), sqrt(b, x()))],
+                    -1.5 => vec![b.mul(
+                        b.mul(b.un(Opcode::Rsqrt, x()), b.un(Opcode::Rsqrt, x())),
+                        b.un(Opcode::Rsqrt, x()),
+                    )],
+                    -2.0 => reciprocal(b, b.mul(x(), x()), None),
                     _ => {
                         return self.unsupported(&format!(
-                            "Pow with exponent {p} (lowered: 1, 2, 3, 4, 0.5, -0.5, -1)"
+                            "Pow with exponent {p} (lowered: 1, 2, 3, 4, +-0.25, +-0.5, +-0.75, -1, +-1.5, -2)"
                         ))
                     }
                 }

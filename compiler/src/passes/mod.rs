@@ -11,6 +11,7 @@
 //!            │ layout   Identity / Reshape / Transpose  │ int8: QDQ rewrite
 //!            │          elimination                     │ mixed: int8 + fp16
 //!            │ split    Split of a product -> products  │   + f32 reductions
+//!            │ lrn      LRN -> banded 1x1 Conv + VXM ops│
 //!            │ dce      dead nodes and initializers     │
 //!            └── repeated to a fixed point
 //! ```
@@ -32,6 +33,9 @@
 //!   product (GPT-2's fused Q/K/V projection) becomes one product per piece,
 //!   splitting the weights at compile time instead of the result's lanes at
 //!   run time.
+//! - [`lrn`]: LRN becomes a banded 1x1 Conv (the across-channel sum of
+//!   squares, on the MXM) and elementwise ops (for the `beta`s the `Pow`
+//!   lowering computes).
 //! - [`precision`] / [`quantize`] / [`calib`]: the precision rewrite
 //!   ([`Precision`], [`apply_precision`]).
 //!
@@ -56,6 +60,7 @@ pub mod calib;
 pub mod dce;
 pub mod fold;
 pub mod layout;
+pub mod lrn;
 pub mod precision;
 pub mod quantize;
 pub mod split;
@@ -88,13 +93,15 @@ pub struct OptimizeStats {
     pub layout: usize,
     /// Splits of products rewritten as one product per piece.
     pub split: usize,
+    /// LRN nodes rewritten as a banded Conv and elementwise ops.
+    pub lrn: usize,
     /// Dead nodes and unused initializers removed.
     pub dead: usize,
     /// Rounds run.
     pub rounds: usize,
 }
 
-/// Runs the graph passes ([`fold`], [`bn`], [`layout`], [`split`], [`dce`]) to a fixed
+/// Runs the graph passes ([`fold`], [`bn`], [`layout`], [`split`], [`lrn`], [`dce`]) to a fixed
 /// point (at most [`MAX_ROUNDS`] rounds) and returns the optimized graph.
 /// The result computes the same outputs as `graph` under the reference
 /// interpreter, exactly except where BatchNormalization was folded (the
@@ -119,14 +126,16 @@ pub fn optimize_owned(graph: Graph) -> Result<(Graph, OptimizeStats), CompileErr
         let (g2, bn_folded) = bn::fold_batch_norms(g1)?;
         let (g3, layout) = layout::eliminate_layout(g2)?;
         let (g3, split) = split::split_products(g3)?;
+        let (g3, lrn) = lrn::decompose_lrn(g3)?;
         let (g4, dead) = dce::eliminate_dead(g3)?;
         g = g4;
         stats.folded += folded;
         stats.bn_folded += bn_folded;
         stats.layout += layout;
         stats.split += split;
+        stats.lrn += lrn;
         stats.dead += dead;
-        if folded + bn_folded + layout + split + dead == 0 {
+        if folded + bn_folded + layout + split + lrn + dead == 0 {
             break;
         }
     }
