@@ -385,3 +385,28 @@ fn gpt2_decode_int8_on_tiny() {
     assert!(c.passed, "{:?}", c.failures);
     assert!(c.max_abs_err < 1e-4, "max abs error {}", c.max_abs_err);
 }
+
+#[test]
+fn comparisons_give_exact_zero_one_results() {
+    // f32 with a broadcast row, and int32; results are int8 0/1, compared
+    // exactly. Equal on random floats is almost always 0, so x is also
+    // compared with itself.
+    for (op, ty, b_shape) in [
+        ("Greater", "F32", "[18]"),
+        ("Less", "F32", "[3, 18]"),
+        ("Equal", "F32", "[3, 18]"),
+        ("Greater", "I32", "[3, 18]"),
+        ("Equal", "I32", "[18]"),
+        ("Less", "I8", "[3, 18]"),
+    ] {
+        let text = format!(
+            r#"Graph(name: "cmp", inputs: [ValueInfo(name: "x", dtype: {ty}, shape: [3, 18]), ValueInfo(name: "b", dtype: {ty}, shape: {b_shape})],
+  outputs: [ValueInfo(name: "y"), ValueInfo(name: "same")],
+  nodes: [Node(name: "c", op_type: "{op}", inputs: ["x", "b"], outputs: ["y"]),
+          Node(name: "s", op_type: "Equal", inputs: ["x", "x"], outputs: ["same"])])"#
+        );
+        let c = run(&text);
+        assert!(c.passed, "{op} on {ty}: {:?}", c.failures);
+        assert_eq!(c.max_abs_err, 0.0, "{op} on {ty}");
+    }
+}

@@ -20,6 +20,7 @@
 //! | Div by a constant | `mul` by the reciprocal (`muli` for a scalar, a row of reciprocals otherwise) | 1 op | the product `a * (1/b)` rounds twice: within about 1.5 ulp of `a / b` |
 //! | Reciprocal, Div by a computed tensor | pass 1: `R = rsqrt(abs(b))`; pass 2: `(((b * R) * R) * R) * R` (= sign(b) / abs(b), no intermediate overflow), times `a` for Div | 2 passes, 6 ops, 5 reads | about 4 ulp (rsqrt rounds once, four products) |
 //! | Sqrt | `x * rsqrt(x + 1e-30)` (0 gives 0, negatives NaN) | 3 ops, 2 reads | about 2 ulp; inputs below about 1e-22 are off by at most 1e-15 |
+//! | Equal, Less, Greater (f32, f16, int8, int32; result int8 0/1) | `d = a - b` (`b - a` for Less), floats times 2^127 twice, then `min(max(., 0), 1)` (Greater, Less) or `1 - min(|d|, 1)` (Equal), `cvt` to int8: a nonzero float difference, even a subnormal one, reaches 1, an integer one is at least 1 (int8 subtraction saturates, keeping the sign); f32 `max`/`min` drop NaN, so NaN compares false | 4-7 ops | exact, except `inf == inf` (the difference is NaN: false) and int32 differences beyond 2^31 (they wrap) |
 //! | Pow (constant exponent) | 1: copy; 2, 3, 4: products of rereads; 0.5: Sqrt; -0.5: `rsqrt`; -1: Reciprocal; 0.25, 0.75, 1.5 and their negatives: products of `rsqrt`/Sqrt of rereads (LRN's `beta`); -2: Reciprocal of the square | 1-6 ops | 1-4 roundings |
 //! | Erf | Abramowitz-Stegun 7.1.26 (`|err| < 1.5e-7`): `t = 1/(1 + p|x|)` as `rsqrt(u)^2` (pass 1 writes `t`), pass 2: `erf(|x|) = 1 - t(a1 + t(a2 + t(a3 + t(a4 + t a5)))) e^(-x^2)`, sign restored by `clamp(1e30 x, -1, 1)` | 2 passes, ~22 ops, ~9 reads | < 1.5e-7 + f32 rounding (~5e-7 absolute) |
 //! | Gelu (exact) | `relu(x) - 0.5 |x| q(x / sqrt 2)` with `q(z) = erfc(|z|)` from 7.1.26 as for Erf (equal to `x Phi(x)` for either sign) | 2 passes, ~22 ops, ~9 reads | < 1e-7 x |x| + rounding |
@@ -55,6 +56,9 @@ const UNARY: &[&str] = &[
     "Pow",
     "Neg",
     "Abs",
+    "Equal",
+    "Less",
+    "Greater",
 ];
 
 /// Abramowitz-Stegun 7.1.26: `p` and `a1..a5`.
@@ -169,6 +173,24 @@ impl<'a> Lowerer<'a> {
         loc
     }
 
+    /// [`Lowerer::fill_row`] for any element type (integers: `v` truncated).
+    fn typed_row(&mut self, v: f32, cols: usize, ty: DType) -> TensorLoc {
+        if ty.is_float() {
+            return self.fill_row(v, cols, ty);
+        }
+        let key = format!("#fill{v:e}x{cols}{ty}");
+        if let Some(l) = self.locs.get(&key) {
+            return l.clone();
+        }
+        let values = match ty {
+            DType::I8 => Values::I8(vec![v as i8; cols]),
+            _ => Values::I32(vec![v as i32; cols]),
+        };
+        let loc = self.const_row(&format!("constant row {v} ({ty})"), &values);
+        self.locs.insert(key, loc.clone());
+        loc
+    }
+
     /// The columns of a result of `shape` stored like tensor `t`.
     fn cols_of(&self, t: &str, shape: &[usize]) -> usize {
         let col = column_axis(shape.len(), self.cl.contains(t));
@@ -263,6 +285,56 @@ impl<'a> Lowerer<'a> {
                     e = b.bin(Opcode::Min, e, Ex::Row(self.fill_row(hi as f32, cols, ty)));
                 }
                 vec![e]
+            }
+            "Equal" | "Less" | "Greater" => {
+                // The VXM has no compare: a difference pushed to +-inf (two
+                // multiplies by 2^127, so that even a subnormal difference
+                // passes 1) and clamped to 0..1 is the step function; f32
+                // `max`/`min` drop a NaN, so a NaN operand compares false.
+                // Integers: the difference itself is at least 1 when the
+                // operands differ (int8 subtraction saturates, keeping the
+                // sign; int32 wraps beyond 2^31).
+                let bn = self.input_name(n, 1)?;
+                extra.push(self.broadcast_operand(&bn, shape, cl)?);
+                let float = ty.is_float();
+                let big = |e: Ex| {
+                    if float {
+                        b.muli(b.muli(e, 2f64.powi(127)), 2f64.powi(127))
+                    } else {
+                        e
+                    }
+                };
+                let (zero, one) = (self.typed_row(0.0, cols, ty), self.typed_row(1.0, cols, ty));
+                let clamp01 = |e: Ex| {
+                    b.bin(
+                        Opcode::Min,
+                        b.bin(Opcode::Max, e, Ex::Row(zero.clone())),
+                        Ex::Row(one.clone()),
+                    )
+                };
+                let r = match n.op_type.as_str() {
+                    "Greater" => clamp01(big(b.bin(Opcode::Sub, x(), Ex::In(1)))),
+                    "Less" => clamp01(big(b.bin(Opcode::Sub, Ex::In(1), x()))),
+                    // 1 - min(|a - b| * 2^254, 1).
+                    _ => b.addi(
+                        b.muli(
+                            b.bin(
+                                Opcode::Min,
+                                big(b.un(Opcode::Abs, b.bin(Opcode::Sub, x(), Ex::In(1)))),
+                                Ex::Row(one.clone()),
+                            ),
+                            -1.0,
+                        ),
+                        1.0,
+                    ),
+                };
+                if ty == DType::I8 {
+                    vec![r]
+                } else {
+                    let mut cvt = Instr::new(Opcode::Convert).typed(ty);
+                    cvt.to = DType::I8;
+                    vec![Ex::Un(cvt, Box::new(r))]
+                }
             }
             "Reciprocal" => reciprocal(b, x(), None),
             "Sqrt" => vec![sqrt(b, x())],
@@ -387,7 +459,9 @@ impl<'a> Lowerer<'a> {
         let x = self.operand(&xn)?;
         let yn = n.outputs.first().cloned().unwrap_or_default();
         let shape = self.shape_vec(&yn)?;
-        if !x.dtype.is_float() {
+        let compare = matches!(n.op_type.as_str(), "Equal" | "Less" | "Greater");
+        let integer_compare = compare && matches!(x.dtype, DType::I8 | DType::I32);
+        if !(x.dtype.is_float() || integer_compare) {
             return self.unsupported(&format!("{} is lowered on float tensors only", n.op_type));
         }
         if self.shape_vec(&xn)? != shape {
