@@ -410,3 +410,39 @@ fn comparisons_give_exact_zero_one_results() {
         assert_eq!(c.max_abs_err, 0.0, "{op} on {ty}");
     }
 }
+
+#[test]
+fn computed_columns_and_scalars_broadcast_across_the_lanes() {
+    // x - mean(x) with keepdims ([3, 1] over 37 columns: three vectors on
+    // tiny), a runtime scalar, and a [.., 1] graph input on a 3-D result.
+    let cases = [
+        (
+            "[3, 37]",
+            r#"Node(name: "m", op_type: "ReduceMean", inputs: ["x", "axes"], outputs: ["mu"]), Node(name: "d", op_type: "Sub", inputs: ["x", "mu"], outputs: ["y"])"#,
+            r#"Initializer(name: "axes", dtype: I32, shape: [1], data: Inline([-1]))"#,
+            "",
+        ),
+        (
+            "[3, 37]",
+            r#"Node(name: "d", op_type: "Mul", inputs: ["x", "s"], outputs: ["y"])"#,
+            "",
+            r#", ValueInfo(name: "s", dtype: F32, shape: [])"#,
+        ),
+        (
+            "[2, 3, 20]",
+            r#"Node(name: "d", op_type: "Add", inputs: ["c", "x"], outputs: ["y"])"#,
+            "",
+            r#", ValueInfo(name: "c", dtype: F32, shape: [2, 3, 1])"#,
+        ),
+    ];
+    for (shape, nodes, inits, inputs) in cases {
+        let text = format!(
+            r#"Graph(name: "bcast", inputs: [ValueInfo(name: "x", dtype: F32, shape: {shape}){inputs}],
+  outputs: [ValueInfo(name: "y")], initializers: [{inits}], nodes: [{nodes}])"#
+        );
+        let c = run(&text);
+        assert!(c.passed, "{nodes}: {:?}", c.failures);
+        // The broadcast value holds the operand to about 2^-22.
+        assert!(c.max_abs_err < 1e-5, "{nodes}: {}", c.max_abs_err);
+    }
+}

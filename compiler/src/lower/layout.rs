@@ -133,6 +133,11 @@ pub(super) enum Broadcast {
     /// axis, or the channel axis of a channels-last result), or a scalar:
     /// materialised as one row of the result's columns.
     ConstRow,
+    /// A computed float operand that is 1 along the result's last axis:
+    /// `[.., 1]` with the result's other dimensions, or a scalar. Its lane 0
+    /// is broadcast across the lanes by the MXM (a product with a row of
+    /// ones) into a temporary of the result's columns.
+    Lanes,
     /// Anything else, which the lowering does not support.
     Unsupported,
 }
@@ -181,6 +186,16 @@ pub(super) fn broadcast_kind(
         .chain(info.shape.iter().copied())
         .collect();
     let col = column_axis(shape.len(), result_cl);
+    if !result_cl
+        && !cl.contains(name)
+        && !constant
+        && info.dtype.is_float()
+        && shape.get(col).is_some_and(|&c| c > 1)
+        && aligned.get(col) == Some(&1)
+        && (aligned[..col] == shape[..col] || aligned.iter().all(|&d| d == 1))
+    {
+        return Broadcast::Lanes;
+    }
     let row_like = aligned
         .iter()
         .enumerate()

@@ -235,7 +235,10 @@ fn fusible(g: &Graph, cl: &BTreeSet<String>, c: &Node, t: &str, producer: usize)
             let Some(other) = other else { return false };
             let ready = g.producer(other).is_none_or(|p| p < producer);
             ready
-                && broadcast_kind(g, cl, other, &ti.shape, cl.contains(t)) != Broadcast::Unsupported
+                && !matches!(
+                    broadcast_kind(g, cl, other, &ti.shape, cl.contains(t)),
+                    Broadcast::Unsupported | Broadcast::Lanes
+                )
         }
         _ => false,
     }
@@ -1126,6 +1129,7 @@ impl<'a> Lowerer<'a> {
                 self.locs.insert(key, loc.clone());
                 Ok(loc)
             }
+            Broadcast::Lanes => self.lane_broadcast(name, shape),
             Broadcast::Unsupported => self.unsupported(&format!(
                 "operand '{name}' of shape {:?} broadcasts to {:?}{} in a way not lowered: only equal shapes, rows along the {} axis, constants varying along it, and scalars are",
                 info.shape,
@@ -1134,6 +1138,75 @@ impl<'a> Lowerer<'a> {
                 if result_cl { "channel" } else { "last" }
             )),
         }
+    }
+
+    /// A computed `[.., 1]` (or scalar) float tensor with its lane 0
+    /// broadcast across the `shape`'s last axis ([`Broadcast::Lanes`]): the
+    /// MXM multiplies each row by installed weights whose row 0 is all
+    /// ones (rows not loaded are zero, so only lane 0 contributes; an
+    /// infinite or NaN value in a padding lane would poison the row). An
+    /// f32 operand goes in as fp16 halves ([`Lowerer::split_tensor`]), so
+    /// the result holds it to about 2^-22. Made once per tensor and width.
+    fn lane_broadcast(&mut self, name: &str, shape: &[usize]) -> Result<TensorLoc, CompileError> {
+        let cols = shape.last().copied().unwrap_or(1);
+        let key = format!("{name}#lanes{cols}");
+        if let Some(l) = self.locs.get(&key) {
+            return Ok(l.clone());
+        }
+        let x = self.operand(name)?;
+        if x.cols != 1 {
+            return self.unsupported(&format!("operand '{name}' is not one column wide"));
+        }
+        let ones_key = format!("#ones-row{cols}");
+        let w = match self.locs.get(&ones_key) {
+            Some(l) => l.clone(),
+            None => {
+                let l = self.alloc.constant_columns_first(
+                    "ones (lane broadcast weights)",
+                    &[1, cols],
+                    &Values::F16(vec![f16::ONE; cols]),
+                );
+                self.locs.insert(ones_key, l.clone());
+                l
+            }
+        };
+        let out = self.alloc.tensor(
+            &format!("{name} (broadcast across lanes)"),
+            &[x.rows, cols],
+            x.dtype,
+        );
+        let halves = (x.dtype == DType::F32)
+            .then(|| self.split_tensor(&format!("{name} (lane broadcast)"), &x));
+        let hi = halves.as_ref().map_or(&x, |(h, _)| h);
+        let lo = halves.as_ref().map(|(_, l)| l);
+        let ktiles = [KTile { w_row0: 0, rows: 1 }];
+        let act = |r: usize, _: usize| Some(hi.at(r, 0));
+        let act_lo = |r: usize, _: usize| lo.map(|l| l.at(r, 0));
+        let used = |_: usize, _: usize| true;
+        let plan = MatmulPlan {
+            rows: x.rows,
+            ktiles: &ktiles,
+            act: &act,
+            used: &used,
+            act_ty: hi.dtype,
+            w_lo: None,
+            act_lo: lo
+                .is_some()
+                .then_some(&act_lo as &dyn Fn(usize, usize) -> Option<VecLoc>),
+        };
+        self.attn.lane0.clear();
+        let epi = Epilogue {
+            alpha: None,
+            bias: None,
+        };
+        let r = self.matmul(&plan, &w, &out, DType::F16, x.dtype, &epi, &[]);
+        if let Some((h, l)) = &halves {
+            self.alloc.free(h);
+            self.alloc.free(l);
+        }
+        r?;
+        self.locs.insert(key, out.clone());
+        Ok(out)
     }
 
     fn lower_binary(&mut self, n: &Node) -> Result<(), CompileError> {
