@@ -446,3 +446,22 @@ fn computed_columns_and_scalars_broadcast_across_the_lanes() {
         assert!(c.max_abs_err < 1e-5, "{nodes}: {}", c.max_abs_err);
     }
 }
+
+#[test]
+fn mirrored_comparisons_and_integer_clip() {
+    // Less(scalar, x): the broadcast operand comes first (an exported Clip).
+    let less = r#"Graph(name: "lt", inputs: [ValueInfo(name: "x", dtype: F32, shape: [3, 18]), ValueInfo(name: "m", dtype: F32, shape: [])],
+  outputs: [ValueInfo(name: "y"), ValueInfo(name: "z")],
+  nodes: [Node(name: "a", op_type: "Less", inputs: ["m", "x"], outputs: ["y"]),
+          Node(name: "b", op_type: "Greater", inputs: ["m", "x"], outputs: ["z"])])"#;
+    let c = run(less);
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.max_abs_err, 0.0);
+    let clip = r#"Graph(name: "clip8", inputs: [ValueInfo(name: "x", dtype: I8, shape: [3, 18])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "lo", dtype: I8, shape: [], data: Inline([-20])), Initializer(name: "hi", dtype: I8, shape: [], data: Inline([35]))],
+  nodes: [Node(name: "c", op_type: "Clip", inputs: ["x", "lo", "hi"], outputs: ["y"])])"#;
+    let c = run(clip);
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.max_abs_err, 0.0);
+}

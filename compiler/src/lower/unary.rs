@@ -16,11 +16,11 @@
 //! | Silu | `x * sigmoid(x)` (x read twice) | 5 ops, 2 reads | as Sigmoid |
 //! | HardSigmoid, HardSwish | `relu(min(alpha x + beta, 1))` (a constant row of ones), HardSwish times x | 4 / 5 ops | exact / 1 rounding |
 //! | LeakyRelu | `relu(x) - alpha * relu(-x)` | 5 ops, 2 reads | exact |
-//! | Clip | `min(max(x, lo), hi)` with constant rows | 2 ops | exact |
+//! | Clip (float, int8, int32) | `min(max(x, lo), hi)` with constant rows | 2 ops | exact |
 //! | Div by a constant | `mul` by the reciprocal (`muli` for a scalar, a row of reciprocals otherwise) | 1 op | the product `a * (1/b)` rounds twice: within about 1.5 ulp of `a / b` |
 //! | Reciprocal, Div by a computed tensor | pass 1: `R = rsqrt(abs(b))`; pass 2: `(((b * R) * R) * R) * R` (= sign(b) / abs(b), no intermediate overflow), times `a` for Div | 2 passes, 6 ops, 5 reads | about 4 ulp (rsqrt rounds once, four products) |
 //! | Sqrt | `x * rsqrt(x + 1e-30)` (0 gives 0, negatives NaN) | 3 ops, 2 reads | about 2 ulp; inputs below about 1e-22 are off by at most 1e-15 |
-//! | Equal, Less, Greater (f32, f16, int8, int32; result int8 0/1) | `d = a - b` (`b - a` for Less), floats times 2^127 twice, then `min(max(., 0), 1)` (Greater, Less) or `1 - min(|d|, 1)` (Equal), `cvt` to int8: a nonzero float difference, even a subnormal one, reaches 1, an integer one is at least 1 (int8 subtraction saturates, keeping the sign); f32 `max`/`min` drop NaN, so NaN compares false | 4-7 ops | exact, except `inf == inf` (the difference is NaN: false) and int32 differences beyond 2^31 (they wrap) |
+//! | Equal, Less, Greater (f32, f16, int8, int32; result int8 0/1; with the broadcast operand first, the mirrored comparison with the operands swapped) | `d = a - b` (`b - a` for Less), floats times 2^127 twice, then `min(max(., 0), 1)` (Greater, Less) or `1 - min(|d|, 1)` (Equal), `cvt` to int8: a nonzero float difference, even a subnormal one, reaches 1, an integer one is at least 1 (int8 subtraction saturates, keeping the sign); f32 `max`/`min` drop NaN, so NaN compares false | 4-7 ops | exact, except `inf == inf` (the difference is NaN: false) and int32 differences beyond 2^31 (they wrap) |
 //! | Pow (constant exponent) | 1: copy; 2, 3, 4: products of rereads; 0.5: Sqrt; -0.5: `rsqrt`; -1: Reciprocal; 0.25, 0.75, 1.5 and their negatives: products of `rsqrt`/Sqrt of rereads (LRN's `beta`); -2: Reciprocal of the square | 1-6 ops | 1-4 roundings |
 //! | Erf | Abramowitz-Stegun 7.1.26 (`|err| < 1.5e-7`): `t = 1/(1 + p|x|)` as `rsqrt(u)^2` (pass 1 writes `t`), pass 2: `erf(|x|) = 1 - t(a1 + t(a2 + t(a3 + t(a4 + t a5)))) e^(-x^2)`, sign restored by `clamp(1e30 x, -1, 1)` | 2 passes, ~22 ops, ~9 reads | < 1.5e-7 + f32 rounding (~5e-7 absolute) |
 //! | Gelu (exact) | `relu(x) - 0.5 |x| q(x / sqrt 2)` with `q(z) = erfc(|z|)` from 7.1.26 as for Erf (equal to `x Phi(x)` for either sign) | 2 passes, ~22 ops, ~9 reads | < 1e-7 x |x| + rounding |
@@ -279,10 +279,10 @@ impl<'a> Lowerer<'a> {
                 let hi = self.scalar_const(n.input(2).filter(|s| !s.is_empty()), "max")?;
                 let mut e = x();
                 if let Some(lo) = lo {
-                    e = b.bin(Opcode::Max, e, Ex::Row(self.fill_row(lo as f32, cols, ty)));
+                    e = b.bin(Opcode::Max, e, Ex::Row(self.typed_row(lo as f32, cols, ty)));
                 }
                 if let Some(hi) = hi {
-                    e = b.bin(Opcode::Min, e, Ex::Row(self.fill_row(hi as f32, cols, ty)));
+                    e = b.bin(Opcode::Min, e, Ex::Row(self.typed_row(hi as f32, cols, ty)));
                 }
                 vec![e]
             }
@@ -455,13 +455,39 @@ impl<'a> Lowerer<'a> {
 
     /// Lowers an elementwise node of [`UNARY`] (see the module doc).
     pub(super) fn lower_elementwise(&mut self, n: &Node) -> Result<(), CompileError> {
+        // A comparison whose first operand is the broadcast one (Less(min, x)
+        // in an exported Clip) is the mirrored comparison with the operands
+        // swapped.
+        if let ("Equal" | "Less" | "Greater", Some(a), Some(b), Some(y)) = (
+            n.op_type.as_str(),
+            n.input(0),
+            n.input(1),
+            n.outputs.first(),
+        ) {
+            let (sa, sb, sy) = (self.shape_vec(a)?, self.shape_vec(b)?, self.shape_vec(y)?);
+            if sa != sy && sb == sy {
+                let mirrored = match n.op_type.as_str() {
+                    "Less" => "Greater",
+                    "Greater" => "Less",
+                    op => op,
+                };
+                let swapped = Node {
+                    op_type: mirrored.into(),
+                    inputs: vec![b.to_string(), a.to_string()],
+                    ..n.clone()
+                };
+                return self.lower_elementwise(&swapped);
+            }
+        }
         let xn = self.input_name(n, 0)?;
         let x = self.operand(&xn)?;
         let yn = n.outputs.first().cloned().unwrap_or_default();
         let shape = self.shape_vec(&yn)?;
-        let compare = matches!(n.op_type.as_str(), "Equal" | "Less" | "Greater");
-        let integer_compare = compare && matches!(x.dtype, DType::I8 | DType::I32);
-        if !(x.dtype.is_float() || integer_compare) {
+        // Comparisons and Clip also work on integers (the VXM's integer
+        // sub, max and min).
+        let integer_ok = matches!(n.op_type.as_str(), "Equal" | "Less" | "Greater" | "Clip")
+            && matches!(x.dtype, DType::I8 | DType::I32);
+        if !(x.dtype.is_float() || integer_ok) {
             return self.unsupported(&format!("{} is lowered on float tensors only", n.op_type));
         }
         if self.shape_vec(&xn)? != shape {
