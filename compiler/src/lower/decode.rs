@@ -41,7 +41,7 @@
 //! `1/sum` is `rsqrt(sum)^2` (2 ulp). On the test graphs the context is
 //! within 1e-7 of the reference.
 
-use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind, TailOp};
+use super::{Epilogue, Gb, KTile, Lowerer, MatmulPlan, Place, TailKind, TailOp};
 use crate::alloc::TensorLoc;
 use crate::CompileError;
 use half::f16;
@@ -691,15 +691,7 @@ impl<'a> Lowerer<'a> {
         for r in 0..t {
             for j in 0..vpr {
                 let mut gb = self.begin();
-                let a = self.read(&mut gb, x.at(r, j), ty);
-                let b = self.read(&mut gb, mc.for_row(r, j), ty);
-                let v = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Sub).typed(ty),
-                    Place::Vxm,
-                    &[a, b],
-                    vec![],
-                );
+                let v = self.vxm_pair(&mut gb, Opcode::Sub, x.at(r, j), mc.for_row(r, j), ty);
                 let v = self.op(
                     &mut gb,
                     Instr::new(Opcode::Exp).typed(ty),
@@ -722,15 +714,7 @@ impl<'a> Lowerer<'a> {
         let rr = row(self, "reciprocal of sum");
         for j in 0..vpr {
             let mut gb = self.begin();
-            let a = self.read(&mut gb, s.at(0, j), ty);
-            let b = self.read(&mut gb, s.at(0, j), ty);
-            let v = self.op(
-                &mut gb,
-                Instr::new(Opcode::Mul).typed(ty),
-                Place::Vxm,
-                &[a, b],
-                vec![],
-            );
+            let v = self.vxm_pair(&mut gb, Opcode::Mul, s.at(0, j), s.at(0, j), ty);
             self.write(&mut gb, v, rr.at(0, j), ty);
             self.fin(gb);
         }
@@ -740,15 +724,7 @@ impl<'a> Lowerer<'a> {
         for r in 0..t {
             for j in 0..vpr {
                 let mut gb = self.begin();
-                let a = self.read(&mut gb, e.at(r, j), ty);
-                let c = self.read(&mut gb, rc.for_row(r, j), ty);
-                let v = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Mul).typed(ty),
-                    Place::Vxm,
-                    &[a, c],
-                    vec![],
-                );
+                let v = self.vxm_pair(&mut gb, Opcode::Mul, e.at(r, j), rc.for_row(r, j), ty);
                 let v = self.apply_tail(&mut gb, v, r, j, &tail);
                 self.write_end(&mut gb, v, out.at(r, j), out.dtype, &tail);
                 self.fin(gb);
@@ -760,6 +736,15 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Context `sum_t p_t * V_t` in token order, in the merged layout.
+    /// Adds to `gb` the VXM `op` of the vectors at `a` and `b` (each read
+    /// from SRAM; a stream value has one consumer, so the same vector twice
+    /// is two reads); returns the result.
+    fn vxm_pair(&mut self, gb: &mut Gb, op: Opcode, a: VecLoc, b: VecLoc, ty: DType) -> u32 {
+        let x = self.read(gb, a, ty);
+        let y = self.read(gb, b, ty);
+        self.op(gb, Instr::new(op).typed(ty), Place::Vxm, &[x, y], vec![])
+    }
+
     fn decode_context(&mut self, pn: &str, values: &TensorLoc) -> Result<(), CompileError> {
         let p = self.operand(pn)?;
         let tail = self.decode_tail()?;
