@@ -465,3 +465,20 @@ fn mirrored_comparisons_and_integer_clip() {
     assert!(c.passed, "{:?}", c.failures);
     assert_eq!(c.max_abs_err, 0.0);
 }
+
+#[test]
+fn layer_norm_mean_and_inv_std_dev_outputs() {
+    // LayerNormalization's optional outputs are its per-row statistics,
+    // shape [.., 1] in f32 (37 columns: three vectors on tiny).
+    let text = r#"Graph(name: "ln3", inputs: [ValueInfo(name: "x", dtype: F32, shape: [2, 3, 37])],
+  outputs: [ValueInfo(name: "y"), ValueInfo(name: "mean"), ValueInfo(name: "inv")],
+  initializers: [Initializer(name: "g", dtype: F32, shape: [37], data: Random(seed: 1, dist: Uniform(low: 0.5, high: 1.5))),
+                 Initializer(name: "b", dtype: F32, shape: [37], data: Random(seed: 2, dist: Uniform(low: -0.1, high: 0.1)))],
+  nodes: [Node(name: "ln", op_type: "LayerNormalization", inputs: ["x", "g", "b"], outputs: ["y", "mean", "inv"])])"#;
+    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(g.info("mean").expect("mean").shape, vec![2, 3, 1]);
+    let c = run(text);
+    assert!(c.passed, "{:?}", c.failures);
+    assert_eq!(c.outputs_compared, 3);
+}

@@ -315,12 +315,16 @@ const SPECS: &[OpSpec] = &[
         &[("alpha", F), ("beta", F), ("bias", F), ("size", I)],
     ),
     op("Softmax", INPUT, 1, &[("axis", I)]),
-    op(
-        "LayerNormalization",
-        &["X", "Scale", "B"],
-        2,
-        &[("axis", I), ("epsilon", F), ("stash_type", I)],
-    ),
+    // Y, and optionally Mean and InvStdDev (ONNX's training outputs).
+    OpSpec {
+        max_outputs: 3,
+        ..op(
+            "LayerNormalization",
+            &["X", "Scale", "B"],
+            2,
+            &[("axis", I), ("epsilon", F), ("stash_type", I)],
+        )
+    },
     op(
         "RMSNormalization",
         &["X", "scale"],

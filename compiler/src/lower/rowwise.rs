@@ -24,7 +24,7 @@
 //! |---|---|---|
 //! | ReduceSum, ReduceMean (last axis, keepdims) | ones-matmul, `alpha = 1/n` for the mean | `v` `mm`, 1 `emit` |
 //! | ReduceMax (last axis, keepdims) | masked `min`, then the rotation tree | `1 + log2 L` groups, `log2 L` `rot` |
-//! | LayerNormalization (last axis) | `mean = x.1 / n` (MXM); `q = (x - mean)^2` (VXM, `x - mean` computed twice from rereads); `r = rsqrt(q.1 / n + eps)` (MXM, then `addi`, `rsqrt`); `y = (x - mean) r scale + B` | `2v` `mm`, `2` `emit`, ~`7v + 3` VXM ops, `2v + 2` groups |
+//! | LayerNormalization (last axis; with its optional Mean and InvStdDev outputs, which are the per-row vectors below) | `mean = x.1 / n` (MXM); `q = (x - mean)^2` (VXM, `x - mean` computed twice from rereads); `r = rsqrt(q.1 / n + eps)` (MXM, then `addi`, `rsqrt`); `y = (x - mean) r scale + B` | `2v` `mm`, `2` `emit`, ~`7v + 3` VXM ops, `2v + 2` groups |
 //! | RMSNormalization (last axis) | `r = rsqrt((x x).1 / n + eps)`; `y = x r scale` | `v` `mm`, `1` `emit`, ~`4v + 2` VXM ops |
 //! | Softmax (axis -1) | `m` = row max (rotation tree, exact); `e = exp(x - m)` (VXM, written); `r = rsqrt(e.1)` (MXM); `y = e r r` | `v` `mm`, `1 + log2 L` rotation steps, ~`5v + 2` VXM ops |
 //!
@@ -84,8 +84,11 @@ impl<'a> Lowerer<'a> {
         if !x.layout.is_empty() || !x.dtype.is_float() || x.cols != *xs.last().unwrap_or(&0) {
             return self.unsupported("a row-major float input is expected");
         }
-        if n.outputs.len() > 1 && n.outputs[1..].iter().any(|o| !o.is_empty()) {
-            return self.unsupported("the optional Mean/InvStdDev outputs are not lowered");
+        if n.op_type != "LayerNormalization"
+            && n.outputs.len() > 1
+            && n.outputs[1..].iter().any(|o| !o.is_empty())
+        {
+            return self.unsupported("only LayerNormalization has optional outputs");
         }
         match n.op_type.as_str() {
             "Softmax" => self.lower_softmax(n, &x),
@@ -434,10 +437,24 @@ impl<'a> Lowerer<'a> {
                 self.fin(gb);
             }
         }
-        if let Some(m) = mean {
-            self.alloc.free(&m);
+        // LayerNormalization's optional outputs, Mean and InvStdDev
+        // (`[.., 1]`: one vector per row, the value in lane 0), are the
+        // per-row vectors themselves, which hold it in every lane.
+        let stats = [mean, Some(rs)];
+        for (k, t) in stats.into_iter().enumerate() {
+            let Some(t) = t else { continue };
+            match n.outputs.get(k + 1).filter(|o| !o.is_empty()) {
+                Some(o) => {
+                    let view = TensorLoc {
+                        cols: 1,
+                        vpr: 1,
+                        ..t
+                    };
+                    self.locs.insert(o.clone(), view);
+                }
+                None => self.alloc.free(&t),
+            }
         }
-        self.alloc.free(&rs);
         Ok(())
     }
 }

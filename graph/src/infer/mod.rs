@@ -591,7 +591,15 @@ pub fn infer_node(
                     }
                 }
             }
-            c.same()
+            // Mean and InvStdDev (LayerNormalization): X's shape with the
+            // normalized dimensions 1, in f32 (stash_type 1).
+            let mut outs = c.same()?;
+            let mut stat = x[..axis].to_vec();
+            stat.resize(x.len(), 1);
+            for k in 1..node.outputs.len() {
+                outs.push(c.out_k(k, DType::F32, stat.clone())?);
+            }
+            Ok(outs)
         }
         "ReduceMean" | "ReduceSum" | "ReduceMax" => {
             let dt = if node.op_type == "ReduceMean" {

@@ -102,8 +102,9 @@
 //!   `e_i = (x_i - m).exp()`, `s = Σ e_i` ascending, `y_i = e_i / s`.
 //! - `LayerNormalization`: over the normalized dimensions in row-major order,
 //!   `mean = (Σ x) / n as f32`, `d = x - mean`, `var = (Σ d * d) / n as f32`,
-//!   `inv = 1.0 / (var + epsilon).sqrt()`, `y = d * inv * scale (+ b)`.
-//!   `RMSNormalization`: `ms = (Σ x * x) / n as f32`,
+//!   `inv = 1.0 / (var + epsilon).sqrt()`, `y = d * inv * scale (+ b)`;
+//!   the optional outputs Mean and InvStdDev are `mean` and `inv` (f32,
+//!   X's shape with the normalized dimensions 1). `RMSNormalization`: `ms = (Σ x * x) / n as f32`,
 //!   `inv = 1.0 / (ms + epsilon).sqrt()`, `y = x * inv * scale`.
 //! - `ReduceSum`: the reduced elements summed in row-major order of the
 //!   input, starting from 0 (i8 saturating, i32 wrapping). `ReduceMean`:
@@ -297,6 +298,14 @@ pub fn eval_node(
     let op = node.op_type.as_str();
     let values = match op {
         "Split" => return layout::split(node, &x, outs),
+        "LayerNormalization" if outs.len() > 1 => {
+            let (y, mean, inv) = norm::layer_norm_stats(node, &x)?;
+            let mut r = vec![Tensor::new(out.shape.clone(), y).map_err(|e| e.to_string())?];
+            for (info, v) in outs[1..].iter().zip([mean, inv]) {
+                r.push(Tensor::new(info.shape.clone(), Values::F32(v)).map_err(|e| e.to_string())?);
+            }
+            return Ok(r);
+        }
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Less" | "Greater" => {
             elementwise::binary(op, x.req(0)?, x.req(1)?, &out.shape)?
         }

@@ -97,6 +97,16 @@ pub(super) fn softmax(node: &Node, t: &Tensor) -> Result<Values, String> {
 
 /// `LayerNormalization` and `RMSNormalization`.
 pub(super) fn layer_norm(node: &Node, x: &Ins) -> Result<Values, String> {
+    layer_norm_stats(node, x).map(|(y, _, _)| y)
+}
+
+/// [`layer_norm`] with LayerNormalization's optional outputs: each row's
+/// mean and `1 / sqrt(variance + epsilon)` (RMSNormalization: empty, and
+/// its `1 / rms`), in f32.
+pub(super) fn layer_norm_stats(
+    node: &Node,
+    x: &Ins,
+) -> Result<(Values, Vec<f32>, Vec<f32>), String> {
     let t = x.req(0)?;
     let rms = node.op_type == "RMSNormalization";
     let axis = params::norm_axis(params::int(node, "axis", -1)?, t.shape.len(), "axis")?;
@@ -112,6 +122,7 @@ pub(super) fn layer_norm(node: &Node, x: &Ins) -> Result<Values, String> {
     };
     let v = as_f32(&t.values)?;
     let mut y = Vec::with_capacity(v.len());
+    let (mut means, mut invs) = (Vec::new(), Vec::new());
     for row in v.chunks(n) {
         if rms {
             let mut ss = 0.0f32;
@@ -119,6 +130,7 @@ pub(super) fn layer_norm(node: &Node, x: &Ins) -> Result<Values, String> {
                 ss += x * x;
             }
             let inv = 1.0 / (ss / n as f32 + eps).sqrt();
+            invs.push(inv);
             for (k, &x) in row.iter().enumerate() {
                 y.push(x * inv * scale[si[k]]);
             }
@@ -134,6 +146,8 @@ pub(super) fn layer_norm(node: &Node, x: &Ins) -> Result<Values, String> {
                 ss += d * d;
             }
             let inv = 1.0 / (ss / n as f32 + eps).sqrt();
+            means.push(mean);
+            invs.push(inv);
             for (k, &x) in row.iter().enumerate() {
                 let mut r = (x - mean) * inv * scale[si[k]];
                 if let Some((b, bi)) = &bias {
@@ -143,5 +157,5 @@ pub(super) fn layer_norm(node: &Node, x: &Ins) -> Result<Values, String> {
             }
         }
     }
-    Ok(from_f32(t.dtype(), y))
+    Ok((from_f32(t.dtype(), y), means, invs))
 }
