@@ -173,16 +173,7 @@ fn fold(op: &str, ts: &[&Tensor], out: &[usize]) -> Result<Values, String> {
                     _ => Err("operand types differ".to_string()),
                 })
                 .collect::<Result<_, _>>()?;
-            let y = (0..n)
-                .map(|e| {
-                    let mut acc = vs[0][offs[0][e]];
-                    for k in 1..vs.len() {
-                        acc = f(acc, vs[k][offs[k][e]])?;
-                    }
-                    Ok(acc)
-                })
-                .collect::<Result<_, String>>()?;
-            Ok(Values::I8(y))
+            Ok(Values::I8(fold_left(&vs, &offs, n, f)?))
         }
         DType::I32 => {
             let f = i32_op(op)?;
@@ -193,18 +184,28 @@ fn fold(op: &str, ts: &[&Tensor], out: &[usize]) -> Result<Values, String> {
                     _ => Err("operand types differ".to_string()),
                 })
                 .collect::<Result<_, _>>()?;
-            let y = (0..n)
-                .map(|e| {
-                    let mut acc = vs[0][offs[0][e]];
-                    for k in 1..vs.len() {
-                        acc = f(acc, vs[k][offs[k][e]])?;
-                    }
-                    Ok(acc)
-                })
-                .collect::<Result<_, String>>()?;
-            Ok(Values::I32(y))
+            Ok(Values::I32(fold_left(&vs, &offs, n, f)?))
         }
     }
+}
+
+/// Element `e` of the result: `f` folded left to right over the operands'
+/// elements at `offs[k][e]` (the variadic ops' integer rule).
+fn fold_left<T: Copy>(
+    vs: &[&Vec<T>],
+    offs: &[Vec<usize>],
+    n: usize,
+    f: impl Fn(T, T) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    (0..n)
+        .map(|e| {
+            let mut acc = vs[0][offs[0][e]];
+            for k in 1..vs.len() {
+                acc = f(acc, vs[k][offs[k][e]])?;
+            }
+            Ok(acc)
+        })
+        .collect()
 }
 
 /// `Add`, `Sub`, `Mul`, `Div`, `Pow`, `Equal`, `Less`, `Greater`.
