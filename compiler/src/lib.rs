@@ -61,6 +61,9 @@ pub struct Compiled {
     /// The precision every node of the compiled graph computes in, by node
     /// name (`int8`, `fp16`, `fp32`, ...; see [`passes::node_precisions`]).
     pub node_precision: BTreeMap<String, String>,
+    /// Where the computed tensors live (empty unless [`compile_probed`] was
+    /// asked for them).
+    pub probes: Vec<lpu_isa::program::Probe>,
 }
 
 /// How [`compile_with`] prepares a graph before lowering.
@@ -156,7 +159,18 @@ pub fn prepare(
 
 /// Compiles a validated graph for a chip.
 pub fn compile(graph: &Graph, chip: &ChipConfig) -> Result<Compiled, CompileError> {
-    let lowered = lower::lower(graph, chip)?;
+    compile_probed(graph, chip, false)
+}
+
+/// [`compile`]; with `probes`, [`Compiled::probes`] also lists where every
+/// computed tensor lives, so that an in-process simulation can capture them
+/// for a node-by-node check. The program is identical either way.
+pub fn compile_probed(
+    graph: &Graph,
+    chip: &ChipConfig,
+    probes: bool,
+) -> Result<Compiled, CompileError> {
+    let lowered = lower::lower_with(graph, chip, probes)?;
     let placed = schedule::schedule(&lowered.groups, chip).map_err(|(gi, message)| {
         let node = lowered.groups[gi]
             .members
@@ -210,5 +224,6 @@ pub fn compile(graph: &Graph, chip: &ChipConfig) -> Result<Compiled, CompileErro
         program,
         stats,
         node_precision: passes::node_precisions(graph),
+        probes: lowered.probes,
     })
 }

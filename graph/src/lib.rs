@@ -31,7 +31,7 @@ pub mod tensor;
 pub mod zoo;
 
 pub use error::GraphError;
-pub use interp::interpret;
+pub use interp::{interpret, interpret_nodes};
 pub use ir::{AttrValue, Graph, Node};
 pub use load::{load_graph, parse_graph};
 pub use lpu_isa::{DType, Values};

@@ -243,6 +243,20 @@ impl Binding {
     }
 }
 
+/// A computed tensor the simulator can capture as it is written, for
+/// `--check`'s node-by-node comparison: where the tensor lives and which
+/// graph node's instructions write it. It is not part of the program format:
+/// the compiler hands probes to an in-process simulation only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Probe {
+    /// Where the tensor lives (its name, type, shape and vectors).
+    pub binding: Binding,
+    /// Index into [`Program::nodes`] of the node whose writes hold the
+    /// tensor's final value (the producer, or for an alias such as a Reshape
+    /// the node that computed the storage it shares).
+    pub writer: u32,
+}
+
 /// One vector of the initial memory image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemInit {

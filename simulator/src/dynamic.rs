@@ -722,6 +722,7 @@ pub fn simulate_dynamic(
             hazard,
             stats,
             trace,
+            probed: BTreeMap::new(),
         },
         stalls,
         memory_misses: misses,

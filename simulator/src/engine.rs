@@ -17,7 +17,7 @@ use crate::hazard::{Hazard, HazardKind};
 use crate::vxm;
 use lpu_graph::Tensor;
 use lpu_isa::asm::format_instr;
-use lpu_isa::program::{Binding, DepKind, Issue, VecLoc};
+use lpu_isa::program::{Binding, DepKind, Issue, Probe, VecLoc};
 use lpu_isa::{
     ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Values,
 };
@@ -35,6 +35,10 @@ pub struct SimOptions {
     /// producers and types, uninitialized reads, MXM state, missing outputs)
     /// are exactly those of a full run; `outputs` stays empty.
     pub timing_only: bool,
+    /// Computed tensors to capture as they are written
+    /// (see [`Probe`]); each one that
+    /// is fully written by its writer node appears in [`Outcome::probed`].
+    pub probes: Vec<Probe>,
 }
 
 /// One issued instruction, for traces.
@@ -85,6 +89,10 @@ pub struct Outcome {
     pub stats: Stats,
     /// Trace events, when asked for.
     pub trace: Vec<TraceEvent>,
+    /// The probed tensors ([`SimOptions::probes`]) by name, each as its
+    /// writer node last wrote it; a probe with a vector its writer never
+    /// wrote is left out.
+    pub probed: BTreeMap<String, Tensor>,
 }
 
 /// A run that could not start.
@@ -115,6 +123,7 @@ enum Effect {
         slice: u16,
         addr: u32,
         planes: Vec<Vec<u8>>,
+        node: Option<u32>,
     },
     Staging {
         plane: u16,
@@ -171,6 +180,54 @@ pub(crate) struct Engine<'p> {
     /// Timing only ([`SimOptions::timing_only`]): values are empty vectors
     /// that keep only their type, SRAM keeps only which addresses hold data.
     timing: bool,
+    /// The probes being captured, when asked for.
+    capture: Option<Capture>,
+}
+
+/// Captures probed tensors vector by vector as their writer node writes
+/// them: the last write wins, so a tensor whose storage is later reused
+/// keeps the value its own node left.
+struct Capture {
+    /// Probe and vector indices of each vector start address.
+    at: HashMap<(u16, u32), Vec<(usize, usize)>>,
+    /// Writer node of each probe.
+    writer: Vec<u32>,
+    /// Bytes per element of each probe (planes per vector write).
+    width: Vec<usize>,
+    /// Captured byte planes of each probe's vectors.
+    got: Vec<Vec<Option<Vec<Vec<u8>>>>>,
+}
+
+impl Capture {
+    fn new(probes: &[Probe]) -> Capture {
+        let mut at: HashMap<(u16, u32), Vec<(usize, usize)>> = HashMap::default();
+        for (p, probe) in probes.iter().enumerate() {
+            for (v, loc) in probe.binding.vectors.iter().enumerate() {
+                at.entry((loc.slice, loc.addr)).or_default().push((p, v));
+            }
+        }
+        Capture {
+            at,
+            writer: probes.iter().map(|p| p.writer).collect(),
+            width: probes.iter().map(|p| p.binding.dtype.bytes()).collect(),
+            got: probes
+                .iter()
+                .map(|p| vec![None; p.binding.vectors.len()])
+                .collect(),
+        }
+    }
+
+    /// A write by `node` of `planes` at `(slice, addr)` landed.
+    fn record(&mut self, slice: u16, addr: u32, node: u32, planes: &[Vec<u8>]) {
+        let Some(hits) = self.at.get(&(slice, addr)) else {
+            return;
+        };
+        for &(p, v) in hits {
+            if self.writer[p] == node && self.width[p] == planes.len() {
+                self.got[p][v] = Some(planes.to_vec());
+            }
+        }
+    }
 }
 
 /// Runs a program on the given inputs (one tensor per input binding).
@@ -181,6 +238,9 @@ pub fn simulate(
 ) -> Result<Outcome, SimError> {
     let issues = p.issue_times().map_err(SimError::Program)?;
     let mut e = Engine::new(p, inputs, opts.timing_only)?;
+    if !opts.probes.is_empty() && !opts.timing_only {
+        e.capture = Some(Capture::new(&opts.probes));
+    }
     let mut stats = Stats {
         node_spans: vec![None; p.nodes.len()],
         node_instructions: vec![0; p.nodes.len()],
@@ -248,12 +308,17 @@ pub fn simulate(
         }
     }
     stats.sram_bytes = e.sram_bytes();
+    let probed = match (&e.capture, &hazard) {
+        (Some(c), None) => e.probed(&opts.probes, c),
+        _ => BTreeMap::new(),
+    };
     Ok(Outcome {
         cycles: end + e.chip.superlane_skew() as u64,
         outputs,
         hazard,
         stats,
         trace,
+        probed,
     })
 }
 
@@ -284,6 +349,7 @@ impl<'p> Engine<'p> {
             latched: None,
             extra: 0,
             timing,
+            capture: None,
         };
         for m in &p.memory {
             if timing {
@@ -526,10 +592,48 @@ impl<'p> Engine<'p> {
                         b.name, at.slice, at.addr
                     )
                 })?;
-                let len = self.lanes.min(b.cols - j * self.lanes);
-                parts.push(v.slice_padded(0, len));
+                parts.push(v);
             }
         }
+        self.assemble(b, parts).map(Some)
+    }
+
+    /// The captured probes that were written whole, as tensors.
+    fn probed(&self, probes: &[Probe], c: &Capture) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for (probe, got) in probes.iter().zip(&c.got) {
+            let b = &probe.binding;
+            let vectors: Option<Vec<Values>> = got
+                .iter()
+                .map(|g| {
+                    let planes: Vec<&[u8]> = g.as_ref()?.iter().map(Vec::as_slice).collect();
+                    Values::from_byte_planes(b.dtype, &planes)
+                })
+                .collect();
+            if let Some(t) = vectors.and_then(|v| self.assemble(b, v).ok()) {
+                out.insert(b.name.clone(), t);
+            }
+        }
+        out
+    }
+
+    /// A binding's tensor from its vectors (row-major, each `lanes` wide):
+    /// drops the padding lanes and undoes the storage layout.
+    fn assemble(&self, b: &Binding, vectors: Vec<Values>) -> Result<Tensor, String> {
+        let vpr = b.vectors_per_row(self.lanes);
+        if vectors.len() != b.rows * vpr {
+            return Err(format!(
+                "'{}': {} vectors for {} rows",
+                b.name,
+                vectors.len(),
+                b.rows
+            ));
+        }
+        let parts: Vec<Values> = vectors
+            .iter()
+            .enumerate()
+            .map(|(k, v)| v.slice_padded(0, self.lanes.min(b.cols - (k % vpr) * self.lanes)))
+            .collect();
         let bytes: Vec<u8> = parts.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut values = Values::from_le_bytes(b.dtype, &bytes).ok_or("output bytes")?;
         if let Some(idx) = b.storage_gather() {
@@ -540,9 +644,7 @@ impl<'p> Engine<'p> {
             }
             values = values.gather(&inverse);
         }
-        Tensor::new(b.shape.clone(), values)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        Tensor::new(b.shape.clone(), values).map_err(|e| e.to_string())
     }
 
     pub(crate) fn apply_effects(&mut self, upto: u64) {
@@ -556,7 +658,13 @@ impl<'p> Engine<'p> {
                         slice,
                         addr,
                         planes,
-                    } => self.store_planes(slice, addr, &planes),
+                        node,
+                    } => {
+                        if let (Some(c), Some(n)) = (&mut self.capture, node) {
+                            c.record(slice, addr, n, &planes);
+                        }
+                        self.store_planes(slice, addr, &planes)
+                    }
                     Effect::Staging { plane, row, v } => {
                         let size = self.chip.mxm.size as usize;
                         let pl = self.planes.entry(plane).or_default();
@@ -844,6 +952,7 @@ impl<'p> Engine<'p> {
                         slice: x,
                         addr: i.arg as u32,
                         planes: v.to_byte_planes(),
+                        node: slot.node,
                     });
                 Ok(())
             }

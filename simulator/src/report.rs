@@ -558,16 +558,49 @@ pub fn text_by(r: &Report, by: Breakdown) -> String {
         );
     }
     if let Some(c) = &r.check {
-        let _ = writeln!(
-            s,
-            "\n  check        {} ({} outputs, max abs error {:e}; {})",
-            if c.passed { "PASSED" } else { "FAILED" },
-            c.outputs_compared,
-            c.max_abs_err,
-            c.tolerance
-        );
-        for f in &c.failures {
-            let _ = writeln!(s, "    {f}");
+        let verdict = if c.passed { "PASSED" } else { "FAILED" };
+        match &c.per_node {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "\n  check        {verdict} ({} outputs, max abs error {:e}; {})",
+                    c.outputs_compared, c.max_abs_err, c.tolerance
+                );
+                for f in &c.failures {
+                    let _ = writeln!(s, "    {f}");
+                }
+            }
+            Some(n) => {
+                let _ = writeln!(
+                    s,
+                    "\n  check        {verdict} node by node: {} computed tensors against the reference run on their own simulated inputs ({} more fused into chains or not readable); float max abs error {:e}; int8: {} of {} elements one step off",
+                    n.tensors_compared,
+                    n.tensors_not_captured,
+                    n.max_abs_err,
+                    n.int8_off_by_one,
+                    n.int8_elements
+                );
+                for f in &n.failures {
+                    let _ = writeln!(s, "    {f}");
+                }
+                let _ = writeln!(
+                    s,
+                    "               end to end ({} output{}): max abs error {:e}, {}",
+                    c.outputs_compared,
+                    if c.outputs_compared == 1 { "" } else { "s" },
+                    c.max_abs_err,
+                    if c.failures.is_empty() {
+                        "within tolerance"
+                    } else if n.passed {
+                        "over tolerance, with every node right on its own inputs: rounding compounded through the nodes"
+                    } else {
+                        "over tolerance"
+                    }
+                );
+                for f in &c.failures {
+                    let _ = writeln!(s, "    {f}");
+                }
+            }
         }
     }
     if let Some(h) = &r.hazard {

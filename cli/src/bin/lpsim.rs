@@ -305,6 +305,9 @@ struct Loaded {
     graph: Option<Graph>,
     node_precision: BTreeMap<String, String>,
     inputs: BTreeMap<String, Tensor>,
+    /// Where the computed tensors live, for `--check` node by node (an
+    /// in-process compile with `--check` only).
+    probes: Vec<lpu_isa::program::Probe>,
 }
 
 fn run(args: RunArgs) -> Result<u8> {
@@ -336,7 +339,16 @@ fn run(args: RunArgs) -> Result<u8> {
         graph,
         node_precision,
         inputs,
+        probes,
     } = load(&args, &gpu)?;
+    // Captures cost memory and a comparison per node: only for a static
+    // --check of the program as compiled (a perturbed one is checked end to
+    // end).
+    let probes = if args.check && dynamic.is_none() && args.perturb.is_none() {
+        probes
+    } else {
+        Vec::new()
+    };
     let (program, perturbation) = match args.perturb {
         Some(seed) => match perturb::perturb(&program, seed) {
             Some((p, d)) => (p, Some(d)),
@@ -347,6 +359,7 @@ fn run(args: RunArgs) -> Result<u8> {
     let opts = SimOptions {
         trace: args.trace.is_some(),
         timing_only: args.timing_only,
+        probes,
     };
     let (outcome, dyn_report) = match dynamic {
         None => (lpu_sim::simulate(&program, &inputs, &opts)?, None),
@@ -370,7 +383,12 @@ fn run(args: RunArgs) -> Result<u8> {
     let check = match (&graph, args.check && outcome.hazard.is_none()) {
         (Some(g), true) => {
             let reference = lpu_graph::interpret(g, &inputs)?;
-            Some(check::compare(&outcome.outputs, &reference))
+            let end_to_end = check::compare(&outcome.outputs, &reference);
+            Some(if opts.probes.is_empty() {
+                end_to_end
+            } else {
+                check_nodes(g, &inputs, &outcome, end_to_end)?
+            })
         }
         _ => None,
     };
@@ -414,12 +432,41 @@ fn run(args: RunArgs) -> Result<u8> {
     Ok(if found { EXIT_FOUND } else { EXIT_OK })
 }
 
+/// `--check` node by node: each captured tensor against the interpreter run
+/// on its node's captured inputs ([`check::compare_nodes`]), which then
+/// decides the verdict; the end-to-end comparison stays in the report.
+fn check_nodes(
+    g: &Graph,
+    inputs: &BTreeMap<String, Tensor>,
+    outcome: &lpu_sim::Outcome,
+    end_to_end: check::Check,
+) -> Result<check::Check> {
+    // Only captures the interpreter can take in place of its own values.
+    let observed: BTreeMap<String, Tensor> = outcome
+        .probed
+        .iter()
+        .filter(|(name, t)| g.info(name).is_some_and(|i| *i == t.info()))
+        .map(|(name, t)| (name.clone(), t.clone()))
+        .collect();
+    let reference = lpu_graph::interpret_nodes(g, inputs, &observed)?;
+    let order: Vec<String> = g
+        .nodes
+        .iter()
+        .flat_map(|n| n.outputs.iter())
+        .filter(|t| !t.is_empty() && reference.contains_key(*t))
+        .cloned()
+        .collect();
+    let nodes = check::compare_nodes(&order, &observed, &reference);
+    Ok(check::with_nodes(end_to_end, nodes))
+}
+
 /// Loads (or compiles) the program and draws or reads its inputs.
 fn load(args: &RunArgs, gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>) -> Result<Loaded> {
     let Some(input) = args.input.clone() else {
         bail!("missing the program or model to run (lpsim run MODEL.graph|PROGRAM.lpb)");
     };
     let mut node_precision = BTreeMap::new();
+    let mut probes = Vec::new();
     let (program, graph): (lpu_isa::Program, Option<Graph>) = match lpu_cli::load(&input)? {
         Artifact::Graph(g) => {
             let chip = lpu_cli::chip(args.chip.as_deref().unwrap_or("tsp"))?;
@@ -429,13 +476,14 @@ fn load(args: &RunArgs, gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>) -> R
                 .with_context(|| input.display().to_string())?;
             node_precision = prepared.node_precision;
             let g = Box::new(prepared.graph);
-            let c = match lpu_compiler::compile(&g, &chip) {
+            let c = match lpu_compiler::compile_probed(&g, &chip, args.check) {
                 Ok(c) => c,
                 Err(e) => {
                     print_does_not_fit(args, &g, gpu, &e)?;
                     return Err(anyhow::Error::new(e).context(input.display().to_string()));
                 }
             };
+            probes = c.probes;
             (c.program, Some(*g))
         }
         Artifact::Program(p) => {
@@ -478,6 +526,7 @@ fn load(args: &RunArgs, gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>) -> R
         graph,
         node_precision,
         inputs,
+        probes,
     })
 }
 

@@ -43,7 +43,7 @@ use layout::{
     Broadcast, NHWC,
 };
 use lpu_graph::{Graph, Node, Tensor};
-use lpu_isa::program::{Binding, MemInit, VecLoc};
+use lpu_isa::program::{Binding, MemInit, Probe, VecLoc};
 use lpu_isa::{ChipConfig, DType, Instr, Opcode, SliceKind, Values};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -59,6 +59,9 @@ pub struct Lowered {
     pub memory: Vec<MemInit>,
     /// Peak of live SRAM bytes.
     pub sram_bytes: u64,
+    /// Every computed tensor that has storage, with its writer node (empty
+    /// unless asked for: see [`lower_with`]).
+    pub probes: Vec<Probe>,
 }
 
 /// Per-accumulator ordering state.
@@ -379,6 +382,13 @@ fn plan_fusion(
 
 /// Lowers a validated graph for `chip`.
 pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> {
+    lower_with(graph, chip, false)
+}
+
+/// [`lower`], and with `probes` also records where every computed tensor
+/// with storage lives ([`Lowered::probes`]), for `--check`'s node-by-node
+/// comparison. The instructions are the same either way.
+pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowered, CompileError> {
     let planes = chip
         .positions_of(SliceKind::Mxm)
         .into_iter()
@@ -420,12 +430,17 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         l.locs.insert(name.clone(), loc);
     }
     let frees = free_points(graph, &l.tails);
+    let mut probed = Vec::new();
+    let mut writers: BTreeMap<String, u32> = BTreeMap::new();
     for (i, node) in graph.nodes.iter().enumerate() {
         if l.absorbed[i] {
             continue;
         }
         l.node = i as u32;
         l.lower_node(node)?;
+        if probes {
+            l.record_probes(i, &mut writers, &mut probed);
+        }
         for t in &frees[i] {
             if let Some(loc) = l.locs.remove(t) {
                 l.alloc.free(&loc);
@@ -472,7 +487,54 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
         outputs,
         memory,
         sram_bytes,
+        probes: probed,
     })
+}
+
+impl Lowerer<'_> {
+    /// After lowering step `i` (node `i` and its fused tail): a probe for
+    /// every output of those nodes that has storage. The writer is the node
+    /// itself, except for an alias (same vectors as its first input), whose
+    /// writer is that input's.
+    fn record_probes(&self, i: usize, writers: &mut BTreeMap<String, u32>, out: &mut Vec<Probe>) {
+        let steps = std::iter::once(i).chain(self.tails[i].iter().copied());
+        for k in steps {
+            let node = &self.g.nodes[k];
+            for t in &node.outputs {
+                let (Some(loc), Some(info)) = (self.locs.get(t), self.g.info(t)) else {
+                    continue;
+                };
+                if self.flat.contains_key(t) || writers.contains_key(t) {
+                    continue;
+                }
+                let alias = node
+                    .input(0)
+                    .and_then(|x| self.locs.get(x).map(|l| (x, l)))
+                    .filter(|(_, l)| l.vectors == loc.vectors);
+                let writer = match alias {
+                    Some((x, _)) => match writers.get(x) {
+                        Some(&w) => w,
+                        None => continue,
+                    },
+                    None => k as u32,
+                };
+                writers.insert(t.clone(), writer);
+                out.push(Probe {
+                    binding: Binding {
+                        name: t.clone(),
+                        dtype: loc.dtype,
+                        shape: info.shape.clone(),
+                        rows: loc.rows,
+                        cols: loc.cols,
+                        vectors: loc.vectors.clone(),
+                        layout: loc.layout.clone(),
+                        view: loc.view.clone(),
+                    },
+                    writer,
+                });
+            }
+        }
+    }
 }
 
 fn binary_opcode(op_type: &str) -> Opcode {

@@ -158,6 +158,40 @@ pub fn interpret(
     graph: &Graph,
     inputs: &BTreeMap<String, Tensor>,
 ) -> Result<BTreeMap<String, Tensor>, GraphError> {
+    check_inputs(graph, inputs)?;
+    let computed = evaluate(graph, inputs, &BTreeMap::new())?;
+    let mut result = BTreeMap::new();
+    for name in &graph.outputs {
+        let t = computed
+            .get(name)
+            .or_else(|| inputs.get(name))
+            .or_else(|| graph.initializers.get(name))
+            .ok_or_else(|| GraphError::Input {
+                file: graph.source.clone(),
+                message: format!("graph output '{name}' has no value"),
+            })?;
+        result.insert(name.clone(), t.clone());
+    }
+    Ok(result)
+}
+
+/// Node by node: every node's outputs computed from its inputs, where an
+/// input found in `observed` (for example a simulator's captured tensors)
+/// takes that value instead of the one this run computed. Returns every
+/// node output by name. With `observed` empty it is the plain
+/// interpretation; with every computed tensor observed, each node is checked
+/// on exactly the inputs it saw, so differences do not cascade.
+pub fn interpret_nodes(
+    graph: &Graph,
+    inputs: &BTreeMap<String, Tensor>,
+    observed: &BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<String, Tensor>, GraphError> {
+    check_inputs(graph, inputs)?;
+    evaluate(graph, inputs, observed)
+}
+
+/// Checks that `inputs` are exactly the graph's inputs, with their types.
+fn check_inputs(graph: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<(), GraphError> {
     let input_err = |message: String| GraphError::Input {
         file: graph.source.clone(),
         message,
@@ -190,6 +224,15 @@ pub fn interpret(
         }
     }
 
+    Ok(())
+}
+
+/// Evaluates every node in order; see [`interpret_nodes`].
+fn evaluate(
+    graph: &Graph,
+    inputs: &BTreeMap<String, Tensor>,
+    observed: &BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<String, Tensor>, GraphError> {
     let mut computed: BTreeMap<String, Tensor> = BTreeMap::new();
     for node in &graph.nodes {
         let node_err = |message: String| GraphError::Node {
@@ -204,8 +247,9 @@ pub fn interpret(
                 ins.push(None);
                 continue;
             };
-            let t = computed
+            let t = observed
                 .get(name)
+                .or_else(|| computed.get(name))
                 .or_else(|| inputs.get(name))
                 .or_else(|| graph.initializers.get(name))
                 .ok_or_else(|| node_err(format!("input '{name}' has no value")))?;
@@ -246,17 +290,7 @@ pub fn interpret(
             computed.insert(name.clone(), out);
         }
     }
-
-    let mut result = BTreeMap::new();
-    for name in &graph.outputs {
-        let t = computed
-            .get(name)
-            .or_else(|| inputs.get(name))
-            .or_else(|| graph.initializers.get(name))
-            .ok_or_else(|| input_err(format!("graph output '{name}' has no value")))?;
-        result.insert(name.clone(), t.clone());
-    }
-    Ok(result)
+    Ok(computed)
 }
 
 /// The inputs of one node, by position, with accessors.
