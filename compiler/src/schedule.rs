@@ -107,6 +107,15 @@ struct Tables {
     /// Added to a diagonal to index [`Tables::streams`]: the slice count,
     /// so that east diagonals `t - x` (t >= 0) index from 0.
     diag_bias: i64,
+    /// Per wavefront, like [`Tables::streams`]: the positions where every
+    /// stream is taken, as a bit set of [`Tables::pos_words`] words. A path
+    /// whose segment touches one finds no stream there, which the search
+    /// tells without scanning the uses (most failed starts are such).
+    saturated: [Vec<u64>; 2],
+    /// Words per bit set of positions.
+    pos_words: usize,
+    /// Streams per direction.
+    stream_count: usize,
 }
 
 /// Reservations a tentative placement wants.
@@ -143,6 +152,9 @@ impl Tables {
             banks_per_slice,
             streams: [Vec::new(), Vec::new()],
             diag_bias: slices as i64 + 1,
+            saturated: [Vec::new(), Vec::new()],
+            pos_words: slices.div_ceil(64).max(1),
+            stream_count: chip.streams_per_direction as usize,
         }
     }
     fn queue_index(&self, q: QueueId) -> usize {
@@ -188,6 +200,47 @@ impl Tables {
         let (d, i) = self.diag_index(k);
         self.streams[d].get(i).map_or(&[], |v| &v[..])
     }
+    /// Whether every stream is taken at some position of `seg` on wavefront
+    /// `k` (committed uses only): then no path over `seg` fits there.
+    fn saturated(&self, k: DiagKey, seg: (u16, u16)) -> bool {
+        let (d, i) = self.diag_index(k);
+        let w = self.pos_words;
+        let Some(words) = self.saturated[d].get(i * w..(i + 1) * w) else {
+            return false;
+        };
+        let (lo, hi) = (seg.0 as usize, seg.1 as usize);
+        (lo / 64..=hi / 64).any(|j| {
+            let from = if j == lo / 64 { lo % 64 } else { 0 };
+            let to = if j == hi / 64 { hi % 64 } else { 63 };
+            let mask = (!0u64 >> (63 - to)) & (!0u64 << from);
+            words.get(j).is_some_and(|x| x & mask != 0)
+        })
+    }
+    /// Recomputes [`Tables::saturated`] for wavefront `(d, i)` from its uses.
+    fn resaturate(&mut self, d: usize, i: usize) {
+        let w = self.pos_words;
+        let mut per_stream = vec![0u64; self.stream_count * w];
+        for &(stream, (lo, hi)) in &self.streams[d][i] {
+            let Some(bits) = per_stream.get_mut(stream as usize * w..(stream as usize + 1) * w)
+            else {
+                continue;
+            };
+            for p in lo..=hi {
+                bits[p as usize / 64] |= 1 << (p % 64);
+            }
+        }
+        let mut all = vec![!0u64; w];
+        for bits in per_stream.chunks(w) {
+            for (a, b) in all.iter_mut().zip(bits) {
+                *a &= b;
+            }
+        }
+        let table = &mut self.saturated[d];
+        if table.len() < (i + 1) * w {
+            table.resize((i + 1) * w, 0);
+        }
+        table[i * w..(i + 1) * w].copy_from_slice(&all);
+    }
     /// Which of `n` streams are busy somewhere on `seg` of wavefront `k`.
     fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16)) -> StreamMask {
         let mut busy = StreamMask::default();
@@ -209,6 +262,7 @@ impl Tables {
             let i = self.bank_index(k);
             self.banks[i].set(t);
         }
+        let mut touched = Vec::with_capacity(p.streams.len());
         for (k, s) in p.streams {
             let (d, i) = self.diag_index(k);
             let table = &mut self.streams[d];
@@ -216,6 +270,12 @@ impl Tables {
                 table.resize(i + 1, Vec::new());
             }
             table[i].push(s);
+            touched.push((d, i));
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for (d, i) in touched {
+            self.resaturate(d, i);
         }
     }
 }
@@ -368,6 +428,8 @@ fn place_group(
             _ => None,
         })
         .collect();
+    // The bundle that failed last is tried first: it usually fails again.
+    let mut first = 0;
     while start < limit {
         loop {
             let mut moved = false;
@@ -391,15 +453,17 @@ fn place_group(
                 break;
             }
         }
-        if !streams_may_fit(g, chip, fp, tables, &off, start, &bundles) {
-            start += 1;
+        if let Some((b, skip)) = streams_may_fit(g, chip, fp, tables, &off, start, &bundles, first)
+        {
+            first = b;
+            start += skip;
             continue;
         }
         if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start, &bundles) {
             tables.commit(pending);
             return Ok(placed);
         }
-        start += 1;
+        start += flexible_skip(g, fp, tables, &off, start);
     }
     let desc: Vec<String> = g
         .members
@@ -418,6 +482,33 @@ fn place_group(
         "no free cycle found for its instructions [{}]",
         desc.join(" ")
     ))
+}
+
+/// After [`try_at`] failed at `start`: how many starts surely fail because a
+/// VXM or SXM member finds every queue of its unit taken (it moves to the
+/// first cycle one of them frees up); at least 1.
+fn flexible_skip(g: &Group, fp: &Floorplan, tables: &Tables, off: &[i64], start: i64) -> i64 {
+    let mut skip = 1;
+    for (m, o) in g.members.iter().zip(off) {
+        let (unit, slice, count) = match m.place {
+            Place::Vxm => (Unit::Vxm, fp.vxm, fp.vxm_queues),
+            Place::Sxm => match fp.sxm.first() {
+                Some(&slice) => (Unit::Sxm, slice, fp.sxm_queues),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let t = (start + o) as u64;
+        let free = (0..count)
+            .map(|index| {
+                let q = QueueId { unit, slice, index };
+                tables.queue(q).map_or(t, |b| b.next_free(t))
+            })
+            .min()
+            .unwrap_or(t);
+        skip = skip.max((free - t) as i64);
+    }
+    skip
 }
 
 /// `mnemonic@position+offset` for each member, for error messages.
@@ -467,7 +558,10 @@ fn bundles(g: &Group) -> Vec<Vec<&Link>> {
 /// A necessary condition for [`try_at`] at `start`, without allocating:
 /// every bundle finds its streams free on its own, ignoring the other
 /// bundles of the group. Most failed starts fail here (streams are the
-/// scarce resource), so the search tries this first.
+/// scarce resource), so the search tries this first. Returns a bundle that
+/// does not fit (bundle `first` is tried first) and how many starts from
+/// `start` surely fail for it, or `None`.
+#[allow(clippy::too_many_arguments)]
 fn streams_may_fit(
     g: &Group,
     chip: &ChipConfig,
@@ -476,10 +570,17 @@ fn streams_may_fit(
     off: &[i64],
     start: i64,
     bundles: &[Vec<&Link>],
-) -> bool {
+    first: usize,
+) -> Option<(usize, i64)> {
     let empty = Pending::default();
     let streams = fp.streams as usize;
-    bundles.iter().all(|bundle| {
+    let order = std::iter::once(first)
+        .filter(|&b| b < bundles.len())
+        .chain((0..bundles.len()).filter(|&b| b != first));
+    // Ok if the bundle may fit; else how many starts from this one surely
+    // fail for it (more than 1 when a path crosses a saturated position:
+    // the starts until that wavefront frees up there are skipped).
+    let fits = |bundle: &Vec<&Link>| -> Result<(), i64> {
         let to = bundle[0].to as usize;
         let pt = position(&g.members[to].place, fp);
         let f0 = bundle[0].from as usize;
@@ -487,7 +588,7 @@ fn streams_may_fit(
         let w = g.members[f0].instr.dst_width();
         let n = bundle.len();
         let Some(last_base) = streams.checked_sub(n * w) else {
-            return false;
+            return Err(1);
         };
         let local = bundle
             .iter()
@@ -497,21 +598,29 @@ fn streams_may_fit(
         } else {
             &[Dir::between(pf0, pt)][..]
         };
-        dirs.iter().any(|&dir| {
+        let one_dir = |dir: Dir| -> Result<(), i64> {
             let mut busy = [StreamMask::default(); 16];
             let mut many = Vec::new();
             for (k, l) in bundle.iter().enumerate() {
                 let f = l.from as usize;
                 let pf = position(&g.members[f].place, fp);
                 if pf != pt && Dir::between(pf, pt) != dir {
-                    return false;
+                    return Err(1);
                 }
                 let ready = start + off[f] + chip.delay(g.members[f].instr.op) as i64;
                 let diag = match dir {
                     Dir::East => ready - pf as i64,
                     Dir::West => ready + pf as i64,
                 };
-                let m = tables.busy_streams(&empty, (dir, diag), (pf.min(pt), pf.max(pt)));
+                let seg = (pf.min(pt), pf.max(pt));
+                if tables.saturated((dir, diag), seg) {
+                    let mut skip = 1;
+                    while tables.saturated((dir, diag + skip), seg) {
+                        skip += 1;
+                    }
+                    return Err(skip);
+                }
+                let m = tables.busy_streams(&empty, (dir, diag), seg);
                 match busy.get_mut(k) {
                     Some(b) => *b = m,
                     None => many.push(m),
@@ -524,9 +633,29 @@ fn streams_may_fit(
                     many[k - busy.len()]
                 }
             };
-            (0..=last_base).any(|b| (0..n).all(|k| (0..w).all(|c| !mask(k).get(b + k * w + c))))
-        })
-    })
+            let free = (0..=last_base)
+                .any(|b| (0..n).all(|k| (0..w).all(|c| !mask(k).get(b + k * w + c))));
+            if free {
+                Ok(())
+            } else {
+                Err(1)
+            }
+        };
+        let mut skip = i64::MAX;
+        for &dir in dirs {
+            match one_dir(dir) {
+                Ok(()) => return Ok(()),
+                Err(s) => skip = skip.min(s),
+            }
+        }
+        Err(skip)
+    };
+    for b in order {
+        if let Err(skip) = fits(&bundles[b]) {
+            return Some((b, skip));
+        }
+    }
+    None
 }
 
 fn try_at(
@@ -607,6 +736,12 @@ fn try_at(
                 .iter()
                 .any(|(_, pf, _)| *pf != pt && Dir::between(*pf, pt) != dir)
             {
+                return None;
+            }
+            if paths.iter().any(|(_, pf, ready)| {
+                let (k, seg) = key(dir, *pf, *ready);
+                tables.saturated(k, seg)
+            }) {
                 return None;
             }
             // One wavefront lookup per path, then a search over bases.

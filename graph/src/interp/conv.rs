@@ -2,6 +2,7 @@
 //! dimensions (summation order in the module doc of [`crate::interp`]).
 
 use lpu_isa::Values;
+use rayon::prelude::*;
 
 use super::{as_f32, from_f32, scalar_i64, strides, Ins};
 use crate::infer::params::{self, ConvGeom};
@@ -50,12 +51,12 @@ fn taps(g: &ConvGeom) -> Vec<Vec<u32>> {
 /// position) ascending, skipping padding. It runs one output plane at a
 /// time with a plane of accumulators, channel and kernel position outermost,
 /// which performs exactly these operations in this order for every element.
-fn conv_loop<T: Copy, A: Copy>(
+fn conv_loop<T: Copy + Sync, A: Copy + Send>(
     g: &ConvGeom,
     x: &[T],
     w: &[T],
     zero: A,
-    step: impl Fn(A, T, T, usize) -> A,
+    step: impl Fn(A, T, T, usize) -> A + Sync,
 ) -> Vec<A> {
     let taps = taps(g);
     let ksize: usize = g.win.kernel.iter().product();
@@ -63,22 +64,26 @@ fn conv_loop<T: Copy, A: Copy>(
     let osize: usize = g.win.out.iter().product();
     let (cg, mg) = (g.cin / g.group, g.cout / g.group);
     let mut y = vec![zero; g.n * g.cout * osize];
-    for (plane, acc) in y.chunks_mut(osize.max(1)).enumerate() {
-        let (n, m) = (plane / g.cout, plane % g.cout);
-        let grp = m / mg;
-        for ci in 0..cg {
-            let xs = &x[(n * g.cin + grp * cg + ci) * isize..][..isize];
-            let wb = (m * cg + ci) * ksize;
-            for (kp, tk) in taps.iter().enumerate() {
-                let wv = w[wb + kp];
-                for (a, &off) in acc.iter_mut().zip(tk) {
-                    if off != PAD {
-                        *a = step(*a, xs[off as usize], wv, m);
+    // Output planes are independent and each keeps its summation order, so
+    // the result does not depend on the thread count.
+    y.par_chunks_mut(osize.max(1))
+        .enumerate()
+        .for_each(|(plane, acc)| {
+            let (n, m) = (plane / g.cout, plane % g.cout);
+            let grp = m / mg;
+            for ci in 0..cg {
+                let xs = &x[(n * g.cin + grp * cg + ci) * isize..][..isize];
+                let wb = (m * cg + ci) * ksize;
+                for (kp, tk) in taps.iter().enumerate() {
+                    let wv = w[wb + kp];
+                    for (a, &off) in acc.iter_mut().zip(tk) {
+                        if off != PAD {
+                            *a = step(*a, xs[off as usize], wv, m);
+                        }
                     }
                 }
             }
-        }
-    }
+        });
     y
 }
 
