@@ -115,6 +115,8 @@ struct SliceMem {
 struct Plane {
     staging: Vec<Option<Values>>,
     active: Option<Vec<Values>>,
+    /// `active` widened to f32 when it is fp16 (values runs only).
+    wide: Option<vxm::WideWeights>,
     accs: Vec<Option<Values>>,
 }
 
@@ -672,7 +674,13 @@ impl<'p> Engine<'p> {
                         pl.staging[row] = Some(v);
                     }
                     Effect::Install { plane, rows } => {
-                        self.planes.entry(plane).or_default().active = Some(rows);
+                        let pl = self.planes.entry(plane).or_default();
+                        pl.wide = if self.timing {
+                            None
+                        } else {
+                            vxm::WideWeights::new(&rows)
+                        };
+                        pl.active = Some(rows);
                     }
                     Effect::Acc { plane, acc, v, add } => {
                         let n = self.chip.mxm.accumulators as usize;
@@ -1042,10 +1050,10 @@ impl<'p> Engine<'p> {
                     format!("mm on plane mxm@{x} before any weights were installed"),
                     None,
                 ))?;
-                let v = if self.timing {
-                    vxm::matvec_type(&a, rows)
-                } else {
-                    vxm::matvec(&a, rows, lanes)
+                let v = match (&a, &pl.wide) {
+                    _ if self.timing => vxm::matvec_type(&a, rows),
+                    (Values::F16(xv), Some(w)) => Ok(vxm::matvec_f16(xv, w, lanes)),
+                    _ => vxm::matvec(&a, rows, lanes),
                 }
                 .map_err(|m| (HazardKind::MxmState, m, None))?;
                 self.effects.entry(t + d).or_default().push(Effect::Acc {

@@ -230,6 +230,47 @@ pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, Strin
     }
 }
 
+/// Installed fp16 weight rows widened to f32 once at install, for
+/// [`matvec_f16`]: a plane's weights serve many passes, and widening each
+/// weight on every pass was most of a BERT run's time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WideWeights {
+    /// Each row, as f32.
+    rows: Vec<Vec<f32>>,
+    /// Whether each row is all finite (a zero input may then be skipped).
+    finite: Vec<bool>,
+}
+
+impl WideWeights {
+    /// The widened form of `rows` when every row is fp16, else `None`.
+    pub fn new(rows: &[Values]) -> Option<WideWeights> {
+        let mut wide = Vec::with_capacity(rows.len());
+        let mut finite = Vec::with_capacity(rows.len());
+        for r in rows {
+            let Values::F16(w) = r else { return None };
+            finite.push(w.iter().all(|v| v.is_finite()));
+            wide.push(w.iter().map(|v| v.to_f32()).collect());
+        }
+        Some(WideWeights { rows: wide, finite })
+    }
+}
+
+/// [`matvec`] for fp16 activations against weights widened by
+/// [`WideWeights::new`]: the same arithmetic, in the same order.
+pub fn matvec_f16(xv: &[f16], w: &WideWeights, lanes: usize) -> Values {
+    let mut out = vec![0f32; lanes];
+    for ((x, row), finite) in xv.iter().zip(&w.rows).zip(&w.finite) {
+        let xk = x.to_f32();
+        if xk == 0.0 && *finite {
+            continue;
+        }
+        for (o, wv) in out.iter_mut().zip(row) {
+            *o += xk * wv;
+        }
+    }
+    Values::F32(out)
+}
+
 /// The type checks of [`matvec`] without the arithmetic (timing-only
 /// runs): an empty vector of the accumulator type, or the same error.
 pub fn matvec_type(x: &Values, rows: &[Values]) -> Result<Values, String> {
