@@ -482,3 +482,221 @@ fn layer_norm_mean_and_inv_std_dev_outputs() {
     assert!(c.passed, "{:?}", c.failures);
     assert_eq!(c.outputs_compared, 3);
 }
+
+/// A Reduce* node `op` on `x [shape]` of `dtype`, over the constant `axes`
+/// (none: every axis), with `keepdims`.
+fn reduce(op: &str, dtype: &str, shape: &[usize], axes: &[i64], keepdims: i64) -> String {
+    let (input, init) = if axes.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            r#", "axes""#.to_string(),
+            format!(
+                r#"Initializer(name: "axes", dtype: I32, shape: [{}], data: Inline({axes:?}))"#,
+                axes.len()
+            ),
+        )
+    };
+    format!(
+        r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: {dtype}, shape: {shape:?})],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [{init}],
+  nodes: [Node(name: "r", op_type: "{op}", inputs: ["x"{input}], outputs: ["y"], attributes: {{ "keepdims": Int({keepdims}) }})])"#
+    )
+}
+
+/// Asserts that `text` passes the check on `tiny` and on `tsp`.
+fn passes_on_both(text: &str, what: &str) {
+    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    for chip in ["tiny", "tsp"] {
+        let c = check_on(&g, chip, 11);
+        assert!(c.passed, "{what} on {chip}: {:?}", c.failures);
+    }
+}
+
+#[test]
+fn reductions_along_other_axes() {
+    // 37 columns: three vectors on tiny, one on tsp; 7 and 9 rows fold in
+    // more than one group (partial results through SRAM).
+    let cases: &[(&[usize], &[i64], i64)] = &[
+        (&[5, 7, 37], &[0], 1),
+        (&[5, 7, 37], &[0], 0),
+        (&[5, 7, 37], &[-2], 0),
+        (&[5, 7, 37], &[-3, 1], 1),
+        (&[5, 7, 37], &[0, -1], 1),
+        (&[5, 7, 37], &[1, 2], 1),
+        (&[5, 7, 37], &[], 1),
+        (&[5, 7, 37], &[], 0),
+        (&[3, 1, 21], &[2], 0),
+        (&[9, 17], &[0], 1),
+        (&[40, 2, 37], &[0], 1),
+        (&[2, 3, 4, 5], &[0, 2], 0),
+    ];
+    for op in ["ReduceMean", "ReduceSum", "ReduceMax"] {
+        for &(shape, axes, keep) in cases {
+            let what = format!("{op} over {axes:?} of {shape:?}, keepdims {keep}");
+            passes_on_both(&reduce(op, "F32", shape, axes, keep), &what);
+        }
+    }
+}
+
+#[test]
+fn integer_reductions_are_exact() {
+    for op in ["ReduceSum", "ReduceMax"] {
+        for ty in ["I8", "I32"] {
+            let text = reduce(op, ty, &[6, 3, 20], &[0, 1], 0);
+            let c = run(&text);
+            assert!(c.passed, "{op} on {ty}: {:?}", c.failures);
+            assert_eq!(c.max_abs_err, 0.0, "{op} on {ty}");
+        }
+    }
+    // ReduceMax across the lanes too: the lane cap is an integer row.
+    for ty in ["I8", "I32"] {
+        for axes in [&[-1i64][..], &[0, 2][..], &[][..]] {
+            let text = reduce("ReduceMax", ty, &[6, 3, 21], axes, 1);
+            let c = run(&text);
+            assert!(
+                c.passed,
+                "ReduceMax over {axes:?} on {ty}: {:?}",
+                c.failures
+            );
+            assert_eq!(c.max_abs_err, 0.0, "ReduceMax over {axes:?} on {ty}");
+        }
+    }
+}
+
+#[test]
+fn reductions_that_need_lane_moves_are_refused() {
+    // keepdims = 0 over the last axis alone leaves [3, 4]: four values per
+    // row, which would have to move into lanes.
+    for (axes, what) in [(&[2i64][..], "last"), (&[1, 2][..], "last two")] {
+        let text = reduce("ReduceSum", "F32", &[3, 4, 5], axes, 0);
+        let g = lpu_graph::parse_graph(&text, "<test>", std::path::Path::new(".")).expect("parses");
+        let chip = ChipConfig::preset("tiny").expect("preset");
+        let err = lpu_compiler::compile(&g, &chip)
+            .err()
+            .expect(what)
+            .to_string();
+        assert!(
+            err.contains("not lowered") && err.contains("lane moves"),
+            "{what}: {err}"
+        );
+    }
+}
+
+#[test]
+fn softmax_along_other_axes() {
+    for (shape, axis) in [
+        (&[4, 6, 37][..], 0),
+        (&[4, 6, 37][..], 1),
+        (&[4, 6, 37][..], -2),
+        (&[2, 9, 3, 20][..], 1),
+    ] {
+        let text = one("Softmax", shape, "", "", &format!(r#""axis": Int({axis})"#));
+        passes_on_both(&text, &format!("softmax axis {axis} of {shape:?}"));
+    }
+    // A fused tail: Softmax over axis 0, then a product with a constant row.
+    let tail = r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: [5, 3, 21])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "c", dtype: F32, shape: [21], data: Random(seed: 4, dist: Uniform(low: 0.5, high: 1.5)))],
+  nodes: [Node(name: "s", op_type: "Softmax", inputs: ["x"], outputs: ["p"], attributes: { "axis": Int(0) }),
+          Node(name: "m", op_type: "Mul", inputs: ["p", "c"], outputs: ["y"])])"#;
+    passes_on_both(tail, "softmax axis 0 with a fused product");
+}
+
+/// A LayerNormalization (with `bias`) or RMSNormalization on `x [shape]`
+/// from `axis`, its scale (and bias) of shape `param`.
+fn norm(op: &str, shape: &[usize], axis: i64, param: &[usize], bias: bool) -> String {
+    let b = if bias {
+        format!(
+            r#", Initializer(name: "b", dtype: F32, shape: {param:?}, data: Random(seed: 3, dist: Uniform(low: -0.5, high: 0.5)))"#
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: {shape:?})],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "g", dtype: F32, shape: {param:?}, data: Random(seed: 2, dist: Uniform(low: 0.5, high: 1.5))){b}],
+  nodes: [Node(name: "n", op_type: "{op}", inputs: ["x", "g"{}], outputs: ["y"], attributes: {{ "axis": Int({axis}), "epsilon": Float(0.001) }})])"#,
+        if bias { r#", "b""# } else { "" }
+    )
+}
+
+#[test]
+fn normalizations_over_several_axes() {
+    let cases: &[(&[usize], i64, &[usize])] = &[
+        (&[3, 5, 37], 1, &[5, 37]),
+        (&[3, 5, 37], -2, &[37]),
+        (&[3, 5, 37], 0, &[3, 5, 37]),
+        (&[2, 3, 4, 21], 1, &[3, 4, 21]),
+        (&[2, 3, 4, 21], -3, &[1, 4, 21]),
+        (&[7, 20], 0, &[7, 20]),
+    ];
+    for &(shape, axis, param) in cases {
+        for op in ["LayerNormalization", "RMSNormalization"] {
+            let bias = op == "LayerNormalization";
+            let text = norm(op, shape, axis, param, bias);
+            passes_on_both(
+                &text,
+                &format!("{op} axis {axis} of {shape:?}, scale {param:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn layer_norm_statistics_over_several_axes() {
+    // Axis 1 of [2, 3, 37]: one mean and one inverse deviation per batch
+    // item, shape [2, 1, 1].
+    let text = r#"Graph(name: "ln", inputs: [ValueInfo(name: "x", dtype: F32, shape: [2, 3, 37])],
+  outputs: [ValueInfo(name: "y"), ValueInfo(name: "mean"), ValueInfo(name: "inv")],
+  initializers: [Initializer(name: "g", dtype: F32, shape: [3, 37], data: Random(seed: 1, dist: Uniform(low: 0.5, high: 1.5)))],
+  nodes: [Node(name: "ln", op_type: "LayerNormalization", inputs: ["x", "g"], outputs: ["y", "mean", "inv"], attributes: { "axis": Int(1) })])"#;
+    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(g.info("mean").expect("mean").shape, vec![2, 1, 1]);
+    for chip in ["tiny", "tsp"] {
+        let c = check_on(&g, chip, 3);
+        assert!(c.passed, "{chip}: {:?}", c.failures);
+        assert_eq!(c.outputs_compared, 3);
+    }
+}
+
+#[test]
+fn operands_broadcast_along_other_axes() {
+    // Softmax over axis 1 spelled out (as ONNX's expanded function bodies
+    // do): the [4, 1, 21] max and sum broadcast back over the rows.
+    let softmax = r#"Graph(name: "sm", inputs: [ValueInfo(name: "x", dtype: F32, shape: [4, 6, 21])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "axes", dtype: I32, shape: [1], data: Inline([1]))],
+  nodes: [Node(name: "m", op_type: "ReduceMax", inputs: ["x", "axes"], outputs: ["m"]),
+          Node(name: "d", op_type: "Sub", inputs: ["x", "m"], outputs: ["d"]),
+          Node(name: "e", op_type: "Exp", inputs: ["d"], outputs: ["e"]),
+          Node(name: "s", op_type: "ReduceSum", inputs: ["e", "axes"], outputs: ["s"]),
+          Node(name: "y", op_type: "Div", inputs: ["e", "s"], outputs: ["y"])])"#;
+    passes_on_both(softmax, "expanded softmax over axis 1");
+    // RMS normalization over the last three axes spelled out: a [2, 1, 1, 1]
+    // divisor, broadcast across the lanes and then over the rows.
+    let rms = r#"Graph(name: "rms", inputs: [ValueInfo(name: "x", dtype: F32, shape: [2, 3, 4, 21])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "axes", dtype: I32, shape: [3], data: Inline([1, 2, 3]))],
+  nodes: [Node(name: "q", op_type: "Mul", inputs: ["x", "x"], outputs: ["q"]),
+          Node(name: "m", op_type: "ReduceMean", inputs: ["q", "axes"], outputs: ["m"]),
+          Node(name: "r", op_type: "Sqrt", inputs: ["m"], outputs: ["r"]),
+          Node(name: "y", op_type: "Div", inputs: ["x", "r"], outputs: ["y"])])"#;
+    passes_on_both(rms, "expanded rms norm over three axes");
+    // A graph input and a constant broadcast over the middle axis, and an
+    // Expand of a [3, 1, 21] operand.
+    let direct = r#"Graph(name: "rows", inputs: [ValueInfo(name: "x", dtype: F32, shape: [3, 4, 21]), ValueInfo(name: "b", dtype: F32, shape: [3, 1, 21])],
+  outputs: [ValueInfo(name: "y"), ValueInfo(name: "z")],
+  initializers: [Initializer(name: "c", dtype: F32, shape: [1, 4, 1, 21], data: Random(seed: 5, dist: Uniform(low: -1.0, high: 1.0))),
+                 Initializer(name: "shape", dtype: I32, shape: [3], data: Inline([3, 4, 21]))],
+  nodes: [Node(name: "a", op_type: "Add", inputs: ["x", "b"], outputs: ["a"]),
+          Node(name: "u", op_type: "Unsqueeze", inputs: ["a"], outputs: ["u"], attributes: { "axes": Ints([2]) }),
+          Node(name: "y", op_type: "Mul", inputs: ["c", "u"], outputs: ["y0"]),
+          Node(name: "s", op_type: "Squeeze", inputs: ["y0"], outputs: ["y"], attributes: { "axes": Ints([2]) }),
+          Node(name: "z", op_type: "Expand", inputs: ["b", "shape"], outputs: ["z"])])"#;
+    passes_on_both(direct, "row broadcasts of an input and a constant");
+}

@@ -18,6 +18,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::alloc::TensorLoc;
 use lpu_graph::Graph;
 
 /// The channels-last storage order of a 4-D `[N, C, H, W]` tensor.
@@ -134,10 +135,16 @@ pub(super) enum Broadcast {
     /// materialised as one row of the result's columns.
     ConstRow,
     /// A computed float operand that is 1 along the result's last axis:
-    /// `[.., 1]` with the result's other dimensions, or a scalar. Its lane 0
-    /// is broadcast across the lanes by the MXM (a product with a row of
-    /// ones) into a temporary of the result's columns.
+    /// `[.., 1]` with each other dimension the result's or 1, or a scalar.
+    /// Its lane 0 is broadcast across the lanes by the MXM (a product with a
+    /// row of ones) into a temporary of the result's columns, whose rows
+    /// reach the result's as [`Broadcast::Rows`] do.
     Lanes,
+    /// A row-major operand with the result's last axis and each other
+    /// dimension the result's or 1 (`[3, 1, 5]` into `[3, 4, 5]`): every
+    /// result row reads the operand row it broadcasts from, through a view
+    /// ([`rows_view`]); no data moves.
+    Rows,
     /// Anything else, which the lowering does not support.
     Unsupported,
 }
@@ -192,7 +199,7 @@ pub(super) fn broadcast_kind(
         && info.dtype.is_float()
         && shape.get(col).is_some_and(|&c| c > 1)
         && aligned.get(col) == Some(&1)
-        && (aligned[..col] == shape[..col] || aligned.iter().all(|&d| d == 1))
+        && fits(&aligned[..col], &shape[..col])
     {
         return Broadcast::Lanes;
     }
@@ -201,7 +208,15 @@ pub(super) fn broadcast_kind(
         .enumerate()
         .all(|(a, &d)| d == 1 || (a == col && d == shape[col]));
     if !row_like {
-        return Broadcast::Unsupported;
+        let rows = !result_cl
+            && !cl.contains(name)
+            && aligned.get(col) == shape.get(col)
+            && fits(&aligned[..col], &shape[..col]);
+        return if rows {
+            Broadcast::Rows
+        } else {
+            Broadcast::Unsupported
+        };
     }
     if constant {
         return Broadcast::ConstRow;
@@ -331,4 +346,70 @@ pub(super) fn plan_s2d(g: &Graph, lanes: usize) -> BTreeSet<String> {
         }
     }
     out
+}
+
+/// For each row of a 2-D view whose row axes (all but the last) have sizes
+/// `dims`, the result row it reduces into when the axes marked in `mask`
+/// are reduced (kept with size 1); and the number of result rows.
+pub(super) fn row_targets(dims: &[usize], mask: &[bool]) -> (Vec<usize>, usize) {
+    let out_dims: Vec<usize> = dims
+        .iter()
+        .zip(mask)
+        .map(|(&d, &m)| if m { 1 } else { d })
+        .collect();
+    let rows: usize = dims.iter().product();
+    let targets = (0..rows)
+        .map(|i| {
+            let (mut rem, mut o, mut stride) = (i, 0, 1);
+            for k in (0..dims.len()).rev() {
+                if !mask[k] {
+                    o += (rem % dims[k]) * stride;
+                }
+                rem /= dims[k];
+                stride *= out_dims[k];
+            }
+            o
+        })
+        .collect();
+    (targets, out_dims.iter().product())
+}
+
+/// A view of `t` with one row per entry of `map`: row `r` is row `map[r]`
+/// of `t` (several rows of the view may share a stored row).
+pub(super) fn gather_rows(t: &TensorLoc, map: &[usize]) -> TensorLoc {
+    let vectors = map
+        .iter()
+        .flat_map(|&r| (0..t.vpr).map(move |j| t.at(r, j)))
+        .collect();
+    TensorLoc {
+        rows: map.len(),
+        vectors,
+        replicated: false,
+        ..t.clone()
+    }
+}
+
+/// Whether dimensions `from` broadcast to `to` (each equal or 1).
+fn fits(from: &[usize], to: &[usize]) -> bool {
+    from.len() == to.len() && from.iter().zip(to).all(|(&a, &b)| a == b || a == 1)
+}
+
+/// The rows of `loc`, an operand of shape `from` stored row-major (or the
+/// lane broadcast of one), as seen by a result of shape `to` it broadcasts
+/// to along axes other than the last ([`Broadcast::Rows`]): a view with one
+/// row per result row; `loc` itself when it has one row or the result's;
+/// `None` when its rows are not those of `from`.
+pub(super) fn rows_view(loc: TensorLoc, from: &[usize], to: &[usize]) -> Option<TensorLoc> {
+    let col = to.len().checked_sub(1)?;
+    let rows: usize = to[..col].iter().product();
+    if loc.rows == 1 || loc.rows == rows {
+        return Some(loc);
+    }
+    let pad = to.len().checked_sub(from.len())?;
+    let aligned: Vec<usize> = std::iter::repeat_n(1, pad)
+        .chain(from.iter().copied())
+        .collect();
+    let mask: Vec<bool> = aligned[..col].iter().map(|&d| d == 1).collect();
+    let (map, n) = row_targets(&to[..col], &mask);
+    (n == loc.rows && loc.layout.is_empty()).then(|| gather_rows(&loc, &map))
 }

@@ -1191,7 +1191,14 @@ impl<'a> Lowerer<'a> {
                 self.locs.insert(key, loc.clone());
                 Ok(loc)
             }
-            Broadcast::Lanes => self.lane_broadcast(name, shape),
+            Broadcast::Lanes => {
+                let l = self.lane_broadcast(name, shape)?;
+                self.rows_of(l, name, &info.shape, shape)
+            }
+            Broadcast::Rows => {
+                let l = self.operand(name)?;
+                self.rows_of(l, name, &info.shape, shape)
+            }
             Broadcast::Unsupported => self.unsupported(&format!(
                 "operand '{name}' of shape {:?} broadcasts to {:?}{} in a way not lowered: only equal shapes, rows along the {} axis, constants varying along it, and scalars are",
                 info.shape,

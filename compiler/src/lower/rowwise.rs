@@ -1,5 +1,7 @@
 //! Reductions along the last (lane) axis: the normalizations, Softmax and
-//! ReduceSum/ReduceMean/ReduceMax over the last axis.
+//! ReduceSum/ReduceMean/ReduceMax over the last axis. Reductions over other
+//! axes fold whole rows on the VXM first (the `axes` submodule), then use
+//! these when the last axis is reduced too.
 //!
 //! The VXM works lane by lane, so a sum *across* lanes goes through the MXM:
 //! a row multiplied by an installed all-ones matrix (`y = x . 1`, weights
@@ -18,12 +20,13 @@
 //! cyclically, cover the vector). A group cannot use a value twice, so each
 //! step rereads `m` from SRAM (two reads, `rot`, `max`, write). Padding lanes
 //! are first replaced by `-f32::MAX` with a `min` against a constant row
-//! (`f32::MAX` on real lanes).
+//! (`f32::MAX` on real lanes; an integer type's smallest and largest values
+//! for an integer ReduceMax).
 //!
 //! | op | lowering | cost per row of `v` vectors (`L` = lanes) |
 //! |---|---|---|
-//! | ReduceSum, ReduceMean (last axis, keepdims) | ones-matmul, `alpha = 1/n` for the mean | `v` `mm`, 1 `emit` |
-//! | ReduceMax (last axis, keepdims) | masked `min`, then the rotation tree | `1 + log2 L` groups, `log2 L` `rot` |
+//! | ReduceSum, ReduceMean (last axis) | ones-matmul, `alpha = 1/n` for the mean | `v` `mm`, 1 `emit` |
+//! | ReduceMax (last axis) | masked `min`, then the rotation tree | `1 + log2 L` groups, `log2 L` `rot` |
 //! | LayerNormalization (last axis; with its optional Mean and InvStdDev outputs, which are the per-row vectors below) | `mean = x.1 / n` (MXM); `q = (x - mean)^2` (VXM, `x - mean` computed twice from rereads); `r = rsqrt(q.1 / n + eps)` (MXM, then `addi`, `rsqrt`); `y = (x - mean) r scale + B` | `2v` `mm`, `2` `emit`, ~`7v + 3` VXM ops, `2v + 2` groups |
 //! | RMSNormalization (last axis) | `r = rsqrt((x x).1 / n + eps)`; `y = x r scale` | `v` `mm`, `1` `emit`, ~`4v + 2` VXM ops |
 //! | Softmax (axis -1) | `m` = row max (rotation tree, exact); `e = exp(x - m)` (VXM, written); `r = rsqrt(e.1)` (MXM); `y = e r r` | `v` `mm`, `1 + log2 L` rotation steps, ~`5v + 2` VXM ops |
@@ -33,6 +36,9 @@
 //! exact and its `1/s` is `rsqrt(s)^2` (2 ulp). The `mm` counts in the table
 //! are per fp16 part (doubled for f32 rows).
 
+mod axes;
+
+use super::layout::{gather_rows, row_targets};
 use super::unary::{Ex, B};
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind, TailOp};
 use crate::alloc::TensorLoc;
@@ -50,39 +56,13 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// Softmax, the normalizations and the last-axis reductions.
+    /// Softmax, the normalizations and the reductions.
     pub(super) fn lower_rowwise(&mut self, n: &Node) -> Result<(), CompileError> {
         let xn = self.input_name(n, 0)?;
         let x = self.operand(&xn)?;
         let xs = self.shape_vec(&xn)?;
-        let rank = xs.len() as i64;
-        let last = |a: i64| a == -1 || a == rank - 1;
-        let axis_ok = match n.op_type.as_str() {
-            "Softmax" | "LayerNormalization" | "RMSNormalization" => last(n.attr_int("axis", -1)?),
-            _ => {
-                let axes: Vec<i64> = match n.input(1).filter(|s| !s.is_empty()) {
-                    Some(a) => match self.constant(a) {
-                        Some(t) => (0..t.len()).map(|i| t.values.get_f64(i) as i64).collect(),
-                        None => return self.unsupported("axes must be a constant"),
-                    },
-                    None => n
-                        .attr_ints("axes")?
-                        .map(<[i64]>::to_vec)
-                        .unwrap_or_default(),
-                };
-                if n.attr_int("keepdims", 1)? == 0 {
-                    return self.unsupported(
-                        "keepdims = 0 is not lowered (the result would change tiling)",
-                    );
-                }
-                axes.len() == 1 && last(axes[0])
-            }
-        };
-        if !axis_ok {
-            return self.unsupported("only reductions along the last axis are lowered");
-        }
-        if !x.layout.is_empty() || !x.dtype.is_float() || x.cols != *xs.last().unwrap_or(&0) {
-            return self.unsupported("a row-major float input is expected");
+        if !x.layout.is_empty() || x.cols != *xs.last().unwrap_or(&1) {
+            return self.unsupported("a row-major input is expected");
         }
         if n.op_type != "LayerNormalization"
             && n.outputs.len() > 1
@@ -90,21 +70,28 @@ impl<'a> Lowerer<'a> {
         {
             return self.unsupported("only LayerNormalization has optional outputs");
         }
-        match n.op_type.as_str() {
-            "Softmax" => self.lower_softmax(n, &x),
-            "LayerNormalization" | "RMSNormalization" => self.lower_norm(n, &x, &xs),
-            "ReduceMax" => {
-                let tail = self.prepare_tail()?;
-                let out = self.chain_output()?;
-                self.row_max(&x, &out, &tail);
-                Ok(())
-            }
-            _ => {
-                let tail = self.prepare_tail()?;
-                let out = self.chain_output()?;
-                let alpha = (n.op_type == "ReduceMean").then(|| 1.0 / x.cols as f32);
-                self.row_sum(&x, alpha, &tail, &out)
-            }
+        let op = n.op_type.as_str();
+        if !matches!(op, "Softmax" | "LayerNormalization" | "RMSNormalization") {
+            return self.lower_reduce(n, &x, &xs);
+        }
+        if !x.dtype.is_float() {
+            return self.unsupported("a float input is expected");
+        }
+        let axis = self.norm_axis(n.attr_int("axis", -1)?, xs.len())?;
+        match op {
+            "Softmax" if axis + 1 == xs.len() => self.lower_softmax(n, &x),
+            "Softmax" => self.lower_softmax_rows(n, &x, &xs, axis),
+            _ => self.lower_norm(n, &x, &xs, axis),
+        }
+    }
+
+    /// `axis` (negative counts from the end) as an index below `rank`.
+    pub(super) fn norm_axis(&self, axis: i64, rank: usize) -> Result<usize, CompileError> {
+        let a = if axis < 0 { axis + rank as i64 } else { axis };
+        if (0..rank as i64).contains(&a) {
+            Ok(a as usize)
+        } else {
+            self.unsupported(&format!("axis {axis} is out of range for rank {rank}"))
         }
     }
 
@@ -180,16 +167,40 @@ impl<'a> Lowerer<'a> {
     /// replicated [`Lowerer::const_row`]: row `r` reads copy `r % copies`
     /// through [`TensorLoc::for_row`] instead of all rows queueing on one
     /// bank port.
-    fn cap_row(&mut self, cols: usize) -> TensorLoc {
-        let key = format!("#cap{cols}");
+    ///
+    /// An integer `ty` gets its own row, its type's largest value on real
+    /// lanes and its smallest on padding lanes.
+    fn cap_row(&mut self, cols: usize, ty: DType) -> TensorLoc {
+        let int = !ty.is_float();
+        let key = if int {
+            format!("#cap{cols}{ty}")
+        } else {
+            format!("#cap{cols}")
+        };
         if let Some(l) = self.locs.get(&key) {
             return l.clone();
         }
         let padded = cols.div_ceil(self.lanes) * self.lanes;
-        let v: Vec<f32> = (0..padded)
-            .map(|i| if i < cols { f32::MAX } else { -f32::MAX })
-            .collect();
-        let l = self.const_row(&format!("lane cap ({cols} columns)"), &Values::F32(v));
+        let real = |i: usize| i < cols;
+        let v = match ty {
+            DType::I8 => Values::I8(
+                (0..padded)
+                    .map(|i| if real(i) { i8::MAX } else { i8::MIN })
+                    .collect(),
+            ),
+            DType::I32 => Values::I32(
+                (0..padded)
+                    .map(|i| if real(i) { i32::MAX } else { i32::MIN })
+                    .collect(),
+            ),
+            _ => Values::F32(
+                (0..padded)
+                    .map(|i| if real(i) { f32::MAX } else { -f32::MAX })
+                    .collect(),
+            ),
+        };
+        let what = if int { format!(" {ty}") } else { String::new() };
+        let l = self.const_row(&format!("lane cap ({cols} columns{what})"), &v);
         self.locs.insert(key, l.clone());
         l
     }
@@ -200,7 +211,7 @@ impl<'a> Lowerer<'a> {
     fn row_max(&mut self, x: &TensorLoc, out: &TensorLoc, tail: &[TailOp]) {
         let ty = x.dtype;
         let b = B(ty);
-        let cap = self.cap_row(x.cols);
+        let cap = self.cap_row(x.cols, ty);
         let steps = self.lanes.next_power_of_two().trailing_zeros() as usize;
         for r in 0..x.rows {
             // Only the last vector has padding lanes: cap it, then fold in
@@ -256,7 +267,7 @@ impl<'a> Lowerer<'a> {
             .alloc
             .tensor(&format!("{name} (row max)"), &[x.rows, self.lanes], ty);
         self.row_max(x, &mx, &[]);
-        let cap = self.cap_row(x.cols);
+        let cap = self.cap_row(x.cols, ty);
         let e = self
             .alloc
             .tensor(&format!("{name} (exp)"), &[x.rows, x.cols], ty);
@@ -321,18 +332,32 @@ impl<'a> Lowerer<'a> {
         self.eval(gb, e, ins, std::slice::from_ref(per_row), r, t)
     }
 
-    /// LayerNormalization and RMSNormalization along the last axis.
-    fn lower_norm(&mut self, n: &Node, x: &TensorLoc, xs: &[usize]) -> Result<(), CompileError> {
+    /// LayerNormalization and RMSNormalization over the axes from `axis`
+    /// to the last. Each normalized group is `g` consecutive rows (`g = 1`
+    /// for the last axis alone); with `g > 1` its rows are first added
+    /// elementwise on the VXM ([`Lowerer::fold_row_groups`]) into one row per
+    /// group, whose lane sum gives the group's statistics, and every row
+    /// of the group reads its group's per-row vectors through a view.
+    fn lower_norm(
+        &mut self,
+        n: &Node,
+        x: &TensorLoc,
+        xs: &[usize],
+        axis: usize,
+    ) -> Result<(), CompileError> {
         let ty = x.dtype;
         let b = B(ty);
         let rms = n.op_type == "RMSNormalization";
         let eps = n.attr_float("epsilon", 1e-5)? as f64;
         let name = n.name.clone();
-        let w = x.cols as f32;
+        let rank = xs.len();
+        let mask: Vec<bool> = (0..rank - 1).map(|k| k >= axis).collect();
+        let (targets, groups) = row_targets(&xs[..rank - 1], &mask);
+        let w = (x.rows / groups * x.cols) as f32;
         let scale_n = self.input_name(n, 1)?;
-        let scale = self.broadcast_operand(&scale_n, xs, false)?;
+        let scale = self.norm_operand(&scale_n, xs, axis)?;
         let bias = match n.input(2).filter(|s| !s.is_empty() && !rms) {
-            Some(bn) => Some(self.broadcast_operand(bn, xs, false)?),
+            Some(bn) => Some(self.norm_operand(bn, xs, axis)?),
             None => None,
         };
         let lanes = self.lanes;
@@ -341,10 +366,15 @@ impl<'a> Lowerer<'a> {
         } else {
             let m = self
                 .alloc
-                .tensor(&format!("{name} (mean)"), &[x.rows, lanes], DType::F32);
-            self.row_sum(x, Some(1.0 / w), &[], &m)?;
+                .tensor(&format!("{name} (mean)"), &[groups, lanes], DType::F32);
+            let folded = self.group_sums(&format!("{name} (row sums)"), x, &targets, groups);
+            self.row_sum(folded.as_ref().unwrap_or(x), Some(1.0 / w), &[], &m)?;
+            if let Some(f) = folded {
+                self.alloc.free(&f);
+            }
             Some(m)
         };
+        let mean_v = mean.as_ref().map(|m| gather_rows(m, &targets));
         // Squares (of the deviations).
         let q = self
             .alloc
@@ -360,7 +390,7 @@ impl<'a> Lowerer<'a> {
         for r in 0..x.rows {
             for t in 0..x.vpr {
                 let mut gb = self.begin();
-                let v = match &mean {
+                let v = match &mean_v {
                     Some(m) => self.eval_with_row(&mut gb, &sq, &ins, m, r, t),
                     None => self.eval(&mut gb, &sq, &ins, &[], r, t),
                 };
@@ -370,7 +400,7 @@ impl<'a> Lowerer<'a> {
         }
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of variance)"),
-            &[x.rows, lanes],
+            &[groups, lanes],
             DType::F32,
         );
         let steps = [
@@ -386,8 +416,13 @@ impl<'a> Lowerer<'a> {
                 kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
             },
         ];
-        self.row_sum(&q, Some(1.0 / w), &steps, &rs)?;
+        let folded = self.group_sums(&format!("{name} (square sums)"), &q, &targets, groups);
+        self.row_sum(folded.as_ref().unwrap_or(&q), Some(1.0 / w), &steps, &rs)?;
         self.alloc.free(&q);
+        if let Some(f) = folded {
+            self.alloc.free(&f);
+        }
+        let rs_v = gather_rows(&rs, &targets);
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         // y = (x - mean) * r * scale (+ B); the per-row vectors (mean, r)
@@ -399,14 +434,14 @@ impl<'a> Lowerer<'a> {
         for r in 0..out.rows {
             for t in 0..out.vpr {
                 let mut gb = self.begin();
-                let centred = match &mean {
+                let centred = match &mean_v {
                     Some(m) => {
                         let e = b.bin(Opcode::Sub, Ex::In(0), Ex::PerRow(0));
                         self.eval_with_row(&mut gb, &e, &ins, m, r, t)
                     }
                     None => self.eval(&mut gb, &Ex::In(0), &ins, &[], r, t),
                 };
-                let rv = self.eval_with_row(&mut gb, &Ex::PerRow(0), &ins, &rs, r, t);
+                let rv = self.eval_with_row(&mut gb, &Ex::PerRow(0), &ins, &rs_v, r, t);
                 let v = self.op(
                     &mut gb,
                     Instr::new(Opcode::Mul).typed(ty),
@@ -438,8 +473,8 @@ impl<'a> Lowerer<'a> {
             }
         }
         // LayerNormalization's optional outputs, Mean and InvStdDev
-        // (`[.., 1]`: one vector per row, the value in lane 0), are the
-        // per-row vectors themselves, which hold it in every lane.
+        // (`[.., 1]`: one vector per group, the value in lane 0), are the
+        // per-group vectors themselves, which hold it in every lane.
         let stats = [mean, Some(rs)];
         for (k, t) in stats.into_iter().enumerate() {
             let Some(t) = t else { continue };

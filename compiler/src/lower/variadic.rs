@@ -5,7 +5,7 @@
 //! | Sum, Max, Min | per output vector, read every operand (each the result's shape, a row, or a constant row) and fold them left to right with VXM `add`/`max`/`min`, as the interpreter does. |
 //! | Where | in two groups per vector (a single one needs more streams than `tiny` has): `t = x * c` written to the result's place, then `t + y * (1 - c)`, with `c = cvt(cond)` (0 or 1). Exact for finite `x` and `y`; an infinite or NaN operand that is not selected poisons the result (`inf * 0`), where the interpreter would not. |
 //! | PRelu | `relu(x) + slope * min(x, 0)`: exact (`x + 0` and `0 + s*x` round to themselves), with the slope as a row and `0` as the zero vector. |
-//! | Expand | a copy of the operand's row for every result row (row broadcasts only). |
+//! | Expand | a copy of the operand's row for every result row (row broadcasts only: along the rows, each result row reads the operand row it broadcasts from). |
 
 use super::{Lowerer, Place};
 use crate::alloc::TensorLoc;
@@ -21,6 +21,24 @@ impl<'a> Lowerer<'a> {
             return self.unsupported("output has no inferred type");
         };
         Ok((info.shape.clone(), info.dtype, self.cl.contains(&name)))
+    }
+
+    /// The operand `name` of shape `from`, stored as `loc` (its own storage
+    /// or its lane broadcast), with one row per row of a result of shape
+    /// `to` ([`Broadcast::Rows`](super::layout::Broadcast::Rows)).
+    pub(super) fn rows_of(
+        &self,
+        loc: TensorLoc,
+        name: &str,
+        from: &[usize],
+        to: &[usize],
+    ) -> Result<TensorLoc, CompileError> {
+        match super::layout::rows_view(loc, from, to) {
+            Some(l) => Ok(l),
+            None => self.unsupported(&format!(
+                "operand '{name}' of shape {from:?} is not stored as the row-major rows that broadcast to {to:?}"
+            )),
+        }
     }
 
     /// Sum, Max and Min over any number of operands.
