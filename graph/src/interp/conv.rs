@@ -46,6 +46,48 @@ fn taps(g: &ConvGeom) -> Vec<Vec<u32>> {
         .collect()
 }
 
+/// A run of output positions `p0..p0 + len` whose taps read the input at
+/// `off0, off0 + step, ...` (no padding inside): the inner loop walks it
+/// without a per-element padding test or offset table, so it vectorizes.
+#[derive(Clone, Copy)]
+struct Run {
+    p0: usize,
+    len: usize,
+    off0: usize,
+    step: usize,
+}
+
+/// [`taps`] of one kernel position as runs of evenly spaced offsets.
+fn runs(tk: &[u32]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    for (p, &off) in tk.iter().enumerate() {
+        if off == PAD {
+            continue;
+        }
+        let off = off as usize;
+        if let Some(r) = out.last_mut() {
+            if r.p0 + r.len == p {
+                if r.len == 1 && off > r.off0 {
+                    r.step = off - r.off0;
+                    r.len = 2;
+                    continue;
+                }
+                if r.len > 1 && off == r.off0 + r.len * r.step {
+                    r.len += 1;
+                    continue;
+                }
+            }
+        }
+        out.push(Run {
+            p0: p,
+            len: 1,
+            off0: off,
+            step: 1,
+        });
+    }
+    out
+}
+
 /// The shared loop: for every output element `[n, m, o..]`, `acc = zero`,
 /// then `acc = step(acc, x, w, m)` over (input channel of the group, kernel
 /// position) ascending, skipping padding. It runs one output plane at a
@@ -58,27 +100,45 @@ fn conv_loop<T: Copy + Sync, A: Copy + Send>(
     zero: A,
     step: impl Fn(A, T, T, usize) -> A + Sync,
 ) -> Vec<A> {
-    let taps = taps(g);
+    let taps: Vec<Vec<Run>> = taps(g).iter().map(|t| runs(t)).collect();
     let ksize: usize = g.win.kernel.iter().product();
     let isize: usize = g.input.iter().product();
     let osize: usize = g.win.out.iter().product();
     let (cg, mg) = (g.cin / g.group, g.cout / g.group);
     let mut y = vec![zero; g.n * g.cout * osize];
     // Output planes are independent and each keeps its summation order, so
-    // the result does not depend on the thread count.
-    y.par_chunks_mut(osize.max(1))
+    // the result does not depend on the thread count. A task takes
+    // `PLANES` planes at once, so each input plane is read once for all of
+    // them (the loop is memory-bound otherwise).
+    const PLANES: usize = 8;
+    let osize1 = osize.max(1);
+    y.par_chunks_mut(osize1 * PLANES)
         .enumerate()
-        .for_each(|(plane, acc)| {
-            let (n, m) = (plane / g.cout, plane % g.cout);
-            let grp = m / mg;
+        .for_each(|(chunk, accs)| {
+            let planes: Vec<(usize, usize, usize)> = (0..accs.len() / osize1)
+                .map(|j| {
+                    let plane = chunk * PLANES + j;
+                    let (n, m) = (plane / g.cout, plane % g.cout);
+                    (n, m, m / mg)
+                })
+                .collect();
             for ci in 0..cg {
-                let xs = &x[(n * g.cin + grp * cg + ci) * isize..][..isize];
-                let wb = (m * cg + ci) * ksize;
                 for (kp, tk) in taps.iter().enumerate() {
-                    let wv = w[wb + kp];
-                    for (a, &off) in acc.iter_mut().zip(tk) {
-                        if off != PAD {
-                            *a = step(*a, xs[off as usize], wv, m);
+                    for (acc, &(n, m, grp)) in accs.chunks_mut(osize1).zip(&planes) {
+                        let xs = &x[(n * g.cin + grp * cg + ci) * isize..][..isize];
+                        let wv = w[(m * cg + ci) * ksize + kp];
+                        for r in tk {
+                            let out = &mut acc[r.p0..r.p0 + r.len];
+                            if r.step == 1 {
+                                for (a, &xv) in out.iter_mut().zip(&xs[r.off0..r.off0 + r.len]) {
+                                    *a = step(*a, xv, wv, m);
+                                }
+                            } else {
+                                let strided = xs[r.off0..].iter().step_by(r.step);
+                                for (a, &xv) in out.iter_mut().zip(strided) {
+                                    *a = step(*a, xv, wv, m);
+                                }
+                            }
                         }
                     }
                 }
