@@ -640,6 +640,7 @@ const MAMF: &str = "ml-engineering, \"Maximum Achievable Matmul FLOPS comparison
 const TRT_ZOO: &str = "NVIDIA TensorRT TensorFlow-Quantization toolkit docs, \"Model Zoo Results\" (A100, TensorRT 8.4, PTQ INT8)";
 const DEMOBERT: &str = "NVIDIA/TensorRT demo/BERT README, \"Inference performance: NVIDIA A100 (40GB)\" (average latency)";
 const TRT_LLM: &str = "NVIDIA/TensorRT-LLM docs/source/performance.md, \"Low Latency\" first-token latency (TensorRT-LLM v0.5)";
+const MEASURE_H200: &str = "benches/gpu/measure.py and extra_points.py on this project's device (NVIDIA H200, driver 580.159.04, torch 2.11.0+cu130), 2026-11-27";
 const GPT_FAST: &str = "pytorch-labs/gpt-fast README, Benchmarks (A100-80GB, batch 1)";
 
 /// The calibration points, in table order.
@@ -844,6 +845,71 @@ pub fn points() -> Vec<Point> {
             GPT_FAST,
             "104.9 tokens/s; card power-limited to 330 W (source: about 1700 GB/s reachable)",
             llama_decode(32, 4096, 11008, 32000, 100, 2.0),
+        ),
+        p(
+            "gemm-h200-4096",
+            "h200",
+            "NVIDIA H200",
+            None,
+            "BF16 GEMM 4096x4096x4096",
+            Tflops,
+            668.80,
+            Graphs,
+            MEASURE_H200,
+            "mean of 200 CUDA-event times",
+            single(4096, 4096, 4096),
+        ),
+        p(
+            "gemv-h200-8192",
+            "h200",
+            "NVIDIA H200",
+            None,
+            "BF16 GEMV 1x8192x8192",
+            Tflops,
+            2.73,
+            Graphs,
+            MEASURE_H200,
+            "mean of 200 CUDA-event times; bandwidth-bound: the 8192x8192 operand streams from HBM as weights do",
+            vec![Kernel::gemm(
+                "gemv",
+                "MatMul",
+                GemmDims {
+                    m: 1,
+                    n: 8192,
+                    k: 8192,
+                    batch: 1,
+                },
+                Precision::Fp16,
+                2.0,
+                2.0,
+                true,
+            )],
+        ),
+        p(
+            "resnet50-h200-torch",
+            "h200",
+            "NVIDIA H200",
+            None,
+            "ResNet-50 v1.5, batch 1, FP16",
+            LatencyMs,
+            0.946,
+            Graphs,
+            MEASURE_H200,
+            "PyTorch with cuDNN (benchmark mode, channels-last), no layer fusion: per-layer kernels, not a TensorRT engine; p50 of 200 graph replays",
+            resnet_v1([3, 4, 6, 3], Precision::Fp16),
+        ),
+        p(
+            "bert-base-h200-torch",
+            "h200",
+            "NVIDIA H200",
+            None,
+            "BERT-base, seq 128, batch 1, FP16",
+            LatencyMs,
+            1.147,
+            Graphs,
+            MEASURE_H200,
+            "Hugging Face BertModel in PyTorch, no fusion; p50 of 200 graph replays",
+            bert(12, 768, 12, 1, 128),
         ),
     ]
 }
