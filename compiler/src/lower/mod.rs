@@ -12,6 +12,7 @@
 //! | Reshape/Transpose into and out of attention heads, MatMul `Q.K^T` and `P.V` | head views of `[S, H]` storage, K transposed on the SXM/VXM, products with computed weights ([`attention`]). |
 //! | Decode attention (one new token over a KV cache: `Concat` of a past-key input and the new key, scores, Softmax, context) | the cache stored token-major (one row of `heads*d` lanes per token); per-head lane sums on the MXM, the softmax and `P.V` lane-parallel across token rows on the VXM, no lane moves ([`decode`]). |
 //! | Gather, Slice (rows), nodes of constants only | row copies, one-hot products for embedding lookups, compile-time folding ([`select`]). |
+//! | Reshape/Flatten/Squeeze/Unsqueeze that change the tiling, Concat, Split, Slice across lanes, Transpose | lane moves: each result vector built from pieces of source vectors, shifted into place on the SXM and merged by integer adds on the VXM, bit for bit ([`lanes`]); a Reshape whose tiles line up is a view. |
 //!
 //! **Fusion.** An elementwise node (Relu, Cast, QuantizeLinear,
 //! DequantizeLinear, or Add/Sub/Mul whose other operand is already
@@ -27,6 +28,7 @@
 
 mod attention;
 mod decode;
+mod lanes;
 mod layout;
 mod rowwise;
 mod select;
@@ -334,7 +336,7 @@ fn free_points(g: &Graph, tails: &[Vec<usize>]) -> Vec<Vec<String>> {
                 .max()
                 .unwrap_or(step)
                 .max(step);
-            out[last].push(t.clone());
+            out[last].extend(class.iter().map(|m| m.to_string()));
         }
     }
     out
@@ -441,9 +443,19 @@ pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowe
         if probes {
             l.record_probes(i, &mut writers, &mut probed);
         }
+        // A class's members share the root's vectors, except a reshape
+        // whose elements moved (`lanes.rs`): free each storage once.
+        let mut freed = BTreeSet::new();
         for t in &frees[i] {
             if let Some(loc) = l.locs.remove(t) {
-                l.alloc.free(&loc);
+                if loc
+                    .vectors
+                    .iter()
+                    .all(|v| !freed.contains(&(v.slice, v.addr)))
+                {
+                    freed.extend(loc.vectors.iter().map(|v| (v.slice, v.addr)));
+                    l.alloc.free(&loc);
+                }
             }
         }
     }
@@ -458,16 +470,7 @@ pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowe
             )));
         }
         let loc = l.operand(name)?;
-        Ok(Binding {
-            name: name.to_string(),
-            dtype: loc.dtype,
-            shape: info.shape.clone(),
-            rows: loc.rows,
-            cols: loc.cols,
-            vectors: loc.vectors.clone(),
-            layout: loc.layout.clone(),
-            view: loc.view.clone(),
-        })
+        Ok(binding(name, &info.shape, &loc))
     };
     let inputs = graph
         .inputs
@@ -489,6 +492,20 @@ pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowe
         sram_bytes,
         probes: probed,
     })
+}
+
+/// The binding of tensor `name` (declared `shape`) stored at `loc`.
+fn binding(name: &str, shape: &[usize], loc: &TensorLoc) -> Binding {
+    Binding {
+        name: name.to_string(),
+        dtype: loc.dtype,
+        shape: shape.to_vec(),
+        rows: loc.rows,
+        cols: loc.cols,
+        vectors: loc.vectors.clone(),
+        layout: loc.layout.clone(),
+        view: loc.view.clone(),
+    }
 }
 
 impl Lowerer<'_> {
@@ -520,16 +537,7 @@ impl Lowerer<'_> {
                 };
                 writers.insert(t.clone(), writer);
                 out.push(Probe {
-                    binding: Binding {
-                        name: t.clone(),
-                        dtype: loc.dtype,
-                        shape: info.shape.clone(),
-                        rows: loc.rows,
-                        cols: loc.cols,
-                        vectors: loc.vectors.clone(),
-                        layout: loc.layout.clone(),
-                        view: loc.view.clone(),
-                    },
+                    binding: binding(t, &info.shape, loc),
                     writer,
                 });
             }
@@ -980,6 +988,7 @@ impl<'a> Lowerer<'a> {
             "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" => self.lower_pool(n),
             "BatchNormalization" => self.lower_batchnorm(n),
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => self.lower_reshape(n),
+            "Transpose" => self.lower_transpose(n),
             other => self.unsupported(&format!(
                 "operator '{other}' has no lowering yet (lowered: MatMul, Gemm, MatMulInteger, Add, Sub, Mul, Relu, Cast, Identity, QuantizeLinear, DequantizeLinear)"
             )),

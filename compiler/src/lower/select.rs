@@ -66,6 +66,8 @@ impl<'a> Lowerer<'a> {
         match n.op_type.as_str() {
             "Gather" => self.lower_gather(n),
             "Slice" => self.lower_slice(n),
+            "Concat" => self.lower_concat(n),
+            "Split" => self.lower_split(n),
             other => self.unsupported(&format!(
                 "{other} of computed tensors is not lowered yet (only of constants)"
             )),
@@ -125,14 +127,18 @@ impl<'a> Lowerer<'a> {
         let rank = xs.len() as i64;
         let axes = ints(3).unwrap_or_else(|| (0..starts.len() as i64).collect());
         let steps = ints(4).unwrap_or_else(|| vec![1; starts.len()]);
-        if axes.len() != 1 || steps != [1] || !x.layout.is_empty() {
-            return self.unsupported("only a unit-step slice along one row axis is lowered");
+        let axis = axes
+            .first()
+            .map(|&a| if a < 0 { a + rank } else { a } as usize);
+        if axes.len() != 1
+            || steps != [1]
+            || !x.layout.is_empty()
+            || axis >= Some(xs.len().saturating_sub(1))
+        {
+            // Lanes move (see `lanes.rs`).
+            return self.lower_slice_lanes(n, &starts, &axes, &steps);
         }
-        let axis = if axes[0] < 0 { axes[0] + rank } else { axes[0] } as usize;
-        if axis + 1 >= xs.len() {
-            return self
-                .unsupported("a slice along the last (lane) axis needs lane moves (not lowered)");
-        }
+        let axis = axis.unwrap_or(0);
         let dim = xs[axis] as i64;
         let clamp = |v: i64| if v < 0 { (v + dim).max(0) } else { v.min(dim) } as usize;
         let (s, e) = (clamp(starts[0]), clamp(ends[0]));

@@ -1095,8 +1095,7 @@ impl<'a> Lowerer<'a> {
             self.locs.insert(yn, loc);
             return Ok(());
         }
-        self.unsupported(&format!(
-            "reshaping {xs:?} to {ys:?} changes how elements are tiled into lane vectors, which needs lane moves (not lowered yet)"
-        ))
+        // Elements move to other lanes (see `lanes.rs`).
+        self.lower_relayout(n)
     }
 }
