@@ -6,7 +6,6 @@ use crate::group::{Group, MemberRef};
 use crate::schedule::Placed;
 use lpu_isa::program::{Binding, Dep, DepKind, MemInit, NodeInfo, QueueProgram, Slot};
 use lpu_isa::{ChipConfig, Instr, Opcode, Program, QueueId};
-use std::collections::BTreeMap;
 
 /// Everything emission needs besides the schedule.
 pub struct EmitInput<'a> {
@@ -36,10 +35,14 @@ enum Entry {
 /// `delay(notify)`.
 pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> Program {
     let base = input.chip.delay(Opcode::Notify) as u64;
-    let mut by_queue: BTreeMap<QueueId, Vec<(u64, MemberRef)>> = BTreeMap::new();
+    // Every placed member by (queue, cycle): one sort instead of a map
+    // lookup per member.
+    let mut all: Vec<(QueueId, u64, MemberRef)> =
+        Vec::with_capacity(placed.iter().map(Vec::len).sum());
     for (gi, g) in placed.iter().enumerate() {
         for (mi, p) in g.iter().enumerate() {
-            by_queue.entry(p.queue).or_default().push((
+            all.push((
+                p.queue,
                 p.cycle + base,
                 MemberRef {
                     group: gi as u32,
@@ -48,19 +51,19 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
             ));
         }
     }
+    all.sort_unstable();
     let mut lists: Vec<(QueueId, Vec<Entry>)> = vec![(QueueId::ICU, vec![Entry::Notify])];
-    for (q, mut items) in by_queue {
-        items.sort();
+    for items in all.chunk_by(|a, b| a.0 == b.0) {
         let mut entries = vec![Entry::Sync];
         let mut cur = base;
-        for (t, r) in items {
+        for &(_, t, r) in items {
             if t > cur {
                 entries.push(Entry::Nop(t - cur));
             }
             entries.push(Entry::Member(r));
             cur = t + 1;
         }
-        lists.push((q, entries));
+        lists.push((items[0].0, entries));
     }
     // Ids: the NOTIFY is i0, then the SYNCs, then every scheduled
     // instruction in (cycle, queue) order, so ids grow with time in traces;

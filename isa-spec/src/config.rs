@@ -495,6 +495,9 @@ impl ChipConfig {
     /// Functional delay of an opcode on this chip: the ISA table's default
     /// unless `latency_overrides` names it.
     pub fn delay(&self, op: Opcode) -> u32 {
+        if self.latency_overrides.is_empty() {
+            return op.info().delay;
+        }
         self.latency_overrides
             .get(op.info().mnemonic)
             .copied()
