@@ -1050,10 +1050,14 @@ impl<'p> Engine<'p> {
                     format!("mm on plane mxm@{x} before any weights were installed"),
                     None,
                 ))?;
-                let v = match (&a, &pl.wide) {
-                    _ if self.timing => vxm::matvec_type(&a, rows),
-                    (Values::F16(xv), Some(w)) => Ok(vxm::matvec_f16(xv, w, lanes)),
-                    _ => vxm::matvec(&a, rows, lanes),
+                let wide = match &pl.wide {
+                    Some(w) if !self.timing => vxm::matvec_wide(&a, w, lanes),
+                    _ => None,
+                };
+                let v = match wide {
+                    Some(v) => Ok(v),
+                    None if self.timing => vxm::matvec_type(&a, rows),
+                    None => vxm::matvec(&a, rows, lanes),
                 }
                 .map_err(|m| (HazardKind::MxmState, m, None))?;
                 self.effects.entry(t + d).or_default().push(Effect::Acc {

@@ -230,45 +230,87 @@ pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, Strin
     }
 }
 
-/// Installed fp16 weight rows widened to f32 once at install, for
-/// [`matvec_f16`]: a plane's weights serve many passes, and widening each
-/// weight on every pass was most of a BERT run's time.
+/// Installed weight rows widened once at install, for [`matvec_wide`]: a
+/// plane's weights serve many passes, and widening each weight on every
+/// pass was most of a BERT run's time (fp16) and a seventh of a ResNet-50
+/// run's (int8).
 #[derive(Clone, Debug, PartialEq)]
-pub struct WideWeights {
-    /// Each row, as f32.
-    rows: Vec<Vec<f32>>,
-    /// Whether each row is all finite (a zero input may then be skipped).
-    finite: Vec<bool>,
+pub enum WideWeights {
+    /// fp16 rows as f32.
+    F16 {
+        /// Each row, as f32.
+        rows: Vec<Vec<f32>>,
+        /// Whether each row is all finite (a zero input may then be skipped).
+        finite: Vec<bool>,
+    },
+    /// int8 rows as i32.
+    I8 {
+        /// Each row, as i32.
+        rows: Vec<Vec<i32>>,
+    },
 }
 
 impl WideWeights {
-    /// The widened form of `rows` when every row is fp16, else `None`.
+    /// The widened form of `rows` when they are all fp16 or all int8, else
+    /// `None`.
     pub fn new(rows: &[Values]) -> Option<WideWeights> {
-        let mut wide = Vec::with_capacity(rows.len());
-        let mut finite = Vec::with_capacity(rows.len());
-        for r in rows {
-            let Values::F16(w) = r else { return None };
-            finite.push(w.iter().all(|v| v.is_finite()));
-            wide.push(w.iter().map(|v| v.to_f32()).collect());
+        match rows.first()? {
+            Values::F16(_) => {
+                let mut wide = Vec::with_capacity(rows.len());
+                let mut finite = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let Values::F16(w) = r else { return None };
+                    finite.push(w.iter().all(|v| v.is_finite()));
+                    wide.push(w.iter().map(|v| v.to_f32()).collect());
+                }
+                Some(WideWeights::F16 { rows: wide, finite })
+            }
+            Values::I8(_) => {
+                let mut wide = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let Values::I8(w) = r else { return None };
+                    wide.push(w.iter().map(|&v| v as i32).collect());
+                }
+                Some(WideWeights::I8 { rows: wide })
+            }
+            _ => None,
         }
-        Some(WideWeights { rows: wide, finite })
     }
 }
 
-/// [`matvec`] for fp16 activations against weights widened by
-/// [`WideWeights::new`]: the same arithmetic, in the same order.
-pub fn matvec_f16(xv: &[f16], w: &WideWeights, lanes: usize) -> Values {
-    let mut out = vec![0f32; lanes];
-    for ((x, row), finite) in xv.iter().zip(&w.rows).zip(&w.finite) {
-        let xk = x.to_f32();
-        if xk == 0.0 && *finite {
-            continue;
+/// [`matvec`] against weights widened by [`WideWeights::new`]: the same
+/// arithmetic, in the same order; `None` when `x` is not of the weights'
+/// type (then [`matvec`] gives the error).
+pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> {
+    match (x, w) {
+        (Values::F16(xv), WideWeights::F16 { rows, finite }) => {
+            let mut out = vec![0f32; lanes];
+            for ((x, row), finite) in xv.iter().zip(rows).zip(finite) {
+                let xk = x.to_f32();
+                if xk == 0.0 && *finite {
+                    continue;
+                }
+                for (o, wv) in out.iter_mut().zip(row) {
+                    *o += xk * wv;
+                }
+            }
+            Some(Values::F32(out))
         }
-        for (o, wv) in out.iter_mut().zip(row) {
-            *o += xk * wv;
+        (Values::I8(xv), WideWeights::I8 { rows }) => {
+            let mut out = vec![0i32; lanes];
+            for (&x, row) in xv.iter().zip(rows) {
+                let xk = x as i32;
+                if xk == 0 {
+                    continue;
+                }
+                for (o, wv) in out.iter_mut().zip(row) {
+                    *o = o.wrapping_add(xk.wrapping_mul(*wv));
+                }
+            }
+            Some(Values::I32(out))
         }
+        _ => None,
     }
-    Values::F32(out)
 }
 
 /// The type checks of [`matvec`] without the arithmetic (timing-only
