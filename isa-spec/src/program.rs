@@ -408,32 +408,43 @@ impl Program {
                 })?;
             }
         }
-        let outputs: BTreeMap<u32, usize> = self
-            .queues
-            .iter()
-            .flat_map(|q| &q.slots)
-            .map(|s| {
-                (
-                    s.id,
-                    if s.instr.op.writes_stream() {
-                        s.instr.dst_groups()
-                    } else {
-                        0
-                    },
-                )
-            })
-            .collect();
+        // Output stream groups by instruction id: a dense table when the ids
+        // are (as the compiler numbers them) about 0..n, else a map.
+        let groups_of = |s: &Slot| {
+            if s.instr.op.writes_stream() {
+                s.instr.dst_groups()
+            } else {
+                0
+            }
+        };
+        let slots = self.queues.iter().flat_map(|q| &q.slots);
+        let count = slots.clone().count();
+        let max_id = slots.clone().map(|s| s.id as usize).max().unwrap_or(0);
+        let (dense, sparse): (Vec<Option<usize>>, BTreeMap<u32, usize>) =
+            if max_id <= 2 * count + 1024 {
+                let mut d = vec![None; max_id + 1];
+                for s in slots {
+                    d[s.id as usize] = Some(groups_of(s));
+                }
+                (d, BTreeMap::new())
+            } else {
+                (Vec::new(), slots.map(|s| (s.id, groups_of(s))).collect())
+            };
+        let outputs = |id: u32| match dense.get(id as usize) {
+            Some(g) => *g,
+            None => sparse.get(&id).copied(),
+        };
         for q in &self.queues {
             for s in &q.slots {
                 for d in &s.deps {
-                    let Some(groups) = outputs.get(&d.on) else {
+                    let Some(groups) = outputs(d.on) else {
                         return err(format!(
                             "queue {}, instruction i{}: depends on unknown instruction i{}",
                             q.queue, s.id, d.on
                         ));
                     };
                     let stream = matches!(d.kind, DepKind::Src | DepKind::Src2);
-                    if (stream && d.group as usize >= *groups) || (!stream && d.group != 0) {
+                    if (stream && d.group as usize >= groups) || (!stream && d.group != 0) {
                         return err(format!(
                             "queue {}, instruction i{}: reads stream group {} of i{}, which writes {groups}",
                             q.queue, s.id, d.group, d.on
