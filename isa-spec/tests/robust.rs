@@ -92,3 +92,35 @@ proptest! {
         let _ = asm::assemble(&lines.join("\n"));
     }
 }
+
+/// A dependence on an id no instruction has is an error, whether the ids
+/// are dense (the compiler's numbering) or sparse.
+#[test]
+fn dependences_on_unknown_ids_are_refused() {
+    use lpu_isa::program::{Dep, DepKind};
+    let base = sample();
+    for (renumber, missing) in [(0u32, 7u32), (1_000_000, 999_999)] {
+        let mut p = base.clone();
+        for q in &mut p.queues {
+            for s in &mut q.slots {
+                s.id += renumber;
+            }
+        }
+        p.validate().expect("the renumbered sample is valid");
+        let last = p
+            .queues
+            .last_mut()
+            .and_then(|q| q.slots.last_mut())
+            .expect("a slot");
+        last.deps.push(Dep {
+            on: missing,
+            kind: DepKind::Order(0),
+            group: 0,
+        });
+        let e = p.validate().expect_err("unknown dependence").to_string();
+        assert!(
+            e.contains(&format!("unknown instruction i{missing}")),
+            "{e}"
+        );
+    }
+}
