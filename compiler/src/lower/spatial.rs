@@ -188,14 +188,16 @@ impl<'a> Lowerer<'a> {
         let yn = n.outputs.first().cloned().unwrap_or_default();
         let x = self.operand(&xn)?;
         let (xs, ys) = (self.shape_of(&xn)?, self.shape_of(&yn)?);
+        // Constant weights first: a 1-D convolution with constant weights
+        // reaches the lowering as a 2-D one (`passes::spatial1d`).
+        let Some(wt) = self.constant(&wn) else {
+            return self.unsupported(&format!("weights '{wn}' must be a constant"));
+        };
         if xs.len() != 4 || (x.layout != NHWC && x.view.is_empty()) {
             return self.unsupported(
                 "only 2-D convolutions (4-D NCHW input, stored channels-last) are lowered",
             );
         }
-        let Some(wt) = self.constant(&wn) else {
-            return self.unsupported(&format!("weights '{wn}' must be a constant"));
-        };
         if wt.shape.len() != 4 {
             return self.unsupported("weights must be 4-D [Cout, Cin/group, kH, kW]");
         }
@@ -516,13 +518,14 @@ impl<'a> Lowerer<'a> {
         let yn = n.outputs.first().cloned().unwrap_or_default();
         let x = self.operand(&xn)?;
         let (xs, ys) = (self.shape_of(&xn)?, self.shape_of(&yn)?);
+        // Constant weights first, as for Conv.
+        let Some(wt) = self.constant(&wn) else {
+            return self.unsupported(&format!("weights '{wn}' must be a constant"));
+        };
         if xs.len() != 4 || x.layout != NHWC {
             return self
                 .unsupported("only 2-D transposed convolutions (4-D NCHW input) are lowered");
         }
-        let Some(wt) = self.constant(&wn) else {
-            return self.unsupported(&format!("weights '{wn}' must be a constant"));
-        };
         if wt.shape.len() != 4 {
             return self.unsupported("weights must be 4-D [Cin, Cout/group, kH, kW]");
         }

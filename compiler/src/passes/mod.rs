@@ -12,6 +12,8 @@
 //!            │          elimination                     │ mixed: int8 + fp16
 //!            │ split    Split of a product -> products  │   + f32 reductions
 //!            │ lrn      LRN -> banded 1x1 Conv + VXM ops│
+//!            │ spatial1d 1-D Conv/pool -> 2-D (H = 1)   │
+//!            │ gemm     Gemm transA -> Transpose of A   │
 //!            │ dce      dead nodes and initializers     │
 //!            └── repeated to a fixed point
 //! ```
@@ -36,6 +38,11 @@
 //! - [`lrn`]: LRN becomes a banded 1x1 Conv (the across-channel sum of
 //!   squares, on the MXM) and elementwise ops (for the `beta`s the `Pow`
 //!   lowering computes).
+//! - [`spatial1d`]: a 1-D Conv, ConvInteger, ConvTranspose or pool on a
+//!   3-D `[N, C, L]` input becomes Unsqueeze -> the 2-D operator with a
+//!   window of height 1 -> Squeeze.
+//! - [`gemm`]: a `Gemm` with `transA = 1` reads a transposed left operand
+//!   (a `Transpose` node, or a constant transposed at compile time) instead.
 //! - [`precision`] / [`quantize`] / [`calib`]: the precision rewrite
 //!   ([`Precision`], [`apply_precision`]).
 //!
@@ -59,10 +66,12 @@ pub mod bn;
 pub mod calib;
 pub mod dce;
 pub mod fold;
+pub mod gemm;
 pub mod layout;
 pub mod lrn;
 pub mod precision;
 pub mod quantize;
+pub mod spatial1d;
 pub mod split;
 
 pub use calib::{calibration_inputs, DEFAULT_CALIB_SAMPLES, DEFAULT_CALIB_SEED};
@@ -95,14 +104,19 @@ pub struct OptimizeStats {
     pub split: usize,
     /// LRN nodes rewritten as a banded Conv and elementwise ops.
     pub lrn: usize,
+    /// 1-D spatial nodes rewritten as 2-D ones.
+    pub spatial1d: usize,
+    /// Gemms with `transA = 1` given a transposed left operand.
+    pub gemm: usize,
     /// Dead nodes and unused initializers removed.
     pub dead: usize,
     /// Rounds run.
     pub rounds: usize,
 }
 
-/// Runs the graph passes ([`fold`], [`bn`], [`layout`], [`split`], [`lrn`], [`dce`]) to a fixed
-/// point (at most [`MAX_ROUNDS`] rounds) and returns the optimized graph.
+/// Runs the graph passes ([`fold`], [`bn`], [`layout`], [`split`], [`lrn`],
+/// [`spatial1d`], [`gemm`], [`dce`]) to a fixed point (at most
+/// [`MAX_ROUNDS`] rounds) and returns the optimized graph.
 /// The result computes the same outputs as `graph` under the reference
 /// interpreter, exactly except where BatchNormalization was folded (the
 /// folded weights round differently).
@@ -127,6 +141,8 @@ pub fn optimize_owned(graph: Graph) -> Result<(Graph, OptimizeStats), CompileErr
         let (g3, layout) = layout::eliminate_layout(g2)?;
         let (g3, split) = split::split_products(g3)?;
         let (g3, lrn) = lrn::decompose_lrn(g3)?;
+        let (g3, spatial1d) = spatial1d::lift_1d(g3)?;
+        let (g3, gemm) = gemm::untranspose_gemm_a(g3)?;
         let (g4, dead) = dce::eliminate_dead(g3)?;
         g = g4;
         stats.folded += folded;
@@ -134,8 +150,10 @@ pub fn optimize_owned(graph: Graph) -> Result<(Graph, OptimizeStats), CompileErr
         stats.layout += layout;
         stats.split += split;
         stats.lrn += lrn;
+        stats.spatial1d += spatial1d;
+        stats.gemm += gemm;
         stats.dead += dead;
-        if folded + bn_folded + layout + split + lrn + dead == 0 {
+        if folded + bn_folded + layout + split + lrn + spatial1d + gemm + dead == 0 {
             break;
         }
     }
