@@ -17,11 +17,8 @@
 
 use lpu_graph::{AttrValue, Graph, Node, Tensor};
 
-use super::{constant, Names, Parts};
+use super::{constant, rewrite_nodes, Names, Rewrite};
 use crate::CompileError;
-
-/// What replaces one Gemm: its nodes and their new initializers.
-type Rewrite = (Vec<Node>, Vec<(String, Tensor)>);
 
 /// Whether `n` is a Gemm with a nonzero `transA`.
 fn transposes_a(n: &Node) -> bool {
@@ -73,37 +70,7 @@ fn plan(g: &Graph, names: &mut Names, n: &Node) -> Option<Rewrite> {
 /// Rewrites every `Gemm` with `transA = 1` (see the module doc); returns the
 /// graph and the number rewritten.
 pub fn untranspose_gemm_a(g: Graph) -> Result<(Graph, usize), CompileError> {
-    if !g.nodes.iter().any(transposes_a) {
-        return Ok((g, 0));
-    }
-    let mut names = Names::of(&g);
-    let plans: Vec<Option<Rewrite>> = g
-        .nodes
-        .iter()
-        .map(|n| {
-            if transposes_a(n) {
-                plan(&g, &mut names, n)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let count = plans.iter().flatten().count();
-    if count == 0 {
-        return Ok((g, 0));
-    }
-    let mut parts = Parts::of(g);
-    let nodes = std::mem::take(&mut parts.nodes);
-    for (n, p) in nodes.into_iter().zip(plans) {
-        match p {
-            Some((new, inits)) => {
-                parts.nodes.extend(new);
-                parts.initializers.extend(inits);
-            }
-            None => parts.nodes.push(n),
-        }
-    }
-    Ok((parts.rebuild("gemm")?, count))
+    rewrite_nodes(g, "gemm", |_, n| transposes_a(n), plan)
 }
 
 #[cfg(test)]

@@ -24,15 +24,12 @@
 
 use lpu_graph::{AttrValue, DType, Graph, Node, Tensor, Values};
 
-use super::{Names, Parts};
+use super::{rewrite_nodes, Names, Rewrite};
 use crate::CompileError;
 
 /// The exponents `-beta` the lowering's `Pow` computes (see
 /// `lower/unary.rs`).
 const LOWERED_BETAS: [f32; 6] = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0];
-
-/// What replaces one LRN node: its nodes and their new initializers.
-type Rewrite = (Vec<Node>, Vec<(String, Tensor)>);
 
 fn scalar(v: f32) -> Option<Tensor> {
     Tensor::new(vec![], Values::F32(vec![v])).ok()
@@ -115,34 +112,7 @@ fn plan(g: &Graph, names: &mut Names, n: &Node) -> Option<Rewrite> {
 /// Rewrites every LRN that [`plan`] accepts (see the module doc); returns
 /// the graph and the number rewritten.
 pub fn decompose_lrn(g: Graph) -> Result<(Graph, usize), CompileError> {
-    if !g.nodes.iter().any(|n| n.op_type == "LRN") {
-        return Ok((g, 0));
-    }
-    let mut names = Names::of(&g);
-    let mut plans: Vec<Option<Rewrite>> = Vec::new();
-    for n in &g.nodes {
-        plans.push(if n.op_type == "LRN" {
-            plan(&g, &mut names, n)
-        } else {
-            None
-        });
-    }
-    let count = plans.iter().flatten().count();
-    if count == 0 {
-        return Ok((g, 0));
-    }
-    let mut parts = Parts::of(g);
-    let nodes = std::mem::take(&mut parts.nodes);
-    for (n, p) in nodes.into_iter().zip(plans) {
-        match p {
-            Some((new, inits)) => {
-                parts.nodes.extend(new);
-                parts.initializers.extend(inits);
-            }
-            None => parts.nodes.push(n),
-        }
-    }
-    Ok((parts.rebuild("lrn")?, count))
+    rewrite_nodes(g, "lrn", |_, n| n.op_type == "LRN", plan)
 }
 
 #[cfg(test)]

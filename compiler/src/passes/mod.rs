@@ -220,6 +220,54 @@ impl Parts {
     }
 }
 
+/// What a node-local pass puts in place of one node: the new nodes and the
+/// initializers they add.
+pub(crate) type Rewrite = (Vec<Node>, Vec<(String, Tensor)>);
+
+/// Runs a node-local pass: every node that `applies` to is offered to
+/// `plan`, which may give its replacement; the replacements are spliced in
+/// place and the graph is rebuilt (an error names `pass`). Returns the graph
+/// and the number of nodes replaced; the graph is returned untouched when
+/// nothing applies.
+pub(crate) fn rewrite_nodes(
+    g: Graph,
+    pass: &str,
+    applies: impl Fn(&Graph, &Node) -> bool,
+    mut plan: impl FnMut(&Graph, &mut Names, &Node) -> Option<Rewrite>,
+) -> Result<(Graph, usize), CompileError> {
+    if !g.nodes.iter().any(|n| applies(&g, n)) {
+        return Ok((g, 0));
+    }
+    let mut names = Names::of(&g);
+    let plans: Vec<Option<Rewrite>> = g
+        .nodes
+        .iter()
+        .map(|n| {
+            if applies(&g, n) {
+                plan(&g, &mut names, n)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let count = plans.iter().flatten().count();
+    if count == 0 {
+        return Ok((g, 0));
+    }
+    let mut parts = Parts::of(g);
+    let nodes = std::mem::take(&mut parts.nodes);
+    for (n, p) in nodes.into_iter().zip(plans) {
+        match p {
+            Some((new, inits)) => {
+                parts.nodes.extend(new);
+                parts.initializers.extend(inits);
+            }
+            None => parts.nodes.push(n),
+        }
+    }
+    Ok((parts.rebuild(pass)?, count))
+}
+
 /// Fresh, deterministic names: `base` if no tensor or node uses it yet,
 /// otherwise `base_1`, `base_2`, ...
 pub(crate) struct Names {

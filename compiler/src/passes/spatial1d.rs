@@ -31,7 +31,7 @@
 
 use lpu_graph::{AttrValue, Graph, Node, Tensor};
 
-use super::{attr_ints, constant, Names, Parts};
+use super::{attr_ints, constant, rewrite_nodes, Names, Rewrite};
 use crate::CompileError;
 
 /// The operators rewritten, and whether their input 1 is a weight tensor
@@ -45,9 +45,6 @@ const OPS: &[(&str, bool)] = &[
     ("GlobalAveragePool", false),
     ("GlobalMaxPool", false),
 ];
-
-/// What replaces one node: its nodes and their new initializers.
-type Rewrite = (Vec<Node>, Vec<(String, Tensor)>);
 
 /// A node on `input` with `axes = [2]` (Unsqueeze or Squeeze).
 fn axis2(name: String, op: &str, input: &str, output: String) -> Node {
@@ -144,43 +141,13 @@ fn plan(g: &Graph, names: &mut Names, n: &Node) -> Option<Rewrite> {
 /// Rewrites every 1-D spatial node that [`plan`] accepts as its 2-D form
 /// (see the module doc); returns the graph and the number rewritten.
 pub fn lift_1d(g: Graph) -> Result<(Graph, usize), CompileError> {
-    let applies = |n: &Node| {
+    let applies = |g: &Graph, n: &Node| {
         OPS.iter().any(|(op, _)| *op == n.op_type)
             && n.input(0)
                 .and_then(|x| g.info(x))
                 .is_some_and(|i| i.shape.len() == 3)
     };
-    if !g.nodes.iter().any(applies) {
-        return Ok((g, 0));
-    }
-    let mut names = Names::of(&g);
-    let plans: Vec<Option<Rewrite>> = g
-        .nodes
-        .iter()
-        .map(|n| {
-            if applies(n) {
-                plan(&g, &mut names, n)
-            } else {
-                None
-            }
-        })
-        .collect();
-    let count = plans.iter().flatten().count();
-    if count == 0 {
-        return Ok((g, 0));
-    }
-    let mut parts = Parts::of(g);
-    let nodes = std::mem::take(&mut parts.nodes);
-    for (n, p) in nodes.into_iter().zip(plans) {
-        match p {
-            Some((new, inits)) => {
-                parts.nodes.extend(new);
-                parts.initializers.extend(inits);
-            }
-            None => parts.nodes.push(n),
-        }
-    }
-    Ok((parts.rebuild("spatial1d")?, count))
+    rewrite_nodes(g, "spatial1d", applies, plan)
 }
 
 #[cfg(test)]
