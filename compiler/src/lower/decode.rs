@@ -721,15 +721,10 @@ impl<'a> Lowerer<'a> {
         self.alloc.free(&s);
         let rc = self.replicate(&format!("{name} (reciprocal copies)"), &rr);
         self.alloc.free(&rr);
-        for r in 0..t {
-            for j in 0..vpr {
-                let mut gb = self.begin();
-                let v = self.vxm_pair(&mut gb, Opcode::Mul, e.at(r, j), rc.for_row(r, j), ty);
-                let v = self.apply_tail(&mut gb, v, r, j, &tail);
-                self.write_end(&mut gb, v, out.at(r, j), out.dtype, &tail);
-                self.fin(gb);
-            }
-        }
+        // `out` has `x`'s storage (checked above): `t` rows of `vpr` vectors.
+        self.emit_vectors(&out, &tail, |l, gb, r, j| {
+            l.vxm_pair(gb, Opcode::Mul, e.at(r, j), rc.for_row(r, j), ty)
+        });
         self.alloc.free(&e);
         self.alloc.free(&rc);
         Ok(())
@@ -771,25 +766,19 @@ impl<'a> Lowerer<'a> {
         if (out.rows, out.cols) != (x.rows, x.cols) {
             return self.unsupported("decode scaling: storage does not match");
         }
-        for r in 0..x.rows {
-            for j in 0..x.vpr {
-                let mut gb = self.begin();
-                let a = self.read(&mut gb, x.at(r, j), x.dtype);
-                let v = self.op(
-                    &mut gb,
-                    Instr {
-                        imm,
-                        ..Instr::new(Opcode::MulImm).typed(x.dtype)
-                    },
-                    Place::Vxm,
-                    &[a],
-                    vec![],
-                );
-                let v = self.apply_tail(&mut gb, v, r, j, &tail);
-                self.write_end(&mut gb, v, out.at(r, j), out.dtype, &tail);
-                self.fin(gb);
-            }
-        }
+        self.emit_vectors(&out, &tail, |l, gb, r, j| {
+            let a = l.read(gb, x.at(r, j), x.dtype);
+            l.op(
+                gb,
+                Instr {
+                    imm,
+                    ..Instr::new(Opcode::MulImm).typed(x.dtype)
+                },
+                Place::Vxm,
+                &[a],
+                vec![],
+            )
+        });
         Ok(())
     }
 }

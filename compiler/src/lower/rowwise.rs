@@ -304,15 +304,8 @@ impl<'a> Lowerer<'a> {
         let out = self.chain_output()?;
         let y = b.mul(Ex::In(0), b.mul(Ex::PerRow(0), Ex::PerRow(0)));
         let ins = [e.clone()];
-        for r in 0..out.rows {
-            for t in 0..out.vpr {
-                let mut gb = self.begin();
-                let v = self.eval_with_row(&mut gb, &y, &ins, &rs, r, t);
-                let v = self.apply_tail(&mut gb, v, r, t, &tail);
-                self.write_end(&mut gb, v, out.at(r, t), out.dtype, &tail);
-                self.fin(gb);
-            }
-        }
+        let rows = [rs.clone()];
+        self.emit_vectors(&out, &tail, |l, gb, r, t| l.eval(gb, &y, &ins, &rows, r, t));
         self.alloc.free(&e);
         self.alloc.free(&rs);
         Ok(())

@@ -746,6 +746,26 @@ impl<'a> Lowerer<'a> {
         stagger(&mut gb.g, self.chip, &self.fp);
         self.finish(gb)
     }
+
+    /// For every vector `(r, j)` of `out`, one group: `value` builds the
+    /// vector's result in it, the fused `tail` follows, the result is
+    /// written to `out` and the group is finished with [`Lowerer::fin`].
+    pub(super) fn emit_vectors(
+        &mut self,
+        out: &TensorLoc,
+        tail: &[TailOp],
+        mut value: impl FnMut(&mut Self, &mut Gb, usize, usize) -> u32,
+    ) {
+        for r in 0..out.rows {
+            for j in 0..out.vpr {
+                let mut gb = self.begin();
+                let v = value(self, &mut gb, r, j);
+                let v = self.apply_tail(&mut gb, v, r, j, tail);
+                self.write_end(&mut gb, v, out.at(r, j), out.dtype, tail);
+                self.fin(gb);
+            }
+        }
+    }
 }
 
 /// Rearranges the vectors of freshly allocated `t` so that vector `(r, j)`

@@ -288,15 +288,7 @@ impl<'a> Lowerer<'a> {
         let out = self.chain_output()?;
         let y = b.mul(Ex::In(0), b.mul(Ex::Tmp(0), Ex::Tmp(0)));
         let (ins, rv) = ([e.clone()], [gather_rows(&rs, &targets)]);
-        for r in 0..out.rows {
-            for t in 0..out.vpr {
-                let mut gb = self.begin();
-                let v = self.eval(&mut gb, &y, &ins, &rv, r, t);
-                let v = self.apply_tail(&mut gb, v, r, t, &tail);
-                self.write_end(&mut gb, v, out.at(r, t), out.dtype, &tail);
-                self.fin(gb);
-            }
-        }
+        self.emit_vectors(&out, &tail, |l, gb, r, t| l.eval(gb, &y, &ins, &rv, r, t));
         self.alloc.free(&e);
         self.alloc.free(&rs);
         Ok(())
