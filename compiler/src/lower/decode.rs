@@ -705,10 +705,7 @@ impl<'a> Lowerer<'a> {
         }
         self.alloc.free(&mc);
         let s = row(self, "sum over tokens");
-        let rsqrt = [TailOp {
-            node: self.node,
-            kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(ty)),
-        }];
+        let rsqrt = [self.step(Instr::new(Opcode::Rsqrt).typed(ty))];
         self.fold_rows(Opcode::Add, &e, Term::Row, &s, &rsqrt);
         // rr = r * r (a stream value has one consumer: r is read twice).
         let rr = row(self, "reciprocal of sum");

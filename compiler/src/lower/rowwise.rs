@@ -40,7 +40,7 @@ mod axes;
 
 use super::layout::{gather_rows, row_targets};
 use super::unary::{Ex, B};
-use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind, TailOp};
+use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailOp};
 use crate::alloc::TensorLoc;
 use crate::CompileError;
 use half::f16;
@@ -280,25 +280,16 @@ impl<'a> Lowerer<'a> {
                 Ex::PerRow(0),
             ),
         );
-        let ins = [x.clone()];
-        for r in 0..x.rows {
-            for t in 0..x.vpr {
-                let mut gb = self.begin();
-                let v = self.eval_with_row(&mut gb, &ex, &ins, &mx, r, t);
-                self.write(&mut gb, v, e.at(r, t), ty);
-                self.fin(gb);
-            }
-        }
+        let (ins, rows) = ([x.clone()], [mx.clone()]);
+        // `e` has `x`'s rows and vectors.
+        self.emit_vectors(&e, &[], |l, gb, r, t| l.eval(gb, &ex, &ins, &rows, r, t));
         self.alloc.free(&mx);
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of sum)"),
             &[x.rows, self.lanes],
             DType::F32,
         );
-        let rsqrt = [TailOp {
-            node: self.node,
-            kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
-        }];
+        let rsqrt = [self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32))];
         self.row_sum(&e, None, &rsqrt, &rs)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
@@ -380,34 +371,20 @@ impl<'a> Lowerer<'a> {
             b.mul(dev(), dev())
         };
         let ins = [x.clone()];
-        for r in 0..x.rows {
-            for t in 0..x.vpr {
-                let mut gb = self.begin();
-                let v = match &mean_v {
-                    Some(m) => self.eval_with_row(&mut gb, &sq, &ins, m, r, t),
-                    None => self.eval(&mut gb, &sq, &ins, &[], r, t),
-                };
-                self.write(&mut gb, v, q.at(r, t), ty);
-                self.fin(gb);
-            }
-        }
+        let rows: Vec<TensorLoc> = mean_v.iter().cloned().collect();
+        // `q` has `x`'s rows and vectors.
+        self.emit_vectors(&q, &[], |l, gb, r, t| l.eval(gb, &sq, &ins, &rows, r, t));
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of variance)"),
             &[groups, lanes],
             DType::F32,
         );
         let steps = [
-            TailOp {
-                node: self.node,
-                kind: TailKind::Unary(Instr {
-                    imm: eps,
-                    ..Instr::new(Opcode::AddImm).typed(DType::F32)
-                }),
-            },
-            TailOp {
-                node: self.node,
-                kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
-            },
+            self.step(Instr {
+                imm: eps,
+                ..Instr::new(Opcode::AddImm).typed(DType::F32)
+            }),
+            self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
         ];
         let folded = self.group_sums(&format!("{name} (square sums)"), &q, &targets, groups);
         self.row_sum(folded.as_ref().unwrap_or(&q), Some(1.0 / w), &steps, &rs)?;

@@ -747,6 +747,15 @@ impl<'a> Lowerer<'a> {
         self.finish(gb)
     }
 
+    /// A VXM step of the current node, to run on a chain's value (a tail
+    /// of [`Lowerer::apply_tail`] or a fold's finishing step).
+    pub(super) fn step(&self, i: Instr) -> TailOp {
+        TailOp {
+            node: self.node,
+            kind: TailKind::Unary(i),
+        }
+    }
+
     /// For every vector `(r, j)` of `out`, one group: `value` builds the
     /// vector's result in it, the fused `tail` follows, the result is
     /// written to `out` and the group is finished with [`Lowerer::fin`].

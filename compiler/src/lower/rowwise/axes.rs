@@ -265,24 +265,15 @@ impl<'a> Lowerer<'a> {
         let e = apart(e, &[x]);
         let ex = b.un(Opcode::Exp, b.bin(Opcode::Sub, Ex::In(0), Ex::Tmp(0)));
         let (ins, m) = ([x.clone()], [gather_rows(&mx, &targets)]);
-        for r in 0..x.rows {
-            for t in 0..x.vpr {
-                let mut gb = self.begin();
-                let v = self.eval(&mut gb, &ex, &ins, &m, r, t);
-                self.write(&mut gb, v, e.at(r, t), ty);
-                self.fin(gb);
-            }
-        }
+        // `e` has `x`'s rows and vectors.
+        self.emit_vectors(&e, &[], |l, gb, r, t| l.eval(gb, &ex, &ins, &m, r, t));
         self.alloc.free(&mx);
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of sum over axis {axis})"),
             &[n_out, x.cols],
             ty,
         );
-        let rsqrt = [TailOp {
-            node: self.node,
-            kind: TailKind::Unary(Instr::new(Opcode::Rsqrt).typed(ty)),
-        }];
+        let rsqrt = [self.step(Instr::new(Opcode::Rsqrt).typed(ty))];
         self.fold_row_groups(&e, &groups, Opcode::Add, &rsqrt, &rs);
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
