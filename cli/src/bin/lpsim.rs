@@ -361,7 +361,7 @@ fn run(args: RunArgs) -> Result<u8> {
         timing_only: args.timing_only,
         probes,
     };
-    let (outcome, dyn_report) = match dynamic {
+    let (mut outcome, dyn_report) = match dynamic {
         None => (lpu_sim::simulate(&program, &inputs, &opts)?, None),
         Some(()) => {
             let o = DynamicOptions {
@@ -387,7 +387,7 @@ fn run(args: RunArgs) -> Result<u8> {
             Some(if opts.probes.is_empty() {
                 end_to_end
             } else {
-                check_nodes(g, &inputs, &outcome, end_to_end)?
+                check_nodes(g, &inputs, std::mem::take(&mut outcome.probed), end_to_end)?
             })
         }
         _ => None,
@@ -438,16 +438,11 @@ fn run(args: RunArgs) -> Result<u8> {
 fn check_nodes(
     g: &Graph,
     inputs: &BTreeMap<String, Tensor>,
-    outcome: &lpu_sim::Outcome,
+    mut observed: BTreeMap<String, Tensor>,
     end_to_end: check::Check,
 ) -> Result<check::Check> {
     // Only captures the interpreter can take in place of its own values.
-    let observed: BTreeMap<String, Tensor> = outcome
-        .probed
-        .iter()
-        .filter(|(name, t)| g.info(name).is_some_and(|i| *i == t.info()))
-        .map(|(name, t)| (name.clone(), t.clone()))
-        .collect();
+    observed.retain(|name, t| g.info(name).is_some_and(|i| *i == t.info()));
     let reference = lpu_graph::interpret_nodes(g, inputs, &observed)?;
     let order: Vec<String> = g
         .nodes
