@@ -164,12 +164,21 @@ pub fn report_error(tool: &str, e: &anyhow::Error) {
 /// precision rewrite (shared by `lpc compile` and `lpsim run MODEL`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct PrepareArgs {
-    /// Precision: fp32 (the model's own types), fp16 (f16 weights and
-    /// activations, f32 accumulation), int8 (post-training quantization:
-    /// per-channel int8 weights, per-tensor int8 activations calibrated on
-    /// sample inputs, int32 accumulation, requantization on the VXM) or
-    /// mixed (int8 products, f32 normalizations, fp16 elsewhere).
-    #[arg(long, default_value = "fp32", value_name = "int8|fp16|fp32|mixed")]
+    /// Precision: fp32 (the model's own types; the MXM multiplies f32
+    /// operands of products by constant weights in fp16, with f32
+    /// accumulation: about 1e-4 relative), fp32-split (fp32, with those
+    /// products fp32-accurate, about 1e-6 relative: three fp16 MXM passes
+    /// over the operands' fp16 high and low halves, three times the MXM
+    /// work and twice the weight SRAM), fp16 (f16 weights and activations,
+    /// f32 accumulation), int8 (post-training quantization: per-channel
+    /// int8 weights, per-tensor int8 activations calibrated on sample
+    /// inputs, int32 accumulation, requantization on the VXM) or mixed
+    /// (int8 products, f32 normalizations, fp16 elsewhere).
+    #[arg(
+        long,
+        default_value = "fp32",
+        value_name = "int8|fp16|fp32|fp32-split|mixed"
+    )]
     pub precision: String,
     /// Calibration sample sets for int8/mixed when no --calib is given:
     /// seeded random inputs.
@@ -186,12 +195,18 @@ pub struct PrepareArgs {
 }
 
 impl PrepareArgs {
-    /// Runs the passes and the precision rewrite on `graph`.
-    pub fn prepare(&self, graph: Graph) -> Result<lpu_compiler::passes::PrecisionOutcome> {
-        let precision: lpu_compiler::passes::Precision = self
-            .precision
+    /// The `--precision` chosen.
+    pub fn precision(&self) -> Result<lpu_compiler::passes::Precision> {
+        self.precision
             .parse()
-            .map_err(|e| anyhow::anyhow!("--precision: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("--precision: {e}"))
+    }
+
+    /// Runs the passes and the precision rewrite on `graph` (lower the
+    /// result with [`lpu_compiler::compile_prepared`] and
+    /// [`PrepareArgs::precision`]).
+    pub fn prepare(&self, graph: Graph) -> Result<lpu_compiler::passes::PrecisionOutcome> {
+        let precision = self.precision()?;
         let mut calibration = Vec::new();
         if !self.calib.is_empty() {
             let mut set = std::collections::BTreeMap::new();

@@ -3,25 +3,35 @@
 //! A case is a directory in the layout of `onnx/backend/test/data/*/*`:
 //! `model.onnx` and `test_data_set_N/` folders holding `input_K.pb` and
 //! `output_K.pb` (`TensorProto` files). Each case is imported, compiled for
-//! the chip as `lpc compile` does by default (graph passes, fp32), simulated on every data set's inputs, and its outputs compared
+//! the chip with the graph passes in `--precision` (default
+//! [`DEFAULT_PRECISION`], `fp32-split`: the ONNX tests expect fp32 results,
+//! and lpu's default `fp32` multiplies f32 products by constant weights in
+//! fp16 on the MXM, about 1e-4 relative; `fp32-split` computes them in
+//! three fp16 passes, see `lpu_compiler::passes::precision`), simulated
+//! on every data set's inputs, and its outputs compared
 //! with the expected ones at the backend tests' default tolerance,
 //! `|actual - expected| <= ATOL + RTOL * |expected|` elementwise with
 //! `RTOL = 1e-3`, `ATOL = 1e-7` (numpy's `assert_allclose` rule, as in
 //! `onnx.backend.test.runner`); integer outputs must be equal, NaN matches
-//! NaN. A directory without `model.onnx` is a suite: each of its
+//! NaN. An output with a zero dimension is not in the lpu graph (lpu has
+//! no empty tensors; the importer lists it in `Imported::empty_outputs`)
+//! and is compared by shape; when every output is, nothing is compiled or
+//! simulated. Graph inputs with a zero dimension are constants (no data),
+//! not fed. A directory without `model.onnx` is a suite: each of its
 //! subdirectories that has one is a case. Cases are named
 //! `<parent directory>/<case directory>` (`node/test_add`), the form the
 //! conformance manifest (`conformance/onnx-pass.txt`) uses.
 //!
 //! One line per case (`PASS name`, `FAIL name max_abs_err=..: why`,
 //! `UNSUPPORTED name: Op1, Op2`, `ERROR name: message`), then a summary per
-//! suite; `--json` prints one JSON object instead. The exit code is 0 only
-//! if every case passed.
+//! suite and the precision used; `--json` prints one JSON object instead
+//! (with `precision`). The exit code is 0 only if every case passed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use lpu_compiler::Precision;
 use lpu_graph::{Graph, Tensor};
 use lpu_isa::ChipConfig;
 use lpu_onnx::{ImportError, ImportOptions};
@@ -30,6 +40,9 @@ use lpu_onnx::{ImportError, ImportOptions};
 pub const RTOL: f64 = 1e-3;
 /// Absolute tolerance of the comparison (the backend tests' default).
 pub const ATOL: f64 = 1e-7;
+/// The precision cases compile in unless `--precision` says otherwise:
+/// fp32 results with products fp32-accurate (three fp16 MXM passes each).
+pub const DEFAULT_PRECISION: Precision = Precision::Fp32Split;
 
 /// `lpsim onnx-test`'s arguments.
 #[derive(clap::Args, Debug)]
@@ -40,6 +53,17 @@ pub struct Args {
     /// Target chip: a preset (tsp, tiny) or a RON file.
     #[arg(long, default_value = "tsp")]
     pub chip: String,
+    /// The precision every case compiles in (as `lpc compile
+    /// --precision`): fp32-split (the default: fp32 with products by
+    /// constant weights fp32-accurate, three fp16 MXM passes each), fp32
+    /// (those products in fp16 on the MXM, about 1e-4 relative), fp16,
+    /// int8 or mixed. The summary and the JSON say which was used.
+    #[arg(
+        long,
+        default_value = "fp32-split",
+        value_name = "fp32-split|fp32|fp16|int8|mixed"
+    )]
+    pub precision: String,
     /// Print the results as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -267,26 +291,32 @@ fn unsupported_of(e: &ImportError) -> Option<Vec<String>> {
     }
 }
 
-/// Runs one case directory.
+/// Runs one case directory in [`DEFAULT_PRECISION`].
 pub fn run_case(dir: &Path, chip: &ChipConfig) -> CaseResult {
+    run_case_with(dir, chip, DEFAULT_PRECISION)
+}
+
+/// Runs one case directory, compiled in `precision`.
+pub fn run_case_with(dir: &Path, chip: &ChipConfig, precision: Precision) -> CaseResult {
     let name = case_name(dir);
-    let status =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_case_inner(dir, chip)))
-            .unwrap_or_else(|p| {
-                let msg = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                Status::Error(format!("panic: {msg}"))
-            });
+    let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_case_inner(dir, chip, precision)
+    }))
+    .unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Status::Error(format!("panic: {msg}"))
+    });
     CaseResult { name, status }
 }
 
 /// The outcome of importing and compiling a case.
 enum Prep {
     /// Ready to simulate.
-    Ready(Box<Graph>, Box<lpu_isa::Program>),
+    Ready(Box<Compiled>),
     /// lpu needs this graph input to be constant (a `Reshape`'s shape, a
     /// `Slice`'s starts, a `Conv`'s weights, a `Pow`'s exponent, ...): bind
     /// it to the test data and try again.
@@ -296,16 +326,46 @@ enum Prep {
 }
 
 /// Imports, validates and compiles.
-fn prepare(model: &Path, opts: &ImportOptions, chip: &ChipConfig) -> Prep {
+/// A case ready to run.
+#[derive(Clone)]
+struct Compiled {
+    /// The lpu graph and its program; `None` when every output is empty, so
+    /// that there is nothing to compile or simulate.
+    run: Option<(Box<Graph>, Box<lpu_isa::Program>)>,
+    /// The outputs that are empty (a zero dimension), with their shapes as
+    /// the importer found them: lpu has no empty tensors, so they are not
+    /// outputs of the graph, and they are compared by shape.
+    empty: BTreeMap<String, Vec<usize>>,
+    /// Every output's name, in the model's order.
+    outputs: Vec<String>,
+}
+
+fn prepare(model: &Path, opts: &ImportOptions, chip: &ChipConfig, precision: Precision) -> Prep {
     let imp = match lpu_onnx::import_with_notes(model, opts) {
         Ok(i) => i,
         Err(e) => {
+            if let Some(t) = import_needs_constant(&e, model) {
+                return Prep::Freeze(t);
+            }
             return Prep::Done(match unsupported_of(&e) {
                 Some(ops) => Status::Unsupported(ops),
                 None => Status::Error(e.to_string()),
-            })
+            });
         }
     };
+    let empty: BTreeMap<String, Vec<usize>> = imp.empty_outputs.iter().cloned().collect();
+    let outputs = onnx_outputs(model).unwrap_or_else(|_| {
+        let names = imp.graph.outputs.iter().map(|o| &o.name);
+        names.chain(empty.keys()).cloned().collect()
+    });
+    if imp.graph.outputs.is_empty() && !empty.is_empty() {
+        let run = None;
+        return Prep::Ready(Box::new(Compiled {
+            run,
+            empty,
+            outputs,
+        }));
+    }
     let base = model.parent().unwrap_or(Path::new("."));
     let graph = match lpu_graph::load::build(imp.graph.clone(), &model.display().to_string(), base)
     {
@@ -321,9 +381,17 @@ fn prepare(model: &Path, opts: &ImportOptions, chip: &ChipConfig) -> Prep {
             });
         }
     };
-    // As `lpc compile` and `lpsim run` do by default: the graph passes, fp32.
-    match lpu_compiler::compile_with(&graph, chip, &lpu_compiler::CompileOptions::default()) {
-        Ok(c) => Prep::Ready(Box::new(graph), Box::new(c.program)),
+    // As `lpc compile --precision` does: the graph passes, then `precision`.
+    let options = lpu_compiler::CompileOptions {
+        precision,
+        ..Default::default()
+    };
+    match lpu_compiler::compile_with(&graph, chip, &options) {
+        Ok(c) => Prep::Ready(Box::new(Compiled {
+            run: Some((Box::new(graph), Box::new(c.program))),
+            empty,
+            outputs,
+        })),
         Err(lpu_compiler::CompileError::Unsupported { op, message, .. }) => {
             if let Some(t) = compile_needs_constant(&message, &imp.graph) {
                 return Prep::Freeze(t);
@@ -388,6 +456,34 @@ fn needs_constant(
     None
 }
 
+/// The graph input an importer "must be a constant" refusal is about, if
+/// it is one: a runtime input of a node that reads an empty tensor, which
+/// lpu (having no empty tensors) evaluates at import.
+fn import_needs_constant(e: &ImportError, model: &Path) -> Option<String> {
+    let ImportError::Node { message, .. } = e else {
+        return None;
+    };
+    if !message.contains("must be a constant") {
+        return None;
+    }
+    let t = message.split('\'').nth(1)?;
+    onnx_inputs(model).ok()?.into_iter().find(|i| i == t)
+}
+
+/// The ONNX graph outputs of a model, in order: what `output_K.pb` binds to
+/// when the file does not name its tensor.
+fn onnx_outputs(model: &Path) -> Result<Vec<String>> {
+    let bytes = lpu_onnx::import::read_bounded(model, lpu_onnx::import::MAX_MODEL_BYTES)?;
+    let m = lpu_onnx::decode_model(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a valid ONNX model: {e}", model.display()))?;
+    Ok(m.graph
+        .unwrap_or_default()
+        .output
+        .iter()
+        .map(|v| v.name.clone())
+        .collect())
+}
+
 /// The graph input a compiler "must be a constant" refusal is about, if it
 /// is one: a weight, scale or exponent (`'W'`, `'x_scale'`, `'y'`) that
 /// the node test feeds at run time and that lpu compiles into the program,
@@ -433,14 +529,14 @@ fn read_inputs(set: &Path, names: &[String]) -> Result<BTreeMap<String, lpu_onnx
     Ok(out)
 }
 
-fn run_case_inner(dir: &Path, chip: &ChipConfig) -> Status {
-    match run_case_result(dir, chip) {
+fn run_case_inner(dir: &Path, chip: &ChipConfig, precision: Precision) -> Status {
+    match run_case_result(dir, chip, precision) {
         Ok(s) => s,
         Err(e) => Status::Error(format!("{e:#}")),
     }
 }
 
-fn run_case_result(dir: &Path, chip: &ChipConfig) -> Result<Status> {
+fn run_case_result(dir: &Path, chip: &ChipConfig, precision: Precision) -> Result<Status> {
     let model = dir.join("model.onnx");
     let sets = numbered(dir, "test_data_set_", "")?;
     let load_data = || -> Result<Vec<BTreeMap<String, lpu_onnx::tensor::Const>>> {
@@ -467,8 +563,8 @@ fn run_case_result(dir: &Path, chip: &ChipConfig) -> Result<Status> {
             Some(d) => opts_for(d, &frozen, 0),
             None => ImportOptions::default(),
         };
-        match prepare(&model, &opts, chip) {
-            Prep::Ready(g, p) => break Some((g, p)),
+        match prepare(&model, &opts, chip, precision) {
+            Prep::Ready(c) => break Some(c),
             Prep::Freeze(t) => {
                 let d: &Data = match &mut data {
                     Some(d) => d,
@@ -494,22 +590,22 @@ fn run_case_result(dir: &Path, chip: &ChipConfig) -> Result<Status> {
     let mut max_abs_err = 0f64;
     for (k, set) in sets.iter().enumerate() {
         // Without frozen inputs one program serves every data set.
-        let (graph, program) = match first.take() {
-            Some(gp) if frozen.is_empty() || k == 0 => {
+        let compiled = match first.take() {
+            Some(c) if frozen.is_empty() || k == 0 => {
                 if frozen.is_empty() {
-                    first = Some(gp.clone());
+                    first = Some(c.clone());
                 }
-                gp
+                c
             }
-            _ => match prepare(&model, &opts_for(&data, &frozen, k), chip) {
-                Prep::Ready(g, p) => (g, p),
+            _ => match prepare(&model, &opts_for(&data, &frozen, k), chip, precision) {
+                Prep::Ready(c) => c,
                 Prep::Freeze(t) => {
                     return Ok(Status::Error(format!("input '{t}' must be a constant")))
                 }
                 Prep::Done(s) => return Ok(s),
             },
         };
-        let (err, why) = run_set(set, &data[k], &graph, &program)?;
+        let (err, why) = run_set(set, &data[k], &compiled)?;
         max_abs_err = max_abs_err.max(err);
         if let Some(detail) = why {
             return Ok(Status::Fail {
@@ -525,13 +621,64 @@ fn run_case_result(dir: &Path, chip: &ChipConfig) -> Result<Status> {
 }
 
 /// Simulates one data set; `(max abs error, first failure)`. Inputs bound
-/// as constants (not graph inputs any more) are skipped.
+/// as constants (not graph inputs any more) are skipped; empty outputs are
+/// compared by shape.
 fn run_set(
+    set: &Path,
+    data: &BTreeMap<String, lpu_onnx::tensor::Const>,
+    compiled: &Compiled,
+) -> Result<(f64, Option<String>)> {
+    let mut sim_outputs = BTreeMap::new();
+    if let Some((graph, program)) = &compiled.run {
+        match simulate_set(set, data, graph, program)? {
+            Ok(o) => sim_outputs = o,
+            Err(why) => return Ok((f64::INFINITY, Some(why))),
+        }
+    }
+    let mut max_err = 0f64;
+    for (k, path) in numbered(set, "output_", ".pb")?.iter().enumerate() {
+        let (pname, expected) = lpu_onnx::read_tensor_file(path)?;
+        let name = compiled
+            .outputs
+            .iter()
+            .find(|n| !pname.is_empty() && **n == pname)
+            .or_else(|| compiled.outputs.get(k))
+            .with_context(|| format!("{}: the model has no output #{k}", path.display()))?;
+        if let Some(shape) = compiled.empty.get(name) {
+            if *shape != expected.shape {
+                return Ok((
+                    f64::INFINITY,
+                    Some(format!(
+                        "output '{name}' is empty with shape {shape:?}; expected shape {:?}",
+                        expected.shape
+                    )),
+                ));
+            }
+            continue;
+        }
+        let Some(actual) = sim_outputs.get(name) else {
+            return Ok((
+                f64::INFINITY,
+                Some(format!("output '{name}' is missing from the simulation")),
+            ));
+        };
+        let (err, why) = compare(name, actual, &expected);
+        max_err = max_err.max(err);
+        if why.is_some() {
+            return Ok((max_err, why));
+        }
+    }
+    Ok((max_err, None))
+}
+
+/// Simulates one data set: the outputs, or why the simulation failed (a
+/// hazard).
+fn simulate_set(
     set: &Path,
     data: &BTreeMap<String, lpu_onnx::tensor::Const>,
     graph: &Graph,
     program: &lpu_isa::Program,
-) -> Result<(f64, Option<String>)> {
+) -> Result<Result<BTreeMap<String, Tensor>, String>> {
     let mut inputs = BTreeMap::new();
     for (name, info) in &graph.inputs {
         let c = data
@@ -552,30 +699,9 @@ fn run_set(
     }
     let outcome = lpu_sim::simulate(program, &inputs, &lpu_sim::SimOptions::default())?;
     if let Some(h) = &outcome.hazard {
-        return Ok((f64::INFINITY, Some(format!("hazard: {h}"))));
+        return Ok(Err(format!("hazard: {h}")));
     }
-    let mut max_err = 0f64;
-    for (k, path) in numbered(set, "output_", ".pb")?.iter().enumerate() {
-        let (pname, expected) = lpu_onnx::read_tensor_file(path)?;
-        let name = graph
-            .outputs
-            .iter()
-            .find(|n| !pname.is_empty() && **n == pname)
-            .or_else(|| graph.outputs.get(k))
-            .with_context(|| format!("{}: the model has no output #{k}", path.display()))?;
-        let Some(actual) = outcome.outputs.get(name) else {
-            return Ok((
-                f64::INFINITY,
-                Some(format!("output '{name}' is missing from the simulation")),
-            ));
-        };
-        let (err, why) = compare(name, actual, &expected);
-        max_err = max_err.max(err);
-        if why.is_some() {
-            return Ok((max_err, why));
-        }
-    }
-    Ok((max_err, None))
+    Ok(Ok(outcome.outputs))
 }
 
 /// One result as a JSON object (the `cases` entries of [`to_json`]).
@@ -620,9 +746,10 @@ pub fn case_from_json(v: &serde_json::Value) -> Option<CaseResult> {
     Some(CaseResult { name, status })
 }
 
-/// Runs one case in a child process (`lpsim onnx-test --one`), killed after
-/// `timeout` seconds; a crash or a timeout is an ERROR.
-pub fn run_case_isolated(dir: &Path, chip: &str, timeout: u64) -> CaseResult {
+/// Runs one case in a child process (`lpsim onnx-test --one`), compiled in
+/// `precision`, killed after `timeout` seconds; a crash or a timeout is an
+/// ERROR.
+pub fn run_case_isolated(dir: &Path, chip: &str, precision: Precision, timeout: u64) -> CaseResult {
     use std::io::Read;
     let name = case_name(dir);
     let error = |m: String| CaseResult {
@@ -635,6 +762,7 @@ pub fn run_case_isolated(dir: &Path, chip: &str, timeout: u64) -> CaseResult {
     };
     let mut child = match std::process::Command::new(exe)
         .args(["onnx-test", "--one", "--chip", chip])
+        .args(["--precision", precision.name()])
         .arg(dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -688,8 +816,8 @@ pub fn counts(results: &[CaseResult]) -> BTreeMap<String, (usize, usize, usize)>
     m
 }
 
-/// The summary text: one line per suite and a total.
-pub fn summary(results: &[CaseResult]) -> String {
+/// The summary text: one line per suite, a total and the precision.
+pub fn summary(results: &[CaseResult], precision: Precision) -> String {
     let mut s = String::new();
     for (suite, (total, supported, pass)) in counts(results) {
         s += &format!(
@@ -705,11 +833,12 @@ pub fn summary(results: &[CaseResult]) -> String {
         n("UNSUPPORTED"),
         n("ERROR")
     );
+    s += &format!("onnx-test: compiled in precision {precision}\n");
     s
 }
 
-/// The results as JSON.
-pub fn to_json(results: &[CaseResult]) -> serde_json::Value {
+/// The results as JSON, with the precision they were compiled in.
+pub fn to_json(results: &[CaseResult], precision: Precision) -> serde_json::Value {
     let cases: Vec<serde_json::Value> = results.iter().map(case_json).collect();
     let suites: serde_json::Map<String, serde_json::Value> = counts(results)
         .into_iter()
@@ -720,7 +849,13 @@ pub fn to_json(results: &[CaseResult]) -> serde_json::Value {
             )
         })
         .collect();
-    serde_json::json!({"rtol": RTOL, "atol": ATOL, "cases": cases, "suites": suites})
+    serde_json::json!({
+        "rtol": RTOL,
+        "atol": ATOL,
+        "precision": precision.name(),
+        "cases": cases,
+        "suites": suites
+    })
 }
 
 /// Runs the cases the arguments name, in order.
@@ -734,6 +869,7 @@ pub fn run_dirs_with(
     chip: &ChipConfig,
     mut each: impl FnMut(&CaseResult) -> Result<()>,
 ) -> Result<Vec<CaseResult>> {
+    let precision = precision_of(args)?;
     let dirs = case_dirs(&args.dirs)?;
     let dirs: Vec<PathBuf> = match &args.manifest {
         Some(m) => {
@@ -756,14 +892,21 @@ pub fn run_dirs_with(
     let mut out = Vec::with_capacity(dirs.len());
     for d in &dirs {
         let r = if args.timeout == 0 {
-            run_case(d, chip)
+            run_case_with(d, chip, precision)
         } else {
-            run_case_isolated(d, &args.chip, args.timeout)
+            run_case_isolated(d, &args.chip, precision, args.timeout)
         };
         each(&r)?;
         out.push(r);
     }
     Ok(out)
+}
+
+/// The `--precision` of `args`.
+pub fn precision_of(args: &Args) -> Result<Precision> {
+    args.precision
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--precision: {e}"))
 }
 
 /// `lpsim onnx-test`: prints the results and returns the exit code.
@@ -772,11 +915,12 @@ pub fn main(args: Args) -> Result<u8> {
         bail!("onnx-test: give at least one case or suite directory");
     }
     let chip = crate::chip(&args.chip)?;
+    let precision = precision_of(&args)?;
     if args.one {
         let [dir] = &args.dirs[..] else {
             bail!("onnx-test --one takes exactly one case directory");
         };
-        let r = run_case(dir, &chip);
+        let r = run_case_with(dir, &chip, precision);
         crate::print_stdout(&(case_json(&r).to_string() + "\n"))?;
         return Ok(crate::EXIT_OK);
     }
@@ -800,9 +944,10 @@ pub fn main(args: Args) -> Result<u8> {
         return Ok(crate::EXIT_OK);
     }
     if args.json {
-        crate::print_stdout(&(serde_json::to_string_pretty(&to_json(&results))? + "\n"))?;
+        let json = to_json(&results, precision);
+        crate::print_stdout(&(serde_json::to_string_pretty(&json)? + "\n"))?;
     } else {
-        crate::print_stdout(&summary(&results))?;
+        crate::print_stdout(&summary(&results, precision))?;
     }
     let all = results
         .iter()

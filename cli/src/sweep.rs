@@ -193,7 +193,9 @@ fn run_point(
     if let Err(e) = chip.validate() {
         return out(None, e.to_string());
     }
-    let c = match lpu_compiler::compile(graph, &chip) {
+    // `prepare` has checked the precision already.
+    let precision = args.prepare.precision().unwrap_or_default();
+    let c = match lpu_compiler::compile_prepared(graph, &chip, precision, false) {
         Ok(c) => c,
         Err(e) => return out(None, e.to_string()),
     };

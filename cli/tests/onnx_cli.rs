@@ -109,6 +109,22 @@ fn onnx_test_lines_summary_and_exit_codes() {
         "{}",
         r.stdout
     );
+    // The precision it compiled in: fp32-split unless told otherwise.
+    assert!(
+        r.stdout
+            .ends_with("onnx-test: compiled in precision fp32-split\n"),
+        "{}",
+        r.stdout
+    );
+    let r = run_ok(lpsim().args(["onnx-test", &pass, "--precision", "fp32"]));
+    assert!(
+        r.stdout
+            .ends_with("onnx-test: compiled in precision fp32\n"),
+        "{}",
+        r.stdout
+    );
+    let r = run(lpsim().args(["onnx-test", &pass, "--precision", "bf16"]));
+    assert_eq!(r.code, 2, "{r:?}");
 
     // A suite directory with an unsupported case: exit 1, UNSUPPORTED line.
     let tmp = TempDir::new("onnx-test");
@@ -141,6 +157,7 @@ fn onnx_test_lines_summary_and_exit_codes() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
     assert_eq!(v["suites"]["suite"]["pass"], 1);
     assert_eq!(v["cases"][1]["status"], "UNSUPPORTED");
+    assert_eq!(v["precision"], "fp32-split");
 
     // The ratchet: passing cases the manifest lacks.
     let manifest = tmp.join("m.txt");
@@ -170,4 +187,43 @@ fn onnx_test_lines_summary_and_exit_codes() {
             .arg(&manifest),
     );
     assert_eq!(r.stdout, "");
+}
+
+#[test]
+fn onnx_test_empty_tensors() {
+    // case_empty: an unused empty input, a Concat with an empty input, a
+    // Split with a zero-size piece (an empty output, compared by shape) and
+    // a ReduceSum over an empty axis; the split sizes and axes are runtime
+    // inputs, bound to the test data (the ReduceSum's on the importer's
+    // "must be a constant").
+    let r = run_ok(lpsim().args(["onnx-test", &onnx("case_empty")]));
+    assert!(
+        r.stdout.starts_with("PASS data/case_empty\n"),
+        "{}",
+        r.stdout
+    );
+
+    // An empty output is compared by shape: expecting q [2, 1] fails.
+    let tmp = TempDir::new("onnx-test-empty");
+    let case = tmp.join("case_empty");
+    let set = case.join("test_data_set_0");
+    std::fs::create_dir_all(&set).unwrap();
+    let src = onnx("case_empty");
+    std::fs::copy(format!("{src}/model.onnx"), case.join("model.onnx")).unwrap();
+    for f in std::fs::read_dir(format!("{src}/test_data_set_0")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), set.join(f.file_name())).unwrap();
+    }
+    // TensorProto { dims: [2, 1], data_type: FLOAT, name: "q", raw_data: 8 zero bytes }.
+    let mut q = vec![0x08, 2, 0x08, 1, 0x10, 1, 0x42, 1, b'q', 0x4a, 8];
+    q.extend([0u8; 8]);
+    std::fs::write(set.join("output_1.pb"), q).unwrap();
+    let r = run(lpsim().arg("onnx-test").arg(&case));
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stdout
+            .contains("output 'q' is empty with shape [2, 0]; expected shape [2, 1]"),
+        "{}",
+        r.stdout
+    );
 }

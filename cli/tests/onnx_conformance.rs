@@ -57,12 +57,8 @@ fn committed_case_runs_end_to_end() {
     let r = run_case(&root().join("onnx/tests/data/case_add_relu"), &chip);
     assert_eq!(r.name, "data/case_add_relu");
     assert!(matches!(r.status, Status::Pass { .. }), "{}", r.line());
-    // The MLP goes through the MXM: it must import, compile and simulate;
-    // whether it meets rtol 1e-3 depends on the matrix-product precision.
+    // The MLP goes through the MXM: in the runner's fp32-split its
+    // products meet rtol 1e-3 (plain fp32's one fp16 pass does not).
     let r = run_case(&root().join("onnx/tests/data/case_mlp"), &chip);
-    assert!(
-        matches!(r.status, Status::Pass { .. } | Status::Fail { .. }),
-        "{}",
-        r.line()
-    );
+    assert!(matches!(r.status, Status::Pass { .. }), "{}", r.line());
 }

@@ -68,9 +68,11 @@ pub struct Compiled {
 
 /// How [`compile_with`] prepares a graph before lowering.
 ///
-/// On the command line: `lpc compile --precision int8|fp16|fp32|mixed`
-/// chooses [`CompileOptions::precision`] (default `fp32`: the graph's own
-/// types). `int8` quantizes every MatMul, Gemm and Conv post-training
+/// On the command line: `lpc compile --precision
+/// int8|fp16|fp32|fp32-split|mixed` chooses [`CompileOptions::precision`]
+/// (default `fp32`: the graph's own types, f32 products by constant
+/// weights on the MXM in fp16; `fp32-split`: the same graph with those
+/// products fp32-accurate in three fp16 passes). `int8` quantizes every MatMul, Gemm and Conv post-training
 /// (per-channel int8 weights, per-tensor int8 activations calibrated on
 /// sample inputs, int32 accumulation, requantization on the VXM); `fp16`
 /// runs weights and activations in f16 with f32 accumulation in the MXM;
@@ -118,7 +120,7 @@ pub fn compile_with(
     options: &CompileOptions,
 ) -> Result<Compiled, CompileError> {
     let out = prepare(graph.clone(), options)?;
-    let mut compiled = compile(&out.graph, chip)?;
+    let mut compiled = compile_prepared(&out.graph, chip, options.precision, false)?;
     compiled.node_precision = out.node_precision;
     Ok(compiled)
 }
@@ -142,6 +144,12 @@ pub fn prepare(
     if options.precision == Precision::Fp32 {
         return Ok(passes::PrecisionOutcome {
             node_precision: passes::node_precisions(&g),
+            graph: g,
+        });
+    }
+    if options.precision == Precision::Fp32Split {
+        return Ok(passes::PrecisionOutcome {
+            node_precision: passes::precision::split_precisions(&g),
             graph: g,
         });
     }
@@ -170,7 +178,21 @@ pub fn compile_probed(
     chip: &ChipConfig,
     probes: bool,
 ) -> Result<Compiled, CompileError> {
-    let lowered = lower::lower_with(graph, chip, probes)?;
+    compile_prepared(graph, chip, Precision::Fp32, probes)
+}
+
+/// [`compile_probed`] for a graph that [`prepare`] made for `precision`:
+/// under [`Precision::Fp32Split`] the lowering computes f32 products by
+/// constant weights in three fp16 passes ([`lower::lower_opts`]); under
+/// any other precision the program is [`compile_probed`]'s.
+pub fn compile_prepared(
+    graph: &Graph,
+    chip: &ChipConfig,
+    precision: Precision,
+    probes: bool,
+) -> Result<Compiled, CompileError> {
+    let split = precision == Precision::Fp32Split;
+    let lowered = lower::lower_opts(graph, chip, probes, split)?;
     let placed = schedule::schedule(&lowered.groups, chip).map_err(|(gi, message)| {
         let node = lowered.groups[gi]
             .members
@@ -223,7 +245,11 @@ pub fn compile_probed(
     Ok(Compiled {
         program,
         stats,
-        node_precision: passes::node_precisions(graph),
+        node_precision: if split {
+            passes::precision::split_precisions(graph)
+        } else {
+            passes::node_precisions(graph)
+        },
         probes: lowered.probes,
     })
 }

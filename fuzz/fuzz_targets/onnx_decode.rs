@@ -13,5 +13,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = lpu_onnx::write::render(&imp.graph, "m.graph.data");
         let _ = lpu_graph::load::build(imp.graph, "<fuzz>", base);
     }
-    let _ = <lpu_onnx::proto::TensorProto as prost::Message>::decode(data);
+    if let Ok(t) = <lpu_onnx::proto::TensorProto as prost::Message>::decode(data) {
+        // Every element type's decoding, the packed narrow types included.
+        if let Ok(c) = lpu_onnx::tensor::Const::from_proto(&t, None) {
+            for d in lpu_graph::DType::ALL {
+                let _ = c.to_tensor(d);
+            }
+        }
+    }
 });

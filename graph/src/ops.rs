@@ -37,6 +37,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Where",
     "Identity",
     "Cast",
+    "NarrowCast",
     "QuantizeLinear",
     "DequantizeLinear",
     "MatMulInteger",
@@ -233,6 +234,9 @@ const SPECS: &[OpSpec] = &[
     op("Where", &["condition", "X", "Y"], 3, &[]),
     op("Identity", INPUT, 1, &[]),
     op("Cast", INPUT, 1, &[("to", I), ("saturate", I)]),
+    // lpu's own: ONNX `Cast` to a narrow format (fp8, fp4, bf16, int4, ...),
+    // the result held widened in the format's container type.
+    op("NarrowCast", INPUT, 1, &[("format", S), ("saturate", I)]),
     op(
         "QuantizeLinear",
         &["x", "y_scale", "y_zero_point"],

@@ -355,14 +355,37 @@ fn bad_attributes_are_errors() {
     assert!(e.contains("expected \"none\" or \"tanh\""), "{e}");
     let e = err1(
         "Resize",
-        "\"mode\": String(\"cubic\")",
+        "\"mode\": String(\"quintic\")",
         &[
             xin,
             ("", "", &[], &[]),
             ("s", F, &[4], &[1.0, 1.0, 2.0, 2.0]),
         ],
     );
-    assert!(e.contains("supported: nearest, linear"), "{e}");
+    assert!(e.contains("supported: nearest, linear, cubic"), "{e}");
+    let e = err1(
+        "Resize",
+        "\"antialias\": Int(1)",
+        &[
+            xin,
+            ("", "", &[], &[]),
+            ("s", F, &[4], &[1.0, 1.0, 0.5, 0.5]),
+        ],
+    );
+    assert!(e.contains("linear and cubic modes only"), "{e}");
+    let e = err1(
+        "Resize",
+        "\"coordinate_transformation_mode\": String(\"tf_crop_and_resize\")",
+        &[
+            xin,
+            ("r", F, &[6], &[0.0; 6]),
+            ("s", F, &[4], &[1.0, 1.0, 0.5, 0.5]),
+        ],
+    );
+    assert!(
+        e.contains("expected 8 (a start and an end per axis)"),
+        "{e}"
+    );
     let e = err1(
         "BatchNormalization",
         "\"training_mode\": Int(1)",

@@ -109,6 +109,11 @@ pub fn format_instr(i: &Instr, src_deps: &[Producer], src2_deps: &[Producer]) ->
             Operand::Scale => format!("scale={:?}", i.imm),
             Operand::Zp => format!("zp={}", i.arg2),
             Operand::Rows => format!("rows={}", i.arg2),
+            Operand::Format => match crate::narrow::Format::from_code(i.arg) {
+                Some(f) => format!("fmt={}", f.name()),
+                None => format!("fmt={}", i.arg),
+            },
+            Operand::Sat => format!("sat={}", i.arg2),
             Operand::Src => stream(i.src, src_deps),
             Operand::Src2 => stream(i.src2, src2_deps),
             Operand::Dst => format!("->{}", stream(i.dst, &[])),
@@ -368,6 +373,16 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
             Operand::Table => instr.arg = parse_int(kv("tab")?)?,
             Operand::Zp => instr.arg2 = parse_int(kv("zp")?)?,
             Operand::Rows => instr.arg2 = parse_int(kv("rows")?)?,
+            Operand::Format => {
+                let v = kv("fmt")?;
+                instr.arg = match crate::narrow::Format::from_name(v) {
+                    Some(f) => f.code(),
+                    None => {
+                        parse_int(v).map_err(|_| format!("{mn}: unknown narrow format '{v}'"))?
+                    }
+                }
+            }
+            Operand::Sat => instr.arg2 = parse_int(kv("sat")?)?,
             Operand::Mode => {
                 instr.accumulate = match kv("mode")? {
                     "add" => true,

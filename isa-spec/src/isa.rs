@@ -147,6 +147,11 @@ pub enum Operand {
     Zp,
     /// `rows=8`: how many weight rows one `lw` loads, in `arg2`.
     Rows,
+    /// `fmt=e4m3fn`: a narrow format ([`crate::narrow::Format`]) by its code
+    /// in `arg`.
+    Format,
+    /// `sat=1`: whether a narrow conversion saturates, in `arg2`.
+    Sat,
     /// First source stream.
     Src,
     /// Second source stream.
@@ -216,6 +221,7 @@ opcodes! {
     Rotate    = "rot",    Sxm, 0, One,  [Src, Shift, Dst],         2, "Lane rotation: out[i] = in[(i - k) mod lanes].";
     Permute   = "perm",   Sxm, 0, One,  [Src, Table, Dst],         3, "Permutation: out[i] = in[table[i]] using the program's permutation table tab.";
     Transpose = "trn",    Sxm, 0, One,  [Rows, Src, Dst],          4, "Transpose: reads `rows` (= lanes per superlane) vectors on consecutive stream groups from the source on and writes `rows` vectors on consecutive groups from the destination on; within each superlane s, out[k][s*rows + i] = in[i][s*rows + k].";
+    NarrowConvert = "ncvt", Vxm, 0, Two, [Src, Format, Sat, Dst],   2, "Convert each element to a narrow format held widened in the destination type (fp8/fp4/bf16 in f32, int4/int2 in i8; see `narrow`): floats round to nearest even onto the format's grid, overflowing per `sat`; small integers truncate and wrap.";
 }
 
 /// One row of the ISA table.
@@ -373,10 +379,12 @@ impl Instr {
             Operand::Acc,
             Operand::Shift,
             Operand::Table,
+            Operand::Format,
         ]
         .into_iter()
         .any(has);
-        let uses_arg2 = has(Operand::Stride) || has(Operand::Zp) || has(Operand::Rows);
+        let uses_arg2 =
+            has(Operand::Stride) || has(Operand::Zp) || has(Operand::Rows) || has(Operand::Sat);
         let uses_imm = has(Operand::Imm) || has(Operand::Scale);
         let problems = [
             (has(Operand::Src) != self.src.is_some(), "source stream"),
@@ -442,6 +450,8 @@ pub fn markdown_table() -> String {
                 Operand::Scale => "`scale=`",
                 Operand::Zp => "`zp=`",
                 Operand::Rows => "`rows=`",
+                Operand::Format => "`fmt=`",
+                Operand::Sat => "`sat=0|1`",
                 Operand::Src => "src",
                 Operand::Src2 => "src2",
                 Operand::Dst => "`->dst`",

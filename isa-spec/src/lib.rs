@@ -8,6 +8,8 @@
 //! - [`program`]: the program format (per-queue instruction lists, memory
 //!   image, I/O bindings, provenance, dependence edges) and its binary form.
 //! - [`asm`]: the text assembly form (`.lpa`) and its parser.
+//! - [`narrow`]: the narrow number formats (fp8, fp4, bf16, int4, ...) held
+//!   widened in a chip type, and their conversion rules.
 //!
 //! Nothing here depends on another crate of the workspace.
 
@@ -15,9 +17,11 @@ pub mod asm;
 pub mod config;
 pub mod dtype;
 pub mod isa;
+pub mod narrow;
 pub mod program;
 
 pub use config::{ChipConfig, DynamicConfig, EnergyConfig, MemoryModel, SliceKind};
 pub use dtype::{DType, Values};
 pub use isa::{Dir, Instr, Opcode, StreamRef, Unit};
+pub use narrow::Format;
 pub use program::{Program, QueueId};

@@ -585,6 +585,9 @@ impl Program {
             Opcode::Dequantize => !i.ty.is_float() && i.to == DType::F32,
             Opcode::Matmul | Opcode::LoadWeights => chip.mxm.dtypes.contains(&i.ty),
             Opcode::Emit => i.ty != DType::I8,
+            Opcode::NarrowConvert => {
+                crate::narrow::Format::from_code(i.arg).is_some_and(|f| f.container() == i.to)
+            }
             _ => true,
         };
         if !ty_ok || (info.typing == Typing::Two && i.op == Opcode::Convert && i.ty == i.to) {
@@ -611,6 +614,8 @@ impl Program {
                 Operand::Shift => i.arg.unsigned_abs() as usize > lanes,
                 Operand::Table => !(0..self.perm_tables.len() as i64).contains(&i.arg),
                 Operand::Zp => i32::try_from(i.arg2).is_err(),
+                Operand::Sat => !(0..=1).contains(&i.arg2),
+                Operand::Format => crate::narrow::Format::from_code(i.arg).is_none(),
                 Operand::Scale => !(i.imm.is_finite() && i.imm > 0.0),
                 _ => false,
             };

@@ -81,7 +81,7 @@ pub const FOLDABLE: &[&str] = &[
     "Slice",
 ];
 
-fn attr_int(attrs: &Attrs, name: &str, default: i64) -> Result<i64, String> {
+pub(crate) fn attr_int(attrs: &Attrs, name: &str, default: i64) -> Result<i64, String> {
     match attrs.get(name) {
         None => Ok(default),
         Some(Attr::Int(v)) => Ok(*v),
@@ -633,47 +633,16 @@ pub fn fold(
                     None => Ok(None),
                 }
             };
-            let starts = ints(1)?.unwrap_or_default();
-            let ends = ints(2)?.unwrap_or_default();
             let _ = (st, en);
             let r = x.shape.len();
-            let axes = ints(3)?.unwrap_or_else(|| (0..starts.len() as i64).collect());
-            let steps = ints(4)?.unwrap_or_else(|| vec![1; starts.len()]);
-            if ends.len() != starts.len()
-                || axes.len() != starts.len()
-                || steps.len() != starts.len()
-            {
-                return Err("starts, ends, axes and steps differ in length".into());
-            }
-            // Per axis: (start, step, count).
-            let mut per: Vec<(i64, i64, usize)> = x.shape.iter().map(|&d| (0, 1, d)).collect();
-            for k in 0..starts.len() {
-                let a = axis(axes[k], r, "axis")?;
-                let dim = x.shape[a] as i64;
-                if steps[k] == 0 {
-                    return Err("a step is 0".into());
-                }
-                if dim == 0 {
-                    per[a] = (0, 1, 0);
-                    continue;
-                }
-                // A step longer than the axis takes one element either way;
-                // clamping keeps the arithmetic below from overflowing.
-                let step = steps[k].clamp(-dim, dim);
-                let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
-                let (s, e) = (norm(starts[k]), norm(ends[k]));
-                let (s, e) = if step > 0 {
-                    (s.clamp(0, dim), e.clamp(0, dim))
-                } else {
-                    (s.clamp(0, dim - 1), e.clamp(-1, dim - 1))
-                };
-                let n = if step > 0 {
-                    (e - s + step - 1).div_euclid(step).max(0)
-                } else {
-                    (s - e + (-step) - 1).div_euclid(-step).max(0)
-                };
-                per[a] = (s, step, n as usize);
-            }
+            let (axes, steps) = (ints(3)?, ints(4)?);
+            let per = slice_plan(
+                &x.shape,
+                &ints(1)?.unwrap_or_default(),
+                &ints(2)?.unwrap_or_default(),
+                axes.as_deref(),
+                steps.as_deref(),
+            )?;
             let shape: Vec<usize> = per.iter().map(|p| p.2).collect();
             if !fits(&shape)? {
                 return Ok(None);
@@ -699,6 +668,137 @@ pub fn fold(
             one(Const::new(x.code, shape, x.data.gather(&src))?)
         }
         _ => Ok(None),
+    }
+}
+
+/// ONNX `Slice` of a tensor of `shape`, per axis: (first index, step,
+/// count). `axes` defaults to `0..starts.len()`, `steps` to ones.
+pub fn slice_plan(
+    shape: &[usize],
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Result<Vec<(i64, i64, usize)>, String> {
+    let r = shape.len();
+    let axes = axes.map_or_else(|| (0..starts.len() as i64).collect(), <[i64]>::to_vec);
+    let steps = steps.map_or_else(|| vec![1; starts.len()], <[i64]>::to_vec);
+    if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+        return Err("starts, ends, axes and steps differ in length".into());
+    }
+    let mut per: Vec<(i64, i64, usize)> = shape.iter().map(|&d| (0, 1, d)).collect();
+    for k in 0..starts.len() {
+        let a = axis(axes[k], r, "axis")?;
+        let dim = shape[a] as i64;
+        if steps[k] == 0 {
+            return Err("a step is 0".into());
+        }
+        if dim == 0 {
+            per[a] = (0, 1, 0);
+            continue;
+        }
+        // A step longer than the axis takes one element either way;
+        // clamping keeps the arithmetic below from overflowing.
+        let step = steps[k].clamp(-dim, dim);
+        let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+        let (s, e) = (norm(starts[k]), norm(ends[k]));
+        let (s, e) = if step > 0 {
+            (s.clamp(0, dim), e.clamp(0, dim))
+        } else {
+            (s.clamp(0, dim - 1), e.clamp(-1, dim - 1))
+        };
+        let n = if step > 0 {
+            (e - s + step - 1).div_euclid(step).max(0)
+        } else {
+            (s - e + (-step) - 1).div_euclid(-step).max(0)
+        };
+        per[a] = (s, step, n as usize);
+    }
+    Ok(per)
+}
+
+/// A reduction (`ReduceSum`, `ReduceMax`, ...) of an input with no
+/// elements, whose result is therefore known at import: empty when the
+/// output has a zero dimension too, otherwise every element reduces the
+/// empty set, which ONNX defines as 0 (`ReduceSum`, `ReduceSumSquare`,
+/// `ReduceL1`, `ReduceL2`), 1 (`ReduceProd`), the lowest value (`ReduceMax`;
+/// -inf for floats), the highest (`ReduceMin`) or -inf (`ReduceLogSum`,
+/// `ReduceLogSumExp`); `ReduceMean` of it is undefined (an error).
+/// `axes` empty means every axis unless `noop`. `Ok(None)`: too large.
+pub fn reduce_empty(
+    op: &str,
+    x: &Const,
+    axes: &[i64],
+    keepdims: bool,
+    noop: bool,
+) -> Result<Option<Const>, String> {
+    if !x.is_empty() {
+        return Err(format!(
+            "internal: {op} input of shape {:?} is not empty",
+            x.shape
+        ));
+    }
+    if axes.is_empty() && noop {
+        return Ok(Some(x.clone()));
+    }
+    let r = x.shape.len();
+    let mut mask = vec![axes.is_empty(); r];
+    for &a in axes {
+        mask[axis(a, r, "axis")?] = true;
+    }
+    let shape: Vec<usize> = x
+        .shape
+        .iter()
+        .zip(&mask)
+        .filter_map(|(&d, &m)| match (m, keepdims) {
+            (false, _) => Some(d),
+            (true, true) => Some(1),
+            (true, false) => None,
+        })
+        .collect();
+    let n = count(&shape)?;
+    if n > FOLD_LIMIT {
+        return Ok(None);
+    }
+    if n == 0 {
+        return Const::new(x.code, shape, x.data.clone()).map(Some);
+    }
+    let (lo, hi) = int_bounds(x.code);
+    let float = !matches!(x.data, Data::Int(_));
+    let v = match op {
+        "ReduceSum" | "ReduceSumSquare" | "ReduceL1" | "ReduceL2" => 0.0,
+        "ReduceProd" => 1.0,
+        "ReduceMax" if float => f64::NEG_INFINITY,
+        "ReduceMax" => lo as f64,
+        "ReduceMin" if float => f64::INFINITY,
+        "ReduceMin" => hi as f64,
+        "ReduceLogSum" | "ReduceLogSumExp" if float => f64::NEG_INFINITY,
+        _ => {
+            return Err(format!(
+                "{op} of an empty set (input shape {:?}) is undefined",
+                x.shape
+            ))
+        }
+    };
+    let data = match &x.data {
+        Data::Int(_) => Data::Int(vec![v as i64; n]),
+        d => from_f64(d, vec![v; n]),
+    };
+    Const::new(x.code, shape, data).map(Some)
+}
+
+/// The value range of integer ONNX type `code`.
+fn int_bounds(code: i32) -> (i64, i64) {
+    match code {
+        dt::BOOL => (0, 1),
+        dt::INT8 => (i8::MIN as i64, i8::MAX as i64),
+        dt::UINT8 => (0, u8::MAX as i64),
+        dt::INT16 => (i16::MIN as i64, i16::MAX as i64),
+        dt::UINT16 => (0, u16::MAX as i64),
+        dt::INT32 => (i32::MIN as i64, i32::MAX as i64),
+        dt::UINT32 => (0, u32::MAX as i64),
+        dt::UINT64 => (0, i64::MAX),
+        _ => (i64::MIN, i64::MAX),
     }
 }
 

@@ -40,6 +40,35 @@
 //! conditions; a note says so), and UINT8 tensors are refused with an
 //! error naming the tensor. `Cast` to DOUBLE casts to FLOAT (a note says
 //! so), as DOUBLE tensors are f32.
+//!
+//! # Empty tensors
+//!
+//! lpu has no empty tensors (a zero dimension), but no data flows through
+//! one, so the importer evaluates them away: every empty tensor is a
+//! constant, and a node that reads one is evaluated at import or refused.
+//!
+//! - A graph input with a zero dimension is the empty constant, not an
+//!   input of the lpu graph (a note says so; dropped when no node reads
+//!   it, as `CastLike`'s expansion leaves its `like`).
+//! - An empty optional input that means "not given" is dropped: a
+//!   reduction's `axes` (every axis, or none with `noop_with_empty_axes`),
+//!   `Resize`'s `roi`, `scales` and `sizes`.
+//! - A reduction (`ReduceSum`, `ReduceMean`, `ReduceMax`) of an empty input
+//!   is a constant: empty, or ONNX's value for the empty set (0 for
+//!   `ReduceSum`, -inf for `ReduceMax`; `ReduceMean` of it is undefined and
+//!   refused).
+//! - A `Split` piece of size zero is the empty constant; the rest is a
+//!   `Split` into the other pieces, or an `Identity` when one is left. A
+//!   `Slice` of a runtime tensor that selects nothing is the empty constant.
+//! - `Concat` drops its empty inputs (an `Identity` when one is left).
+//! - The folding above and in [`crate::fold`] evaluates the rest (`Shape`,
+//!   `Reshape`, `ConstantOfShape`, elementwise ops on constants, ...).
+//!
+//! A node that still reads an empty tensor is refused, naming a runtime
+//! input that would have to be a constant for it to fold. A graph output
+//! that is empty is left out of the lpu graph and listed, with its shape,
+//! in [`Imported::empty_outputs`]; [`load`] refuses a model whose outputs
+//! are all empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -56,6 +85,7 @@ use crate::proto::{
     TensorProto, ValueInfoProto,
 };
 use crate::tensor::{Const, Data};
+use lpu_isa::narrow::Format;
 
 /// The oldest default-domain opset the importer reads.
 pub const MIN_OPSET: i64 = 6;
@@ -91,6 +121,10 @@ pub struct Imported {
     pub notes: Vec<String>,
     /// The default-domain opset of the model.
     pub opset: i64,
+    /// Graph outputs that are empty (a zero dimension), with their shapes,
+    /// in the model's order: lpu has no empty tensors, so they are not
+    /// outputs of `graph` (see "Empty tensors" in the module docs).
+    pub empty_outputs: Vec<(String, Vec<usize>)>,
 }
 
 /// Imports the `.onnx` file at `path` into a [`GraphFile`]. External data
@@ -113,6 +147,16 @@ pub fn load(
     opts: &ImportOptions,
 ) -> Result<(lpu_graph::Graph, Vec<String>), ImportError> {
     let imp = import_with_notes(path, opts)?;
+    if imp.graph.outputs.is_empty() && !imp.empty_outputs.is_empty() {
+        let names: Vec<&str> = imp.empty_outputs.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(ImportError::Model {
+            file: path.display().to_string(),
+            message: format!(
+                "every output ({}) is empty (a zero dimension); lpu has no empty tensors and nothing to compute",
+                names.join(", ")
+            ),
+        });
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let g = lpu_graph::load::build(imp.graph, &path.display().to_string(), base)?;
     Ok((g, imp.notes))
@@ -186,10 +230,7 @@ pub fn lpu_dtype(code: i32, ints: Option<&[i64]>) -> Result<(DType, Option<Strin
             DType::F32,
             Some("DOUBLE rounded to f32 (lpu has no f64)".into()),
         ),
-        dt::BFLOAT16 => (
-            DType::F32,
-            Some("BFLOAT16 widened to f32 (exact)".into()),
-        ),
+        dt::BFLOAT16 => (DType::F32, Some("BFLOAT16 widened to f32 (exact)".into())),
         dt::INT16 | dt::UINT16 => (
             DType::I32,
             Some(format!("{} widened to i32 (exact)", dt::name(code))),
@@ -199,15 +240,9 @@ pub fn lpu_dtype(code: i32, ints: Option<&[i64]>) -> Result<(DType, Option<Strin
             None => fits32("INT64")?,
         },
         dt::UINT32 | dt::UINT64 => fits32(&dt::name(code))?,
-        dt::UINT8 => match named("u8") {
-            Some(d) => (d, None),
-            None => {
-                return Err(
-                    "UINT8 is not supported: lpu has i8 but no u8; re-quantize to INT8 (e.g. with a zero point shifted by 128)"
-                        .into(),
-                )
-            }
-        },
+        // Widened exactly; the MXM's operands must still be i8 (checked
+        // where a MatMulInteger/ConvInteger reads one).
+        dt::UINT8 => (DType::I32, Some("UINT8 widened to i32 (exact)".into())),
         dt::BOOL => match named("bool") {
             Some(d) => (d, None),
             // lpu's comparisons produce i8 0/1 and Where takes an i8
@@ -217,7 +252,18 @@ pub fn lpu_dtype(code: i32, ints: Option<&[i64]>) -> Result<(DType, Option<Strin
                 Some("BOOL stored as i8 0/1 (lpu's boolean type)".into()),
             ),
         },
-        c => return Err(format!("element type {} is not supported", dt::name(c))),
+        c => match crate::tensor::narrow_type(c) {
+            Some((f, _)) => (
+                f.container(),
+                Some(format!(
+                    "{} held widened in {} (exact; lpu has no {}-bit storage)",
+                    dt::name(c),
+                    f.container(),
+                    crate::tensor::narrow_type(c).map_or(8, |(_, b)| b)
+                )),
+            ),
+            None => return Err(format!("element type {} is not supported", dt::name(c))),
+        },
     })
 }
 
@@ -246,6 +292,10 @@ struct Ctx<'a> {
     /// Declared (value_info / output) shapes with symbols bound, where
     /// fully known, and element types.
     declared: BTreeMap<String, (i32, Option<Vec<usize>>)>,
+    /// ONNX element types of graph inputs and of the results of
+    /// conversions to narrow types (which lpu holds widened: the lpu type
+    /// alone does not say that a tensor holds fp8 values).
+    codes: BTreeMap<String, i32>,
     /// Every tensor name in the model, for fresh names.
     taken: BTreeSet<String>,
     nodes: Vec<Node>,
@@ -475,7 +525,9 @@ fn never_importable(model: &ModelProto) -> BTreeMap<String, UnsupportedOp> {
         };
         let importable = op_spec(&op_type).is_some()
             || (default_domain
-                && (np.op_type == "Constant" || FOLDABLE.contains(&np.op_type.as_str())));
+                && (np.op_type == "Constant"
+                    || np.op_type == "CastLike"
+                    || FOLDABLE.contains(&np.op_type.as_str())));
         if !importable {
             let first_node = if np.name.is_empty() {
                 format!("{}_{i}", np.op_type)
@@ -636,6 +688,7 @@ fn import_model_nodes(
         consts,
         infos: BTreeMap::new(),
         declared: BTreeMap::new(),
+        codes: BTreeMap::new(),
         taken,
         nodes: Vec::new(),
         notes,
@@ -655,6 +708,7 @@ fn import_model_nodes(
         let code = elem_type(vi).ok_or_else(|| cx.model_err(format!("{what} is not a tensor")))?;
         let (dtype, note) =
             lpu_dtype(code, None).map_err(|m| cx.model_err(format!("{what}: {m}")))?;
+        cx.codes.insert(vi.name.clone(), code);
         if let Some(n) = note {
             cx.notes.insert(format!("{what}: {n}"));
         }
@@ -682,6 +736,14 @@ fn import_model_nodes(
                 }
             },
         };
+        if shape.contains(&0) {
+            // No elements, so nothing to feed: the empty constant.
+            cx.notes.insert(format!(
+                "{what} has shape {shape:?} (no elements): it is the empty constant, not an input of the lpu graph"
+            ));
+            cx.consts.insert(vi.name.clone(), empty_const(code, shape));
+            continue;
+        }
         cx.infos.insert(
             vi.name.clone(),
             TensorInfo {
@@ -766,7 +828,16 @@ fn import_model_nodes(
 
     // Outputs.
     let mut outputs = Vec::new();
+    let mut empty_outputs = Vec::new();
     for vi in &graph.output {
+        if let Some(c) = cx.consts.get(&vi.name).filter(|c| c.is_empty()) {
+            cx.notes.insert(format!(
+                "output '{}' is empty (shape {:?}): not an output of the lpu graph, which has no empty tensors",
+                vi.name, c.shape
+            ));
+            empty_outputs.push((vi.name.clone(), c.shape.clone()));
+            continue;
+        }
         let dtype = elem_type(vi)
             .and_then(|c| lpu_dtype(c, None).ok())
             .and_then(|(d, note)| note.is_none().then_some(d));
@@ -825,6 +896,7 @@ fn import_model_nodes(
         },
         notes: cx.notes.into_iter().collect(),
         opset,
+        empty_outputs,
     })
 }
 
@@ -846,6 +918,8 @@ fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportE
         attrs.insert(a.name.clone(), v);
     }
     let mut inputs = np.input.clone();
+    let mut outputs = np.output.clone();
+    let mut kind = op.clone();
     if default_domain && op == "Constant" {
         let c = constant_value(&attrs).map_err(&node_err)?;
         let Some(out) = np.output.first() else {
@@ -855,15 +929,36 @@ fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportE
         return Ok(());
     }
     if default_domain {
+        if let Some(parts) = expand_narrow(cx, np, &name).map_err(&node_err)? {
+            for (k, p) in parts.iter().enumerate() {
+                let part = if k + 1 == parts.len() {
+                    name.clone()
+                } else {
+                    format!("{name}/{}", p.op_type)
+                };
+                import_node(cx, p, part)?;
+            }
+            return Ok(());
+        }
         normalise(cx, &op, &name, &mut inputs, &mut attrs).map_err(&node_err)?;
-        if FOLDABLE.contains(&op.as_str()) {
+        match empty_tensors(cx, &op, &name, &mut inputs, &mut outputs, &mut attrs)
+            .map_err(&node_err)?
+        {
+            Empty::Done => return Ok(()),
+            Empty::Identity => {
+                kind = "Identity".into();
+                attrs.clear();
+            }
+            Empty::Keep => {}
+        }
+        if FOLDABLE.contains(&kind.as_str()) {
             let ins: Vec<Option<&Const>> = inputs.iter().map(|t| cx.consts.get(t)).collect();
             let present: Vec<bool> = inputs.iter().map(|t| !t.is_empty()).collect();
             let shapes: Vec<Option<&[usize]>> = inputs.iter().map(|t| cx.shape(t)).collect();
-            let folded = fold(&op, &ins, &present, &shapes, &attrs).map_err(&node_err)?;
+            let folded = fold(&kind, &ins, &present, &shapes, &attrs).map_err(&node_err)?;
             if let Some(outs) = folded {
-                if outs.len() == np.output.len() {
-                    for (o, c) in np.output.iter().zip(outs) {
+                if outs.len() == outputs.len() {
+                    for (o, c) in outputs.iter().zip(outs) {
                         cx.consts.insert(o.clone(), c);
                     }
                     return Ok(());
@@ -871,8 +966,27 @@ fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportE
             }
         }
     }
+    // lpu has no empty tensors: a node that reads one must fold above.
+    if let Some((e, c)) = inputs
+        .iter()
+        .find_map(|t| cx.consts.get(t).filter(|c| c.is_empty()).map(|c| (t, c)))
+    {
+        let runtime = inputs
+            .iter()
+            .find(|t| !t.is_empty() && !cx.consts.contains_key(*t));
+        return Err(node_err(match runtime {
+            Some(r) => format!(
+                "'{r}' must be a constant: the node reads the empty tensor '{e}' (shape {:?}), and lpu, which has no empty tensors, evaluates such a node at import",
+                c.shape
+            ),
+            None => format!(
+                "the node reads the empty tensor '{e}' (shape {:?}) and cannot be evaluated at import; lpu has no empty tensors",
+                c.shape
+            ),
+        }));
+    }
     let op_type = if default_domain {
-        op.clone()
+        kind.clone()
     } else {
         format!("{}:{op}", np.domain)
     };
@@ -923,7 +1037,7 @@ fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportE
         name,
         op_type,
         inputs,
-        outputs: np.output.clone(),
+        outputs,
         attributes,
     };
     // Shapes of the outputs, for folding further down: lpu's inference for
@@ -980,6 +1094,245 @@ fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportE
     }
     cx.nodes.push(node);
     Ok(())
+}
+
+/// The empty constant of ONNX type `code` and `shape` (which has a zero
+/// dimension).
+fn empty_const(code: i32, shape: Vec<usize>) -> Const {
+    let data = match code {
+        dt::FLOAT16 => Data::F16(vec![]),
+        dt::DOUBLE => Data::F64(vec![]),
+        dt::FLOAT | dt::BFLOAT16 => Data::F32(vec![]),
+        c if crate::tensor::elem_size(c).is_some() => Data::Int(vec![]),
+        _ => Data::F32(vec![]),
+    };
+    Const { code, shape, data }
+}
+
+/// The ONNX element type of node output `out` computed from `input`: as
+/// declared, else that of `input`.
+fn output_code(cx: &Ctx, out: &str, input: &str) -> i32 {
+    if let Some((code, _)) = cx.declared.get(out) {
+        return *code;
+    }
+    if let Some(c) = cx.consts.get(input) {
+        return c.code;
+    }
+    match cx.infos.get(input).map(|i| i.dtype) {
+        Some(DType::F16) => dt::FLOAT16,
+        Some(DType::I8) => dt::INT8,
+        Some(DType::I32) => dt::INT32,
+        _ => dt::FLOAT,
+    }
+}
+
+/// What [`empty_tensors`] made of a node.
+enum Empty {
+    /// Nothing (the node goes on as it is, inputs possibly dropped).
+    Keep,
+    /// Every output is a constant now.
+    Done,
+    /// The node is an `Identity` of `inputs[0]` now (attributes dropped).
+    Identity,
+}
+
+/// Empty tensors (a zero dimension) at one node, before folding (see
+/// "Empty tensors" in the module docs).
+fn empty_tensors(
+    cx: &mut Ctx,
+    op: &str,
+    node: &str,
+    inputs: &mut Vec<String>,
+    outputs: &mut Vec<String>,
+    attrs: &mut Attrs,
+) -> Result<Empty, String> {
+    let is_empty = |cx: &Ctx, t: &str| cx.consts.get(t).is_some_and(Const::is_empty);
+    // An empty optional input that means "not given".
+    let absent_if_empty = |cx: &Ctx, inputs: &mut Vec<String>, ks: &[usize]| {
+        for &k in ks {
+            if inputs.get(k).is_some_and(|t| is_empty(cx, t)) {
+                inputs[k].clear();
+            }
+        }
+        while inputs.last().is_some_and(String::is_empty) {
+            inputs.pop();
+        }
+    };
+    // The integer values of constant input `k`: `Ok(None)` when absent,
+    // `Err(())` when not constant.
+    let ints = |cx: &Ctx, inputs: &[String], k: usize| -> Result<Option<Vec<i64>>, ()> {
+        match inputs.get(k).filter(|t| !t.is_empty()) {
+            None => Ok(None),
+            Some(t) => match cx.consts.get(t).and_then(Const::as_ints) {
+                Some(v) => Ok(Some(v.to_vec())),
+                None => Err(()),
+            },
+        }
+    };
+    let supported = op_spec(op).is_some();
+    match op {
+        _ if op.starts_with("Reduce") && supported => {
+            absent_if_empty(cx, inputs, &[1]);
+            let Some(x) = inputs
+                .first()
+                .and_then(|t| cx.consts.get(t))
+                .filter(|c| c.is_empty())
+                .cloned()
+            else {
+                return Ok(Empty::Keep);
+            };
+            let axes = match ints(cx, inputs, 1) {
+                Ok(Some(a)) => a,
+                Ok(None) => match attrs.get("axes") {
+                    None => vec![],
+                    Some(Attr::Ints(v)) => v.clone(),
+                    Some(other) => {
+                        return Err(format!("attribute 'axes' is {other:?}; expected INTS"))
+                    }
+                },
+                Err(()) => return Ok(Empty::Keep),
+            };
+            let keepdims = crate::fold::attr_int(attrs, "keepdims", 1)? != 0;
+            let noop = crate::fold::attr_int(attrs, "noop_with_empty_axes", 0)? != 0;
+            let (Some(out), 1) = (outputs.first().filter(|o| !o.is_empty()), outputs.len()) else {
+                return Ok(Empty::Keep);
+            };
+            match crate::fold::reduce_empty(op, &x, &axes, keepdims, noop)? {
+                Some(c) => {
+                    cx.consts.insert(out.clone(), c);
+                    Ok(Empty::Done)
+                }
+                None => Ok(Empty::Keep),
+            }
+        }
+        "Resize" => {
+            absent_if_empty(cx, inputs, &[1, 2, 3]);
+            Ok(Empty::Keep)
+        }
+        "Concat" => {
+            let any_empty = inputs.iter().any(|t| is_empty(cx, t));
+            let all_const = inputs
+                .iter()
+                .all(|t| t.is_empty() || cx.consts.contains_key(t));
+            if !any_empty || all_const {
+                // Folding concatenates constants, empty ones included.
+                return Ok(Empty::Keep);
+            }
+            let rank = inputs
+                .iter()
+                .find(|t| !t.is_empty() && !is_empty(cx, t))
+                .and_then(|t| cx.shape(t))
+                .map(<[usize]>::len);
+            if let Some(r) = rank {
+                if let Some(e) = inputs
+                    .iter()
+                    .filter_map(|t| cx.consts.get(t).filter(|c| c.is_empty()))
+                    .find(|c| c.shape.len() != r)
+                {
+                    return Err(format!(
+                        "an empty input of shape {:?} does not concatenate with rank-{r} inputs",
+                        e.shape
+                    ));
+                }
+            }
+            inputs.retain(|t| !t.is_empty() && cx.consts.get(t).is_none_or(|c| !c.is_empty()));
+            Ok(if inputs.len() == 1 {
+                Empty::Identity
+            } else {
+                Empty::Keep
+            })
+        }
+        "Split" if supported => {
+            let Some(x) = inputs.first().cloned() else {
+                return Ok(Empty::Keep);
+            };
+            let Some(shape) = cx.shape(&x).map(<[usize]>::to_vec) else {
+                return Ok(Empty::Keep);
+            };
+            let r = shape.len() as i64;
+            let a = crate::fold::attr_int(attrs, "axis", 0)?;
+            let a = if a < 0 { a + r } else { a };
+            if !(0..r).contains(&a) {
+                return Ok(Empty::Keep); // lpu's inference says why
+            }
+            let a = a as usize;
+            let sizes: Vec<i64> = match ints(cx, inputs, 1) {
+                Ok(Some(s)) => s,
+                Ok(None) if shape[a] == 0 => vec![0; outputs.len()],
+                _ => return Ok(Empty::Keep),
+            };
+            let total = sizes
+                .iter()
+                .try_fold(0usize, |acc, &s| acc.checked_add(usize::try_from(s).ok()?));
+            if !sizes.contains(&0) || sizes.len() != outputs.len() || total != Some(shape[a]) {
+                return Ok(Empty::Keep); // lpu's inference checks the rest
+            }
+            let mut piece = shape.clone();
+            piece[a] = 0;
+            let (mut outs, mut kept) = (Vec::new(), Vec::new());
+            for (o, &s) in outputs.iter().zip(&sizes) {
+                if s == 0 {
+                    if !o.is_empty() {
+                        let c = empty_const(output_code(cx, o, &x), piece.clone());
+                        cx.consts.insert(o.clone(), c);
+                    }
+                } else {
+                    outs.push(o.clone());
+                    kept.push(s);
+                }
+            }
+            *outputs = outs;
+            Ok(match kept.len() {
+                0 => Empty::Done,
+                // The one piece that is not empty is the whole input.
+                1 => {
+                    inputs.truncate(1);
+                    Empty::Identity
+                }
+                _ => {
+                    let name = cx.fresh(&format!("{node}_split"));
+                    cx.consts.insert(name.clone(), Const::ints(kept));
+                    *inputs = vec![x, name];
+                    attrs.remove("num_outputs");
+                    Empty::Keep
+                }
+            })
+        }
+        "Slice" => {
+            let Some(x) = inputs.first().cloned() else {
+                return Ok(Empty::Keep);
+            };
+            // A constant input folds.
+            if cx.consts.contains_key(&x) {
+                return Ok(Empty::Keep);
+            }
+            let Some(shape) = cx.shape(&x).map(<[usize]>::to_vec) else {
+                return Ok(Empty::Keep);
+            };
+            let p: Vec<Option<Vec<i64>>> = match (1..=4).map(|k| ints(cx, inputs, k)).collect() {
+                Ok(p) => p,
+                Err(()) => return Ok(Empty::Keep),
+            };
+            let (Some(starts), Some(ends)) = (&p[0], &p[1]) else {
+                return Ok(Empty::Keep);
+            };
+            let Ok(per) =
+                crate::fold::slice_plan(&shape, starts, ends, p[2].as_deref(), p[3].as_deref())
+            else {
+                return Ok(Empty::Keep); // lpu's inference says why
+            };
+            let out: Vec<usize> = per.iter().map(|q| q.2).collect();
+            match (out.contains(&0), outputs.first().filter(|o| !o.is_empty())) {
+                (true, Some(o)) => {
+                    let c = empty_const(output_code(cx, o, &x), out);
+                    cx.consts.insert(o.clone(), c);
+                    Ok(Empty::Done)
+                }
+                _ => Ok(Empty::Keep),
+            }
+        }
+        _ => Ok(Empty::Keep),
+    }
 }
 
 /// Rewrites older-opset attribute forms into the newest input forms (see
@@ -1168,6 +1521,15 @@ fn normalise(
             cx.notes
                 .insert("Cast to DOUBLE computed as FLOAT (lpu has no f64)".into());
         }
+        "Cast"
+            if matches!(
+                attrs.get("to"),
+                Some(Attr::Int(c)) if [dt::UINT8, dt::INT16, dt::UINT16].contains(&(*c as i32))
+            ) =>
+        {
+            // Held widened in i32, as their tensors are.
+            attrs.insert("to".into(), Attr::Int(dt::INT32 as i64));
+        }
         "Dropout" if v < 12 => {
             if let Some(r) = float(attrs, "ratio")? {
                 set_input(cx, inputs, 1, "ratio", Const::scalar_f32(r));
@@ -1201,4 +1563,333 @@ fn normalise(
         _ => {}
     }
     Ok(())
+}
+
+/// The ONNX element type of `name`, where known: a constant's, a graph
+/// input's, that of a conversion to a narrow type, a declared one, or the
+/// one of its lpu type.
+fn elem_code(cx: &Ctx, name: &str) -> Option<i32> {
+    cx.consts
+        .get(name)
+        .map(|c| c.code)
+        .or_else(|| cx.codes.get(name).copied())
+        .or_else(|| cx.declared.get(name).map(|(c, _)| *c))
+        .or_else(|| {
+            Some(match cx.infos.get(name)?.dtype {
+                DType::F32 => dt::FLOAT,
+                DType::F16 => dt::FLOAT16,
+                DType::I8 => dt::INT8,
+                DType::I32 => dt::INT32,
+            })
+        })
+}
+
+/// A per-axis scale `s` (a 1-D constant) reshaped to broadcast along
+/// `axis` of a rank-`rank` tensor (`[n, 1, .., 1]`), as a new constant.
+fn per_axis_scale(cx: &mut Ctx, s: &str, axis: i64, rank: usize) -> Result<String, String> {
+    let Some(c) = cx.consts.get(s).cloned() else {
+        return Err(format!("the per-axis scale '{s}' must be a constant"));
+    };
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if c.shape.len() != 1 || !(0..rank as i64).contains(&a) {
+        return Err(format!(
+            "scale '{s}' of shape {:?} does not fit axis {axis} of a rank-{rank} input",
+            c.shape
+        ));
+    }
+    let mut shape = vec![c.shape[0]];
+    shape.extend(std::iter::repeat_n(1, rank - 1 - a as usize));
+    let name = cx.fresh(&format!("{s}/axis"));
+    cx.consts
+        .insert(name.clone(), Const::new(c.code, shape, c.data)?);
+    Ok(name)
+}
+
+/// The range of the integer types other than INT8 that a `QuantizeLinear`
+/// may produce, and the type lpu holds them in (i8 for the 4- and 2-bit
+/// ones, i32 for UINT8, INT16 and UINT16).
+fn small_int_range(code: i32) -> Option<(i64, i64, i32)> {
+    let (lo, hi) = match code {
+        dt::UINT8 => return Some((0, 255, dt::INT32)),
+        dt::INT16 => return Some((i16::MIN as i64, i16::MAX as i64, dt::INT32)),
+        dt::UINT16 => return Some((0, u16::MAX as i64, dt::INT32)),
+        _ => small_int(code)?,
+    };
+    Some((lo, hi, dt::INT8))
+}
+
+/// The range of INT4, UINT4, INT2 and UINT2.
+fn small_int(code: i32) -> Option<(i64, i64)> {
+    match crate::tensor::narrow_type(code)?.0 {
+        Format::I4 => Some((-8, 7)),
+        Format::U4 => Some((0, 15)),
+        Format::I2 => Some((-2, 1)),
+        Format::U2 => Some((0, 3)),
+        _ => None,
+    }
+}
+
+/// Rewrites a node that produces or reads a narrow type (fp8, fp4, bf16,
+/// int4, int2, held widened: see [`lpu_isa::narrow`]) into lpu ops, as the
+/// ONNX reference computes it:
+///
+/// - `Cast` to a narrow type: `NarrowCast` (the VXM's `ncvt`);
+/// - `QuantizeLinear` to INT4/UINT4/INT2/UINT2: the int8 `QuantizeLinear`
+///   (round, add the zero point, clamp to i8), then `Clip` to the type's
+///   range (the same result: the narrower clamp contains the wider one);
+/// - `QuantizeLinear` to an fp8 or fp4 type: `x / scale` (`Div`), then
+///   `NarrowCast` with the node's `saturate`;
+/// - `DequantizeLinear` of an fp8 or fp4 tensor: `x * scale` (`Mul`, the
+///   zero point is 0 for these types), then `Cast` to the scale's type
+///   when that is not f32.
+///
+/// `None`: the node is not one of these and imports as it is.
+fn expand_narrow(
+    cx: &mut Ctx,
+    np: &NodeProto,
+    name: &str,
+) -> Result<Option<Vec<NodeProto>>, String> {
+    let int_attr = |n: &str| np.attribute.iter().find(|a| a.name == n).map(|a| a.i);
+    let str_attr = |n: &str| {
+        np.attribute
+            .iter()
+            .find(|a| a.name == n)
+            .map(|a| String::from_utf8_lossy(&a.s).into_owned())
+    };
+    let part = |op: &str, inputs: Vec<String>, outputs: Vec<String>, attrs: Vec<AttributeProto>| {
+        NodeProto {
+            input: inputs,
+            output: outputs,
+            name: String::new(),
+            op_type: op.to_string(),
+            attribute: attrs,
+            doc_string: String::new(),
+            domain: String::new(),
+        }
+    };
+    let int_a = |n: &str, i: i64| AttributeProto {
+        name: n.into(),
+        i,
+        r#type: crate::proto::attribute_type::INT,
+        ..Default::default()
+    };
+    let str_a = |n: &str, v: &str| AttributeProto {
+        name: n.into(),
+        s: v.as_bytes().to_vec(),
+        r#type: crate::proto::attribute_type::STRING,
+        ..Default::default()
+    };
+    let input = |k: usize| np.input.get(k).filter(|t| !t.is_empty()).cloned();
+    let out = np.output.first().cloned().unwrap_or_default();
+    match np.op_type.as_str() {
+        "CastLike" => {
+            // `Cast` to the element type of `target_type` (only its type is
+            // read, so it may be empty).
+            let (Some(x), Some(like)) = (input(0), input(1)) else {
+                return Err("CastLike needs 'input' and 'target_type'".into());
+            };
+            let Some(to) = elem_code(cx, &like) else {
+                return Err(format!("the element type of '{like}' is not known"));
+            };
+            let mut attrs = vec![int_a("to", to as i64)];
+            attrs.extend(
+                np.attribute
+                    .iter()
+                    .filter(|a| a.name == "saturate" || a.name == "round_mode")
+                    .cloned(),
+            );
+            Ok(Some(vec![part("Cast", vec![x], np.output.clone(), attrs)]))
+        }
+        "MatMulInteger" | "ConvInteger" => {
+            if let Some(t) = np
+                .input
+                .iter()
+                .find(|t| elem_code(cx, t) == Some(dt::UINT8))
+            {
+                return Err(format!(
+                    "input '{t}' is UINT8: lpu's MXM multiplies i8, not u8; re-quantize to INT8 (e.g. with a zero point shifted by 128)"
+                ));
+            }
+            Ok(None)
+        }
+        "Cast" => {
+            let Some(to) = int_attr("to") else {
+                return Ok(None);
+            };
+            let Some((mut f, _)) = i32::try_from(to)
+                .ok()
+                .and_then(crate::tensor::narrow_type)
+                .or_else(|| (to == dt::BFLOAT16 as i64).then_some((Format::Bf16, 16)))
+            else {
+                return Ok(None);
+            };
+            if f == Format::E8m0Up {
+                f = match str_attr("round_mode").as_deref() {
+                    None | Some("up") => Format::E8m0Up,
+                    Some("down") => Format::E8m0Down,
+                    Some("nearest") => Format::E8m0Nearest,
+                    Some(m) => {
+                        return Err(format!(
+                            "attribute 'round_mode' is \"{m}\"; expected up, down or nearest"
+                        ))
+                    }
+                };
+            }
+            cx.codes.insert(out.clone(), to as i32);
+            let attrs = vec![
+                str_a("format", f.name()),
+                int_a("saturate", int_attr("saturate").unwrap_or(1)),
+            ];
+            Ok(Some(vec![part(
+                "NarrowCast",
+                np.input.clone(),
+                np.output.clone(),
+                attrs,
+            )]))
+        }
+        "QuantizeLinear" => {
+            let code = match input(2).and_then(|z| elem_code(cx, &z)) {
+                Some(c) => c,
+                None => match int_attr("output_dtype") {
+                    Some(c) if c != 0 => c as i32,
+                    _ => return Ok(None),
+                },
+            };
+            if let Some((lo, hi, held)) = small_int_range(code) {
+                let tmp = cx.fresh(&format!("{name}/unclamped"));
+                let (lo_n, hi_n) = (
+                    cx.fresh(&format!("{name}/lo")),
+                    cx.fresh(&format!("{name}/hi")),
+                );
+                cx.consts
+                    .insert(lo_n.clone(), Const::new(held, vec![], Data::Int(vec![lo]))?);
+                cx.consts
+                    .insert(hi_n.clone(), Const::new(held, vec![], Data::Int(vec![hi]))?);
+                cx.codes.insert(out.clone(), code);
+                // The same zero point as INT8 or INT32 (the values fit).
+                let mut inputs = np.input.clone();
+                if let Some(z) = input(2) {
+                    let Some(c) = cx.consts.get(&z).cloned() else {
+                        return Err(format!("the zero point '{z}' must be a constant"));
+                    };
+                    let z8 = cx.fresh(&format!("{z}/held"));
+                    let c = Const::new(held, c.shape.clone(), c.data.clone())?;
+                    cx.consts.insert(z8.clone(), c);
+                    inputs[2] = z8;
+                }
+                let attrs: Vec<AttributeProto> = np
+                    .attribute
+                    .iter()
+                    .filter(|a| a.name == "axis" || a.name == "block_size")
+                    .cloned()
+                    .collect();
+                return Ok(Some(vec![
+                    part("QuantizeLinear", inputs, vec![tmp.clone()], attrs),
+                    part("Clip", vec![tmp, lo_n, hi_n], np.output.clone(), vec![]),
+                ]));
+            }
+            let Some((f, _)) =
+                crate::tensor::narrow_type(code).filter(|(f, _)| f.container() == DType::F32)
+            else {
+                return Ok(None);
+            };
+            let (Some(x), Some(s)) = (input(0), input(1)) else {
+                return Ok(None);
+            };
+            if let Some(z) = input(2).and_then(|z| cx.consts.get(&z)) {
+                if (0..z.len()).any(|i| z.data.get_f64(i) != 0.0) {
+                    return Err(format!(
+                        "the zero point of a {} QuantizeLinear must be 0",
+                        dt::name(code)
+                    ));
+                }
+            }
+            let scalar = cx
+                .shape(&s)
+                .is_some_and(|sh| sh.iter().product::<usize>() == 1);
+            let last = cx.shape(&x).map_or(0, <[usize]>::len);
+            let axis = int_attr("axis").unwrap_or(1);
+            let s = if scalar {
+                s
+            } else {
+                per_axis_scale(cx, &s, axis, last)
+                    .map_err(|m| format!("QuantizeLinear of {}: {m}", dt::name(code)))?
+            };
+            let tmp = cx.fresh(&format!("{name}/scaled"));
+            cx.codes.insert(out.clone(), code);
+            Ok(Some(vec![
+                part("Div", vec![x, s], vec![tmp.clone()], vec![]),
+                part(
+                    "NarrowCast",
+                    vec![tmp],
+                    np.output.clone(),
+                    vec![
+                        str_a("format", f.name()),
+                        int_a("saturate", int_attr("saturate").unwrap_or(1)),
+                    ],
+                ),
+            ]))
+        }
+        "DequantizeLinear" => {
+            let (Some(x), Some(s)) = (input(0), input(1)) else {
+                return Ok(None);
+            };
+            let Some(code) = elem_code(cx, &x) else {
+                return Ok(None);
+            };
+            if crate::tensor::narrow_type(code).is_none_or(|(f, _)| f.container() != DType::F32) {
+                return Ok(None);
+            }
+            if let Some(z) = input(2).and_then(|z| cx.consts.get(&z)) {
+                if (0..z.len()).any(|i| z.data.get_f64(i) != 0.0) {
+                    return Err(format!(
+                        "the zero point of a {} DequantizeLinear must be 0",
+                        dt::name(code)
+                    ));
+                }
+            }
+            let scalar = cx
+                .shape(&s)
+                .is_some_and(|sh| sh.iter().product::<usize>() == 1);
+            let last = cx.shape(&x).map_or(0, <[usize]>::len);
+            let axis = int_attr("axis").unwrap_or(1);
+            let s = if scalar {
+                s
+            } else {
+                per_axis_scale(cx, &s, axis, last)
+                    .map_err(|m| format!("DequantizeLinear of {}: {m}", dt::name(code)))?
+            };
+            let s_code = elem_code(cx, &s).unwrap_or(dt::FLOAT);
+            if s_code == dt::FLOAT {
+                return Ok(Some(vec![part(
+                    "Mul",
+                    vec![x, s],
+                    np.output.clone(),
+                    vec![],
+                )]));
+            }
+            // The product in f32 (exact for an fp8 x and an f16 scale), then
+            // rounded once to the scale's type.
+            let (s32, tmp) = (
+                cx.fresh(&format!("{name}/scale_f32")),
+                cx.fresh(&format!("{name}/f32")),
+            );
+            Ok(Some(vec![
+                part(
+                    "Cast",
+                    vec![s],
+                    vec![s32.clone()],
+                    vec![int_a("to", dt::FLOAT as i64)],
+                ),
+                part("Mul", vec![x, s32], vec![tmp.clone()], vec![]),
+                part(
+                    "Cast",
+                    vec![tmp],
+                    np.output.clone(),
+                    vec![int_a("to", s_code as i64)],
+                ),
+            ]))
+        }
+        _ => Ok(None),
+    }
 }

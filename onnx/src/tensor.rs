@@ -10,6 +10,7 @@ use half::{bf16, f16};
 use lpu_graph::format::{InitData, Initializer};
 use lpu_graph::tensor::{num_elements, MAX_ELEMENTS};
 use lpu_graph::{DType, Tensor, Values};
+use lpu_isa::narrow::{self, Format};
 
 use crate::proto::{data_type as dt, TensorProto, DATA_LOCATION_EXTERNAL};
 
@@ -90,6 +91,58 @@ pub fn elem_size(code: i32) -> Option<usize> {
     })
 }
 
+/// The ONNX codes lpu reads that pack elements below a byte or hold a
+/// narrow float: the [`Format`] each one's values follow and its width in
+/// bits (INT4/UINT4/FLOAT4E2M1 two per byte, INT2/UINT2 four per byte, low
+/// bits first).
+pub fn narrow_type(code: i32) -> Option<(Format, usize)> {
+    Some(match code {
+        17 => (Format::E4m3fn, 8),
+        18 => (Format::E4m3fnuz, 8),
+        19 => (Format::E5m2, 8),
+        20 => (Format::E5m2fnuz, 8),
+        21 => (Format::U4, 4),
+        22 => (Format::I4, 4),
+        23 => (Format::E2m1, 4),
+        24 => (Format::E8m0Up, 8),
+        25 => (Format::U2, 2),
+        26 => (Format::I2, 2),
+        _ => return None,
+    })
+}
+
+/// Bytes of `raw_data` that `n` elements of `code` take.
+fn raw_len(code: i32, n: usize) -> Option<usize> {
+    match narrow_type(code) {
+        Some((_, bits)) => Some(n.div_ceil(8 / bits)),
+        None => elem_size(code).map(|s| n * s),
+    }
+}
+
+/// `n` elements of a narrow type from packed bytes: floats decoded to f32
+/// (exactly), integers sign- or zero-extended.
+fn unpack_narrow(f: Format, bits: usize, bytes: &[u8], n: usize) -> Data {
+    let per = 8 / bits;
+    let mask = ((1u16 << bits) - 1) as u8;
+    let raw =
+        (0..n).map(|i| (bytes.get(i / per).copied().unwrap_or(0) >> ((i % per) * bits)) & mask);
+    match f {
+        Format::I4 | Format::I2 => Data::Int(
+            raw.map(|b| {
+                let v = b as i64;
+                if v >= 1 << (bits - 1) {
+                    v - (1 << bits)
+                } else {
+                    v
+                }
+            })
+            .collect(),
+        ),
+        Format::U4 | Format::U2 => Data::Int(raw.map(|b| b as i64).collect()),
+        _ => Data::F32(raw.map(|b| narrow::decode8(f, b) as f32).collect()),
+    }
+}
+
 /// Checks ONNX dims (non-negative, at most [`MAX_ELEMENTS`] elements) and
 /// returns them as `usize` with the element count.
 pub fn checked_dims(dims: &[i64]) -> Result<(Vec<usize>, usize), String> {
@@ -160,17 +213,17 @@ impl Const {
     /// `base_dir`; `None` refuses external data (test data files).
     pub fn from_proto(t: &TensorProto, base_dir: Option<&Path>) -> Result<Const, String> {
         let code = t.data_type;
-        let size = elem_size(code).ok_or_else(|| {
+        let (shape, n) = checked_dims(&t.dims)?;
+        let want = raw_len(code, n).ok_or_else(|| {
             format!(
-                "element type {} is not supported (supported: FLOAT, FLOAT16, BFLOAT16, DOUBLE, INT8, UINT8, INT16, UINT16, INT32, UINT32, INT64, UINT64, BOOL)",
+                "element type {} is not supported (supported: FLOAT, FLOAT16, BFLOAT16, DOUBLE, INT8, UINT8, INT16, UINT16, INT32, UINT32, INT64, UINT64, BOOL, and held widened: FLOAT8E4M3FN, FLOAT8E4M3FNUZ, FLOAT8E5M2, FLOAT8E5M2FNUZ, FLOAT8E8M0, FLOAT4E2M1, INT4, UINT4, INT2, UINT2)",
                 dt::name(code)
             )
         })?;
-        let (shape, n) = checked_dims(&t.dims)?;
         let external;
         let raw: Option<&[u8]> = if t.data_location == DATA_LOCATION_EXTERNAL {
             let dir = base_dir.ok_or("external data is not allowed here")?;
-            external = read_external(t, dir, n * size)?;
+            external = read_external(t, dir, want)?;
             Some(&external)
         } else if !t.raw_data.is_empty() || n == 0 {
             Some(&t.raw_data)
@@ -179,14 +232,17 @@ impl Const {
         };
         let data = match raw {
             Some(bytes) => {
-                if bytes.len() != n * size {
+                if bytes.len() != want {
                     return Err(format!(
-                        "raw data has {} bytes; expected {} ({n} elements of {size} byte(s))",
+                        "raw data has {} bytes; expected {want} ({n} elements of {})",
                         bytes.len(),
-                        n * size
+                        dt::name(code)
                     ));
                 }
-                from_raw(code, bytes)?
+                match narrow_type(code) {
+                    Some((f, bits)) => unpack_narrow(f, bits, bytes, n),
+                    None => from_raw(code, bytes)?,
+                }
             }
             None => from_typed(t, code, n)?,
         };
@@ -343,6 +399,20 @@ fn from_typed(t: &TensorProto, code: i32, n: usize) -> Result<Data, String> {
             ))
         }
     };
+    if let Some((f, bits)) = narrow_type(code) {
+        // One int32 per byte of the packed form (one per element for the
+        // 8-bit types).
+        let want = n.div_ceil(8 / bits);
+        if t.int32_data.len() != want {
+            return Err(format!(
+                "int32_data has {} element(s); expected {want} for {n} {} element(s)",
+                t.int32_data.len(),
+                dt::name(code)
+            ));
+        }
+        let bytes: Vec<u8> = t.int32_data.iter().map(|&x| x as u8).collect();
+        return Ok(unpack_narrow(f, bits, &bytes, n));
+    }
     Ok(match code {
         dt::FLOAT => {
             count("float_data", t.float_data.len())?;
@@ -471,6 +541,54 @@ mod tests {
             dims: dims.to_vec(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn narrow_types_unpack_low_bits_first() {
+        // INT4: 3 elements in 2 bytes, low nibble first, sign-extended.
+        let mut t = tp(22, &[3]);
+        t.raw_data = vec![0x21, 0x08];
+        assert_eq!(
+            Const::from_proto(&t, None).unwrap().data,
+            Data::Int(vec![1, 2, -8])
+        );
+        // UINT2: 5 elements in 2 bytes.
+        let mut t = tp(25, &[5]);
+        t.raw_data = vec![0b1110_0100, 0b0000_0011];
+        assert_eq!(
+            Const::from_proto(&t, None).unwrap().data,
+            Data::Int(vec![0, 1, 2, 3, 3])
+        );
+        // FLOAT8E4M3FN in raw data and in int32_data; FLOAT4E2M1 packed.
+        let mut t = tp(17, &[2]);
+        t.raw_data = vec![0x7e, 0xff];
+        let c = Const::from_proto(&t, None).unwrap();
+        assert_eq!(c.data.get_f64(0), 448.0);
+        assert!(c.data.get_f64(1).is_nan());
+        let mut t = tp(17, &[1]);
+        t.int32_data = vec![0x38];
+        assert_eq!(
+            Const::from_proto(&t, None).unwrap().data,
+            Data::F32(vec![1.0])
+        );
+        let mut t = tp(23, &[2]);
+        t.raw_data = vec![0xf7];
+        assert_eq!(
+            Const::from_proto(&t, None).unwrap().data,
+            Data::F32(vec![6.0, -6.0])
+        );
+        // A wrong packed length is an error, not a truncation.
+        let mut t = tp(22, &[3]);
+        t.raw_data = vec![0x21];
+        let e = Const::from_proto(&t, None).unwrap_err();
+        assert!(e.contains("expected 2"), "{e}");
+        // The lpu type holding each: f32 for the floats, i8 for the ints.
+        assert_eq!(crate::import::lpu_dtype(17, None).unwrap().0, DType::F32);
+        assert_eq!(crate::import::lpu_dtype(22, None).unwrap().0, DType::I8);
+        assert_eq!(
+            crate::import::lpu_dtype(dt::UINT8, None).unwrap().0,
+            DType::I32
+        );
     }
 
     #[test]

@@ -434,7 +434,7 @@ fn constant_nodes_and_dtypes() {
         imp.notes
     );
 
-    // UINT8 weights are refused with the tensor's name.
+    // UINT8 tensors are widened to i32 (exactly, with a note)...
     let g = GraphProto {
         node: vec![node("Add", "a", &["x", "q"], &["y"], vec![])],
         initializer: vec![TensorProto {
@@ -444,16 +444,44 @@ fn constant_nodes_and_dtypes() {
             raw_data: vec![1, 200],
             ..Default::default()
         }],
-        input: vec![vi("x", dt::INT8, &["2"])],
-        output: vec![vi("y", dt::INT8, &["2"])],
+        input: vec![vi("x", dt::UINT8, &["2"])],
+        output: vec![vi("y", dt::UINT8, &["2"])],
+        ..Default::default()
+    };
+    let imp = import(&model(13, g), &ImportOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        imp.notes.iter().any(|n| n.contains("UINT8 widened to i32")),
+        "{:?}",
+        imp.notes
+    );
+    let q = imp
+        .graph
+        .initializers
+        .iter()
+        .find(|i| i.name == "q")
+        .expect("q");
+    assert_eq!(q.dtype, DType::I32);
+    // ... but the MXM's integer products still refuse them, naming the input.
+    let g = GraphProto {
+        node: vec![node("MatMulInteger", "mm", &["x", "w"], &["y"], vec![])],
+        initializer: vec![TensorProto {
+            name: "w".into(),
+            dims: vec![2, 2],
+            data_type: dt::INT8,
+            raw_data: vec![1, 2, 3, 4],
+            ..Default::default()
+        }],
+        input: vec![vi("x", dt::UINT8, &["1", "2"])],
+        output: vec![vi("y", dt::INT32, &["1", "2"])],
         ..Default::default()
     };
     let e = import(&model(13, g), &ImportOptions::default())
         .unwrap_err()
         .to_string();
-    if DType::from_name("u8").is_none() {
-        assert!(e.contains("tensor 'q': UINT8 is not supported"), "{e}");
-    }
+    assert!(
+        e.contains("input 'x' is UINT8: lpu's MXM multiplies i8, not u8"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -653,4 +681,240 @@ fn bool_is_i8_and_cast_to_double_is_float() {
     assert_eq!(g.tensors["zd"].dtype, DType::F32);
     let cast = g.nodes.iter().find(|n| n.op_type == "Cast").unwrap();
     assert_eq!(cast.attributes["to"], AttrValue::Int(dt::FLOAT as i64));
+}
+
+/// The names of an imported graph's inputs.
+fn input_names(imp: &lpu_onnx::Imported) -> Vec<&str> {
+    imp.graph.inputs.iter().map(|i| i.name.as_str()).collect()
+}
+
+#[test]
+fn empty_axes_input_means_no_axes() {
+    // An empty `axes` (a graph input of shape [0], which has no data and
+    // so is a constant, or an empty initializer) is no axes: every axis,
+    // or none with noop_with_empty_axes.
+    for noop in [0, 1] {
+        let out = if noop == 1 { ["2", "3"] } else { ["1", "1"] };
+        let mut g = GraphProto {
+            node: vec![node(
+                "ReduceSum",
+                "sum",
+                &["x", "axes"],
+                &["y"],
+                vec![
+                    int_attr("keepdims", 1),
+                    int_attr("noop_with_empty_axes", noop),
+                ],
+            )],
+            input: vec![vi("x", dt::FLOAT, &["2", "3"])],
+            output: vec![vi("y", dt::FLOAT, &out)],
+            ..Default::default()
+        };
+        if noop == 1 {
+            g.initializer.push(i64_init("axes", &[]));
+        } else {
+            g.input.push(vi("axes", dt::INT64, &["0"]));
+        }
+        let bytes = model(13, g);
+        let imp = import(&bytes, &ImportOptions::default()).unwrap();
+        assert_eq!(input_names(&imp), ["x"]);
+        assert_eq!(imp.graph.nodes[0].inputs, ["x"]);
+        assert!(imp.graph.initializers.is_empty());
+        if noop == 0 {
+            assert!(
+                imp.notes
+                    .iter()
+                    .any(|n| n.contains("graph input 'axes' has shape [0]")),
+                "{:?}",
+                imp.notes
+            );
+        }
+        let g = build(&bytes, &ImportOptions::default());
+        let want: Vec<usize> = out.iter().map(|d| d.parse().unwrap()).collect();
+        assert_eq!(g.tensors["y"].shape, want);
+    }
+}
+
+#[test]
+fn unused_empty_input_is_dropped() {
+    // CastLike's expansion leaves `like` unread; it has no elements.
+    let g = GraphProto {
+        node: vec![node(
+            "Cast",
+            "cast",
+            &["x"],
+            &["y"],
+            vec![int_attr("to", dt::FLOAT16 as i64)],
+        )],
+        input: vec![
+            vi("x", dt::FLOAT, &["3", "4"]),
+            vi("like", dt::FLOAT16, &["0"]),
+        ],
+        output: vec![vi("y", dt::FLOAT16, &["3", "4"])],
+        ..Default::default()
+    };
+    let bytes = model(21, g);
+    let imp = import(&bytes, &ImportOptions::default()).unwrap();
+    assert_eq!(input_names(&imp), ["x"]);
+    assert!(imp.graph.initializers.is_empty());
+    assert!(
+        imp.notes.iter().any(|n| n.contains("'like'")),
+        "{:?}",
+        imp.notes
+    );
+    let g = build(&bytes, &ImportOptions::default());
+    let names: Vec<&str> = g.inputs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x"]);
+}
+
+#[test]
+fn reduction_over_an_empty_axis_is_a_constant() {
+    // data [2, 0, 4]: ReduceMax over axis 1 is -inf, ReduceSum 0 (ONNX's
+    // reductions of the empty set); ReduceSum over axis 2 is empty itself.
+    let g = GraphProto {
+        node: vec![
+            node("ReduceMax", "max", &["data", "a1"], &["mx"], vec![]),
+            node(
+                "ReduceSum",
+                "sum",
+                &["data", "a1"],
+                &["s"],
+                vec![int_attr("keepdims", 0)],
+            ),
+            node("ReduceSum", "sum2", &["data", "a2"], &["e"], vec![]),
+        ],
+        initializer: vec![i64_init("a1", &[1]), i64_init("a2", &[2])],
+        input: vec![vi("data", dt::FLOAT, &["2", "0", "4"])],
+        output: vec![
+            vi("mx", dt::FLOAT, &["2", "1", "4"]),
+            vi("s", dt::FLOAT, &["2", "4"]),
+            vi("e", dt::FLOAT, &["2", "0", "1"]),
+        ],
+        ..Default::default()
+    };
+    let imp = import(&model(18, g.clone()), &ImportOptions::default()).unwrap();
+    assert!(imp.graph.nodes.is_empty());
+    assert!(imp.graph.inputs.is_empty());
+    let init = |n: &str| imp.graph.initializers.iter().find(|i| i.name == n).unwrap();
+    assert_eq!(init("mx").shape, [2, 1, 4]);
+    assert_eq!(
+        init("mx").data,
+        InitData::Inline(vec![f64::NEG_INFINITY; 8])
+    );
+    assert_eq!(init("s").data, InitData::Inline(vec![0.0; 8]));
+    let outs: Vec<&str> = imp.graph.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(outs, ["mx", "s"]);
+    assert_eq!(imp.empty_outputs, [("e".to_string(), vec![2, 0, 1])]);
+    let graph = lpu_graph::load::build(imp.graph, "t", Path::new(".")).unwrap();
+    assert_eq!(graph.tensors["s"].shape, [2, 4]);
+
+    // The mean of the empty set is undefined.
+    let mut mean = g.clone();
+    mean.node = vec![node("ReduceMean", "mean", &["data", "a1"], &["mx"], vec![])];
+    mean.output.truncate(1);
+    let e = import(&model(18, mean), &ImportOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("undefined"), "{e}");
+
+    // Runtime axes: the node cannot be evaluated at import, and the error
+    // names the input that must be a constant.
+    let mut rt = g;
+    rt.node.truncate(1);
+    rt.output.truncate(1);
+    rt.initializer.clear();
+    rt.input.push(vi("a1", dt::INT64, &["1"]));
+    let e = import(&model(18, rt), &ImportOptions::default()).unwrap_err();
+    let m = e.to_string();
+    assert!(
+        m.contains("'a1' must be a constant") && m.contains("empty tensor 'data'"),
+        "{m}"
+    );
+}
+
+#[test]
+fn split_with_a_zero_piece() {
+    // x [2, 8]: Split [8, 0] is x and an empty piece, which Concat drops;
+    // Split [3, 0, 5] is a Split into [3, 5] and an empty output.
+    let g = GraphProto {
+        node: vec![
+            node(
+                "Split",
+                "s1",
+                &["x", "s80"],
+                &["a", "b"],
+                vec![int_attr("axis", 1)],
+            ),
+            node(
+                "Concat",
+                "cat",
+                &["a", "b"],
+                &["c"],
+                vec![int_attr("axis", -1)],
+            ),
+            node("Relu", "relu", &["c"], &["y"], vec![]),
+            node(
+                "Split",
+                "s2",
+                &["x", "s305"],
+                &["p", "q", "r"],
+                vec![int_attr("axis", -1)],
+            ),
+            node("Slice", "sl", &["x", "st", "en"], &["z"], vec![]),
+        ],
+        initializer: vec![
+            i64_init("s80", &[8, 0]),
+            i64_init("s305", &[3, 0, 5]),
+            i64_init("st", &[1000]),
+            i64_init("en", &[1000]),
+        ],
+        input: vec![vi("x", dt::FLOAT, &["2", "8"])],
+        output: vec![
+            vi("y", dt::FLOAT, &["2", "8"]),
+            vi("p", dt::FLOAT, &["2", "3"]),
+            vi("q", dt::FLOAT, &["2", "0"]),
+            vi("r", dt::FLOAT, &["2", "5"]),
+            vi("z", dt::FLOAT, &["0", "8"]),
+        ],
+        ..Default::default()
+    };
+    let imp = import(&model(18, g), &ImportOptions::default()).unwrap();
+    let ops: Vec<(&str, Vec<String>)> = imp
+        .graph
+        .nodes
+        .iter()
+        .map(|n| (n.op_type.as_str(), n.outputs.clone()))
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            ("Identity", vec!["a".to_string()]),
+            ("Identity", vec!["c".to_string()]),
+            ("Relu", vec!["y".to_string()]),
+            ("Split", vec!["p".to_string(), "r".to_string()]),
+        ]
+    );
+    let split = &imp.graph.nodes[3];
+    let sizes = imp
+        .graph
+        .initializers
+        .iter()
+        .find(|i| i.name == split.inputs[1])
+        .unwrap();
+    assert_eq!(sizes.data, InitData::Inline(vec![3.0, 5.0]));
+    assert_eq!(
+        imp.empty_outputs,
+        [("q".to_string(), vec![2, 0]), ("z".to_string(), vec![0, 8])]
+    );
+    let g = lpu_graph::load::build(imp.graph, "t", Path::new(".")).unwrap();
+    assert_eq!(g.tensors["y"].shape, [2, 8]);
+    assert_eq!(g.tensors["r"].shape, [2, 5]);
+    let x = lpu_graph::Tensor::new(
+        vec![2, 8],
+        lpu_graph::Values::F32((0..16).map(|v| v as f32 - 8.0).collect()),
+    )
+    .unwrap();
+    let out = lpu_graph::interpret(&g, &BTreeMap::from([("x".to_string(), x)])).unwrap();
+    assert_eq!(
+        out["r"].values,
+        lpu_graph::Values::F32(vec![-5.0, -4.0, -3.0, -2.0, -1.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    );
 }

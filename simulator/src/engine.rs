@@ -995,6 +995,15 @@ impl<'p> Engine<'p> {
                 let a = src(self, i.ty)?;
                 out(self, vxm::convert(&a, i.to))
             }
+            Opcode::NarrowConvert => {
+                let a = src(self, i.ty)?;
+                let f = lpu_isa::narrow::Format::from_code(i.arg).ok_or((
+                    HazardKind::WrongProducer,
+                    format!("unknown narrow format {}", i.arg),
+                    None,
+                ))?;
+                out(self, vxm::narrow_convert(&a, f, i.arg2 != 0))
+            }
             Opcode::Quantize => {
                 let a = src(self, i.ty)?;
                 out(self, vxm::quantize(&a, i.imm, i.arg2, i.to))

@@ -160,6 +160,24 @@ pub fn convert(a: &Values, to: DType) -> Values {
     }
 }
 
+/// `ncvt`: each element converted to the narrow format `f` and held in its
+/// container ([`lpu_isa::narrow`] states the rules).
+pub fn narrow_convert(a: &Values, f: lpu_isa::narrow::Format, saturate: bool) -> Values {
+    let n = a.len();
+    match f.container() {
+        DType::I8 => Values::I8(
+            (0..n)
+                .map(|i| f.convert(a.get_f64(i), saturate) as i8)
+                .collect(),
+        ),
+        _ => Values::F32(
+            (0..n)
+                .map(|i| f.convert(a.get_f64(i), saturate) as f32)
+                .collect(),
+        ),
+    }
+}
+
 /// QuantizeLinear: `clamp(round_half_even(x / scale) + zp)`, NaN to 0.
 pub fn quantize(a: &Values, scale: f64, zp: i64, to: DType) -> Values {
     let s = scale as f32;

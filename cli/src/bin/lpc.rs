@@ -141,8 +141,9 @@ fn run(cli: Cli) -> Result<()> {
                 .prepare(*graph)
                 .with_context(|| model.display().to_string())?;
             let graph = prepared.graph;
-            let compiled = lpu_compiler::compile(&graph, &chip)
-                .with_context(|| model.display().to_string())?;
+            let compiled =
+                lpu_compiler::compile_prepared(&graph, &chip, prepare.precision()?, false)
+                    .with_context(|| model.display().to_string())?;
             let emit = emit.unwrap_or_else(|| match output.as_ref().and_then(|o| o.extension()) {
                 Some(e) if e == "lpa" => Emit::Asm,
                 _ => Emit::Bin,

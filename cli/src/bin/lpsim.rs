@@ -471,7 +471,8 @@ fn load(args: &RunArgs, gpu: &Option<(lpu_gpu::GpuSpec, lpu_gpu::Options)>) -> R
                 .with_context(|| input.display().to_string())?;
             node_precision = prepared.node_precision;
             let g = Box::new(prepared.graph);
-            let c = match lpu_compiler::compile_probed(&g, &chip, args.check) {
+            let precision = args.prepare.precision()?;
+            let c = match lpu_compiler::compile_prepared(&g, &chip, precision, args.check) {
                 Ok(c) => c,
                 Err(e) => {
                     print_does_not_fit(args, &g, gpu, &e)?;

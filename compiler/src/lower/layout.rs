@@ -48,6 +48,7 @@ pub(super) const ELEMENTWISE: &[&str] = &[
     "QuantizeLinear",
     "DequantizeLinear",
     "Cast",
+    "NarrowCast",
     "Identity",
     "Clip",
     "LeakyRelu",

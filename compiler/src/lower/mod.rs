@@ -3,7 +3,7 @@
 //!
 //! | op | lowering |
 //! |---|---|
-//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`). N-tiles go round-robin to the planes. |
+//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`); under `fp32-split` ([`lower_opts`]) in three fp16 passes over the operands' high and low halves (both weight halves installed per K-tile, the activations split on the VXM first), fp32-accurate. N-tiles go round-robin to the planes. |
 //! | Add, Sub, Mul | per output vector: read both operands, VXM op, write. Operands may be the same shape as the output, a row broadcast (`[N]`, `[1, N]`), or a constant scalar (materialised as a row). |
 //! | Relu, Cast, QuantizeLinear, DequantizeLinear | per vector: read, VXM op (`relu`, `cvt`, `qnt`, `dqnt`), write. Quantization parameters must be constant scalars; they become immediates. |
 //! | Identity | no instructions: the output shares the input's storage. |
@@ -115,6 +115,9 @@ struct Lowerer<'a> {
     attn: attention::State,
     /// Decode attention over a token-major KV cache ([`decode`]).
     dec: decode::State,
+    /// Products of f32 activations by constant f32 weights in three fp16
+    /// passes ([`crate::Precision::Fp32Split`], [`split_weights`]).
+    split: bool,
 }
 
 /// One fused elementwise step after a chain's last result.
@@ -391,6 +394,23 @@ pub fn lower(graph: &Graph, chip: &ChipConfig) -> Result<Lowered, CompileError> 
 /// with storage lives ([`Lowered::probes`]), for `--check`'s node-by-node
 /// comparison. The instructions are the same either way.
 pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowered, CompileError> {
+    lower_opts(graph, chip, probes, false)
+}
+
+/// [`lower_with`]; with `split` (`--precision fp32-split`,
+/// [`crate::Precision::Fp32Split`]), every MatMul, Gemm, Conv and
+/// ConvTranspose of f32 activations by constant f32 weights computes
+/// `x . W` as `xh . Wh + xl . Wh + xh . Wl`: three fp16 MXM passes into one
+/// f32 accumulator, `Wh`/`Wl` the weights' fp16 halves made at compile
+/// time ([`split_weights`]), `xh`/`xl` the activations' halves made on the
+/// VXM ([`Lowerer::split_tensor`]). Without `split` the program is the
+/// one [`lower_with`] makes.
+pub fn lower_opts(
+    graph: &Graph,
+    chip: &ChipConfig,
+    probes: bool,
+    split: bool,
+) -> Result<Lowered, CompileError> {
     let planes = chip
         .positions_of(SliceKind::Mxm)
         .into_iter()
@@ -424,6 +444,7 @@ pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowe
         zeros: BTreeMap::new(),
         attn: attention::State::default(),
         dec: decode::plan(graph),
+        split,
     };
     l.flat = plan_flat(graph, &l.cl);
     (l.tails, l.absorbed) = plan_fusion(graph, &l.cl, &l.flat);
@@ -551,6 +572,47 @@ fn binary_opcode(op_type: &str) -> Opcode {
         "Sub" => Opcode::Sub,
         _ => Opcode::Mul,
     }
+}
+
+/// The fp16 high and low halves of f32 weights for a split product
+/// ([`lower_opts`]), and the power of two `s` they are scaled by:
+/// `hi = fp16(w * 2^s)`, `lo = fp16(w * 2^s - hi)`, so `hi + lo` holds
+/// `w * 2^s` to about 2^-22 relative. `s` puts the largest finite `|w|`
+/// at 2^13..2^14, so the halves of every weight within 2^-18 of it stay
+/// normal fp16 (unscaled, the low halves of weights around 0.01 would be
+/// subnormal and lose most of their bits); the product's emit is scaled
+/// back by `2^-s`, which is exact. `lo` is `None` when every weight is an
+/// fp16 value already (that pass would add zeros). Non-finite weights keep
+/// a zero low half.
+fn split_weights(w: &[f32]) -> (Values, Option<Values>, i32) {
+    let m = w
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0f32, |m, x| m.max(x.abs()));
+    let s = if m > 0.0 {
+        (14 - (m as f64).log2().ceil() as i32).clamp(-120, 120)
+    } else {
+        0
+    };
+    let k = 2f64.powi(s);
+    let mut hi = Vec::with_capacity(w.len());
+    let mut lo = Vec::with_capacity(w.len());
+    for &x in w {
+        let v = x as f64 * k;
+        let h = f16::from_f64(v);
+        let d = v - h.to_f64();
+        hi.push(h);
+        lo.push(if d.is_finite() {
+            f16::from_f64(d)
+        } else {
+            f16::ZERO
+        });
+    }
+    let lo = lo
+        .iter()
+        .any(|x| *x != f16::ZERO)
+        .then_some(Values::F16(lo));
+    (Values::F16(hi), lo, s)
 }
 
 fn f32_of(v: &Values) -> Vec<f32> {
@@ -953,6 +1015,19 @@ impl<'a> Lowerer<'a> {
                 i.to = to;
                 self.lower_unary(n, i)
             }
+            "NarrowCast" => {
+                let x = self.input_name(n, 0)?;
+                let from = self.operand(&x)?.dtype;
+                let name = n.attr_string("format", "").unwrap_or_default();
+                let Some(f) = lpu_isa::narrow::Format::from_name(name) else {
+                    return self.unsupported(&format!("unknown narrow format '{name}'"));
+                };
+                let mut i = Instr::new(Opcode::NarrowConvert).typed(from);
+                i.to = f.container();
+                i.arg = f.code();
+                i.arg2 = n.attr_int("saturate", 1).unwrap_or(1).clamp(0, 1);
+                self.lower_unary(n, i)
+            }
             "Identity" => {
                 let x = self.input_name(n, 0)?;
                 self.alias(n, &x)
@@ -1326,6 +1401,8 @@ impl<'a> Lowerer<'a> {
         let an = self.input_name(n, 0)?;
         let bn = self.input_name(n, 1)?;
         let mut a = self.operand(&an)?;
+        // As stored, for the split of its fp16 halves.
+        let a_st = a.clone();
         // A flattened channels-last operand: K runs over (pixel, channel)
         // in storage; the weight rows are permuted to match.
         let flat = self.flat.get(&an).copied();
@@ -1391,28 +1468,50 @@ impl<'a> Lowerer<'a> {
         if !self.chip.mxm.dtypes.contains(&mm_ty) {
             return self.unsupported(&format!("chip '{}' has no {mm_ty} MXM", self.chip.name));
         }
-        let wvals = match mm_ty {
-            DType::I8 => Values::I8((0..k * nn).map(|i| at(i / nn, i % nn) as i8).collect()),
-            _ => Values::F16(
-                (0..k * nn)
-                    .map(|i| f16::from_f32(at(i / nn, i % nn)))
-                    .collect(),
-            ),
-        };
-        let wname = format!("{bn}#{mm_ty}");
-        let w = match self.locs.get(&wname) {
-            Some(l) => l.clone(),
-            None => {
-                let homes = self.weight_homes(a.rows, nn.div_ceil(self.lanes));
-                let l = self.alloc.constant_weights(
-                    &format!("{bn} (as {mm_ty} weights)"),
-                    &[k, nn],
-                    &wvals,
-                    &homes,
-                );
-                self.locs.insert(wname, l.clone());
-                l
-            }
+        // fp32-split ([`lower_opts`]): f32 activations times the weights'
+        // fp16 halves, scaled by 2^scale.
+        let split = self.split && mm_ty == DType::F16 && a.dtype == DType::F32;
+        let (w, w_lo, scale) = if split {
+            let wf: Vec<f32> = (0..k * nn).map(|i| at(i / nn, i % nn)).collect();
+            let (hi, lo, scale) = split_weights(&wf);
+            let homes = self.weight_homes(a.rows, nn.div_ceil(self.lanes));
+            let place = |l: &mut Self, key: String, what: String, v: &Values| {
+                if let Some(t) = l.locs.get(&key) {
+                    return t.clone();
+                }
+                let t = l.alloc.constant_weights(&what, &[k, nn], v, &homes);
+                l.locs.insert(key, t.clone());
+                t
+            };
+            let what = |half: &str| format!("{bn} (fp16 {half} halves of the weights x 2^{scale})");
+            let w = place(self, format!("{bn}#split-hi"), what("high"), &hi);
+            let w_lo = lo.map(|lo| place(self, format!("{bn}#split-lo"), what("low"), &lo));
+            (w, w_lo, scale)
+        } else {
+            let wvals = match mm_ty {
+                DType::I8 => Values::I8((0..k * nn).map(|i| at(i / nn, i % nn) as i8).collect()),
+                _ => Values::F16(
+                    (0..k * nn)
+                        .map(|i| f16::from_f32(at(i / nn, i % nn)))
+                        .collect(),
+                ),
+            };
+            let wname = format!("{bn}#{mm_ty}");
+            let w = match self.locs.get(&wname) {
+                Some(l) => l.clone(),
+                None => {
+                    let homes = self.weight_homes(a.rows, nn.div_ceil(self.lanes));
+                    let l = self.alloc.constant_weights(
+                        &format!("{bn} (as {mm_ty} weights)"),
+                        &[k, nn],
+                        &wvals,
+                        &homes,
+                    );
+                    self.locs.insert(wname, l.clone());
+                    l
+                }
+            };
+            (w, None, 0)
         };
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
@@ -1459,7 +1558,9 @@ impl<'a> Lowerer<'a> {
                 epi.bias = Some(loc);
             }
         }
-        let (ktiles, act): (Vec<KTile>, Box<ActFn<'_>>) = match flat {
+        // For each (result row, K-tile), the stored (row, vector) to stream.
+        type Pos = dyn Fn(usize, usize) -> (usize, usize);
+        let (ktiles, pos): (Vec<KTile>, Box<Pos>) = match flat {
             None => (
                 (0..k.div_ceil(self.lanes))
                     .map(|kt| KTile {
@@ -1467,12 +1568,11 @@ impl<'a> Lowerer<'a> {
                         rows: self.lanes.min(k - kt * self.lanes),
                     })
                     .collect(),
-                Box::new(|r: usize, kt: usize| Some(a.at(r, kt))),
+                Box::new(|r: usize, kt: usize| (r, kt)),
             ),
             Some((hw, c)) => {
                 let ct = c.div_ceil(self.lanes);
                 let lanes = self.lanes;
-                let a2 = a.clone();
                 (
                     (0..hw * ct)
                         .map(|kt| KTile {
@@ -1480,21 +1580,39 @@ impl<'a> Lowerer<'a> {
                             rows: lanes.min(c - (kt % ct) * lanes),
                         })
                         .collect(),
-                    Box::new(move |r: usize, kt: usize| Some(a2.at(r * hw + kt / ct, kt % ct))),
+                    Box::new(move |r: usize, kt: usize| (r * hw + kt / ct, kt % ct)),
                 )
             }
+        };
+        let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), &a_st));
+        let src = halves.as_ref().map_or(&a, |(hi, _)| hi);
+        let act = |r: usize, kt: usize| {
+            let (row, v) = pos(r, kt);
+            Some(src.at(row, v))
+        };
+        let act_lo = |r: usize, kt: usize| {
+            let (row, v) = pos(r, kt);
+            halves.as_ref().map(|(_, lo)| lo.at(row, v))
         };
         let used = |_: usize, _: usize| true;
         let plan = MatmulPlan {
             rows: a.rows,
             ktiles: &ktiles,
-            act: &*act,
+            act: &act,
             used: &used,
-            act_ty: a.dtype,
-            w_lo: None,
-            act_lo: None,
+            act_ty: src.dtype,
+            w_lo: w_lo.as_ref(),
+            act_lo: halves.is_some().then_some(&act_lo as &ActFn),
         };
-        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)
+        if scale != 0 {
+            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
+        }
+        let r = self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail);
+        if let Some((hi, lo)) = &halves {
+            self.alloc.free(hi);
+            self.alloc.free(lo);
+        }
+        r
     }
 
     /// Writes the fp16 high and low halves of the f32 vector at `at` (times

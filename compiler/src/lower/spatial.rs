@@ -3,8 +3,9 @@
 //!
 //! | op | lowering |
 //! |---|---|
-//! | Conv, ConvInteger | implicit GEMM by shifted reads: output pixel `p` of channel tile `j` is `sum over (kh, kw, cin tile) of x[pixel(p, kh, kw), tile] . W[kh, kw][tile, j]`. Each (tap, input-channel tile) is one K-tile of the MXM: its weight rows are installed once per chunk of output rows and every output pixel streams the input pixel under that tap through `mm`, accumulating; taps that fall in the padding are skipped (they would multiply zeros). Strides and dilations only change which input row a tap reads. Grouped and depthwise convolutions use block-diagonal weight tiles; tiles that are all zero are skipped. fp32 runs on the MXM in fp16 with fp32 accumulation, as MatMul does. The bias is added on the VXM after `emit`. |
+//! | Conv, ConvInteger | implicit GEMM by shifted reads: output pixel `p` of channel tile `j` is `sum over (kh, kw, cin tile) of x[pixel(p, kh, kw), tile] . W[kh, kw][tile, j]`. Each (tap, input-channel tile) is one K-tile of the MXM: its weight rows are installed once per chunk of output rows and every output pixel streams the input pixel under that tap through `mm`, accumulating; taps that fall in the padding are skipped (they would multiply zeros). Strides and dilations only change which input row a tap reads. Grouped and depthwise convolutions use block-diagonal weight tiles; tiles that are all zero are skipped. fp32 runs on the MXM in fp16 with fp32 accumulation, as MatMul does (or, under `fp32-split`, in three fp16 passes over the operands' halves, as MatMul does; ConvTranspose likewise). The bias is added on the VXM after `emit`. |
 //! | MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool | per output vector, a VXM chain over the window's input rows (`max`, or `add` then `muli` by 1/count); taps in the padding are skipped, which is exactly max-pooling's `-inf` padding and average-pooling's `count_include_pad = 0` (with `count_include_pad = 1` the count includes the explicit padding). |
+//! | Resize | from the interpreter's sampling plan (`lpu_graph::interp::resize_taps`), height and width only: `nearest` copies the picked input row; `linear`, `cubic` and their `antialias` forms sum, per output vector, `x * w` over the width taps (one `muli` per tap, one `add` after the first), then weight each such row sum by its height tap (`muli`) and add them, in the interpreter's order; at most four input reads per group, longer sums spilled through SRAM. `tf_crop_and_resize` outside the input copies a constant row of `extrapolation_value`. |
 //! | BatchNormalization (not folded) | per vector, `mul` by the row `scale / sqrt(var + eps)` and `add` the row `B - mean * scale / sqrt(var + eps)`, both computed at compile time. |
 //! | Flatten, Reshape, Squeeze, Unsqueeze | no instructions when the element order and vector tiling do not change (same last stored axis; a channels-last `[N, C, 1, 1]` is row-major `[N, C]`); otherwise not lowered yet. |
 
@@ -94,6 +95,10 @@ fn groups_meet(t: KTile, j: usize, g: Grouping) -> bool {
 /// Window taps reduced per group (the first group reads this many inputs,
 /// later ones the partial result and one fewer).
 const POOL_CHUNK: usize = 4;
+
+/// Input vectors a Resize group reads at most (besides its spilled partial
+/// sums); bilinear's four neighbours fit one group.
+const RESIZE_READS: usize = 4;
 
 /// Integer-list attribute `name`; an error when present with another kind.
 fn ints(n: &Node, name: &str) -> Result<Option<Vec<i64>>, CompileError> {
@@ -291,30 +296,59 @@ impl<'a> Lowerer<'a> {
             }
             wv[((o * cg + ci % cg) * kh + i) * kw + j]
         };
-        let key = format!("{wn}#conv{mm_ty}{}", if s2d { "s2d" } else { "" });
-        let w = match self.locs.get(&key) {
-            Some(l) => l.clone(),
-            None => {
-                let values = match mm_ty {
-                    DType::I8 => Values::I8(
-                        (0..k_rows * co)
-                            .map(|i| weight(i / co, i % co) as i8)
-                            .collect(),
-                    ),
-                    _ => Values::F16(
-                        (0..k_rows * co)
-                            .map(|i| f16::from_f32(weight(i / co, i % co)))
-                            .collect(),
-                    ),
-                };
-                let l = self.alloc.constant_columns_first(
-                    &format!("{wn} (as {mm_ty} conv weights)"),
-                    &[k_rows, co],
-                    &values,
-                );
-                self.locs.insert(key, l.clone());
-                l
-            }
+        // fp32-split (`super::lower_opts`): f32 activations times the
+        // weights' fp16 halves, scaled by 2^scale.
+        let split = self.split && mm_ty == DType::F16 && x.dtype == DType::F32;
+        let (w, w_lo, scale) = if split {
+            let sfx = if s2d { "s2d" } else { "" };
+            let wf: Vec<f32> = (0..k_rows * co).map(|i| weight(i / co, i % co)).collect();
+            let (hi, lo, scale) = super::split_weights(&wf);
+            let what =
+                |half: &str| format!("{wn} (fp16 {half} halves of the conv weights x 2^{scale})");
+            let w = self.split_conv_weights(
+                format!("{wn}#conv-split-hi{sfx}"),
+                what("high"),
+                k_rows,
+                co,
+                &hi,
+            );
+            let w_lo = lo.map(|lo| {
+                self.split_conv_weights(
+                    format!("{wn}#conv-split-lo{sfx}"),
+                    what("low"),
+                    k_rows,
+                    co,
+                    &lo,
+                )
+            });
+            (w, w_lo, scale)
+        } else {
+            let key = format!("{wn}#conv{mm_ty}{}", if s2d { "s2d" } else { "" });
+            let w = match self.locs.get(&key) {
+                Some(l) => l.clone(),
+                None => {
+                    let values = match mm_ty {
+                        DType::I8 => Values::I8(
+                            (0..k_rows * co)
+                                .map(|i| weight(i / co, i % co) as i8)
+                                .collect(),
+                        ),
+                        _ => Values::F16(
+                            (0..k_rows * co)
+                                .map(|i| f16::from_f32(weight(i / co, i % co)))
+                                .collect(),
+                        ),
+                    };
+                    let l = self.alloc.constant_columns_first(
+                        &format!("{wn} (as {mm_ty} conv weights)"),
+                        &[k_rows, co],
+                        &values,
+                    );
+                    self.locs.insert(key, l.clone());
+                    l
+                }
+            };
+            (w, None, 0)
         };
         // Width packing: when a kernel row's taps fit in one vector
         // (`kw * C <= lanes`, one group), the input is first rewritten so
@@ -358,40 +392,56 @@ impl<'a> Lowerer<'a> {
                 },
             )
         };
-        let xw = &x;
-        let pw = packed.as_ref();
         let wref = &win;
-        let act = move |r: usize, kt: usize| -> Option<VecLoc> {
+        // The (row, vector) of the input (or its packed copy) that result
+        // row `r` streams for K-tile `kt`; `None` in the padding.
+        let pos = move |r: usize, kt: usize| -> Option<(usize, usize)> {
             let (nb, p) = (r / hw_out, r % hw_out);
             let (oh, ow) = (p / wref.wo, p % wref.wo);
-            if let Some(pl) = pw {
+            if pack {
                 // Kernel row kt of output (oh, ow): packed row (ih, ow).
                 let ih = (oh * wref.sh + kt * wref.dh) as i64 - wref.pads[0] as i64;
                 if !(0..wref.h as i64).contains(&ih) {
                     return None;
                 }
-                return Some(pl.at((nb * wref.h + ih as usize) * wref.wo + ow, 0));
+                return Some(((nb * wref.h + ih as usize) * wref.wo + ow, 0));
             }
             let (tap, ct) = (kt / ctiles, kt % ctiles);
             let (ih, iw) = wref.tap(oh, ow, tap / wref.kw, tap % wref.kw)?;
-            Some(xw.at(nb * hw_in + ih * wref.w + iw, ct))
+            Some((nb * hw_in + ih * wref.w + iw, ct))
         };
-        let epi = self.bias_epilogue(n, co, emit_ty)?;
+        let mut epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         if out.rows != ys[0] * hw_out || out.cols != co {
             return self.unsupported("output storage does not match the convolution's shape");
         }
+        let src0 = packed.as_ref().unwrap_or(&x);
+        let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), src0));
+        let src = halves.as_ref().map_or(src0, |(hi, _)| hi);
+        let act = |r: usize, kt: usize| pos(r, kt).map(|(row, v)| src.at(row, v));
+        let act_lo = |r: usize, kt: usize| {
+            let lo = &halves.as_ref()?.1;
+            pos(r, kt).map(|(row, v)| lo.at(row, v))
+        };
         let plan = MatmulPlan {
             rows: out.rows,
             ktiles: &ktiles,
             act: &act,
             used: &used,
-            act_ty: x.dtype,
-            w_lo: None,
-            act_lo: None,
+            act_ty: src.dtype,
+            w_lo: w_lo.as_ref(),
+            act_lo: halves.is_some().then_some(&act_lo as &super::ActFn),
         };
-        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)?;
+        if scale != 0 {
+            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
+        }
+        let r = self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail);
+        if let Some((hi, lo)) = &halves {
+            self.alloc.free(hi);
+            self.alloc.free(lo);
+        }
+        r?;
         if let Some(p) = packed {
             self.alloc.free(&p);
         }
@@ -575,23 +625,51 @@ impl<'a> Lowerer<'a> {
             let (i, j) = (tap / kw, tap % kw);
             wv[((ci * cog + o % cog) * kh + i) * kw + j]
         };
-        let key = format!("{wn}#convT{mm_ty}");
-        let wl = match self.locs.get(&key) {
-            Some(l) => l.clone(),
-            None => {
-                let values = Values::F16(
-                    (0..k_rows * co)
-                        .map(|i| f16::from_f32(weight(i / co, i % co)))
-                        .collect(),
-                );
-                let l = self.alloc.constant_columns_first(
-                    &format!("{wn} (as {mm_ty} transposed-conv weights)"),
-                    &[k_rows, co],
-                    &values,
-                );
-                self.locs.insert(key, l.clone());
-                l
-            }
+        // fp32-split (`super::lower_opts`), as for Conv.
+        let split = self.split && x.dtype == DType::F32;
+        let (wl, w_lo, scale) = if split {
+            let wf: Vec<f32> = (0..k_rows * co).map(|i| weight(i / co, i % co)).collect();
+            let (hi, lo, scale) = super::split_weights(&wf);
+            let what = |half: &str| {
+                format!("{wn} (fp16 {half} halves of the transposed-conv weights x 2^{scale})")
+            };
+            let w = self.split_conv_weights(
+                format!("{wn}#convT-split-hi"),
+                what("high"),
+                k_rows,
+                co,
+                &hi,
+            );
+            let w_lo = lo.map(|lo| {
+                self.split_conv_weights(
+                    format!("{wn}#convT-split-lo"),
+                    what("low"),
+                    k_rows,
+                    co,
+                    &lo,
+                )
+            });
+            (w, w_lo, scale)
+        } else {
+            let key = format!("{wn}#convT{mm_ty}");
+            let wl = match self.locs.get(&key) {
+                Some(l) => l.clone(),
+                None => {
+                    let values = Values::F16(
+                        (0..k_rows * co)
+                            .map(|i| f16::from_f32(weight(i / co, i % co)))
+                            .collect(),
+                    );
+                    let l = self.alloc.constant_columns_first(
+                        &format!("{wn} (as {mm_ty} transposed-conv weights)"),
+                        &[k_rows, co],
+                        &values,
+                    );
+                    self.locs.insert(key, l.clone());
+                    l
+                }
+            };
+            (wl, None, 0)
         };
         let ktiles = tap_ktiles(taps, c, lanes);
         let tiles = ktiles.clone();
@@ -608,8 +686,9 @@ impl<'a> Lowerer<'a> {
                 },
             )
         };
-        let xw = &x;
-        let act = move |r: usize, kt: usize| -> Option<VecLoc> {
+        // The input (row, vector) that result row `r` streams for K-tile
+        // `kt`; `None` for a tap that reads no input pixel.
+        let pos = move |r: usize, kt: usize| -> Option<(usize, usize)> {
             let (nb, p) = (r / (ho * wo), r % (ho * wo));
             let (oh, ow) = (p / wo, p % wo);
             let (tap, ct) = (kt / ctiles, kt % ctiles);
@@ -620,21 +699,36 @@ impl<'a> Lowerer<'a> {
                 return None;
             }
             let (ih, iw) = ((th / sh as i64) as usize, (tw / sw as i64) as usize);
-            (ih < h && iw < w).then(|| xw.at((nb * h + ih) * w + iw, ct))
+            (ih < h && iw < w).then_some(((nb * h + ih) * w + iw, ct))
         };
-        let epi = self.bias_epilogue(n, co, emit_ty)?;
+        let mut epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
+        let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), &x));
+        let src = halves.as_ref().map_or(&x, |(hi, _)| hi);
+        let act = |r: usize, kt: usize| pos(r, kt).map(|(row, v)| src.at(row, v));
+        let act_lo = |r: usize, kt: usize| {
+            let lo = &halves.as_ref()?.1;
+            pos(r, kt).map(|(row, v)| lo.at(row, v))
+        };
         let plan = MatmulPlan {
             rows: out.rows,
             ktiles: &ktiles,
             act: &act,
             used: &used,
-            act_ty: x.dtype,
-            w_lo: None,
-            act_lo: None,
+            act_ty: src.dtype,
+            w_lo: w_lo.as_ref(),
+            act_lo: halves.is_some().then_some(&act_lo as &super::ActFn),
         };
-        self.matmul(&plan, &wl, &out, mm_ty, emit_ty, &epi, &tail)
+        if scale != 0 {
+            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
+        }
+        let r = self.matmul(&plan, &wl, &out, mm_ty, emit_ty, &epi, &tail);
+        if let Some((hi, lo)) = &halves {
+            self.alloc.free(hi);
+            self.alloc.free(lo);
+        }
+        r
     }
 
     /// A constant integer list input (an initializer or a value folded at
@@ -736,122 +830,224 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
-    /// Resize of a channels-last tensor's height and width. `nearest`:
-    /// each output row is a copy of the input row the coordinate transform
-    /// and `nearest_mode` pick. `linear` (bilinear): per output vector, the
-    /// four neighbours weighted on the VXM in the interpreter's order (along
-    /// the width, then the height: `v0 * (1 - r) + v1 * r` in f32, with the
-    /// weights as immediates).
+    /// Resize of a channels-last tensor's height and width, from the
+    /// interpreter's own sampling plan ([`lpu_graph::interp::resize_taps`]:
+    /// the same input rows and f32 weights, so the result is the
+    /// interpreter's exactly). Batch and channels must be left as they are.
+    /// An output pixel outside the input (`tf_crop_and_resize`) is a copy
+    /// of a constant row of `extrapolation_value`. `nearest`: every other
+    /// output row is a copy of the input row the plan picks. `linear`,
+    /// `cubic` (and their `antialias` forms): per output vector, for each
+    /// height tap `i` the width taps' sum `x * w0 + x * w1 + ..` (one `muli`
+    /// per tap, one `add` per tap after the first), times the height weight
+    /// (one `muli`) and added to the sum of the earlier height taps: the
+    /// interpreter's order (width, then height). Each group reads at most
+    /// [`RESIZE_READS`] input vectors; longer sums carry their partial
+    /// results through SRAM (the output vector, and a scratch vector for a
+    /// partial width sum), one write and one read each.
     pub(super) fn lower_resize(&mut self, n: &Node) -> Result<(), CompileError> {
         let xn = self.input_name(n, 0)?;
         let x = self.operand(&xn)?;
         let xs = self.shape_of(&xn)?;
-        let yn = n.outputs.first().cloned().unwrap_or_default();
-        let ys = self.shape_of(&yn)?;
-        if xs.len() != 4 || x.layout != NHWC || xs[0] != ys[0] || xs[1] != ys[1] {
+        if xs.len() != 4 || x.layout != NHWC {
             return self.unsupported(
                 "Resize is lowered on 4-D NCHW tensors, resizing height and width only",
             );
         }
-        let mode = string(n, "mode", "nearest")?;
-        let coord = string(n, "coordinate_transformation_mode", "half_pixel")?;
-        let nearest = string(n, "nearest_mode", "round_prefer_floor")?;
-        if !matches!(mode.as_str(), "nearest" | "linear") {
-            return self.unsupported(&format!("mode '{mode}' is not lowered"));
-        }
-        let scales: Option<Vec<f64>> = n
-            .input(2)
-            .and_then(|t| {
-                self.g
-                    .initializers
-                    .get(t)
-                    .or_else(|| self.g.constants.get(t))
-            })
-            .filter(|t| t.len() == 4)
-            .map(|t| (0..4).map(|i| t.values.get_f64(i)).collect());
-        let coords = |d: usize| -> Vec<f64> {
-            let (len_in, len_out) = (xs[d], ys[d]);
-            let scale = scales
-                .as_ref()
-                .map(|s| s[d])
-                .unwrap_or(len_out as f64 / len_in as f64);
-            // The interpreter's own coordinate rule.
-            (0..len_out)
-                .map(|o| lpu_graph::interp::source_coord(&coord, o, scale, len_in, len_out))
-                .collect()
-        };
-        let (ch, cw) = (coords(2), coords(3));
-        let (h, w, ho, wo) = (xs[2], xs[3], ys[2], ys[3]);
-        let ty = x.dtype;
-        let (_, out) = self.output(0)?;
-        if mode == "nearest" {
-            let pick = |c: f64, len: usize| lpu_graph::interp::nearest_index(&nearest, c, len);
-            for r in 0..out.rows {
-                let (nb, p) = (r / (ho * wo), r % (ho * wo));
-                let src = (nb * h + pick(ch[p / wo], h)) * w + pick(cw[p % wo], w);
-                for j in 0..out.vpr {
-                    let mut gb = self.begin();
-                    let v = self.read(&mut gb, x.at(src, j), ty);
-                    self.write(&mut gb, v, out.at(r, j), ty);
-                    self.finish(gb);
-                }
+        let crop =
+            string(n, "coordinate_transformation_mode", "half_pixel")? == "tf_crop_and_resize";
+        let mut konst = Vec::new();
+        for i in 1..4 {
+            let Some(t) = n.input(i) else {
+                konst.push(None);
+                continue;
+            };
+            if i == 1 && !crop {
+                // The roi is read by tf_crop_and_resize only.
+                konst.push(None);
+                continue;
             }
-            return Ok(());
+            match self
+                .g
+                .initializers
+                .get(t)
+                .or_else(|| self.g.constants.get(t))
+            {
+                Some(c) => konst.push(Some(c)),
+                None => return self.unsupported(&format!("input '{t}' must be a constant")),
+            }
         }
-        if ty != DType::F32 {
-            return self.unsupported("linear Resize is lowered for f32 tensors");
-        }
-        // (low index, high index, weight of the high one) per output position.
-        let taps = |c: &[f64], len: usize| -> Vec<(usize, usize, f32)> {
-            c.iter()
-                .map(|&c| {
-                    let i0 = c.floor();
-                    let hi = len as f64 - 1.0;
-                    (
-                        i0.clamp(0.0, hi) as usize,
-                        (i0 + 1.0).clamp(0.0, hi) as usize,
-                        (c - i0) as f32,
-                    )
-                })
-                .collect()
+        let plan = match lpu_graph::interp::resize_taps(n, &xs, konst[0], konst[1], konst[2]) {
+            Ok(p) => p,
+            Err(e) => return self.unsupported(&e),
         };
-        let (th, tw) = (taps(&ch, h), taps(&cw, w));
+        if !plan.is_identity(0) || !plan.is_identity(1) {
+            return self.unsupported(
+                "Resize is lowered on height and width only (batch and channels unchanged)",
+            );
+        }
+        let (th, tw) = (&plan.dims[2], &plan.dims[3]);
+        let (h, w, wo) = (xs[2], xs[3], plan.out[3]);
+        let ho_wo = plan.out[2] * wo;
+        let ty = x.dtype;
+        if !plan.nearest && ty != DType::F32 {
+            return self.unsupported("linear and cubic Resize are lowered for f32 tensors");
+        }
+        // Output pixel `p`'s taps along height and width, `None` outside.
+        let taps = |p: usize| th[p / wo].as_ref().zip(tw[p % wo].as_ref());
+        let fill_row = if (0..ho_wo).all(|p| taps(p).is_some()) {
+            None
+        } else {
+            let e = plan.extrapolation;
+            let vals = match ty {
+                DType::F32 => Values::F32(vec![e; xs[1]]),
+                DType::F16 => Values::F16(vec![f16::from_f32(e); xs[1]]),
+                DType::I8 => Values::I8(vec![e as i8; xs[1]]),
+                DType::I32 => Values::I32(vec![e as i32; xs[1]]),
+            };
+            Some(self.const_row(&format!("{} (extrapolation row)", n.name), &vals))
+        };
+        let (_, out) = self.output(0)?;
+        // A partial width sum is spilled only when a height tap's width
+        // taps do not fit one group.
+        let scratch =
+            (!plan.nearest && tw.iter().flatten().any(|t| t.len() > RESIZE_READS)).then(|| {
+                self.alloc.tensor(
+                    &format!("{} (partial sums)", n.name),
+                    &[out.rows, out.cols],
+                    ty,
+                )
+            });
         let muli = |k: f32| Instr {
             imm: k as f64,
             ..Instr::new(Opcode::MulImm).typed(DType::F32)
         };
         let add = Instr::new(Opcode::Add).typed(DType::F32);
         for r in 0..out.rows {
-            let (nb, p) = (r / (ho * wo), r % (ho * wo));
-            let ((a, b, rh), (c0, c1, rw)) = (th[p / wo], tw[p % wo]);
+            let (nb, p) = (r / ho_wo, r % ho_wo);
+            let row = |ih: usize, iw: usize| (nb * h + ih) * w + iw;
             for j in 0..out.vpr {
-                let mut gb = self.begin();
-                let mut rows = Vec::new();
-                for ih in [a, b] {
-                    let v0 = self.read(&mut gb, x.at((nb * h + ih) * w + c0, j), ty);
-                    let v1 = self.read(&mut gb, x.at((nb * h + ih) * w + c1, j), ty);
-                    let m0 = self.op(&mut gb, muli(1.0 - rw), super::Place::Vxm, &[v0], vec![]);
-                    let m1 = self.op(&mut gb, muli(rw), super::Place::Vxm, &[v1], vec![]);
-                    rows.push(self.op(&mut gb, add.clone(), super::Place::Vxm, &[m0, m1], vec![]));
+                let Some((hs, ws)) = taps(p) else {
+                    let Some(f) = fill_row.as_ref() else {
+                        return self.unsupported("no extrapolation row");
+                    };
+                    let mut gb = self.begin();
+                    let v = self.read(&mut gb, f.for_row(r, j), ty);
+                    self.write(&mut gb, v, out.at(r, j), ty);
+                    self.finish(gb);
+                    continue;
+                };
+                if plan.nearest {
+                    let mut gb = self.begin();
+                    let v = self.read(&mut gb, x.at(row(hs[0].0, ws[0].0), j), ty);
+                    self.write(&mut gb, v, out.at(r, j), ty);
+                    self.finish(gb);
+                    continue;
                 }
-                let m0 = self.op(
-                    &mut gb,
-                    muli(1.0 - rh),
-                    super::Place::Vxm,
-                    &[rows[0]],
-                    vec![],
-                );
-                let m1 = self.op(&mut gb, muli(rh), super::Place::Vxm, &[rows[1]], vec![]);
-                let v = self.op(&mut gb, add.clone(), super::Place::Vxm, &[m0, m1], vec![]);
-                self.write(&mut gb, v, out.at(r, j), ty);
-                self.finish(gb);
+                // The running sums: over height taps (`acc`, spilled to the
+                // output vector) and over the current row's width taps
+                // (`part`, spilled to the scratch vector); `Err` is spilled.
+                let acc_at = out.at(r, j);
+                let part_at = scratch.as_ref().map(|s| s.at(r, j));
+                let mut gb = self.begin();
+                let mut reads = 0;
+                let mut acc: Option<Result<u32, VecLoc>> = None;
+                for &(ih, wh) in hs {
+                    let mut part: Option<Result<u32, VecLoc>> = None;
+                    for (k, &(iw, ww)) in ws.iter().enumerate() {
+                        // A new group before a row that does not fit the
+                        // current one, and inside a row too long for any.
+                        if (k == 0 && reads > 0 && reads + ws.len() > RESIZE_READS)
+                            || reads >= RESIZE_READS
+                        {
+                            for (sum, at) in [(&mut acc, Some(acc_at)), (&mut part, part_at)] {
+                                if let (Some(Ok(v)), Some(at)) = (*sum, at) {
+                                    self.write(&mut gb, v, at, ty);
+                                    *sum = Some(Err(at));
+                                }
+                            }
+                            self.fin(gb);
+                            gb = self.begin();
+                            reads = 0;
+                        }
+                        let v = self.read(&mut gb, x.at(row(ih, iw), j), ty);
+                        reads += 1;
+                        let m = self.op(&mut gb, muli(ww), super::Place::Vxm, &[v], vec![]);
+                        part = Some(Ok(match part {
+                            None => m,
+                            Some(s) => {
+                                let s = self.live(&mut gb, s, &mut reads, ty);
+                                self.op(&mut gb, add.clone(), super::Place::Vxm, &[s, m], vec![])
+                            }
+                        }));
+                    }
+                    let Some(s) = part else {
+                        return self.unsupported("a Resize tap list is empty");
+                    };
+                    let s = self.live(&mut gb, s, &mut reads, ty);
+                    let t = self.op(&mut gb, muli(wh), super::Place::Vxm, &[s], vec![]);
+                    acc = Some(Ok(match acc {
+                        None => t,
+                        Some(a) => {
+                            let a = self.live(&mut gb, a, &mut reads, ty);
+                            self.op(&mut gb, add.clone(), super::Place::Vxm, &[a, t], vec![])
+                        }
+                    }));
+                }
+                let Some(a) = acc else {
+                    return self.unsupported("a Resize tap list is empty");
+                };
+                let v = self.live(&mut gb, a, &mut reads, ty);
+                self.write(&mut gb, v, acc_at, ty);
+                self.fin(gb);
             }
+        }
+        if let Some(s) = scratch {
+            self.alloc.free(&s);
         }
         Ok(())
     }
 
+    /// A running sum of [`Lowerer::lower_resize`] in the current group:
+    /// the value itself, or read back from where it was spilled.
+    fn live(
+        &mut self,
+        gb: &mut super::Gb,
+        v: Result<u32, VecLoc>,
+        reads: &mut usize,
+        ty: DType,
+    ) -> u32 {
+        match v {
+            Ok(v) => v,
+            Err(at) => {
+                *reads += 1;
+                self.read(gb, at, ty)
+            }
+        }
+    }
+
     /// The epilogue of a (transposed) convolution: its optional constant
     /// bias (input 2, `co` values) as a replicated row of `emit_ty`.
+    /// One half of a split product's conv weights (`[rows, co]`, fp16),
+    /// placed column tiles first once per `key`.
+    fn split_conv_weights(
+        &mut self,
+        key: String,
+        what: String,
+        rows: usize,
+        co: usize,
+        values: &Values,
+    ) -> crate::alloc::TensorLoc {
+        if let Some(l) = self.locs.get(&key) {
+            return l.clone();
+        }
+        let l = self
+            .alloc
+            .constant_columns_first(&what, &[rows, co], values);
+        self.locs.insert(key, l.clone());
+        l
+    }
+
     fn bias_epilogue(
         &mut self,
         n: &Node,

@@ -2,10 +2,35 @@
 //! that computes in the chosen [`Precision`], and [`node_precisions`] states
 //! the precision of every node (for the report).
 //!
-//! `lpc compile --precision int8|fp16|fp32|mixed` selects it (default
-//! `fp32`):
+//! `lpc compile --precision int8|fp16|fp32|fp32-split|mixed` selects it
+//! (default `fp32`):
 //!
-//! - **fp32**: the graph is unchanged.
+//! - **fp32**: the graph is unchanged. The MXM multiplies only fp16 and
+//!   int8, so a product of f32 activations by constant f32 weights
+//!   (`MatMul`, `Gemm`, `Conv`, `ConvTranspose`) rounds both to fp16 and
+//!   accumulates in f32: results about 1e-4 relative off. (Products of two
+//!   computed tensors, attention's, and the MXM's lane sums already split
+//!   their f32 operands, as below.)
+//! - **fp32-split**: the graph is unchanged too (the reference interpreter
+//!   computes its f32 products in f32), and the lowering computes every
+//!   such product fp32-accurately, about 1e-6 relative
+//!   ([`crate::lower::lower_opts`]): `x . W = xh . Wh + xl . Wh + xh . Wl`,
+//!   three fp16 MXM passes into one f32 accumulator (`xl . Wl`, about
+//!   2^-22 of the product, is dropped). `Wh = fp16(W * 2^s)` and
+//!   `Wl = fp16(W * 2^s - Wh)` are made at compile time, with the power of
+//!   two `s` that puts the largest weight near 2^14 so the low halves stay
+//!   normal fp16, and the result is scaled back by `2^-s` after `emit`
+//!   (exact, one VXM `mul`); `xh = fp16(x)` and `xl = fp16(x - xh)` are
+//!   made on the VXM before the product (`cvt`, `cvt`, `sub`, `cvt` per
+//!   vector, into two fp16 copies of the activations). The cost is real
+//!   and the simulator reports it: three times the `mm` passes, twice the
+//!   weight loads and installs and twice the weight SRAM (both halves are
+//!   stored), the split's VXM work and the halves' SRAM while the product
+//!   runs. The pass over `Wl` is skipped where every weight is an fp16
+//!   value already. The report gives such products as `fp32-split`
+//!   ([`split_precisions`]). `lpsim onnx-test` compiles in this mode by
+//!   default, as the ONNX backend tests expect fp32 results (rtol 1e-3,
+//!   atol 1e-7).
 //! - **fp16**: weights and activations in f16. Every f32 graph input is
 //!   `Cast` to f16 where it is first read (`<input>/cast_fp16`), every f32
 //!   initializer read by an f16 node is converted at compile time
@@ -72,14 +97,18 @@ pub enum Precision {
     Int8,
     /// Int8 products with constant weights, f32 normalizations, f16 elsewhere.
     Mixed,
+    /// The graph as given, with f32 products by constant weights computed
+    /// fp32-accurately in three fp16 MXM passes (see the module doc).
+    Fp32Split,
 }
 
 impl Precision {
     /// Every precision, in the order `--help` lists them.
-    pub const ALL: [Precision; 4] = [
+    pub const ALL: [Precision; 5] = [
         Precision::Int8,
         Precision::Fp16,
         Precision::Fp32,
+        Precision::Fp32Split,
         Precision::Mixed,
     ];
 
@@ -88,6 +117,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Fp16 => "fp16",
+            Precision::Fp32Split => "fp32-split",
             Precision::Int8 => "int8",
             Precision::Mixed => "mixed",
         }
@@ -103,12 +133,15 @@ impl fmt::Display for Precision {
 impl FromStr for Precision {
     type Err = String;
 
-    /// Parses `int8`, `fp16`, `fp32` or `mixed` (case-insensitive).
+    /// Parses `int8`, `fp16`, `fp32`, `fp32-split` or `mixed`
+    /// (case-insensitive).
     fn from_str(s: &str) -> Result<Precision, String> {
         Precision::ALL
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown precision '{s}'; expected int8, fp16, fp32 or mixed"))
+            .ok_or_else(|| {
+                format!("unknown precision '{s}'; expected int8, fp16, fp32, fp32-split or mixed")
+            })
     }
 }
 
@@ -196,6 +229,35 @@ pub fn node_precisions(g: &Graph) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// [`node_precisions`] under [`Precision::Fp32Split`]: `fp32-split` for the
+/// products the lowering splits (`MatMul`, `Gemm`, `Conv`, `ConvTranspose`
+/// of an f32 first operand by constant f32 weights).
+pub fn split_precisions(g: &Graph) -> BTreeMap<String, String> {
+    let mut out = node_precisions(g);
+    for n in &g.nodes {
+        if is_split_product(g, n) {
+            out.insert(n.name.clone(), Precision::Fp32Split.name().to_string());
+        }
+    }
+    out
+}
+
+/// Whether `n` is a product that [`Precision::Fp32Split`] computes in
+/// three fp16 passes.
+fn is_split_product(g: &Graph, n: &Node) -> bool {
+    let f32_of = |i: Option<&str>| {
+        i.and_then(|t| g.info(t))
+            .is_some_and(|t| t.dtype == DType::F32)
+    };
+    matches!(
+        n.op_type.as_str(),
+        "MatMul" | "Gemm" | "Conv" | "ConvTranspose"
+    ) && f32_of(n.input(0))
+        && f32_of(n.input(1))
+        && n.input(1)
+            .is_some_and(|w| g.initializers.contains_key(w) || g.constants.contains_key(w))
+}
+
 /// Rewrites `graph` to compute in `precision` (see the module doc).
 /// `calib` are calibration input sets for int8 and mixed; when empty,
 /// [`DEFAULT_CALIB_SAMPLES`] seeded samples from [`DEFAULT_CALIB_SEED`] are
@@ -208,6 +270,12 @@ pub fn apply_precision(
     if precision == Precision::Fp32 {
         return Ok(PrecisionOutcome {
             node_precision: node_precisions(graph),
+            graph: graph.clone(),
+        });
+    }
+    if precision == Precision::Fp32Split {
+        return Ok(PrecisionOutcome {
+            node_precision: split_precisions(graph),
             graph: graph.clone(),
         });
     }
@@ -610,7 +678,7 @@ impl<'g> Rewriter<'g> {
     fn float_target(&self, n: &Node) -> Option<DType> {
         let quant = matches!(n.op_type.as_str(), "QuantizeLinear" | "DequantizeLinear");
         match self.mode {
-            Precision::Fp32 | Precision::Int8 => None,
+            Precision::Fp32 | Precision::Fp32Split | Precision::Int8 => None,
             _ if quant => Some(DType::F32),
             Precision::Fp16 => Some(DType::F16),
             Precision::Mixed if MIXED_F32_OPS.contains(&n.op_type.as_str()) => Some(DType::F32),
@@ -861,7 +929,7 @@ pub(crate) mod tests {
         assert!("bf16"
             .parse::<Precision>()
             .unwrap_err()
-            .contains("int8, fp16, fp32 or mixed"));
+            .contains("int8, fp16, fp32, fp32-split or mixed"));
     }
 
     #[test]

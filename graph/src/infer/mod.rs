@@ -439,6 +439,11 @@ pub fn infer_node(
             node.attr_int("saturate", 1)?;
             c.out(to, t.shape.clone())
         }
+        "NarrowCast" => {
+            let t = c.req(0)?;
+            let (f, _) = c.p(params::narrow_format(node))?;
+            c.out(f.container(), t.shape.clone())
+        }
         "QuantizeLinear" | "DequantizeLinear" => quant(&c),
         "MatMulInteger" => {
             c.dtype_in(0, &[DType::I8])?;
@@ -724,15 +729,23 @@ pub fn infer_node(
         }
         "Resize" => {
             let t = c.req(0)?;
+            // The roi is read by tf_crop_and_resize only.
+            let crop = c.p(params::string(
+                node,
+                "coordinate_transformation_mode",
+                "half_pixel",
+            ))? == "tf_crop_and_resize";
             let plan = c.p(params::resize_plan(
                 node,
                 &t.shape,
+                if crop { c.konst(1)? } else { None },
                 c.konst(2)?,
                 c.konst(3)?,
             ))?;
-            if plan.mode == "linear" && !t.dtype.is_float() {
+            if plan.mode != "nearest" && !t.dtype.is_float() {
                 return Err(c.err(format!(
-                    "linear Resize needs a float input; '{}' is {}",
+                    "{} Resize needs a float input; '{}' is {}",
+                    plan.mode,
                     c.name(0),
                     t.dtype
                 )));
@@ -779,7 +792,13 @@ fn quant(c: &Ctx) -> Result<Vec<TensorInfo>, GraphError> {
         c.dtype_in(0, &[DType::I8, DType::I32])?
     };
     let x = c.shape(0)?;
-    let zp_dt = if q { DType::I8 } else { dt };
+    // An i32 zero point makes an i32 result (the widened UINT8, INT16 and
+    // UINT16 of ONNX, clamped after by the importer's `Clip`).
+    let zp_dt = match (q, c.node.input(2)) {
+        (true, Some(_)) => c.dtype_in(2, &[DType::I8, DType::I32])?,
+        (true, None) => DType::I8,
+        (false, _) => dt,
+    };
     let s = c.req(1)?;
     if s.dtype != DType::F32 {
         return Err(c.err(format!(
@@ -806,7 +825,7 @@ fn quant(c: &Ctx) -> Result<Vec<TensorInfo>, GraphError> {
             s.shape.len()
         )));
     }
-    c.out(if q { DType::I8 } else { DType::F32 }, x.to_vec())
+    c.out(if q { zp_dt } else { DType::F32 }, x.to_vec())
 }
 
 fn concat(c: &Ctx) -> Result<Vec<TensorInfo>, GraphError> {

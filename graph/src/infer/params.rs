@@ -911,34 +911,48 @@ pub(crate) fn expand_shape(input: &[usize], shape: &Tensor) -> R<Vec<usize>> {
 }
 
 /// `Resize`'s plan: output shape, the scale per dimension (given, or
-/// `out / in` when `sizes` is given), and the checked string attributes
-/// (mode, coordinate transformation, nearest mode).
+/// `out / in` when `sizes` is given, made uniform over the axes by a
+/// `keep_aspect_ratio_policy` other than `stretch`), the region of interest
+/// per dimension, and the checked attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct ResizePlan {
     /// Output shape.
     pub out: Vec<usize>,
     /// Scale of every dimension.
     pub scales: Vec<f64>,
-    /// `nearest` or `linear`.
+    /// `nearest`, `linear` or `cubic`.
     pub mode: String,
     /// `coordinate_transformation_mode`.
     pub coord: String,
     /// `nearest_mode`.
     pub nearest: String,
+    /// `(start, end)` of the region of interest of every dimension (from
+    /// the input `roi`, read for `tf_crop_and_resize` only; `(0, 1)`
+    /// otherwise).
+    pub roi: Vec<(f64, f64)>,
+    /// `antialias` (linear and cubic only).
+    pub antialias: bool,
+    /// `exclude_outside`.
+    pub exclude_outside: bool,
+    /// `cubic_coeff_a`.
+    pub cubic_a: f64,
+    /// `extrapolation_value`.
+    pub extrapolation: f32,
 }
 
 /// See [`ResizePlan`].
 pub(crate) fn resize_plan(
     node: &Node,
     input: &[usize],
+    roi: Option<&Tensor>,
     scales: Option<&Tensor>,
     sizes: Option<&Tensor>,
 ) -> R<ResizePlan> {
     let rank = input.len();
     let mode = string(node, "mode", "nearest")?;
-    if mode != "nearest" && mode != "linear" {
+    if !matches!(mode.as_str(), "nearest" | "linear" | "cubic") {
         return Err(format!(
-            "attribute 'mode' is \"{mode}\"; supported: nearest, linear"
+            "attribute 'mode' is \"{mode}\"; supported: nearest, linear, cubic"
         ));
     }
     let coord = string(node, "coordinate_transformation_mode", "half_pixel")?;
@@ -949,9 +963,10 @@ pub(crate) fn resize_plan(
             | "pytorch_half_pixel"
             | "align_corners"
             | "asymmetric"
+            | "tf_crop_and_resize"
     ) {
         return Err(format!(
-            "attribute 'coordinate_transformation_mode' is \"{coord}\"; supported: half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric"
+            "attribute 'coordinate_transformation_mode' is \"{coord}\"; supported: half_pixel, half_pixel_symmetric, pytorch_half_pixel, align_corners, asymmetric, tf_crop_and_resize"
         ));
     }
     let nearest = string(node, "nearest_mode", "round_prefer_floor")?;
@@ -963,20 +978,27 @@ pub(crate) fn resize_plan(
             "attribute 'nearest_mode' is \"{nearest}\"; expected round_prefer_floor, round_prefer_ceil, floor or ceil"
         ));
     }
-    if int(node, "antialias", 0)? != 0 {
-        return Err("attribute 'antialias' must be 0 (antialiasing is not supported)".into());
+    let antialias = flag(node, "antialias", false)?;
+    if antialias && mode == "nearest" {
+        return Err(
+            "attribute 'antialias' is 1; antialiasing applies to the linear and cubic modes only"
+                .into(),
+        );
     }
-    if int(node, "exclude_outside", 0)? != 0 {
-        return Err("attribute 'exclude_outside' must be 0".into());
-    }
+    let exclude_outside = flag(node, "exclude_outside", false)?;
     let policy = string(node, "keep_aspect_ratio_policy", "stretch")?;
-    if policy != "stretch" {
+    if !matches!(policy.as_str(), "stretch" | "not_larger" | "not_smaller") {
         return Err(format!(
-            "attribute 'keep_aspect_ratio_policy' is \"{policy}\"; only stretch is supported"
+            "attribute 'keep_aspect_ratio_policy' is \"{policy}\"; expected stretch, not_larger or not_smaller"
         ));
     }
-    float(node, "cubic_coeff_a", -0.75)?;
-    float(node, "extrapolation_value", 0.0)?;
+    let cubic_a = float(node, "cubic_coeff_a", -0.75)?;
+    if !cubic_a.is_finite() {
+        return Err(format!(
+            "attribute 'cubic_coeff_a' is {cubic_a}; expected a finite value"
+        ));
+    }
+    let extrapolation = float(node, "extrapolation_value", 0.0)?;
     let axes: Vec<usize> = match ints(node, "axes")? {
         None => (0..rank).collect(),
         Some(a) => {
@@ -1030,12 +1052,57 @@ pub(crate) fn resize_plan(
                 ));
             }
             for (&a, &s) in axes.iter().zip(&v) {
-                if s < 1 {
-                    return Err(format!("sizes {v:?}: every size must be positive"));
+                if !(1..=1 << 28).contains(&s) {
+                    return Err(format!(
+                        "sizes {v:?}: every size must be positive and at most 2^28"
+                    ));
                 }
                 out[a] = s as usize;
                 sc[a] = s as f64 / input[a] as f64;
             }
+            if policy != "stretch" {
+                // One scale for all the axes (the smallest or the largest),
+                // and the sizes it gives, rounded half up.
+                let pick = axes.iter().map(|&a| sc[a]);
+                let s = if policy == "not_larger" {
+                    pick.fold(f64::INFINITY, f64::min)
+                } else {
+                    pick.fold(0.0, f64::max)
+                };
+                for &a in &axes {
+                    let o = (s * input[a] as f64 + 0.5).floor();
+                    if !(1.0..=(1u64 << 28) as f64).contains(&o) {
+                        return Err(format!(
+                            "keep_aspect_ratio_policy {policy} gives output size {o} for dimension {a} of size {}",
+                            input[a]
+                        ));
+                    }
+                    out[a] = o as usize;
+                    sc[a] = s;
+                }
+            }
+        }
+    }
+    let mut rois = vec![(0.0f64, 1.0f64); rank];
+    if coord == "tf_crop_and_resize" {
+        let Some(r) = roi else {
+            return Err(
+                "coordinate_transformation_mode tf_crop_and_resize needs the input 'roi'".into(),
+            );
+        };
+        let v = float_values(r, "input 'roi'")?;
+        if v.len() != 2 * axes.len() {
+            return Err(format!(
+                "roi {v:?} has {} values; expected {} (a start and an end per axis)",
+                v.len(),
+                2 * axes.len()
+            ));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(format!("roi {v:?}: every value must be finite"));
+        }
+        for (k, &a) in axes.iter().enumerate() {
+            rois[a] = (v[k] as f64, v[k + axes.len()] as f64);
         }
     }
     Ok(ResizePlan {
@@ -1044,6 +1111,11 @@ pub(crate) fn resize_plan(
         mode,
         coord,
         nearest,
+        roi: rois,
+        antialias,
+        exclude_outside,
+        cubic_a: cubic_a as f64,
+        extrapolation,
     })
 }
 
@@ -1179,6 +1251,22 @@ pub(crate) fn shape_range(node: &Node, rank: usize) -> R<(usize, usize)> {
 /// The ONNX `TensorProto` data type code of Cast's `to`, and the type it
 /// produces here: 1 FLOAT → f32, 10 FLOAT16 → f16, 3 INT8 → i8, 6 INT32 →
 /// i32, 7 INT64 → i32 (ONNX int64 is represented as i32), 9 BOOL → i8 (0/1).
+/// `NarrowCast`'s format and saturation.
+pub(crate) fn narrow_format(node: &Node) -> R<(lpu_isa::narrow::Format, bool)> {
+    let name = node.attr_string("format", "").map_err(msg)?;
+    let f = lpu_isa::narrow::Format::from_name(name).ok_or_else(|| {
+        let all: Vec<&str> = lpu_isa::narrow::Format::ALL
+            .iter()
+            .map(|f| f.name())
+            .collect();
+        format!(
+            "attribute 'format' is \"{name}\"; expected one of {}",
+            all.join(", ")
+        )
+    })?;
+    Ok((f, flag(node, "saturate", true)?))
+}
+
 pub(crate) fn cast_target(node: &Node) -> R<(i64, DType)> {
     if !node.attributes.contains_key("to") {
         return Err("attribute 'to' is missing; it is required (ONNX TensorProto type code: 1 FLOAT, 10 FLOAT16, 3 INT8, 6 INT32, 7 INT64, 9 BOOL)".into());

@@ -381,6 +381,26 @@ pub(super) fn cast_node(node: &Node, x: &Tensor) -> Result<Values, String> {
     Ok(cast(&x.values, to))
 }
 
+/// `NarrowCast`: each element converted to the narrow format, held in its
+/// container (the rules are [`lpu_isa::narrow`]'s, which the simulator's
+/// `ncvt` shares).
+pub(super) fn narrow_cast(node: &Node, x: &Tensor) -> Result<Values, String> {
+    let (f, saturate) = params::narrow_format(node)?;
+    let n = x.len();
+    Ok(match f.container() {
+        DType::I8 => Values::I8(
+            (0..n)
+                .map(|i| f.convert(x.values.get_f64(i), saturate) as i8)
+                .collect(),
+        ),
+        _ => Values::F32(
+            (0..n)
+                .map(|i| f.convert(x.values.get_f64(i), saturate) as f32)
+                .collect(),
+        ),
+    })
+}
+
 /// Converts `v` to `to` (see the module doc).
 pub(crate) fn cast(v: &Values, to: DType) -> Values {
     fn sat_i8(x: i32) -> i8 {

@@ -194,8 +194,8 @@ pub(super) fn constant_of_shape(node: &Node, shape: &Tensor) -> Result<Values, S
 
 /// Resize's input coordinate of output coordinate `x` under the
 /// `coordinate_transformation_mode` `coord` (see the module doc of
-/// [`crate::interp`]); the compiler's Resize lowering uses this same
-/// function.
+/// [`crate::interp`]; `tf_crop_and_resize`, which needs the roi, is
+/// [`resize_taps`]'s, which the compiler's Resize lowering uses too).
 pub fn source_coord(coord: &str, x: usize, scale: f64, len_in: usize, len_out: usize) -> f64 {
     let x = x as f64;
     match coord {
@@ -239,65 +239,263 @@ pub fn nearest_index(mode: &str, c: f64, len: usize) -> usize {
     r.clamp(0.0, len as f64 - 1.0) as usize
 }
 
-/// `Resize`.
-pub(super) fn resize(node: &Node, x: &Ins) -> Result<Values, String> {
-    let t = x.req(0)?;
-    let plan = params::resize_plan(node, &t.shape, x.opt(2), x.opt(3))?;
-    let rank = t.shape.len();
-    let coords: Vec<Vec<f64>> = (0..rank)
+/// The taps of one Resize output position along one dimension: `(input
+/// index, weight)` pairs, or `None` where the output is the extrapolation
+/// value.
+pub type Taps = Option<Vec<(usize, f32)>>;
+
+/// Resize's sampling plan, computed once from the node and its constant
+/// inputs and shared by the interpreter and the compiler's lowering, so
+/// that both take the same input elements with the same f32 weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResizeTaps {
+    /// Input shape.
+    pub input: Vec<usize>,
+    /// Output shape.
+    pub out: Vec<usize>,
+    /// `mode` is `nearest`: every tap list is one `(index, 1.0)`, a copy.
+    pub nearest: bool,
+    /// Per dimension, per output position along it: the `(input index,
+    /// weight)` taps, summed in this order in f32 (`v0 * w0 + v1 * w1 +
+    /// ..`), or `None` where the output is `extrapolation`
+    /// (`tf_crop_and_resize` outside the input).
+    pub dims: Vec<Vec<Taps>>,
+    /// `extrapolation_value`.
+    pub extrapolation: f32,
+}
+
+impl ResizeTaps {
+    /// Whether dimension `d` is left as it is: as long as the input, and
+    /// every output position `o` has exactly one tap of nonzero weight,
+    /// weight 1 at input `o`. The interpreter skips such a dimension (the
+    /// zero-weight taps would only add zeros), and so does the lowering.
+    pub fn is_identity(&self, d: usize) -> bool {
+        self.dims[d].len() == self.input[d]
+            && self.dims[d].iter().enumerate().all(|(o, t)| {
+                let Some(t) = t else { return false };
+                let mut nz = t.iter().filter(|(_, w)| *w != 0.0);
+                matches!((nz.next(), nz.next()), (Some(&(i, w)), None) if i == o && w == 1.0)
+            })
+    }
+
+    /// Whether the output element at `o` is `extrapolation` (outside the
+    /// input along some dimension).
+    pub fn outside(&self, o: &[usize]) -> bool {
+        o.iter().zip(&self.dims).any(|(&i, d)| d[i].is_none())
+    }
+}
+
+/// Resize's sampling plan for input shape `shape` and the constant inputs
+/// `roi` (read by `tf_crop_and_resize` only), `scales` and `sizes` (see
+/// the module doc of [`crate::interp`] for the rules).
+pub fn resize_taps(
+    node: &Node,
+    shape: &[usize],
+    roi: Option<&Tensor>,
+    scales: Option<&Tensor>,
+    sizes: Option<&Tensor>,
+) -> Result<ResizeTaps, String> {
+    let plan = params::resize_plan(node, shape, roi, scales, sizes)?;
+    let dims = (0..shape.len())
         .map(|d| {
             (0..plan.out[d])
-                .map(|o| source_coord(&plan.coord, o, plan.scales[d], t.shape[d], plan.out[d]))
+                .map(|o| {
+                    resize_coord(&plan, d, o, shape[d]).map(|c| axis_taps(&plan, d, c, shape[d]))
+                })
                 .collect()
         })
         .collect();
-    if plan.mode == "nearest" {
-        let ist = strides(&t.shape);
-        let pick: Vec<Vec<usize>> = coords
-            .iter()
-            .zip(&t.shape)
-            .map(|(cs, &n)| {
-                cs.iter()
-                    .map(|&c| nearest_index(&plan.nearest, c, n))
-                    .collect()
-            })
+    Ok(ResizeTaps {
+        input: shape.to_vec(),
+        out: plan.out.clone(),
+        nearest: plan.mode == "nearest",
+        dims,
+        extrapolation: plan.extrapolation,
+    })
+}
+
+/// The input coordinate of output position `x` along dimension `d` (of
+/// input length `len_in`), or `None` where `tf_crop_and_resize` falls
+/// outside `[0, len_in - 1]`.
+fn resize_coord(plan: &params::ResizePlan, d: usize, x: usize, len_in: usize) -> Option<f64> {
+    let scale = plan.scales[d];
+    if plan.coord != "tf_crop_and_resize" {
+        return Some(source_coord(&plan.coord, x, scale, len_in, plan.out[d]));
+    }
+    // As the ONNX reference: the resized length is `scale * in` (the
+    // output length when sizes are given).
+    let (start, end) = plan.roi[d];
+    let last = len_in as f64 - 1.0;
+    let resized = scale * len_in as f64;
+    let c = if resized == 1.0 {
+        (end - start) * last / 2.0
+    } else {
+        x as f64 * (end - start) * last / (resized - 1.0)
+    } + start * last;
+    (0.0..=last).contains(&c).then_some(c)
+}
+
+/// The taps along dimension `d` (of input length `len`) at input
+/// coordinate `c`.
+fn axis_taps(plan: &params::ResizePlan, d: usize, c: f64, len: usize) -> Vec<(usize, f32)> {
+    let hi = len as f64 - 1.0;
+    match plan.mode.as_str() {
+        "nearest" => return vec![(nearest_index(&plan.nearest, c, len), 1.0)],
+        "linear" if !plan.antialias => {
+            let i0 = c.floor();
+            let r = (c - i0) as f32;
+            return vec![
+                (i0.clamp(0.0, hi) as usize, 1.0 - r),
+                ((i0 + 1.0).clamp(0.0, hi) as usize, r),
+            ];
+        }
+        _ => {}
+    }
+    // The ONNX reference's rule: the left neighbour `i0` is the largest
+    // integer below `c` (so the ratio `c - i0` is in (0, 1]); the window is
+    // `i0 + start ..` (as many taps as coefficients), edge-padded, and
+    // shifted into the padded input when it would leave it.
+    let i0 = c.ceil() - 1.0;
+    let ratio = c - i0;
+    let (start, mut coeffs) = resize_coeffs(plan, ratio, plan.scales[d]);
+    let n = coeffs.len() as i64;
+    let pad = (n + 1) / 2;
+    let first = (i0 as i64 + start).clamp(-pad, len as i64 + pad - n);
+    if plan.exclude_outside {
+        for (k, w) in coeffs.iter_mut().enumerate() {
+            let j = first + k as i64;
+            if j < 0 || j >= len as i64 {
+                *w = 0.0;
+            }
+        }
+        let sum: f64 = coeffs.iter().sum();
+        if sum != 0.0 {
+            coeffs.iter_mut().for_each(|w| *w /= sum);
+        }
+    }
+    coeffs
+        .iter()
+        .enumerate()
+        .map(|(k, &w)| {
+            (
+                (first + k as i64).clamp(0, len as i64 - 1) as usize,
+                w as f32,
+            )
+        })
+        .collect()
+}
+
+/// Resize's interpolation coefficients (computed in f64) at `ratio` in
+/// (0, 1] and the offset of the first one from the left neighbour:
+/// `cubic` (Keys, `cubic_coeff_a`) at offsets -1..=2; with `antialias`,
+/// `linear` (triangle) and `cubic` stretched by `1 / min(scale, 1)` and
+/// normalized to sum 1.
+fn resize_coeffs(plan: &params::ResizePlan, ratio: f64, scale: f64) -> (i64, Vec<f64>) {
+    let a = plan.cubic_a;
+    let keys = |x: f64| {
+        let x = x.abs();
+        let (x2, x3) = (x * x, x * x * x);
+        if x <= 1.0 {
+            (a + 2.0) * x3 - (a + 3.0) * x2 + 1.0
+        } else if x < 2.0 {
+            a * x3 - 5.0 * a * x2 + 8.0 * a * x - 4.0 * a
+        } else {
+            0.0
+        }
+    };
+    let normalized = |v: Vec<f64>| {
+        let sum: f64 = v.iter().sum();
+        v.into_iter().map(|w| w / sum).collect::<Vec<f64>>()
+    };
+    let s = scale.min(1.0);
+    if plan.mode == "linear" {
+        let start = (-1.0 / s).floor() as i64 + 1;
+        let v = (start..2 - start)
+            .map(|i| (1.0 - ((i as f64 - ratio) * s).abs()).clamp(0.0, 1.0))
             .collect();
+        return (start, normalized(v));
+    }
+    if plan.antialias {
+        let start = (-2.0 / s).floor() as i64 + 1;
+        let v = (start..2 - start)
+            .map(|i| keys(s * (i as f64 - ratio)))
+            .collect();
+        return (start, normalized(v));
+    }
+    let (r, q) = (ratio, 1.0 - ratio);
+    (
+        -1,
+        vec![
+            ((a * (r + 1.0) - 5.0 * a) * (r + 1.0) + 8.0 * a) * (r + 1.0) - 4.0 * a,
+            ((a + 2.0) * r - (a + 3.0)) * r * r + 1.0,
+            ((a + 2.0) * q - (a + 3.0)) * q * q + 1.0,
+            ((a * (q + 1.0) - 5.0 * a) * (q + 1.0) + 8.0 * a) * (q + 1.0) - 4.0 * a,
+        ],
+    )
+}
+
+/// `Resize`.
+pub(super) fn resize(node: &Node, x: &Ins) -> Result<Values, String> {
+    let t = x.req(0)?;
+    let plan = resize_taps(node, &t.shape, x.opt(1), x.opt(2), x.opt(3))?;
+    let rank = t.shape.len();
+    if plan.nearest {
+        let ist = strides(&t.shape);
         let mut idx = Vec::with_capacity(plan.out.iter().product());
         for_each_index(&plan.out, |o| {
-            idx.push((0..rank).map(|d| pick[d][o[d]] * ist[d]).sum());
+            idx.push(
+                (0..rank)
+                    .map(|d| {
+                        plan.dims[d][o[d]]
+                            .as_ref()
+                            .and_then(|v| v.first())
+                            .map(|v| v.0 * ist[d])
+                    })
+                    .sum::<Option<usize>>(),
+            );
         });
-        return take(&t.values, &idx);
+        let fill = super::elementwise::cast(&Values::F32(vec![plan.extrapolation]), t.dtype());
+        return take_or(&t.values, &idx, &fill);
     }
-    // Linear: interpolate one dimension at a time, last to first.
+    // Interpolate one dimension at a time, last to first.
     let mut cur = as_f32(&t.values)?;
     let mut shape = t.shape.clone();
     for d in (0..rank).rev() {
+        if plan.is_identity(d) {
+            continue;
+        }
         let (n_in, n_out) = (shape[d], plan.out[d]);
         let inner: usize = shape[d + 1..].iter().product();
         let outer: usize = shape[..d].iter().product();
-        let taps: Vec<(usize, usize, f32)> = coords[d]
-            .iter()
-            .map(|&c| {
-                let i0 = c.floor();
-                let r = (c - i0) as f32;
-                let hi = n_in as f64 - 1.0;
-                let a = i0.clamp(0.0, hi) as usize;
-                let b = (i0 + 1.0).clamp(0.0, hi) as usize;
-                (a, b, r)
-            })
-            .collect();
         let mut next = Vec::with_capacity(outer * n_out * inner);
         for o in 0..outer {
-            for &(a, b, r) in &taps {
+            for taps in &plan.dims[d] {
                 for j in 0..inner {
-                    let v0 = cur[(o * n_in + a) * inner + j];
-                    let v1 = cur[(o * n_in + b) * inner + j];
-                    next.push(v0 * (1.0 - r) + v1 * r);
+                    let at = |i: usize| cur[(o * n_in + i) * inner + j];
+                    next.push(match taps {
+                        None => plan.extrapolation,
+                        Some(taps) => {
+                            let mut it = taps.iter();
+                            let first = it.next().map_or(0.0, |&(i, w)| at(i) * w);
+                            it.fold(first, |acc, &(i, w)| acc + at(i) * w)
+                        }
+                    });
                 }
             }
         }
         cur = next;
         shape[d] = n_out;
+    }
+    // Outside the input along any dimension: the extrapolation value
+    // itself (not a weighted sum of it).
+    if plan.dims.iter().any(|d| d.iter().any(Option::is_none)) {
+        let mut k = 0;
+        for_each_index(&plan.out, |o| {
+            if plan.outside(o) {
+                cur[k] = plan.extrapolation;
+            }
+            k += 1;
+        });
     }
     Ok(from_f32(t.dtype(), cur))
 }

@@ -123,12 +123,35 @@
 //!   `half_pixel_symmetric` the same plus `in/2 * (1 - out / (s * in))`;
 //!   `pytorch_half_pixel` like `half_pixel` but 0 when `out == 1`;
 //!   `align_corners` `x * (in - 1) / (in * scale - 1)` (0 when `out == 1`; `in * scale` is the output length when sizes are given);
-//!   `asymmetric` `x / s`. `nearest` rounds `x'` per `nearest_mode`
+//!   `asymmetric` `x / s`; `tf_crop_and_resize` with the region `[a, b]`
+//!   of the input `roi`, `a * (in - 1) + x * (b - a) * (in - 1) / (s * in - 1)`
+//!   (`(b - a) * (in - 1) / 2 + a * (in - 1)` when `s * in == 1`), and an
+//!   output element whose `x'` is outside `[0, in - 1]` along any dimension
+//!   is `extrapolation_value`. With `sizes` and a `keep_aspect_ratio_policy`
+//!   other than `stretch`, every resized axis takes the smallest
+//!   (`not_larger`) or largest (`not_smaller`) of the `out / in` ratios and
+//!   its size is `floor(s * in + 0.5)`. (The output size ignores the roi, as
+//!   the ONNX reference and shape inference do.) `nearest` rounds `x'` per `nearest_mode`
 //!   (`round_prefer_floor`: `ceil(x' - 0.5)`, `round_prefer_ceil`:
-//!   `floor(x' + 0.5)`, `floor`, `ceil`) and clamps to `0..in`. `linear`
-//!   interpolates separably, dimension by dimension from the last to the
-//!   first: `i0 = floor(x')`, `r = (x' - i0) as f32`, both neighbours clamped
-//!   into the input, `v = v0 * (1.0 - r) + v1 * r` in f32.
+//!   `floor(x' + 0.5)`, `floor`, `ceil`) and clamps to `0..in`. The other
+//!   modes interpolate separably, dimension by dimension from the last to
+//!   the first, a dimension left unchanged (one tap of weight 1 at its own
+//!   position) being skipped, each output `v = x[t0] * w0 + x[t1] * w1 + ..`
+//!   summed in f32 over its taps in order ([`ResizeTaps`], also what the
+//!   compiler lowers). `linear`: `i0 = floor(x')`, `r = (x' - i0) as f32`,
+//!   taps `i0` and `i0 + 1` clamped into the input with weights `1.0 - r`
+//!   and `r`. `cubic` and the `antialias` forms follow onnx's reference
+//!   implementation, weights computed in f64 and rounded to f32: the left
+//!   neighbour `i0 = ceil(x') - 1` (so the ratio `x' - i0` is in (0, 1]);
+//!   `cubic` weights Keys' kernel with `a = cubic_coeff_a` at taps
+//!   `i0 - 1 ..= i0 + 2`; `antialias` stretches the kernel (triangle for
+//!   `linear`, Keys for `cubic`) by `1 / min(s, 1)` over the taps
+//!   `i0 + k` for `k` in `floor(-r / s') + 1 ..= -floor(-r / s')` (`r` the
+//!   kernel radius, 1 or 2; `s' = min(s, 1)`) and normalizes the weights to
+//!   sum 1. A window that would leave the input by more than its half width
+//!   is shifted back, and taps are clamped into the input (edge padding);
+//!   `exclude_outside` zeroes the weights of taps outside the input and
+//!   renormalizes.
 
 mod conv;
 mod elementwise;
@@ -149,7 +172,7 @@ use crate::ir::{Graph, Node};
 use crate::tensor::{num_elements, Tensor, TensorInfo};
 
 pub use elementwise::erf;
-pub use layout::{nearest_index, pad_source, source_coord};
+pub use layout::{nearest_index, pad_source, resize_taps, source_coord, ResizeTaps};
 pub use quant::quantize;
 
 /// Runs `graph` on `inputs` (every graph input, by name, with the declared
@@ -350,6 +373,7 @@ pub fn eval_node(
         "PRelu" => elementwise::prelu(x.req(0)?, x.req(1)?)?,
         "Clip" => elementwise::clip(node, &x)?,
         "Cast" => elementwise::cast_node(node, x.req(0)?)?,
+        "NarrowCast" => elementwise::narrow_cast(node, x.req(0)?)?,
         "MatMul" => matmul::matmul(x.req(0)?, x.req(1)?, &out.shape)?,
         "Gemm" => matmul::gemm(node, x.req(0)?, x.req(1)?, x.opt(2))?,
         "QuantizeLinear" => quant::quantize_linear(node, &x)?,

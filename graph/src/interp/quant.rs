@@ -1,6 +1,7 @@
 //! `QuantizeLinear`, `DequantizeLinear` (per tensor or per axis) and
 //! `MatMulInteger`.
 
+use crate::DType;
 use lpu_isa::Values;
 
 use super::{as_f32, scalar_i64, strides, Ins};
@@ -56,6 +57,16 @@ pub(super) fn quantize_linear(node: &Node, x: &Ins) -> Result<Values, String> {
     let scale = params::float_values(x.req(1)?, "the scale")?;
     let zp = zero_points(x, 2, scale.len())?;
     let idx = param_index(node, t, scale.len())?;
+    if x.opt(2).is_some_and(|z| z.values.dtype() == DType::I32) {
+        // An i32 result: rounded and offset as the VXM's `qnt.f32.i32`
+        // computes it (in f32), no clamp but i32's own.
+        return Ok(Values::I32(
+            v.iter()
+                .zip(&idx)
+                .map(|(&x, &k)| ((x / scale[k]).round_ties_even() + zp[k] as f32) as i32)
+                .collect(),
+        ));
+    }
     Ok(Values::I8(
         v.iter()
             .zip(&idx)

@@ -21,7 +21,11 @@ It rewrites, next to this script:
 - case_add_relu/: y = Relu(x + b), in the ONNX backend-test layout;
 - case_mlp/: mlp.onnx in the ONNX backend-test layout (model.onnx,
   test_data_set_0/input_0.pb, output_0.pb) with batch 2, its expected
-  output computed by onnx's reference evaluator.
+  output computed by onnx's reference evaluator;
+- case_empty/: empty tensors in the backend-test layout: an unused empty
+  input, a Concat with an empty input, a Split with a zero-size piece (an
+  empty output) and a ReduceSum over an empty axis, with the split sizes
+  and axes fed as runtime inputs (`case_empty()`).
 """
 
 import os
@@ -159,6 +163,51 @@ def slice_regression(data, step):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
 
 
+def case_empty():
+    """Writes case_empty/ (see the module docs)."""
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(
+        [
+            helper.make_node("Split", ["x", "split"], ["p", "q"], name="split", axis=1),
+            helper.make_node("Concat", ["e", "x"], ["c"], name="concat", axis=0),
+            helper.make_node("Relu", ["c"], ["r"], name="relu"),
+            helper.make_node("ReduceSum", ["e", "axes"], ["z"], name="sum", keepdims=1),
+            helper.make_node("Add", ["p", "r"], ["y"], name="add"),
+        ],
+        "case_empty",
+        [
+            vi("x", f32, [2, 6]),
+            vi("like", f32, [0]),
+            vi("e", f32, [0, 6]),
+            vi("split", i64, [2]),
+            vi("axes", i64, [1]),
+        ],
+        [vi("y", f32, [2, 6]), vi("q", f32, [2, 0]), vi("z", f32, [1, 6])],
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    case = os.path.join(HERE, "case_empty")
+    shutil.rmtree(case, ignore_errors=True)
+    os.makedirs(os.path.join(case, "test_data_set_0"))
+    onnx.save(model, os.path.join(case, "model.onnx"))
+    feeds = {
+        "x": rng.standard_normal((2, 6)).astype(np.float32),
+        "like": np.zeros((0,), np.float32),
+        "e": np.zeros((0, 6), np.float32),
+        "split": np.array([6, 0], np.int64),
+        "axes": np.array([0], np.int64),
+    }
+    outs = ReferenceEvaluator(model).run(None, feeds)
+    tensors = [("input", k, v) for k, v in feeds.items()]
+    tensors += [("output", o.name, v) for o, v in zip(g.output, outs)]
+    counts = {"input": 0, "output": 0}
+    for kind, name, arr in tensors:
+        path = os.path.join(case, "test_data_set_0", f"{kind}_{counts[kind]}.pb")
+        counts[kind] += 1
+        with open(path, "wb") as f:
+            f.write(numpy_helper.from_array(np.asarray(arr), name).SerializeToString())
+
+
 def main():
     m = mlp()
     onnx.save(m, os.path.join(HERE, "mlp.onnx"))
@@ -184,6 +233,7 @@ def main():
     fixed.graph.initializer.extend(m.graph.initializer)  # the same weights
     write_case("case_mlp", fixed, rng.standard_normal((2, 8)).astype(np.float32))
     write_case("case_add_relu", add_relu(), rng.standard_normal((3, 4)).astype(np.float32))
+    case_empty()
 
 if __name__ == "__main__":
     main()
