@@ -918,3 +918,56 @@ fn split_with_a_zero_piece() {
         lpu_graph::Values::F32(vec![-5.0, -4.0, -3.0, -2.0, -1.0, 3.0, 4.0, 5.0, 6.0, 7.0])
     );
 }
+
+/// Conversions to narrow types import as lpu ops: a `QuantizeLinear` to
+/// INT4 as the int8 one then a `Clip` to [-8, 7] (with the zero point as
+/// INT8, so the rewrite does not apply to itself again), a `Cast` to FLOAT8
+/// as a `NarrowCast`, and the results run in the interpreter as ONNX says.
+#[test]
+fn narrow_types_import_as_lpu_ops() {
+    let int_attr = |name: &str, i: i64| AttributeProto {
+        name: name.into(),
+        i,
+        r#type: at::INT,
+        ..Default::default()
+    };
+    let g = GraphProto {
+        node: vec![
+            node("QuantizeLinear", "q", &["x", "s", "z"], &["y"], vec![]),
+            node("Cast", "c", &["x"], &["f8"], vec![int_attr("to", 17)]),
+        ],
+        initializer: vec![
+            TensorProto {
+                name: "s".into(),
+                data_type: dt::FLOAT,
+                float_data: vec![2.0],
+                ..Default::default()
+            },
+            TensorProto {
+                name: "z".into(),
+                data_type: 22, // INT4, one element packed in one byte
+                raw_data: vec![0x01],
+                ..Default::default()
+            },
+        ],
+        input: vec![vi("x", dt::FLOAT, &["4"])],
+        output: vec![vi("y", 22, &["4"]), vi("f8", 17, &["4"])],
+        ..Default::default()
+    };
+    let graph = build(&model(21, g), &ImportOptions::default());
+    let ops: Vec<&str> = graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["QuantizeLinear", "Clip", "NarrowCast"]);
+    let x = lpu_graph::Tensor::new(
+        vec![4],
+        lpu_graph::Values::F32(vec![0.0, 5.0, 40.0, -1000.0]),
+    )
+    .expect("tensor");
+    let out = lpu_graph::interpret(&graph, &BTreeMap::from([("x".to_string(), x)])).expect("runs");
+    // round(x / 2) + 1, clamped to INT4's [-8, 7].
+    assert_eq!(out["y"].values, lpu_graph::Values::I8(vec![1, 3, 7, -8]));
+    // FLOAT8E4M3FN saturates at 448.
+    assert_eq!(
+        out["f8"].values,
+        lpu_graph::Values::F32(vec![0.0, 5.0, 40.0, -448.0])
+    );
+}
