@@ -487,16 +487,34 @@ fn onnx_outputs(model: &Path) -> Result<Vec<String>> {
 /// The graph input a compiler "must be a constant" refusal is about, if it
 /// is one: a weight, scale or exponent (`'W'`, `'x_scale'`, `'y'`) that
 /// the node test feeds at run time and that lpu compiles into the program,
-/// as a deployed model has it.
+/// as a deployed model has it, or the input such a value is shifted from
+/// (`Sub`, `Cast`).
 fn compile_needs_constant(message: &str, file: &lpu_graph::format::GraphFile) -> Option<String> {
     if !message.contains("must be a constant") {
         return None;
     }
     let t = message.split('\'').nth(1)?;
-    file.inputs
+    if file.inputs.iter().any(|i| i.name == t) {
+        return Some(t.to_string());
+    }
+    // A value the importer derived from a graph input (a UINT8 operand
+    // shifted to i8 by `Sub` and `Cast`): that input.
+    let producer: BTreeMap<&str, &lpu_graph::Node> = file
+        .nodes
         .iter()
-        .any(|i| i.name == t)
-        .then(|| t.to_string())
+        .flat_map(|n| n.outputs.iter().map(move |o| (o.as_str(), n)))
+        .collect();
+    let mut x = t;
+    while let Some(n) = producer
+        .get(x)
+        .filter(|n| matches!(n.op_type.as_str(), "Sub" | "Cast"))
+    {
+        x = n.inputs.first()?;
+        if file.inputs.iter().any(|i| i.name == x) {
+            return Some(x.to_string());
+        }
+    }
+    None
 }
 
 /// The ONNX graph inputs of a model (initializers excluded), in order: what

@@ -931,8 +931,11 @@ fn import_node(cx: &mut Ctx, np: &NodeProto, name: String) -> Result<(), ImportE
     if default_domain {
         if let Some(parts) = expand_narrow(cx, np, &name).map_err(&node_err)? {
             for (k, p) in parts.iter().enumerate() {
+                let same_op = parts.iter().filter(|q| q.op_type == p.op_type).count();
                 let part = if k + 1 == parts.len() {
                     name.clone()
+                } else if same_op > 1 {
+                    format!("{name}/{}_{k}", p.op_type)
                 } else {
                     format!("{name}/{}", p.op_type)
                 };
@@ -1701,16 +1704,84 @@ fn expand_narrow(
             Ok(Some(vec![part("Cast", vec![x], np.output.clone(), attrs)]))
         }
         "MatMulInteger" | "ConvInteger" => {
-            if let Some(t) = np
-                .input
-                .iter()
-                .find(|t| elem_code(cx, t) == Some(dt::UINT8))
-            {
-                return Err(format!(
-                    "input '{t}' is UINT8: lpu's MXM multiplies i8, not u8; re-quantize to INT8 (e.g. with a zero point shifted by 128)"
-                ));
+            // The MXM multiplies i8: a UINT8 operand and its zero point are
+            // both shifted by -128, which leaves every `x - zero_point` (all
+            // these ops read) unchanged. A constant shifts at import; a
+            // runtime operand (held in i32) through `Sub` and `Cast` to i8.
+            let mut inputs = np.input.clone();
+            inputs.resize(4, String::new());
+            let mut parts = Vec::new();
+            for k in 0..2 {
+                let Some(t) = input(k) else {
+                    continue;
+                };
+                if elem_code(cx, &t) != Some(dt::UINT8) {
+                    continue;
+                }
+                let zp = match input(k + 2) {
+                    Some(z) => match cx.consts.get(&z) {
+                        Some(c) if c.code == dt::UINT8 => c.clone(),
+                        Some(c) => {
+                            return Err(format!(
+                                "input '{t}' is UINT8 but its zero point '{z}' is {}",
+                                dt::name(c.code)
+                            ))
+                        }
+                        None => return Err(format!("the zero point '{z}' must be a constant")),
+                    },
+                    None => Const::new(dt::UINT8, vec![], Data::Int(vec![0]))?,
+                };
+                let shift = |c: &Const| -> Result<Const, String> {
+                    let v = (0..c.len())
+                        .map(|i| c.data.get_f64(i) as i64 - 128)
+                        .collect();
+                    Const::new(dt::INT8, c.shape.clone(), Data::Int(v))
+                };
+                let zp8 = cx.fresh(&format!("{t}/zero_point_i8"));
+                cx.consts.insert(zp8.clone(), shift(&zp)?);
+                inputs[k + 2] = zp8;
+                let t8 = cx.fresh(&format!("{t}/i8"));
+                if let Some(c) = cx.consts.get(&t).cloned() {
+                    cx.consts.insert(t8.clone(), shift(&c)?);
+                } else {
+                    let (c128, wide) = (
+                        cx.fresh(&format!("{t}/128")),
+                        cx.fresh(&format!("{t}/shifted")),
+                    );
+                    cx.consts.insert(
+                        c128.clone(),
+                        Const::new(dt::INT32, vec![], Data::Int(vec![128]))?,
+                    );
+                    parts.push(part(
+                        "Sub",
+                        vec![t.clone(), c128],
+                        vec![wide.clone()],
+                        vec![],
+                    ));
+                    parts.push(part(
+                        "Cast",
+                        vec![wide],
+                        vec![t8.clone()],
+                        vec![int_a("to", dt::INT8 as i64)],
+                    ));
+                }
+                inputs[k] = t8;
             }
-            Ok(None)
+            if inputs[2..].iter().all(String::is_empty) {
+                inputs.truncate(2);
+            } else if inputs[3].is_empty() {
+                inputs.truncate(3);
+            }
+            if inputs == np.input {
+                return Ok(None);
+            }
+            parts.push(part(
+                &np.op_type,
+                inputs,
+                np.output.clone(),
+                np.attribute.clone(),
+            ));
+            Ok(Some(parts))
         }
         "Cast" => {
             let Some(to) = int_attr("to") else {

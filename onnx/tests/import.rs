@@ -461,26 +461,48 @@ fn constant_nodes_and_dtypes() {
         .find(|i| i.name == "q")
         .expect("q");
     assert_eq!(q.dtype, DType::I32);
-    // ... but the MXM's integer products still refuse them, naming the input.
+    // ... and the MXM's integer products read them shifted to i8 by -128,
+    // with the zero point shifted alike (so `x - zero_point` is unchanged):
+    // a runtime operand through `Sub` and `Cast`.
     let g = GraphProto {
-        node: vec![node("MatMulInteger", "mm", &["x", "w"], &["y"], vec![])],
-        initializer: vec![TensorProto {
-            name: "w".into(),
-            dims: vec![2, 2],
-            data_type: dt::INT8,
-            raw_data: vec![1, 2, 3, 4],
-            ..Default::default()
-        }],
+        node: vec![node(
+            "MatMulInteger",
+            "mm",
+            &["x", "w", "xz"],
+            &["y"],
+            vec![],
+        )],
+        initializer: vec![
+            TensorProto {
+                name: "w".into(),
+                dims: vec![2, 2],
+                data_type: dt::INT8,
+                raw_data: vec![1, 2, 3, 4],
+                ..Default::default()
+            },
+            TensorProto {
+                name: "xz".into(),
+                dims: vec![],
+                data_type: dt::UINT8,
+                raw_data: vec![128],
+                ..Default::default()
+            },
+        ],
         input: vec![vi("x", dt::UINT8, &["1", "2"])],
         output: vec![vi("y", dt::INT32, &["1", "2"])],
         ..Default::default()
     };
-    let e = import(&model(13, g), &ImportOptions::default())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("input 'x' is UINT8: lpu's MXM multiplies i8, not u8"),
-        "{e}"
+    let graph = build(&model(13, g), &ImportOptions::default());
+    let ops: Vec<&str> = graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+    assert_eq!(ops, ["Sub", "Cast", "MatMulInteger"]);
+    let mm = &graph.nodes[2];
+    assert_eq!(graph.initializers[&mm.inputs[2]].values.get_f64(0), 0.0);
+    let x = lpu_graph::Tensor::new(vec![1, 2], lpu_graph::Values::I32(vec![130, 255])).expect("x");
+    let out = lpu_graph::interpret(&graph, &BTreeMap::from([("x".to_string(), x)])).expect("runs");
+    // (130 - 128) * [1, 2] + (255 - 128) * [3, 4]
+    assert_eq!(
+        out["y"].values,
+        lpu_graph::Values::I32(vec![2 + 381, 4 + 508])
     );
 }
 
