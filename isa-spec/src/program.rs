@@ -471,10 +471,15 @@ impl Program {
                 ));
             }
         }
+        let elements = |dims: &[usize]| dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
         for b in self.inputs.iter().chain(&self.outputs) {
-            if !b.view.is_empty()
-                && b.view.iter().product::<usize>() != b.shape.iter().product::<usize>()
-            {
+            let Some(n) = elements(&b.shape) else {
+                return err(format!(
+                    "binding '{}': shape {:?} has more elements than fit a usize",
+                    b.name, b.shape
+                ));
+            };
+            if !b.view.is_empty() && elements(&b.view) != Some(n) {
                 return err(format!(
                     "binding '{}': view {:?} does not hold the {:?} tensor's elements",
                     b.name, b.view, b.shape
@@ -494,7 +499,6 @@ impl Program {
                     ));
                 }
             }
-            let n: usize = b.shape.iter().product();
             if b.rows.checked_mul(b.cols) != Some(n) {
                 return err(format!(
                     "binding '{}': rows x cols does not match shape {:?}",

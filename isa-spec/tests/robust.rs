@@ -42,6 +42,15 @@ fn non_ascii_operands_do_not_panic() {
     assert!(lpu_isa::StreamRef::parse("s12w").is_some());
 }
 
+/// Found by `fuzz/` (`program_load`): a binding whose shape's element count
+/// overflows `usize` made `Program::validate` overflow (a panic in debug
+/// builds, a wrapped count in release ones).
+#[test]
+fn binding_shape_overflow_is_an_error() {
+    let bytes = include_bytes!("data/fuzz-binding-shape-overflow.lpb");
+    assert!(Program::from_bytes(bytes).is_err());
+}
+
 #[test]
 fn binary_and_text_round_trip() {
     let p = sample();
