@@ -1587,6 +1587,42 @@ fn elem_code(cx: &Ctx, name: &str) -> Option<i32> {
         })
 }
 
+/// The scale of an fp8/fp4 `QuantizeLinear`/`DequantizeLinear` (`np`, of
+/// `x`, ONNX type `code`) as a `Div`/`Mul` operand: itself when it is a
+/// scalar, else broadcast along the node's `axis`. The zero point, when
+/// given, must be 0 (as ONNX requires for these types).
+fn float_scale(
+    cx: &mut Ctx,
+    np: &NodeProto,
+    x: &str,
+    s: &str,
+    zero_point: Option<&str>,
+    code: i32,
+) -> Result<String, String> {
+    let op = &np.op_type;
+    if let Some(z) = zero_point.and_then(|z| cx.consts.get(z)) {
+        if (0..z.len()).any(|i| z.data.get_f64(i) != 0.0) {
+            return Err(format!(
+                "the zero point of a {} {op} must be 0",
+                dt::name(code)
+            ));
+        }
+    }
+    if cx
+        .shape(s)
+        .is_some_and(|sh| sh.iter().product::<usize>() == 1)
+    {
+        return Ok(s.to_string());
+    }
+    let rank = cx.shape(x).map_or(0, <[usize]>::len);
+    let axis = np
+        .attribute
+        .iter()
+        .find(|a| a.name == "axis")
+        .map_or(1, |a| a.i);
+    per_axis_scale(cx, s, axis, rank).map_err(|m| format!("{op} of {}: {m}", dt::name(code)))
+}
+
 /// A per-axis scale `s` (a 1-D constant) reshaped to broadcast along
 /// `axis` of a rank-`rank` tensor (`[n, 1, .., 1]`), as a new constant.
 fn per_axis_scale(cx: &mut Ctx, s: &str, axis: i64, rank: usize) -> Result<String, String> {
@@ -1867,25 +1903,7 @@ fn expand_narrow(
             let (Some(x), Some(s)) = (input(0), input(1)) else {
                 return Ok(None);
             };
-            if let Some(z) = input(2).and_then(|z| cx.consts.get(&z)) {
-                if (0..z.len()).any(|i| z.data.get_f64(i) != 0.0) {
-                    return Err(format!(
-                        "the zero point of a {} QuantizeLinear must be 0",
-                        dt::name(code)
-                    ));
-                }
-            }
-            let scalar = cx
-                .shape(&s)
-                .is_some_and(|sh| sh.iter().product::<usize>() == 1);
-            let last = cx.shape(&x).map_or(0, <[usize]>::len);
-            let axis = int_attr("axis").unwrap_or(1);
-            let s = if scalar {
-                s
-            } else {
-                per_axis_scale(cx, &s, axis, last)
-                    .map_err(|m| format!("QuantizeLinear of {}: {m}", dt::name(code)))?
-            };
+            let s = float_scale(cx, np, &x, &s, input(2).as_deref(), code)?;
             let tmp = cx.fresh(&format!("{name}/scaled"));
             cx.codes.insert(out.clone(), code);
             Ok(Some(vec![
@@ -1911,25 +1929,7 @@ fn expand_narrow(
             if crate::tensor::narrow_type(code).is_none_or(|(f, _)| f.container() != DType::F32) {
                 return Ok(None);
             }
-            if let Some(z) = input(2).and_then(|z| cx.consts.get(&z)) {
-                if (0..z.len()).any(|i| z.data.get_f64(i) != 0.0) {
-                    return Err(format!(
-                        "the zero point of a {} DequantizeLinear must be 0",
-                        dt::name(code)
-                    ));
-                }
-            }
-            let scalar = cx
-                .shape(&s)
-                .is_some_and(|sh| sh.iter().product::<usize>() == 1);
-            let last = cx.shape(&x).map_or(0, <[usize]>::len);
-            let axis = int_attr("axis").unwrap_or(1);
-            let s = if scalar {
-                s
-            } else {
-                per_axis_scale(cx, &s, axis, last)
-                    .map_err(|m| format!("DequantizeLinear of {}: {m}", dt::name(code)))?
-            };
+            let s = float_scale(cx, np, &x, &s, input(2).as_deref(), code)?;
             let s_code = elem_code(cx, &s).unwrap_or(dt::FLOAT);
             if s_code == dt::FLOAT {
                 return Ok(Some(vec![part(

@@ -1604,14 +1604,16 @@ impl<'a> Lowerer<'a> {
             w_lo: w_lo.as_ref(),
             act_lo: halves.is_some().then_some(&act_lo as &ActFn),
         };
-        if scale != 0 {
-            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
-        }
-        let r = self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail);
-        if let Some((hi, lo)) = &halves {
-            self.alloc.free(hi);
-            self.alloc.free(lo);
-        }
+        let r = self.matmul_split(
+            &plan,
+            &w,
+            &out,
+            (mm_ty, emit_ty),
+            epi,
+            &tail,
+            scale,
+            halves.as_ref(),
+        );
         r
     }
 
@@ -1710,6 +1712,33 @@ impl<'a> Lowerer<'a> {
                 mems.iter().copied().filter(|&m| (m < vxm) == w).collect()
             })
             .collect()
+    }
+
+    /// [`Lowerer::matmul`] for a product that may run in `fp32-split`:
+    /// the weights' power-of-two pre-scale `scale` is undone in the
+    /// epilogue (one exact multiply), and the activation halves are freed
+    /// after the product.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_split(
+        &mut self,
+        plan: &MatmulPlan,
+        w: &TensorLoc,
+        out: &TensorLoc,
+        (mm_ty, emit_ty): (DType, DType),
+        mut epi: Epilogue,
+        tail: &[TailOp],
+        scale: i32,
+        halves: Option<&(TensorLoc, TensorLoc)>,
+    ) -> Result<(), CompileError> {
+        if scale != 0 {
+            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
+        }
+        let r = self.matmul(plan, w, out, mm_ty, emit_ty, &epi, tail);
+        if let Some((hi, lo)) = halves {
+            self.alloc.free(hi);
+            self.alloc.free(lo);
+        }
+        r
     }
 
     /// Emits a tiled matrix product: for each column tile of `w` (one MXM

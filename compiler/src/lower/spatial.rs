@@ -410,7 +410,7 @@ impl<'a> Lowerer<'a> {
             let (ih, iw) = wref.tap(oh, ow, tap / wref.kw, tap % wref.kw)?;
             Some((nb * hw_in + ih * wref.w + iw, ct))
         };
-        let mut epi = self.bias_epilogue(n, co, emit_ty)?;
+        let epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         if out.rows != ys[0] * hw_out || out.cols != co {
@@ -433,14 +433,16 @@ impl<'a> Lowerer<'a> {
             w_lo: w_lo.as_ref(),
             act_lo: halves.is_some().then_some(&act_lo as &super::ActFn),
         };
-        if scale != 0 {
-            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
-        }
-        let r = self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail);
-        if let Some((hi, lo)) = &halves {
-            self.alloc.free(hi);
-            self.alloc.free(lo);
-        }
+        let r = self.matmul_split(
+            &plan,
+            &w,
+            &out,
+            (mm_ty, emit_ty),
+            epi,
+            &tail,
+            scale,
+            halves.as_ref(),
+        );
         r?;
         if let Some(p) = packed {
             self.alloc.free(&p);
@@ -701,7 +703,7 @@ impl<'a> Lowerer<'a> {
             let (ih, iw) = ((th / sh as i64) as usize, (tw / sw as i64) as usize);
             (ih < h && iw < w).then_some(((nb * h + ih) * w + iw, ct))
         };
-        let mut epi = self.bias_epilogue(n, co, emit_ty)?;
+        let epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), &x));
@@ -720,14 +722,16 @@ impl<'a> Lowerer<'a> {
             w_lo: w_lo.as_ref(),
             act_lo: halves.is_some().then_some(&act_lo as &super::ActFn),
         };
-        if scale != 0 {
-            epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
-        }
-        let r = self.matmul(&plan, &wl, &out, mm_ty, emit_ty, &epi, &tail);
-        if let Some((hi, lo)) = &halves {
-            self.alloc.free(hi);
-            self.alloc.free(lo);
-        }
+        let r = self.matmul_split(
+            &plan,
+            &wl,
+            &out,
+            (mm_ty, emit_ty),
+            epi,
+            &tail,
+            scale,
+            halves.as_ref(),
+        );
         r
     }
 
