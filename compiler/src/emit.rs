@@ -82,7 +82,8 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
             }
         }
     }
-    order.sort();
+    // (cycle, queue) pairs are distinct: an unstable sort gives the same order.
+    order.sort_unstable();
     let syncs = lists.len() as u32 - 1;
     // Ids by member, dense: group `g`'s members from `first[g]` (a map
     // lookup per dependence was a tenth of the compile time).
@@ -100,6 +101,8 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
     let mut next_sync = 1u32;
     let mut next_nop = 1 + syncs + order.len() as u32;
     let mut queues = Vec::with_capacity(lists.len());
+    // A member's incoming links, reused from one member to the next.
+    let mut links: Vec<&crate::group::Link> = Vec::new();
     for (q, entries) in lists {
         let mut slots = Vec::with_capacity(entries.len());
         for e in entries {
@@ -131,10 +134,11 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                 Entry::Member(r) => {
                     let g = &groups[r.group as usize];
                     let m = &g.members[r.member as usize];
-                    let mut deps = Vec::new();
-                    let mut links: Vec<_> = g.links.iter().filter(|l| l.to == r.member).collect();
+                    links.clear();
+                    links.extend(g.links.iter().filter(|l| l.to == r.member));
                     links.sort_by_key(|l| (l.operand, l.group));
-                    for l in links {
+                    let mut deps = Vec::with_capacity(links.len() + m.after.len());
+                    for l in &links {
                         let from = MemberRef {
                             group: r.group,
                             member: l.from,

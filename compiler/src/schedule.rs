@@ -78,9 +78,48 @@ impl StreamMask {
             *w |= 1 << (i % 64);
         }
     }
-    fn get(&self, i: usize) -> bool {
-        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    /// Bit `i` of the result is bit `i + k` of `self`.
+    fn shr(&self, k: usize) -> StreamMask {
+        let (words, bits) = (k / 64, k % 64);
+        let mut out = [0u64; 4];
+        for (i, o) in out.iter_mut().enumerate() {
+            let lo = self.0.get(i + words).copied().unwrap_or(0);
+            let hi = self.0.get(i + words + 1).copied().unwrap_or(0);
+            *o = if bits == 0 {
+                lo
+            } else {
+                (lo >> bits) | (hi << (64 - bits))
+            };
+        }
+        StreamMask(out)
     }
+    fn and(&self, o: &StreamMask) -> StreamMask {
+        StreamMask(std::array::from_fn(|i| self.0[i] & o.0[i]))
+    }
+    fn not(&self) -> StreamMask {
+        StreamMask(self.0.map(|w| !w))
+    }
+    /// The lowest set bit at or below `last`.
+    fn first_upto(&self, last: usize) -> Option<usize> {
+        self.0.iter().enumerate().find_map(|(i, &w)| {
+            let b = i * 64 + w.trailing_zeros() as usize;
+            (w != 0 && b <= last).then_some(b)
+        })
+    }
+}
+
+/// Finds bases for a bundle: given the busy streams of each of its paths
+/// (path `k` takes streams `b + k * w .. b + k * w + w`), the set of bases
+/// `b` at which every path's streams are free, as a mask to be read up to
+/// `streams - n * w`. Built a path at a time: start from all ones, then
+/// [`free_bases_add`] each path.
+fn free_bases_add(acc: StreamMask, busy: &StreamMask, k: usize, w: usize) -> StreamMask {
+    let free = busy.not();
+    let mut all = free.shr(k * w);
+    for c in 1..w {
+        all = all.and(&free.shr(k * w + c));
+    }
+    acc.and(&all)
 }
 
 /// A wavefront: a direction and a diagonal (see the module doc).
@@ -99,11 +138,14 @@ struct Tables {
     queues_per_slice: usize,
     /// Banks per MEM slice.
     banks_per_slice: usize,
-    /// Stream uses per wavefront: indexed by direction (east 0, west 1),
-    /// then by diagonal plus [`Tables::diag_bias`] (dense: every cycle of
-    /// the schedule has its diagonals, and a hash lookup per probe was a
-    /// tenth of the compile time).
-    streams: [Vec<Vec<StreamUse>>; 2],
+    /// Stream occupancy per wavefront: indexed by direction (east 0, west
+    /// 1), then by diagonal plus [`Tables::diag_bias`] (dense: every cycle
+    /// of the schedule has its diagonals, and a hash lookup per probe was a
+    /// tenth of the compile time), [`Tables::stride`] words each: for each
+    /// word `j` of a bit set of positions, that word for every stream
+    /// (`j * stream_count + stream`), so that which streams are busy on a
+    /// segment is a few masked words per stream, not a scan of the uses.
+    streams: [Vec<u64>; 2],
     /// Added to a diagonal to index [`Tables::streams`]: the slice count,
     /// so that east diagonals `t - x` (t >= 0) index from 0.
     diag_bias: i64,
@@ -116,6 +158,12 @@ struct Tables {
     pos_words: usize,
     /// Streams per direction.
     stream_count: usize,
+    /// Words per wavefront in [`Tables::streams`].
+    stride: usize,
+    /// The units whose queues a member may pick from (the VXM's ALUs, the
+    /// first SXM's queues): the unit, its slice, its queue count, and the
+    /// cycles on which every one of its queues is busy.
+    flexible: [(Unit, u16, u8, Busy); 2],
 }
 
 /// Reservations a tentative placement wants.
@@ -132,7 +180,7 @@ fn overlaps(a: (u16, u16), b: (u16, u16)) -> bool {
 
 impl Tables {
     /// Empty tables for `chip`.
-    fn new(chip: &ChipConfig) -> Tables {
+    fn new(chip: &ChipConfig, fp: &Floorplan) -> Tables {
         let slices = chip.slices().len();
         let queues_per_slice = [
             SliceKind::Mem,
@@ -155,7 +203,22 @@ impl Tables {
             saturated: [Vec::new(), Vec::new()],
             pos_words: slices.div_ceil(64).max(1),
             stream_count: chip.streams_per_direction as usize,
+            stride: slices.div_ceil(64).max(1) * chip.streams_per_direction as usize,
+            flexible: [
+                (Unit::Vxm, fp.vxm, fp.vxm_queues, Busy::default()),
+                (
+                    Unit::Sxm,
+                    fp.sxm.first().copied().unwrap_or(0),
+                    if fp.sxm.is_empty() { 0 } else { fp.sxm_queues },
+                    Busy::default(),
+                ),
+            ],
         }
+    }
+    /// The first cycle at or after `t` on which some queue of flexible unit
+    /// `i` is free (committed reservations only).
+    fn flexible_next_free(&self, i: usize, t: u64) -> u64 {
+        self.flexible[i].3.next_free(t)
     }
     fn queue_index(&self, q: QueueId) -> usize {
         q.slice as usize * self.queues_per_slice + q.index as usize
@@ -195,10 +258,11 @@ impl Tables {
         };
         (d, (k.1 + self.diag_bias).max(0) as usize)
     }
-    /// The committed stream uses on wavefront `k`.
-    fn uses(&self, k: DiagKey) -> &[StreamUse] {
+    /// The committed occupancy of wavefront `k` (see [`Tables::streams`]),
+    /// or `None` if nothing was reserved there yet.
+    fn occupancy(&self, k: DiagKey) -> Option<&[u64]> {
         let (d, i) = self.diag_index(k);
-        self.streams[d].get(i).map_or(&[], |v| &v[..])
+        self.streams[d].get(i * self.stride..(i + 1) * self.stride)
     }
     /// Whether every stream is taken at some position of `seg` on wavefront
     /// `k` (committed uses only): then no path over `seg` fits there.
@@ -216,25 +280,15 @@ impl Tables {
             words.get(j).is_some_and(|x| x & mask != 0)
         })
     }
-    /// Recomputes [`Tables::saturated`] for wavefront `(d, i)` from its uses.
+    /// Recomputes [`Tables::saturated`] for wavefront `(d, i)` from its
+    /// occupancy.
     fn resaturate(&mut self, d: usize, i: usize) {
         let w = self.pos_words;
-        let mut per_stream = vec![0u64; self.stream_count * w];
-        for &(stream, (lo, hi)) in &self.streams[d][i] {
-            let Some(bits) = per_stream.get_mut(stream as usize * w..(stream as usize + 1) * w)
-            else {
-                continue;
-            };
-            for p in lo..=hi {
-                bits[p as usize / 64] |= 1 << (p % 64);
-            }
-        }
-        let mut all = vec![!0u64; w];
-        for bits in per_stream.chunks(w) {
-            for (a, b) in all.iter_mut().zip(bits) {
-                *a &= b;
-            }
-        }
+        let occ = &self.streams[d][i * self.stride..(i + 1) * self.stride];
+        let all: Vec<u64> = occ
+            .chunks(self.stream_count)
+            .map(|word| word.iter().fold(!0u64, |a, b| a & b))
+            .collect();
         let table = &mut self.saturated[d];
         if table.len() < (i + 1) * w {
             table.resize((i + 1) * w, 0);
@@ -244,10 +298,27 @@ impl Tables {
     /// Which of `n` streams are busy somewhere on `seg` of wavefront `k`.
     fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16)) -> StreamMask {
         let mut busy = StreamMask::default();
-        let committed = self.uses(k).iter();
-        let pending = p.streams.iter().filter(|(pk, _)| *pk == k).map(|(_, u)| u);
-        for (stream, s) in committed.chain(pending) {
-            if overlaps(*s, seg) {
+        if let Some(occ) = self.occupancy(k) {
+            let n = self.stream_count;
+            let (lo, hi) = (seg.0 as usize, seg.1 as usize);
+            for j in lo / 64..=hi / 64 {
+                let from = if j == lo / 64 { lo % 64 } else { 0 };
+                let to = if j == hi / 64 { hi % 64 } else { 63 };
+                let mask = (!0u64 >> (63 - to)) & (!0u64 << from);
+                let Some(word) = occ.get(j * n..(j + 1) * n) else {
+                    break;
+                };
+                for (c, chunk) in word.chunks(64).enumerate() {
+                    let mut bits = 0u64;
+                    for (s, x) in chunk.iter().enumerate() {
+                        bits |= ((x & mask != 0) as u64) << s;
+                    }
+                    busy.0[c & 3] |= bits;
+                }
+            }
+        }
+        for (pk, (stream, s)) in &p.streams {
+            if *pk == k && overlaps(*s, seg) {
                 busy.set(*stream as usize);
             }
         }
@@ -257,19 +328,40 @@ impl Tables {
         for (q, t) in p.queues {
             let i = self.queue_index(q);
             self.queues[i].set(t);
+            for f in 0..self.flexible.len() {
+                let (unit, slice, count) = {
+                    let x = &self.flexible[f];
+                    (x.0, x.1, x.2)
+                };
+                if q.unit == unit && q.slice == slice {
+                    let all = (0..count).all(|index| {
+                        self.queue(QueueId { unit, slice, index })
+                            .is_some_and(|b| b.get(t))
+                    });
+                    if all {
+                        self.flexible[f].3.set(t);
+                    }
+                }
+            }
         }
         for (k, t) in p.banks {
             let i = self.bank_index(k);
             self.banks[i].set(t);
         }
         let mut touched = Vec::with_capacity(p.streams.len());
-        for (k, s) in p.streams {
+        for (k, (stream, (lo, hi))) in p.streams {
             let (d, i) = self.diag_index(k);
+            let (n, stride) = (self.stream_count, self.stride);
             let table = &mut self.streams[d];
-            if table.len() <= i {
-                table.resize(i + 1, Vec::new());
+            if table.len() < (i + 1) * stride {
+                table.resize((i + 1) * stride, 0);
             }
-            table[i].push(s);
+            if (stream as usize) < n {
+                for p in lo..=hi {
+                    let j = p as usize / 64;
+                    table[i * stride + j * n + stream as usize] |= 1 << (p % 64);
+                }
+            }
             touched.push((d, i));
         }
         touched.sort_unstable();
@@ -291,8 +383,8 @@ impl Tables {
 /// the second filling the holes it left.
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
     let fp = Floorplan::new(chip);
-    let mut tables = Tables::new(chip);
-    let empty = Tables::new(chip);
+    let mut tables = Tables::new(chip, &fp);
+    let empty = Tables::new(chip, &fp);
     let n = groups.len();
     // Producers left to place per group, and each group's consumers.
     let mut waiting = vec![0u32; n];
@@ -318,21 +410,26 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
     }
     let mut out: Vec<Vec<Placed>> = vec![Vec::new(); n];
     let mut ready: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    // Member offsets of the ready groups, computed once for both uses.
+    let mut offs: Vec<Vec<i64>> = vec![Vec::new(); n];
     for (gi, g) in groups.iter().enumerate() {
         if waiting[gi] == 0 {
-            let at = earliest_start(g, chip, &fp, &out).map_err(|m| (gi, m))?;
+            let (at, off) = earliest_start(g, chip, &fp, &out).map_err(|m| (gi, m))?;
+            offs[gi] = off;
             ready.push(Reverse((at, gi)));
         }
     }
     while let Some(Reverse((_, gi))) = ready.pop() {
-        let placed =
-            place_group(&groups[gi], chip, &fp, &mut tables, &empty, &out).map_err(|m| (gi, m))?;
+        let off = std::mem::take(&mut offs[gi]);
+        let placed = place_group(&groups[gi], chip, &fp, &mut tables, &empty, &out, off)
+            .map_err(|m| (gi, m))?;
         out[gi] = placed;
         for &c in &consumers[gi] {
             let c = c as usize;
             waiting[c] -= 1;
             if waiting[c] == 0 {
-                let at = earliest_start(&groups[c], chip, &fp, &out).map_err(|m| (c, m))?;
+                let (at, off) = earliest_start(&groups[c], chip, &fp, &out).map_err(|m| (c, m))?;
+                offs[c] = off;
                 ready.push(Reverse((at, c)));
             }
         }
@@ -341,13 +438,14 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
 }
 
 /// The first cycle a group's first member may issue given only its order
-/// dependences (all producers placed): the list-scheduling priority.
+/// dependences (all producers placed): the list-scheduling priority; and
+/// the members' offsets ([`offsets`]).
 fn earliest_start(
     g: &Group,
     chip: &ChipConfig,
     fp: &Floorplan,
     done: &[Vec<Placed>],
-) -> Result<i64, String> {
+) -> Result<(i64, Vec<i64>), String> {
     let off = offsets(g, chip, fp)?;
     let min_off = off.iter().copied().min().unwrap_or(0);
     let mut start = -min_off;
@@ -357,7 +455,7 @@ fn earliest_start(
             start = start.max(p.cycle as i64 + *gap as i64 - o);
         }
     }
-    Ok(start + min_off)
+    Ok((start + min_off, off))
 }
 
 fn place_group(
@@ -367,8 +465,8 @@ fn place_group(
     tables: &mut Tables,
     empty: &Tables,
     done: &[Vec<Placed>],
+    off: Vec<i64>,
 ) -> Result<Vec<Placed>, String> {
-    let off = offsets(g, chip, fp)?;
     let min_off = off.iter().copied().min().unwrap_or(0);
     // Members that collide with each other can never be placed.
     if let Some((a, b)) = conflict(g, chip, &off) {
@@ -390,7 +488,8 @@ fn place_group(
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
     let bundles = bundles(g);
-    if try_at(g, chip, fp, empty, &off, -min_off, &bundles).is_none() {
+    let mut trial = Trial::default();
+    if !try_at(g, chip, fp, empty, &off, -min_off, &bundles, &mut trial) {
         return Err(format!(
             "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
             chip.name,
@@ -414,6 +513,19 @@ fn place_group(
             Some((QueueId { unit, slice, index }, *o))
         })
         .collect();
+    // Members that pick a queue of a unit ([`Tables::flexible`]): a start
+    // that puts one on a cycle where all of them are busy moves to the first
+    // cycle one frees up.
+    let flexible: Vec<(usize, i64)> = g
+        .members
+        .iter()
+        .zip(&off)
+        .filter_map(|(m, o)| match m.place {
+            Place::Vxm => Some((0, *o)),
+            Place::Sxm if !fp.sxm.is_empty() => Some((1, *o)),
+            _ => None,
+        })
+        .collect();
     // Bank ports each SRAM access needs, for its width in cycles.
     let ports: Vec<((u16, u32), u64, i64)> = g
         .members
@@ -428,6 +540,7 @@ fn place_group(
             _ => None,
         })
         .collect();
+    let shapes = shapes(g, chip, fp, &off, &bundles);
     // The bundle that failed last is tried first: it usually fails again.
     let mut first = 0;
     while start < limit {
@@ -449,21 +562,29 @@ fn place_group(
                     moved = true;
                 }
             }
+            for (i, o) in &flexible {
+                let t = (start + o) as u64;
+                let free = tables.flexible_next_free(*i, t);
+                if free > t {
+                    start += (free - t) as i64;
+                    moved = true;
+                }
+            }
             if !moved {
                 break;
             }
         }
-        if let Some((b, skip)) = streams_may_fit(g, chip, fp, tables, &off, start, &bundles, first)
-        {
+        if let Some((b, skip)) = streams_may_fit(tables, start, &shapes, first) {
             first = b;
             start += skip;
             continue;
         }
-        if let Some((pending, placed)) = try_at(g, chip, fp, tables, &off, start, &bundles) {
+        if try_at(g, chip, fp, tables, &off, start, &bundles, &mut trial) {
+            let (pending, placed) = trial.take(g);
             tables.commit(pending);
             return Ok(placed);
         }
-        start += flexible_skip(g, fp, tables, &off, start);
+        start += 1;
     }
     let desc: Vec<String> = g
         .members
@@ -482,33 +603,6 @@ fn place_group(
         "no free cycle found for its instructions [{}]",
         desc.join(" ")
     ))
-}
-
-/// After [`try_at`] failed at `start`: how many starts surely fail because a
-/// VXM or SXM member finds every queue of its unit taken (it moves to the
-/// first cycle one of them frees up); at least 1.
-fn flexible_skip(g: &Group, fp: &Floorplan, tables: &Tables, off: &[i64], start: i64) -> i64 {
-    let mut skip = 1;
-    for (m, o) in g.members.iter().zip(off) {
-        let (unit, slice, count) = match m.place {
-            Place::Vxm => (Unit::Vxm, fp.vxm, fp.vxm_queues),
-            Place::Sxm => match fp.sxm.first() {
-                Some(&slice) => (Unit::Sxm, slice, fp.sxm_queues),
-                None => continue,
-            },
-            _ => continue,
-        };
-        let t = (start + o) as u64;
-        let free = (0..count)
-            .map(|index| {
-                let q = QueueId { unit, slice, index };
-                tables.queue(q).map_or(t, |b| b.next_free(t))
-            })
-            .min()
-            .unwrap_or(t);
-        skip = skip.max((free - t) as i64);
-    }
-    skip
 }
 
 /// `mnemonic@position+offset` for each member, for error messages.
@@ -555,59 +649,91 @@ fn bundles(g: &Group) -> Vec<Vec<&Link>> {
     bundles
 }
 
+/// What [`streams_may_fit`] needs of a bundle, computed once per group:
+/// the consumer's position, the stream width, the highest base its streams
+/// may start at (`None`: more streams than the chip has), the directions it
+/// may flow in, and per path the producer's position and ready cycle
+/// relative to the group's start.
+struct Shape {
+    pt: u16,
+    w: usize,
+    last_base: Option<usize>,
+    dirs: Vec<Dir>,
+    paths: Vec<(u16, i64)>,
+}
+
+/// The [`Shape`] of each bundle of `g`.
+fn shapes(
+    g: &Group,
+    chip: &ChipConfig,
+    fp: &Floorplan,
+    off: &[i64],
+    bundles: &[Vec<&Link>],
+) -> Vec<Shape> {
+    let streams = fp.streams as usize;
+    bundles
+        .iter()
+        .map(|bundle| {
+            let to = bundle[0].to as usize;
+            let pt = position(&g.members[to].place, fp);
+            let f0 = bundle[0].from as usize;
+            let pf0 = position(&g.members[f0].place, fp);
+            let w = g.members[f0].instr.dst_width();
+            let paths: Vec<(u16, i64)> = bundle
+                .iter()
+                .map(|l| {
+                    let f = l.from as usize;
+                    let ready = off[f] + chip.delay(g.members[f].instr.op) as i64;
+                    (position(&g.members[f].place, fp), ready)
+                })
+                .collect();
+            let local = paths.iter().all(|(pf, _)| *pf == pt);
+            Shape {
+                pt,
+                w,
+                last_base: streams.checked_sub(bundle.len() * w),
+                dirs: if local {
+                    vec![Dir::East, Dir::West]
+                } else {
+                    vec![Dir::between(pf0, pt)]
+                },
+                paths,
+            }
+        })
+        .collect()
+}
+
 /// A necessary condition for [`try_at`] at `start`, without allocating:
 /// every bundle finds its streams free on its own, ignoring the other
 /// bundles of the group. Most failed starts fail here (streams are the
 /// scarce resource), so the search tries this first. Returns a bundle that
 /// does not fit (bundle `first` is tried first) and how many starts from
 /// `start` surely fail for it, or `None`.
-#[allow(clippy::too_many_arguments)]
 fn streams_may_fit(
-    g: &Group,
-    chip: &ChipConfig,
-    fp: &Floorplan,
     tables: &Tables,
-    off: &[i64],
     start: i64,
-    bundles: &[Vec<&Link>],
+    shapes: &[Shape],
     first: usize,
 ) -> Option<(usize, i64)> {
     let empty = Pending::default();
-    let streams = fp.streams as usize;
     let order = std::iter::once(first)
-        .filter(|&b| b < bundles.len())
-        .chain((0..bundles.len()).filter(|&b| b != first));
+        .filter(|&b| b < shapes.len())
+        .chain((0..shapes.len()).filter(|&b| b != first));
     // Ok if the bundle may fit; else how many starts from this one surely
     // fail for it (more than 1 when a path crosses a saturated position:
     // the starts until that wavefront frees up there are skipped).
-    let fits = |bundle: &Vec<&Link>| -> Result<(), i64> {
-        let to = bundle[0].to as usize;
-        let pt = position(&g.members[to].place, fp);
-        let f0 = bundle[0].from as usize;
-        let pf0 = position(&g.members[f0].place, fp);
-        let w = g.members[f0].instr.dst_width();
-        let n = bundle.len();
-        let Some(last_base) = streams.checked_sub(n * w) else {
+    let fits = |shape: &Shape| -> Result<(), i64> {
+        let (pt, w) = (shape.pt, shape.w);
+        let Some(last_base) = shape.last_base else {
             return Err(1);
         };
-        let local = bundle
-            .iter()
-            .all(|l| position(&g.members[l.from as usize].place, fp) == pt);
-        let dirs: &[Dir] = if local {
-            &[Dir::East, Dir::West]
-        } else {
-            &[Dir::between(pf0, pt)][..]
-        };
         let one_dir = |dir: Dir| -> Result<(), i64> {
-            let mut busy = [StreamMask::default(); 16];
-            let mut many = Vec::new();
-            for (k, l) in bundle.iter().enumerate() {
-                let f = l.from as usize;
-                let pf = position(&g.members[f].place, fp);
+            let mut bases = StreamMask([!0; 4]);
+            for (k, &(pf, ready)) in shape.paths.iter().enumerate() {
                 if pf != pt && Dir::between(pf, pt) != dir {
                     return Err(1);
                 }
-                let ready = start + off[f] + chip.delay(g.members[f].instr.op) as i64;
+                let ready = start + ready;
                 let diag = match dir {
                     Dir::East => ready - pf as i64,
                     Dir::West => ready + pf as i64,
@@ -621,28 +747,16 @@ fn streams_may_fit(
                     return Err(skip);
                 }
                 let m = tables.busy_streams(&empty, (dir, diag), seg);
-                match busy.get_mut(k) {
-                    Some(b) => *b = m,
-                    None => many.push(m),
-                }
+                bases = free_bases_add(bases, &m, k, w);
             }
-            let mask = |k: usize| {
-                if k < busy.len() {
-                    busy[k]
-                } else {
-                    many[k - busy.len()]
-                }
-            };
-            let free = (0..=last_base)
-                .any(|b| (0..n).all(|k| (0..w).all(|c| !mask(k).get(b + k * w + c))));
-            if free {
+            if bases.first_upto(last_base).is_some() {
                 Ok(())
             } else {
                 Err(1)
             }
         };
         let mut skip = i64::MAX;
-        for &dir in dirs {
+        for &dir in &shape.dirs {
             match one_dir(dir) {
                 Ok(()) => return Ok(()),
                 Err(s) => skip = skip.min(s),
@@ -651,13 +765,60 @@ fn streams_may_fit(
         Err(skip)
     };
     for b in order {
-        if let Err(skip) = fits(&bundles[b]) {
+        if let Err(skip) = fits(&shapes[b]) {
             return Some((b, skip));
         }
     }
     None
 }
 
+/// Buffers of [`try_at`], reused from one trial to the next (most trials
+/// fail, and allocating per trial was a tenth of the scheduler's time).
+#[derive(Default)]
+struct Trial {
+    /// The reservations of the last trial.
+    p: Pending,
+    /// Each member's issue cycle and queue.
+    at: Vec<(u64, QueueId)>,
+    /// Stream fields to set, in order: member, field (0: `dst`, 1: `src`,
+    /// 2: `src2`), stream.
+    edits: Vec<(usize, u8, StreamRef)>,
+    /// One bundle's paths: producer, its position, its ready cycle.
+    paths: Vec<(usize, u16, i64)>,
+}
+
+impl Trial {
+    /// The placement [`try_at`] found (call only after it succeeded), and
+    /// the reservations it wants.
+    fn take(&mut self, g: &Group) -> (Pending, Vec<Placed>) {
+        let mut placed: Vec<Placed> = g
+            .members
+            .iter()
+            .zip(&self.at)
+            .map(|(m, &(cycle, queue))| Placed {
+                cycle,
+                queue,
+                instr: m.instr.clone(),
+            })
+            .collect();
+        for &(member, field, s) in &self.edits {
+            let instr = &mut placed[member].instr;
+            match field {
+                0 => instr.dst = Some(s),
+                1 => instr.src = Some(s),
+                _ => instr.src2 = Some(s),
+            }
+        }
+        debug_assert!(placed.iter().all(|x| x.instr.op != Opcode::Nop));
+        (std::mem::take(&mut self.p), placed)
+    }
+}
+
+/// Whether group `g` can start at `start` on `tables`: every member finds a
+/// queue and its bank port, every bundle its streams (in order, each after
+/// the ones before it). On success `trial` holds the placement
+/// ([`Trial::take`]).
+#[allow(clippy::too_many_arguments)]
 fn try_at(
     g: &Group,
     chip: &ChipConfig,
@@ -666,9 +827,93 @@ fn try_at(
     off: &[i64],
     start: i64,
     bundles: &[Vec<&Link>],
-) -> Option<(Pending, Vec<Placed>)> {
-    let mut p = Pending::default();
-    let mut placed = Vec::with_capacity(g.members.len());
+    trial: &mut Trial,
+) -> bool {
+    let Trial {
+        p,
+        at,
+        edits,
+        paths,
+    } = trial;
+    p.queues.clear();
+    p.banks.clear();
+    p.streams.clear();
+    at.clear();
+    edits.clear();
+    for bundle in bundles {
+        let to = bundle[0].to as usize;
+        let pt = position(&g.members[to].place, fp);
+        paths.clear();
+        paths.extend(bundle.iter().map(|l| {
+            let f = l.from as usize;
+            let ready = start + off[f] + chip.delay(g.members[f].instr.op) as i64;
+            (f, position(&g.members[f].place, fp), ready)
+        }));
+        let w = g.members[paths[0].0].instr.dst_width() as u32;
+        let n = paths.len() as u32;
+        // A value consumed where it is produced may use either direction.
+        let both = [Dir::East, Dir::West];
+        let one = [Dir::between(paths[0].1, pt)];
+        let dirs: &[Dir] = if paths.iter().all(|(_, pf, _)| *pf == pt) {
+            &both
+        } else {
+            &one
+        };
+        let key = |dir: Dir, pf: u16, ready: i64| {
+            let diag = match dir {
+                Dir::East => ready - pf as i64,
+                Dir::West => ready + pf as i64,
+            };
+            ((dir, diag), (pf.min(pt), pf.max(pt)))
+        };
+        let streams = fp.streams as usize;
+        let found = dirs.iter().find_map(|&dir| {
+            if paths
+                .iter()
+                .any(|(_, pf, _)| *pf != pt && Dir::between(*pf, pt) != dir)
+            {
+                return None;
+            }
+            if paths.iter().any(|(_, pf, ready)| {
+                let (k, seg) = key(dir, *pf, *ready);
+                tables.saturated(k, seg)
+            }) {
+                return None;
+            }
+            // One wavefront lookup per path, then the lowest free base.
+            let (n, w) = (n as usize, w as usize);
+            let last = streams.checked_sub(n * w)?;
+            let mut bases = StreamMask([!0; 4]);
+            for (k, (_, pf, ready)) in paths.iter().enumerate() {
+                let (dk, seg) = key(dir, *pf, *ready);
+                bases = free_bases_add(bases, &tables.busy_streams(p, dk, seg), k, w);
+            }
+            bases.first_upto(last).map(|b| (dir, b as u32))
+        });
+        let Some((dir, base)) = found else {
+            return false;
+        };
+        for (k, (f, pf, ready)) in paths.iter().enumerate() {
+            let first = base + k as u32 * w;
+            let (dk, seg) = key(dir, *pf, *ready);
+            for c in 0..w {
+                p.streams.push((dk, ((first + c) as u16, seg)));
+            }
+            let s = StreamRef {
+                id: first as u8,
+                dir,
+            };
+            edits.push((*f, 0, s));
+        }
+        let s = StreamRef {
+            id: base as u8,
+            dir,
+        };
+        edits.push((to, if bundle[0].operand == 0 { 1 } else { 2 }, s));
+    }
+    // Queues and bank ports last: the search only tries starts where they
+    // are free, so trials fail on the streams (they do not depend on which
+    // queue a member takes).
     for (m, o) in g.members.iter().zip(off) {
         let t = (start + o) as u64;
         // The queue: fixed for MEM and MXM, the first free ALU of the VXM,
@@ -684,105 +929,26 @@ fn try_at(
                 if fp.sxm.is_empty() { 0 } else { fp.sxm_queues },
             ),
         };
-        let q = (first..first + count)
+        let Some(q) = (first..first + count)
             .map(|index| QueueId { unit, slice, index })
-            .find(|q| tables.queue_free(&p, *q, t))?;
+            .find(|q| tables.queue_free(p, *q, t))
+        else {
+            return false;
+        };
         p.queues.push((q, t));
         if let Place::Mem(at) = m.place {
             let bank = at.addr / chip.mem.addresses_per_bank;
             let w = m.instr.ty.bytes() as u64;
-            if !tables.bank_free(&p, (at.slice, bank), t, w) {
-                return None;
+            if !tables.bank_free(p, (at.slice, bank), t, w) {
+                return false;
             }
             for c in t..t + w {
                 p.banks.push(((at.slice, bank), c));
             }
         }
-        placed.push(Placed {
-            cycle: t,
-            queue: q,
-            instr: m.instr.clone(),
-        });
+        at.push((t, q));
     }
-    for bundle in bundles {
-        let to = bundle[0].to as usize;
-        let pt = position(&g.members[to].place, fp);
-        let paths: Vec<(usize, u16, i64)> = bundle
-            .iter()
-            .map(|l| {
-                let f = l.from as usize;
-                let ready = placed[f].cycle as i64 + chip.delay(g.members[f].instr.op) as i64;
-                (f, position(&g.members[f].place, fp), ready)
-            })
-            .collect();
-        let w = g.members[paths[0].0].instr.dst_width() as u32;
-        let n = paths.len() as u32;
-        // A value consumed where it is produced may use either direction.
-        let dirs: Vec<Dir> = if paths.iter().all(|(_, pf, _)| *pf == pt) {
-            vec![Dir::East, Dir::West]
-        } else {
-            vec![Dir::between(paths[0].1, pt)]
-        };
-        let key = |dir: Dir, pf: u16, ready: i64| {
-            let diag = match dir {
-                Dir::East => ready - pf as i64,
-                Dir::West => ready + pf as i64,
-            };
-            ((dir, diag), (pf.min(pt), pf.max(pt)))
-        };
-        let streams = fp.streams as usize;
-        let (dir, base) = dirs.iter().find_map(|&dir| {
-            if paths
-                .iter()
-                .any(|(_, pf, _)| *pf != pt && Dir::between(*pf, pt) != dir)
-            {
-                return None;
-            }
-            if paths.iter().any(|(_, pf, ready)| {
-                let (k, seg) = key(dir, *pf, *ready);
-                tables.saturated(k, seg)
-            }) {
-                return None;
-            }
-            // One wavefront lookup per path, then a search over bases.
-            let busy: Vec<StreamMask> = paths
-                .iter()
-                .map(|(_, pf, ready)| {
-                    let (k, seg) = key(dir, *pf, *ready);
-                    tables.busy_streams(&p, k, seg)
-                })
-                .collect();
-            let (n, w) = (n as usize, w as usize);
-            (0..=streams.checked_sub(n * w)?)
-                .find(|b| {
-                    busy.iter()
-                        .enumerate()
-                        .all(|(k, bk)| (0..w).all(|c| !bk.get(b + k * w + c)))
-                })
-                .map(|b| (dir, b as u32))
-        })?;
-        for (k, (f, pf, ready)) in paths.iter().enumerate() {
-            let first = base + k as u32 * w;
-            let (dk, seg) = key(dir, *pf, *ready);
-            for c in 0..w {
-                p.streams.push((dk, ((first + c) as u16, seg)));
-            }
-            placed[*f].instr.dst = Some(StreamRef {
-                id: first as u8,
-                dir,
-            });
-        }
-        let s = StreamRef {
-            id: base as u8,
-            dir,
-        };
-        match bundle[0].operand {
-            0 => placed[to].instr.src = Some(s),
-            _ => placed[to].instr.src2 = Some(s),
-        }
-    }
-    debug_assert!(placed.iter().all(|x| x.instr.op != Opcode::Nop));
-    Some((p, placed))
+    true
 }
 
 #[cfg(test)]
