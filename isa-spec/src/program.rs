@@ -366,7 +366,24 @@ impl Program {
         let lanes = chip.lanes() as usize;
         let err = |m: String| Err(ProgramError::Invalid(m));
         let mut seen_queues = BTreeSet::new();
-        let mut ids = BTreeSet::new();
+        // Instruction ids seen: a bit per id when the ids are (as the
+        // compiler numbers them) about 0..n, else a set.
+        let slots = self.queues.iter().flat_map(|q| &q.slots);
+        let count = slots.clone().count();
+        let max_id = slots.clone().map(|s| s.id as usize).max().unwrap_or(0);
+        let dense_ids = max_id <= 2 * count + 1024;
+        let mut id_bits = vec![0u64; if dense_ids { max_id / 64 + 1 } else { 0 }];
+        let mut id_set = BTreeSet::new();
+        let mut first_use = |id: u32| {
+            if dense_ids {
+                let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
+                let new = id_bits[word] & bit == 0;
+                id_bits[word] |= bit;
+                new
+            } else {
+                id_set.insert(id)
+            }
+        };
         for q in &self.queues {
             if !seen_queues.insert(q.queue) {
                 return err(format!("queue {} appears twice", q.queue));
@@ -395,7 +412,7 @@ impl Program {
                 return err(format!("queue {}: malformed ICU queue id", q.queue));
             }
             for (k, s) in q.slots.iter().enumerate() {
-                if !ids.insert(s.id) {
+                if !first_use(s.id) {
                     return err(format!("instruction id i{} is used twice", s.id));
                 }
                 let prev = if k > 0 {
@@ -417,19 +434,15 @@ impl Program {
                 0
             }
         };
-        let slots = self.queues.iter().flat_map(|q| &q.slots);
-        let count = slots.clone().count();
-        let max_id = slots.clone().map(|s| s.id as usize).max().unwrap_or(0);
-        let (dense, sparse): (Vec<Option<usize>>, BTreeMap<u32, usize>) =
-            if max_id <= 2 * count + 1024 {
-                let mut d = vec![None; max_id + 1];
-                for s in slots {
-                    d[s.id as usize] = Some(groups_of(s));
-                }
-                (d, BTreeMap::new())
-            } else {
-                (Vec::new(), slots.map(|s| (s.id, groups_of(s))).collect())
-            };
+        let (dense, sparse): (Vec<Option<usize>>, BTreeMap<u32, usize>) = if dense_ids {
+            let mut d = vec![None; max_id + 1];
+            for s in slots {
+                d[s.id as usize] = Some(groups_of(s));
+            }
+            (d, BTreeMap::new())
+        } else {
+            (Vec::new(), slots.map(|s| (s.id, groups_of(s))).collect())
+        };
         let outputs = |id: u32| match dense.get(id as usize) {
             Some(g) => *g,
             None => sparse.get(&id).copied(),

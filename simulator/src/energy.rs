@@ -19,8 +19,8 @@
 use crate::engine::Outcome;
 use lpu_isa::program::DepKind;
 use lpu_isa::{Opcode, Program, Unit};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// The LPU's energy for one run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -63,12 +63,30 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     let lanes = p.chip.lanes() as u64;
     let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
     let stop = o.hazard.as_ref().map(|h| h.cycle);
-    let mut slice_of: HashMap<u32, u16> = HashMap::new();
-    for q in &p.queues {
-        for s in &q.slots {
-            slice_of.insert(s.id, q.queue.slice);
+    // Instruction id -> slice: a table when the ids are (as the compiler
+    // numbers them) about 0..n, else a map.
+    let slots = || {
+        p.queues
+            .iter()
+            .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice)))
+    };
+    let (count, max_id) = slots().fold((0usize, 0usize), |(n, m), (id, _)| {
+        (n + 1, m.max(id as usize))
+    });
+    let mut dense: Vec<Option<u16>> = Vec::new();
+    let mut sparse: FxHashMap<u32, u16> = FxHashMap::default();
+    if max_id <= 2 * count + 1024 {
+        dense = vec![None; max_id + 1];
+        for (id, x) in slots() {
+            dense[id as usize] = Some(x);
         }
+    } else {
+        sparse = slots().collect();
     }
+    let slice_of = |id: u32| match dense.get(id as usize) {
+        Some(x) => *x,
+        None => sparse.get(&id).copied(),
+    };
     let (mut instrs, mut macs_i8, mut macs_f16, mut lane_ops, mut sram, mut hops) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for iss in &issues {
@@ -100,7 +118,7 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
         }
         for d in &slot.deps {
             if matches!(d.kind, DepKind::Src | DepKind::Src2) {
-                if let Some(&from) = slice_of.get(&d.on) {
+                if let Some(from) = slice_of(d.on) {
                     hops += bytes * (q.queue.slice as i64 - from as i64).unsigned_abs();
                 }
             }

@@ -150,6 +150,34 @@ struct StreamRec {
     part: u8,
 }
 
+/// The writes on one stream diagonal: almost always one, kept inline (a
+/// vector per diagonal was a tenth of a run in the allocator).
+enum Recs {
+    One(StreamRec),
+    Many(Vec<StreamRec>),
+}
+
+impl Recs {
+    fn as_slice(&self) -> &[StreamRec] {
+        match self {
+            Recs::One(r) => std::slice::from_ref(r),
+            Recs::Many(v) => v,
+        }
+    }
+
+    fn push(&mut self, rec: StreamRec) {
+        match self {
+            Recs::Many(v) => v.push(rec),
+            Recs::One(_) => {
+                let Recs::One(first) = std::mem::replace(self, Recs::Many(Vec::new())) else {
+                    return;
+                };
+                *self = Recs::Many(vec![first, rec]);
+            }
+        }
+    }
+}
+
 struct Written {
     values: Values,
     producer: u32,
@@ -169,7 +197,7 @@ pub(crate) struct Engine<'p> {
     mem: Vec<Option<SliceMem>>,
     planes: BTreeMap<u16, Plane>,
     effects: BTreeMap<u64, Vec<Effect>>,
-    streams: HashMap<(Dir, u8, i64), Vec<StreamRec>>,
+    streams: HashMap<(Dir, u8, i64), Recs>,
     writes: HashMap<u64, Written>,
     next_write: u64,
     pub(crate) banks: HashMap<(u16, u32), (u64, u32)>,
@@ -704,7 +732,12 @@ impl<'p> Engine<'p> {
             Dir::East => diag + last >= now,
             Dir::West => *diag >= now,
         });
-        let live: FxHashSet<u64> = self.streams.values().flatten().map(|r| r.write).collect();
+        let live: FxHashSet<u64> = self
+            .streams
+            .values()
+            .flat_map(Recs::as_slice)
+            .map(|r| r.write)
+            .collect();
         self.writes.retain(|k, _| live.contains(k));
     }
 
@@ -733,8 +766,19 @@ impl<'p> Engine<'p> {
         let diag = Self::diag(s.dir, t, x);
         for k in 0..w {
             let key = (s.dir, s.id + k as u8, diag);
-            let recs = self.streams.entry(key).or_default();
-            if let Some(other) = recs.iter().find(|r| r.x == x) {
+            let rec = StreamRec {
+                x,
+                write: id,
+                part: k as u8,
+            };
+            let recs = match self.streams.entry(key) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(Recs::One(rec));
+                    continue;
+                }
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            };
+            if let Some(other) = recs.as_slice().iter().find(|r| r.x == x) {
                 let prev = self
                     .writes
                     .get(&other.write)
@@ -746,11 +790,7 @@ impl<'p> Engine<'p> {
                     Some(s),
                 ));
             }
-            recs.push(StreamRec {
-                x,
-                write: id,
-                part: k as u8,
-            });
+            recs.push(rec);
         }
         self.writes.insert(
             id,
@@ -792,7 +832,8 @@ impl<'p> Engine<'p> {
         for k in 0..ty.bytes() {
             let recs = self.streams.get(&(s.dir, s.id + k as u8, diag));
             let best = recs.and_then(|v| {
-                v.iter()
+                v.as_slice()
+                    .iter()
                     .filter(|rec| match s.dir {
                         Dir::East => rec.x <= y,
                         Dir::West => rec.x >= y,
