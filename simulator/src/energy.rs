@@ -59,10 +59,34 @@ pub struct EnergyReport {
 /// (or the program cannot be timed).
 pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     let e = p.chip.energy.as_ref()?;
-    let issues = p.issue_times().ok()?;
+    // Every (queue, slot) the run issued, with how many times: the slots
+    // themselves and their REPEATs when the run completed (the sums do not
+    // depend on the order), the issues up to the hazard's cycle otherwise.
+    let issued: Vec<(usize, usize, u64)> = match o.hazard.as_ref().map(|h| h.cycle) {
+        None => p
+            .queues
+            .iter()
+            .enumerate()
+            .flat_map(|(qi, q)| {
+                q.slots.iter().enumerate().map(move |(si, _)| {
+                    let repeats = match q.slots.get(si + 1) {
+                        Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
+                        _ => 0,
+                    };
+                    (qi, si, 1 + repeats)
+                })
+            })
+            .collect(),
+        Some(stop) => p
+            .issue_times()
+            .ok()?
+            .iter()
+            .take_while(|iss| iss.cycle <= stop)
+            .map(|iss| (iss.queue as usize, iss.slot as usize, 1))
+            .collect(),
+    };
     let lanes = p.chip.lanes() as u64;
     let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
-    let stop = o.hazard.as_ref().map(|h| h.cycle);
     // Instruction id -> slice: a table when the ids are (as the compiler
     // numbers them) about 0..n, else a map.
     let slots = || {
@@ -89,12 +113,9 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     };
     let (mut instrs, mut macs_i8, mut macs_f16, mut lane_ops, mut sram, mut hops) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for iss in &issues {
-        if stop.is_some_and(|c| iss.cycle > c) {
-            break;
-        }
-        let q = &p.queues[iss.queue as usize];
-        let slot = &q.slots[iss.slot as usize];
+    for &(qi, si, times) in &issued {
+        let q = &p.queues[qi];
+        let slot = &q.slots[si];
         let op = slot.instr.op;
         if matches!(
             op,
@@ -102,24 +123,24 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
         ) {
             continue;
         }
-        instrs += 1;
+        instrs += times;
         let bytes = lanes * slot.instr.ty.bytes() as u64;
         match op {
             Opcode::Matmul => {
                 if slot.instr.ty == lpu_isa::DType::I8 {
-                    macs_i8 += macs_per_mm;
+                    macs_i8 += macs_per_mm * times;
                 } else {
-                    macs_f16 += macs_per_mm;
+                    macs_f16 += macs_per_mm * times;
                 }
             }
-            Opcode::Read | Opcode::Write => sram += bytes,
-            _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => lane_ops += lanes,
+            Opcode::Read | Opcode::Write => sram += bytes * times,
+            _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => lane_ops += lanes * times,
             _ => {}
         }
         for d in &slot.deps {
             if matches!(d.kind, DepKind::Src | DepKind::Src2) {
                 if let Some(from) = slice_of(d.on) {
-                    hops += bytes * (q.queue.slice as i64 - from as i64).unsigned_abs();
+                    hops += bytes * (q.queue.slice as i64 - from as i64).unsigned_abs() * times;
                 }
             }
         }

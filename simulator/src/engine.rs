@@ -430,11 +430,30 @@ impl<'p> Engine<'p> {
 
     /// Finds the earliest issue that breaks an order dependence.
     fn check_deps(&self, issues: &[Issue]) -> Option<(u64, Hazard)> {
-        let mut first: HashMap<u32, (u64, &Issue)> = HashMap::default();
-        for iss in issues.iter().filter(|i| i.repeat == 0) {
-            let id = self.p.queues[iss.queue as usize].slots[iss.slot as usize].id;
-            first.insert(id, (iss.cycle, iss));
+        // Instruction id -> its issue: a table when the ids are (as the
+        // compiler numbers them) about 0..n, else a map.
+        let id_of = |iss: &Issue| self.p.queues[iss.queue as usize].slots[iss.slot as usize].id;
+        let firsts = issues.iter().filter(|i| i.repeat == 0);
+        let (count, max_id) = firsts.clone().fold((0usize, 0usize), |(n, m), i| {
+            (n + 1, m.max(id_of(i) as usize))
+        });
+        let dense_ids = max_id <= 2 * count + 1024;
+        let mut table: Vec<Option<&Issue>> = vec![None; if dense_ids { max_id + 1 } else { 0 }];
+        let mut map: HashMap<u32, &Issue> = HashMap::default();
+        for iss in firsts {
+            if dense_ids {
+                table[id_of(iss) as usize] = Some(iss);
+            } else {
+                map.insert(id_of(iss), iss);
+            }
         }
+        let first = |id: u32| -> Option<(u64, &Issue)> {
+            let iss = match table.get(id as usize) {
+                Some(i) => *i,
+                None => map.get(&id).copied(),
+            }?;
+            Some((iss.cycle, iss))
+        };
         let mut worst: Option<(u64, Hazard)> = None;
         for iss in issues.iter().filter(|i| i.repeat == 0) {
             let slot = &self.p.queues[iss.queue as usize].slots[iss.slot as usize];
@@ -442,10 +461,10 @@ impl<'p> Engine<'p> {
                 let DepKind::Order(gap) = d.kind else {
                     continue;
                 };
-                let Some((tp, piss)) = first.get(&d.on) else {
+                let Some((tp, piss)) = first(d.on) else {
                     continue;
                 };
-                let need = *tp as i64 + gap as i64;
+                let need = tp as i64 + gap as i64;
                 if (iss.cycle as i64) < need && worst.as_ref().is_none_or(|(c, _)| iss.cycle < *c) {
                     let ps = &self.p.queues[piss.queue as usize].slots[piss.slot as usize];
                     let msg = format!(

@@ -54,3 +54,31 @@ fn no_energy_section_no_energy() {
     let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
     assert_eq!(lpu_energy(&p, &o), None);
 }
+
+/// REPEATs count once per issue: the same three instructions, each issued
+/// three times (counted from the queue lists when the run completes).
+#[test]
+fn repeats_count_every_issue() {
+    let chip = ChipConfig::preset("tiny").expect("tiny");
+    let text = body()
+        .replace(
+            "i2 read.i8 a=0x0 ->s0e\n",
+            "i2 read.i8 a=0x0 ->s0e\n  i9 repeat n=2 d=1\n",
+        )
+        .replace(
+            "i7 relu.i8 s0e<i2 ->s1e\n",
+            "i7 relu.i8 s0e<i2 ->s1e\n  i10 repeat n=2 d=1\n",
+        )
+        .replace(
+            "i5 write.i8 a=0x0 s1e<i7\n",
+            "i5 write.i8 a=0x0 s1e<i7\n  i11 repeat n=2 d=1\n",
+        );
+    let p = program(&text, chip);
+    let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_none(), "{:?}", o.hazard);
+    let r = lpu_energy(&p, &o).expect("energy");
+    assert_eq!(r.instructions, 9);
+    assert_eq!(r.lane_ops, 48);
+    assert_eq!(r.sram_bytes, 96);
+    assert_eq!(r.stream_byte_hops, 96);
+}
