@@ -281,6 +281,8 @@ pub fn simulate(
     let mut end = 0u64;
     let mut hazard = None;
     let mut next_prune = 4096u64;
+    // Issues per queue index, gathered into `stats.issued` at the end.
+    let mut issued = vec![0u64; p.queues.len()];
     for iss in &issues {
         let t = iss.cycle;
         e.apply_effects(t);
@@ -298,7 +300,7 @@ pub fn simulate(
         let slot = &q.slots[iss.slot as usize];
         let delay = e.chip.delay(slot.instr.op) as u64;
         end = end.max(t + delay);
-        *stats.issued.entry(q.queue).or_insert(0) += 1;
+        issued[iss.queue as usize] += 1;
         if let Some(n) = slot.node {
             let span = &mut stats.node_spans[n as usize];
             *span = Some(match span {
@@ -322,6 +324,11 @@ pub fn simulate(
         if let Err((kind, message, stream)) = e.execute(iss, t) {
             hazard = Some(e.hazard(iss, t, kind, message, stream));
             break;
+        }
+    }
+    for (q, n) in p.queues.iter().zip(issued) {
+        if n > 0 {
+            *stats.issued.entry(q.queue).or_insert(0) += n;
         }
     }
     if hazard.is_none() {
