@@ -91,3 +91,45 @@ fn an_unknown_format_is_a_clear_error() {
     let e = g.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(e.contains("attribute 'format' is \"e3m4\""), "{e}");
 }
+
+/// A per-axis `QuantizeLinear` along a row axis (the ONNX `_axis` and
+/// int4 cases): one `qnt` per row with that row's scale and zero point,
+/// bit for bit the interpreter's.
+#[test]
+fn per_axis_quantize_along_rows_is_exact() {
+    for (axis, shape, n) in [
+        (0, "[3, 2, 37]", 3),
+        (1, "[2, 3, 37]", 3),
+        (-2, "[4, 5, 20]", 5),
+    ] {
+        let scales: Vec<String> = (0..n)
+            .map(|k| format!("{}", 0.02 + 0.01 * k as f32))
+            .collect();
+        let zps: Vec<String> = (0..n).map(|k| format!("{}", k as i32 * 3 - 4)).collect();
+        let text = format!(
+            r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: {shape})],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "s", dtype: F32, shape: [{n}], data: Inline([{}])),
+                 Initializer(name: "z", dtype: I8, shape: [{n}], data: Inline([{}]))],
+  nodes: [Node(name: "q", op_type: "QuantizeLinear", inputs: ["x", "s", "z"], outputs: ["y"], attributes: {{ "axis": Int({axis}) }})])"#,
+            scales.join(", "),
+            zps.join(", ")
+        );
+        let g = lpu_graph::parse_graph(&text, "<test>", std::path::Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let inputs = lpu_graph::random_inputs(&g, 3);
+        let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
+        for chip in ["tiny", "tsp"] {
+            let cfg = ChipConfig::preset(chip).expect("preset");
+            let p = lpu_compiler::compile_with(&g, &cfg, &CompileOptions::default())
+                .unwrap_or_else(|e| panic!("axis {axis} on {chip}: {e}"))
+                .program;
+            let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
+            assert!(o.hazard.is_none(), "{:?}", o.hazard);
+            assert_eq!(
+                o.outputs["y"].values, reference["y"].values,
+                "axis {axis} on {chip}"
+            );
+        }
+    }
+}

@@ -1035,6 +1035,17 @@ impl<'a> Lowerer<'a> {
             "QuantizeLinear" | "DequantizeLinear" => {
                 let x = self.input_name(n, 0)?;
                 let ty = self.operand(&x)?.dtype;
+                if let Some(rows) = self.per_row_quant(n, &x)? {
+                    let out_ty = self.out_dtype(n)?;
+                    return self.lower_unary_rows(n, None, |r| {
+                        let (scale, zp) = rows[r];
+                        let mut i = Instr::new(Opcode::Quantize).typed(ty);
+                        i.to = out_ty;
+                        i.imm = scale;
+                        i.arg2 = zp;
+                        i
+                    });
+                }
                 let i = self.quant_instr(n, ty)?;
                 match self.dequant_row(n, &x)? {
                     Some(row) => self.lower_unary_then(
@@ -1132,6 +1143,46 @@ impl<'a> Lowerer<'a> {
         Ok(Some(loc))
     }
 
+    /// A per-axis `QuantizeLinear` whose axis runs along the rows of its
+    /// (row-major) input: every row has one scale and zero point, so each
+    /// row's `qnt` carries its own as immediates. `None` for any other
+    /// quantization.
+    fn per_row_quant(&self, n: &Node, x: &str) -> Result<Option<Vec<(f64, i64)>>, CompileError> {
+        if n.op_type != "QuantizeLinear" {
+            return Ok(None);
+        }
+        let Some(s) = n.input(1).and_then(|t| self.constant(t)) else {
+            return Ok(None);
+        };
+        let shape = self.shape_of(x)?;
+        if s.len() <= 1 || shape.len() < 2 || self.cl.contains(x) {
+            return Ok(None);
+        }
+        let rank = shape.len() as i64;
+        let a = n.attr_int("axis", 1).unwrap_or(1);
+        let a = if a < 0 { a + rank } else { a };
+        if !(0..rank - 1).contains(&a) {
+            return Ok(None);
+        }
+        let a = a as usize;
+        let inner: usize = shape[a + 1..shape.len() - 1].iter().product();
+        let rows: usize = shape[..shape.len() - 1].iter().product();
+        let zp = n.input(2).and_then(|t| self.constant(t));
+        let mut out = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let k = (r / inner.max(1)) % shape[a];
+            let scale = s.values.get_f64(k);
+            if !(scale.is_finite() && scale > 0.0) {
+                return self.unsupported(&format!(
+                    "scale must be a positive finite constant, found {scale}"
+                ));
+            }
+            let z = zp.map_or(0.0, |z| z.values.get_f64(if z.len() > 1 { k } else { 0 }));
+            out.push((scale, z as i64));
+        }
+        Ok(Some(out))
+    }
+
     fn scale(&self, n: &Node) -> Result<f64, CompileError> {
         if n.op_type == "DequantizeLinear"
             && self
@@ -1184,6 +1235,17 @@ impl<'a> Lowerer<'a> {
         instr: Instr,
         first: Option<TailOp>,
     ) -> Result<(), CompileError> {
+        self.lower_unary_rows(n, first, |_| instr.clone())
+    }
+
+    /// [`Lowerer::lower_unary_then`] with the instruction of each result
+    /// row given by `instr_of(row)` (a per-row quantization scale).
+    fn lower_unary_rows(
+        &mut self,
+        n: &Node,
+        first: Option<TailOp>,
+        instr_of: impl Fn(usize) -> Instr,
+    ) -> Result<(), CompileError> {
         let x = self.operand(&self.input_name(n, 0)?)?;
         let mut tail: Vec<TailOp> = first.into_iter().collect();
         tail.extend(self.prepare_tail()?);
@@ -1191,12 +1253,13 @@ impl<'a> Lowerer<'a> {
         if (x.rows, x.cols) != (out.rows, out.cols) {
             return self.unsupported("input and output shapes differ");
         }
-        let instr = if instr.op.info().typing == lpu_isa::isa::Typing::Two {
-            instr
-        } else {
-            instr.typed(x.dtype)
-        };
         for r in 0..out.rows {
+            let instr = instr_of(r);
+            let instr = if instr.op.info().typing == lpu_isa::isa::Typing::Two {
+                instr
+            } else {
+                instr.typed(x.dtype)
+            };
             for j in 0..out.vpr {
                 let mut gb = self.begin();
                 let a = self.read(&mut gb, x.at(r, j), x.dtype);

@@ -112,7 +112,7 @@ fn string(n: &Node, name: &str, default: &str) -> Result<String, CompileError> {
 }
 
 impl<'a> Lowerer<'a> {
-    fn shape_of(&self, t: &str) -> Result<Vec<usize>, CompileError> {
+    pub(super) fn shape_of(&self, t: &str) -> Result<Vec<usize>, CompileError> {
         match self.g.info(t) {
             Some(i) => Ok(i.shape.clone()),
             None => self.unsupported(&format!("tensor '{t}' has no inferred shape")),
