@@ -105,7 +105,7 @@ fn per_axis_quantize_along_rows_is_exact() {
         let scales: Vec<String> = (0..n)
             .map(|k| format!("{}", 0.02 + 0.01 * k as f32))
             .collect();
-        let zps: Vec<String> = (0..n).map(|k| format!("{}", k as i32 * 3 - 4)).collect();
+        let zps: Vec<String> = (0..n).map(|k| format!("{}", k * 3 - 4)).collect();
         let text = format!(
             r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: {shape})],
   outputs: [ValueInfo(name: "y")],
