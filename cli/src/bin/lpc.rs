@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use lpu_cli::{report_error, write_atomic, Artifact, EXIT_ERROR, EXIT_OK};
+use lpu_cli::{report_error, write_atomic, write_atomic_with, Artifact, EXIT_ERROR, EXIT_OK};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -151,11 +151,13 @@ fn run(cli: Cli) -> Result<()> {
             let out = output.unwrap_or_else(|| {
                 model.with_extension(if emit == Emit::Asm { "lpa" } else { "lpb" })
             });
-            let bytes = match emit {
-                Emit::Bin => compiled.program.to_bytes(),
-                Emit::Asm => lpu_isa::asm::disassemble(&compiled.program).into_bytes(),
-            };
-            write_atomic(&out, &bytes)?;
+            match emit {
+                Emit::Bin => write_atomic_with(&out, |w| compiled.program.write_to(w))?,
+                Emit::Asm => write_atomic(
+                    &out,
+                    lpu_isa::asm::disassemble(&compiled.program).as_bytes(),
+                )?,
+            }
             if stats {
                 let mut text = stats_text(&graph.name, &chip, &out, &compiled.stats);
                 text += &format!(
