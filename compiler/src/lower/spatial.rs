@@ -299,57 +299,15 @@ impl<'a> Lowerer<'a> {
         // fp32-split (`super::lower_opts`): f32 activations times the
         // weights' fp16 halves, scaled by 2^scale.
         let split = self.split && mm_ty == DType::F16 && x.dtype == DType::F32;
-        let (w, w_lo, scale) = if split {
-            let sfx = if s2d { "s2d" } else { "" };
-            let wf: Vec<f32> = (0..k_rows * co).map(|i| weight(i / co, i % co)).collect();
-            let (hi, lo, scale) = super::split_weights(&wf);
-            let what =
-                |half: &str| format!("{wn} (fp16 {half} halves of the conv weights x 2^{scale})");
-            let w = self.split_conv_weights(
-                format!("{wn}#conv-split-hi{sfx}"),
-                what("high"),
-                k_rows,
-                co,
-                &hi,
-            );
-            let w_lo = lo.map(|lo| {
-                self.split_conv_weights(
-                    format!("{wn}#conv-split-lo{sfx}"),
-                    what("low"),
-                    k_rows,
-                    co,
-                    &lo,
-                )
-            });
-            (w, w_lo, scale)
-        } else {
-            let key = format!("{wn}#conv{mm_ty}{}", if s2d { "s2d" } else { "" });
-            let w = match self.locs.get(&key) {
-                Some(l) => l.clone(),
-                None => {
-                    let values = match mm_ty {
-                        DType::I8 => Values::I8(
-                            (0..k_rows * co)
-                                .map(|i| weight(i / co, i % co) as i8)
-                                .collect(),
-                        ),
-                        _ => Values::F16(
-                            (0..k_rows * co)
-                                .map(|i| f16::from_f32(weight(i / co, i % co)))
-                                .collect(),
-                        ),
-                    };
-                    let l = self.alloc.constant_columns_first(
-                        &format!("{wn} (as {mm_ty} conv weights)"),
-                        &[k_rows, co],
-                        &values,
-                    );
-                    self.locs.insert(key, l.clone());
-                    l
-                }
-            };
-            (w, None, 0)
-        };
+        let sfx = if s2d { "s2d" } else { "" };
+        let (w, w_lo, scale) = self.conv_weights(
+            &wn,
+            ("conv", sfx, "conv weights"),
+            [k_rows, co],
+            mm_ty,
+            split,
+            weight,
+        );
         // Width packing: when a kernel row's taps fit in one vector
         // (`kw * C <= lanes`, one group), the input is first rewritten so
         // that row (h, ow) holds the kw input pixels that output column ow
@@ -629,50 +587,14 @@ impl<'a> Lowerer<'a> {
         };
         // fp32-split (`super::lower_opts`), as for Conv.
         let split = self.split && x.dtype == DType::F32;
-        let (wl, w_lo, scale) = if split {
-            let wf: Vec<f32> = (0..k_rows * co).map(|i| weight(i / co, i % co)).collect();
-            let (hi, lo, scale) = super::split_weights(&wf);
-            let what = |half: &str| {
-                format!("{wn} (fp16 {half} halves of the transposed-conv weights x 2^{scale})")
-            };
-            let w = self.split_conv_weights(
-                format!("{wn}#convT-split-hi"),
-                what("high"),
-                k_rows,
-                co,
-                &hi,
-            );
-            let w_lo = lo.map(|lo| {
-                self.split_conv_weights(
-                    format!("{wn}#convT-split-lo"),
-                    what("low"),
-                    k_rows,
-                    co,
-                    &lo,
-                )
-            });
-            (w, w_lo, scale)
-        } else {
-            let key = format!("{wn}#convT{mm_ty}");
-            let wl = match self.locs.get(&key) {
-                Some(l) => l.clone(),
-                None => {
-                    let values = Values::F16(
-                        (0..k_rows * co)
-                            .map(|i| f16::from_f32(weight(i / co, i % co)))
-                            .collect(),
-                    );
-                    let l = self.alloc.constant_columns_first(
-                        &format!("{wn} (as {mm_ty} transposed-conv weights)"),
-                        &[k_rows, co],
-                        &values,
-                    );
-                    self.locs.insert(key, l.clone());
-                    l
-                }
-            };
-            (wl, None, 0)
-        };
+        let (wl, w_lo, scale) = self.conv_weights(
+            &wn,
+            ("convT", "", "transposed-conv weights"),
+            [k_rows, co],
+            mm_ty,
+            split,
+            weight,
+        );
         let ktiles = tap_ktiles(taps, c, lanes);
         let tiles = ktiles.clone();
         let used = move |kt: usize, j: usize| {
@@ -1034,20 +956,72 @@ impl<'a> Lowerer<'a> {
     /// bias (input 2, `co` values) as a replicated row of `emit_ty`.
     /// One half of a split product's conv weights (`[rows, co]`, fp16),
     /// placed column tiles first once per `key`.
-    fn split_conv_weights(
+    /// The weight matrix `[rows, co]` (element `(r, o)` is `weight(r, o)`)
+    /// of a convolution, placed columns-first as MXM weights once per
+    /// weight tensor `wn` and `kind`/`sfx` (the key), named `what` in the
+    /// SRAM map: in `mm_ty`, or when `split` (fp32-split) as fp16 halves of
+    /// the weights times `2^scale` ([`super::split_weights`]). Returns the
+    /// (high) weights, the low halves unless every weight is exact in fp16,
+    /// and the scale (0 unless split).
+    fn conv_weights(
+        &mut self,
+        wn: &str,
+        (kind, sfx, what): (&str, &str, &str),
+        [rows, co]: [usize; 2],
+        mm_ty: DType,
+        split: bool,
+        weight: impl Fn(usize, usize) -> f32,
+    ) -> (
+        crate::alloc::TensorLoc,
+        Option<crate::alloc::TensorLoc>,
+        i32,
+    ) {
+        let all = || (0..rows * co).map(|i| weight(i / co, i % co));
+        if !split {
+            let w = self.cached_weights(
+                format!("{wn}#{kind}{mm_ty}{sfx}"),
+                format!("{wn} (as {mm_ty} {what})"),
+                [rows, co],
+                || match mm_ty {
+                    DType::I8 => Values::I8(all().map(|v| v as i8).collect()),
+                    _ => Values::F16(all().map(f16::from_f32).collect()),
+                },
+            );
+            return (w, None, 0);
+        }
+        let wf: Vec<f32> = all().collect();
+        let (hi, lo, scale) = super::split_weights(&wf);
+        let name = |half: &str| format!("{wn} (fp16 {half} halves of the {what} x 2^{scale})");
+        let w = self.cached_weights(
+            format!("{wn}#{kind}-split-hi{sfx}"),
+            name("high"),
+            [rows, co],
+            || hi,
+        );
+        let w_lo = lo.map(|lo| {
+            self.cached_weights(
+                format!("{wn}#{kind}-split-lo{sfx}"),
+                name("low"),
+                [rows, co],
+                || lo,
+            )
+        });
+        (w, w_lo, scale)
+    }
+
+    /// A columns-first constant `[rows, co]` placed once per `key` (its
+    /// values made only when it is not placed yet).
+    fn cached_weights(
         &mut self,
         key: String,
         what: String,
-        rows: usize,
-        co: usize,
-        values: &Values,
+        shape: [usize; 2],
+        values: impl FnOnce() -> Values,
     ) -> crate::alloc::TensorLoc {
         if let Some(l) = self.locs.get(&key) {
             return l.clone();
         }
-        let l = self
-            .alloc
-            .constant_columns_first(&what, &[rows, co], values);
+        let l = self.alloc.constant_columns_first(&what, &shape, &values());
         self.locs.insert(key, l.clone());
         l
     }
