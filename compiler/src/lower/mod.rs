@@ -1647,37 +1647,18 @@ impl<'a> Lowerer<'a> {
                 )
             }
         };
-        let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), &a_st));
-        let src = halves.as_ref().map_or(&a, |(hi, _)| hi);
-        let act = |r: usize, kt: usize| {
-            let (row, v) = pos(r, kt);
-            Some(src.at(row, v))
-        };
-        let act_lo = |r: usize, kt: usize| {
-            let (row, v) = pos(r, kt);
-            halves.as_ref().map(|(_, lo)| lo.at(row, v))
-        };
         let used = |_: usize, _: usize| true;
-        let plan = MatmulPlan {
-            rows: a.rows,
-            ktiles: &ktiles,
-            act: &act,
-            used: &used,
-            act_ty: src.dtype,
-            w_lo: w_lo.as_ref(),
-            act_lo: halves.is_some().then_some(&act_lo as &ActFn),
-        };
-        let r = self.matmul_split(
-            &plan,
-            &w,
+        self.product(
+            n,
+            (&a, &a_st, split),
+            &|r, kt| Some(pos(r, kt)),
+            (a.rows, &ktiles, &used),
+            (&w, w_lo.as_ref(), scale),
             &out,
             (mm_ty, emit_ty),
             epi,
             &tail,
-            scale,
-            halves.as_ref(),
-        );
-        r
+        )
     }
 
     /// Writes the fp16 high and low halves of the f32 vector at `at` (times
@@ -1777,27 +1758,49 @@ impl<'a> Lowerer<'a> {
             .collect()
     }
 
-    /// [`Lowerer::matmul`] for a product that may run in `fp32-split`:
-    /// the weights' power-of-two pre-scale `scale` is undone in the
-    /// epilogue (one exact multiply), and the activation halves are freed
-    /// after the product.
+    /// [`Lowerer::matmul`] for a product whose activation of result row
+    /// `r` and K-tile `kt` is vector `pos(r, kt)` (stored row, vector) of
+    /// `x` (`None`: padding, skipped), that may run in `fp32-split`: then
+    /// `x_storage` (the storage behind `x`) is split into fp16 halves
+    /// ([`Lowerer::split_tensor`]) that the product reads instead, with the
+    /// weights' low halves `w_lo`; the weights' power-of-two pre-scale
+    /// `scale` is undone in the epilogue (one exact multiply), and the
+    /// halves are freed after the product.
     #[allow(clippy::too_many_arguments)]
-    fn matmul_split(
+    fn product(
         &mut self,
-        plan: &MatmulPlan,
-        w: &TensorLoc,
+        n: &Node,
+        (x, x_storage, split): (&TensorLoc, &TensorLoc, bool),
+        pos: &dyn Fn(usize, usize) -> Option<(usize, usize)>,
+        (rows, ktiles, used): (usize, &[KTile], &dyn Fn(usize, usize) -> bool),
+        (w, w_lo, scale): (&TensorLoc, Option<&TensorLoc>, i32),
         out: &TensorLoc,
         (mm_ty, emit_ty): (DType, DType),
         mut epi: Epilogue,
         tail: &[TailOp],
-        scale: i32,
-        halves: Option<&(TensorLoc, TensorLoc)>,
     ) -> Result<(), CompileError> {
+        let halves =
+            split.then(|| self.split_tensor(&format!("{} (activations)", n.name), x_storage));
+        let src = halves.as_ref().map_or(x, |(hi, _)| hi);
+        let act = |r: usize, kt: usize| pos(r, kt).map(|(row, v)| src.at(row, v));
+        let act_lo = |r: usize, kt: usize| {
+            let lo = &halves.as_ref()?.1;
+            pos(r, kt).map(|(row, v)| lo.at(row, v))
+        };
+        let plan = MatmulPlan {
+            rows,
+            ktiles,
+            act: &act,
+            used,
+            act_ty: src.dtype,
+            w_lo,
+            act_lo: halves.is_some().then_some(&act_lo as &ActFn),
+        };
         if scale != 0 {
             epi.alpha = Some(epi.alpha.unwrap_or(1.0) * 2f32.powi(-scale));
         }
-        let r = self.matmul(plan, w, out, mm_ty, emit_ty, &epi, tail);
-        if let Some((hi, lo)) = halves {
+        let r = self.matmul(&plan, w, out, mm_ty, emit_ty, &epi, tail);
+        if let Some((hi, lo)) = &halves {
             self.alloc.free(hi);
             self.alloc.free(lo);
         }

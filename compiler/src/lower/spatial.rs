@@ -10,7 +10,7 @@
 //! | Flatten, Reshape, Squeeze, Unsqueeze | no instructions when the element order and vector tiling do not change (same last stored axis; a channels-last `[N, C, 1, 1]` is row-major `[N, C]`); otherwise not lowered yet. |
 
 use super::layout::{storage_shape, NHWC};
-use super::{Epilogue, KTile, Lowerer, MatmulPlan};
+use super::{Epilogue, KTile, Lowerer};
 use crate::alloc::view2d;
 use crate::CompileError;
 use half::f16;
@@ -375,33 +375,17 @@ impl<'a> Lowerer<'a> {
             return self.unsupported("output storage does not match the convolution's shape");
         }
         let src0 = packed.as_ref().unwrap_or(&x);
-        let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), src0));
-        let src = halves.as_ref().map_or(src0, |(hi, _)| hi);
-        let act = |r: usize, kt: usize| pos(r, kt).map(|(row, v)| src.at(row, v));
-        let act_lo = |r: usize, kt: usize| {
-            let lo = &halves.as_ref()?.1;
-            pos(r, kt).map(|(row, v)| lo.at(row, v))
-        };
-        let plan = MatmulPlan {
-            rows: out.rows,
-            ktiles: &ktiles,
-            act: &act,
-            used: &used,
-            act_ty: src.dtype,
-            w_lo: w_lo.as_ref(),
-            act_lo: halves.is_some().then_some(&act_lo as &super::ActFn),
-        };
-        let r = self.matmul_split(
-            &plan,
-            &w,
+        self.product(
+            n,
+            (src0, src0, split),
+            &pos,
+            (out.rows, &ktiles, &used),
+            (&w, w_lo.as_ref(), scale),
             &out,
             (mm_ty, emit_ty),
             epi,
             &tail,
-            scale,
-            halves.as_ref(),
-        );
-        r?;
+        )?;
         if let Some(p) = packed {
             self.alloc.free(&p);
         }
@@ -628,33 +612,17 @@ impl<'a> Lowerer<'a> {
         let epi = self.bias_epilogue(n, co, emit_ty)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
-        let halves = split.then(|| self.split_tensor(&format!("{} (activations)", n.name), &x));
-        let src = halves.as_ref().map_or(&x, |(hi, _)| hi);
-        let act = |r: usize, kt: usize| pos(r, kt).map(|(row, v)| src.at(row, v));
-        let act_lo = |r: usize, kt: usize| {
-            let lo = &halves.as_ref()?.1;
-            pos(r, kt).map(|(row, v)| lo.at(row, v))
-        };
-        let plan = MatmulPlan {
-            rows: out.rows,
-            ktiles: &ktiles,
-            act: &act,
-            used: &used,
-            act_ty: src.dtype,
-            w_lo: w_lo.as_ref(),
-            act_lo: halves.is_some().then_some(&act_lo as &super::ActFn),
-        };
-        let r = self.matmul_split(
-            &plan,
-            &wl,
+        self.product(
+            n,
+            (&x, &x, split),
+            &pos,
+            (out.rows, &ktiles, &used),
+            (&wl, w_lo.as_ref(), scale),
             &out,
             (mm_ty, emit_ty),
             epi,
             &tail,
-            scale,
-            halves.as_ref(),
-        );
-        r
+        )
     }
 
     /// A constant integer list input (an initializer or a value folded at
