@@ -1115,18 +1115,11 @@ fn empty_const(code: i32, shape: Vec<usize>) -> Const {
 /// The ONNX element type of node output `out` computed from `input`: as
 /// declared, else that of `input`.
 fn output_code(cx: &Ctx, out: &str, input: &str) -> i32 {
-    if let Some((code, _)) = cx.declared.get(out) {
-        return *code;
-    }
-    if let Some(c) = cx.consts.get(input) {
-        return c.code;
-    }
-    match cx.infos.get(input).map(|i| i.dtype) {
-        Some(DType::F16) => dt::FLOAT16,
-        Some(DType::I8) => dt::INT8,
-        Some(DType::I32) => dt::INT32,
-        _ => dt::FLOAT,
-    }
+    cx.declared
+        .get(out)
+        .map(|(code, _)| *code)
+        .or_else(|| elem_code(cx, input))
+        .unwrap_or(dt::FLOAT)
 }
 
 /// What [`empty_tensors`] made of a node.
