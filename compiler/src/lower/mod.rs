@@ -3,7 +3,7 @@
 //!
 //! | op | lowering |
 //! |---|---|
-//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`); under `fp32-split` ([`lower_opts`]) in three fp16 passes over the operands' high and low halves (both weight halves installed per K-tile, the activations split on the VXM first), fp32-accurate. N-tiles go round-robin to the planes. |
+//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`); under `fp32-split` ([`lower_opts`]) in three fp16 passes over the operands' high and low halves (both weight halves installed per K-tile, the activations split on the VXM first), fp32-accurate. Each N-tile's rows are cut into chunks and the (N-tile, chunk) items spread over the planes by estimated cost (`Lowerer::plan_items`): few rows with long weight loads stay together, many rows spread over every plane. |
 //! | Add, Sub, Mul | per output vector: read both operands, VXM op, write. Operands may be the same shape as the output, a row broadcast (`[N]`, `[1, N]`), or a constant scalar (materialised as a row). |
 //! | Relu, Cast, QuantizeLinear, DequantizeLinear | per vector: read, VXM op (`relu`, `cvt`, `qnt`, `dqnt`), write. Quantization parameters must be constant scalars; they become immediates. |
 //! | Identity | no instructions: the output shares the input's storage. |
@@ -76,6 +76,10 @@ struct AccState {
 /// Per-MXM-plane ordering state.
 struct Plane {
     slice: u16,
+    /// Estimated cycles of the work given to the plane so far
+    /// ([`Lowerer::plan_items`]): which plane takes a product's next item
+    /// when its planes are equally busy with the product.
+    load: u64,
     last_iw: Option<MemberRef>,
     lw_since_iw: Vec<MemberRef>,
     mm_since_iw: Vec<MemberRef>,
@@ -95,7 +99,6 @@ struct Lowerer<'a> {
     readers: HashMap<(u16, u32), Vec<MemberRef>>,
     groups: Vec<Group>,
     planes: Vec<Plane>,
-    next_plane: usize,
     node: u32,
     fp: Floorplan,
     /// Per node, the elementwise nodes fused into its groups.
@@ -118,6 +121,10 @@ struct Lowerer<'a> {
     /// Products of f32 activations by constant f32 weights in three fp16
     /// passes ([`crate::Precision::Fp32Split`], [`split_weights`]).
     split: bool,
+    /// Which of how many concurrent readers the fused tail being lowered
+    /// belongs to ([`Lowerer::row_copy_skewed`]): set by
+    /// [`Lowerer::matmul`] per MXM plane, else `(0, 1)`.
+    copy_skew: (usize, usize),
 }
 
 /// One fused elementwise step after a chain's last result.
@@ -142,6 +149,20 @@ enum TailKind {
 struct Gb {
     g: Group,
     index: u32,
+}
+
+/// One item of a matrix product ([`Lowerer::plan_items`]): a column tile,
+/// a range of result rows, and the MXM plane (index) that computes them.
+type PlaneItem = (usize, std::ops::Range<usize>, usize);
+
+/// Which accumulator of which plane holds result vector `(r, j)` of a
+/// product ([`Lowerer::emit_row`]).
+#[derive(Clone, Copy)]
+struct EmitRow {
+    p: usize,
+    acc: usize,
+    r: usize,
+    j: usize,
 }
 
 /// Copies of a broadcast constant row ([`Lowerer::const_row`]).
@@ -416,6 +437,7 @@ pub fn lower_opts(
         .into_iter()
         .map(|slice| Plane {
             slice,
+            load: 0,
             last_iw: None,
             lw_since_iw: vec![],
             mm_since_iw: vec![],
@@ -433,7 +455,6 @@ pub fn lower_opts(
         readers: HashMap::new(),
         groups: Vec::new(),
         planes,
-        next_plane: 0,
         node: 0,
         fp: Floorplan::new(chip),
         tails: Vec::new(),
@@ -445,6 +466,7 @@ pub fn lower_opts(
         attn: attention::State::default(),
         dec: decode::plan(graph),
         split,
+        copy_skew: (0, 1),
     };
     l.flat = plan_flat(graph, &l.cl);
     (l.tails, l.absorbed) = plan_fusion(graph, &l.cl, &l.flat);
@@ -737,9 +759,25 @@ impl<'a> Lowerer<'a> {
     /// row, the copy from `r % copies` on a MEM slice that group `gb` does
     /// not read yet ([`TensorLoc::for_row_avoiding`]).
     fn row_copy(gb: &Gb, t: &TensorLoc, r: usize, j: usize) -> VecLoc {
+        Self::row_copy_skewed(gb, t, r, j, (0, 1))
+    }
+
+    /// [`Lowerer::row_copy`] for a reader that is one of `n` running at
+    /// once (the `p`-th): a replicated row's copies are read from
+    /// `p * copies / n` on, so that the `n` readers of equal rows (the MXM
+    /// planes' epilogues, whose row chunks are often multiples of the copy
+    /// count) use different copies and bank ports.
+    fn row_copy_skewed(
+        gb: &Gb,
+        t: &TensorLoc,
+        r: usize,
+        j: usize,
+        (p, n): (usize, usize),
+    ) -> VecLoc {
         if !t.replicated {
             return t.for_row(r, j);
         }
+        let r = r + p * t.rows / n.max(1);
         let used: Vec<u16> =
             gb.g.members
                 .iter()
@@ -982,7 +1020,7 @@ impl<'a> Lowerer<'a> {
                     other,
                     chain_first,
                 } => {
-                    let at = Self::row_copy(gb, other, r, j);
+                    let at = Self::row_copy_skewed(gb, other, r, j, self.copy_skew);
                     let x = self.read(gb, at, other.dtype);
                     let ins = if *chain_first { [last, x] } else { [x, last] };
                     self.op(gb, instr.clone(), Place::Vxm, &ins, vec![])
@@ -1537,7 +1575,7 @@ impl<'a> Lowerer<'a> {
         let (w, w_lo, scale) = if split {
             let wf: Vec<f32> = (0..k * nn).map(|i| at(i / nn, i % nn)).collect();
             let (hi, lo, scale) = split_weights(&wf);
-            let homes = self.weight_homes(a.rows, nn.div_ceil(self.lanes));
+            let homes = self.weight_homes(a.rows, k, nn.div_ceil(self.lanes), mm_ty);
             let place = |l: &mut Self, key: String, what: String, v: &Values| {
                 if let Some(t) = l.locs.get(&key) {
                     return t.clone();
@@ -1563,7 +1601,7 @@ impl<'a> Lowerer<'a> {
             let w = match self.locs.get(&wname) {
                 Some(l) => l.clone(),
                 None => {
-                    let homes = self.weight_homes(a.rows, nn.div_ceil(self.lanes));
+                    let homes = self.weight_homes(a.rows, k, nn.div_ceil(self.lanes), mm_ty);
                     let l = self.alloc.constant_weights(
                         &format!("{bn} (as {mm_ty} weights)"),
                         &[k, nn],
@@ -1722,31 +1760,115 @@ impl<'a> Lowerer<'a> {
         (hi, lo)
     }
 
-    /// The row chunk [`Lowerer::matmul`] cuts a product of `rows` result
-    /// rows into: at most one accumulator per row, and enough chunks that
-    /// every plane gets work.
-    fn row_chunk(&self, rows: usize) -> usize {
-        (self.chip.mxm.accumulators as usize)
-            .min(rows.div_ceil(self.planes.len()))
+    /// Weight rows one `lw` loads in a product of `mm_ty` operands: at most
+    /// `mxm.load_rows`, each row on its own stream group.
+    fn rows_per_load(&self, mm_ty: DType) -> usize {
+        (self.chip.mxm.load_rows as usize)
+            .min(self.chip.streams_per_direction as usize / (2 * mm_ty.bytes()))
             .max(1)
+    }
+
+    /// How [`Lowerer::matmul`] divides a product of `rows` result rows and
+    /// `vpr` column tiles among the MXM planes: items `(column tile, row
+    /// range, plane)`, in the order they are lowered. `cost(j, n)` estimates
+    /// the cycles an item of column tile `j` and `n` rows keeps its plane
+    /// busy. Each column tile's rows are cut into `c` equal chunks (at most
+    /// one accumulator per row), every item goes to the plane with the least
+    /// estimated work from this product (ties: the least from all products
+    /// so far, then the lowest), and `c` is the one whose busiest plane ends
+    /// earliest (ties: fewer chunks, which load each weight tile fewer
+    /// times). A product's items are balanced among themselves, not against
+    /// earlier work: a plane left idle earlier cannot take work back in
+    /// time, as the product usually waits for the one before it. So a product with few rows and long weight
+    /// loads keeps its rows together instead of loading the same weights
+    /// on every plane, and one with many rows spreads them over all planes.
+    /// With `commit` the planes' loads are updated.
+    fn plan_items(
+        &mut self,
+        rows: usize,
+        vpr: usize,
+        cost: &dyn Fn(usize, usize) -> u64,
+        commit: bool,
+    ) -> Vec<PlaneItem> {
+        let n = self.planes.len();
+        let accs = (self.chip.mxm.accumulators as usize).max(1);
+        let c_min = rows.div_ceil(accs).max(1);
+        // More chunks than `c_min + n - 1` never balance better.
+        let c_max = (c_min + n - 1).min(rows).max(c_min);
+        let mut best: Option<(u64, Vec<u64>, Vec<PlaneItem>)> = None;
+        for c in c_min..=c_max {
+            let chunk = rows.div_ceil(c);
+            let mut load = vec![0u64; n];
+            let mut items = Vec::new();
+            for j in 0..vpr {
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r1 = rows.min(r0 + chunk);
+                    let p = (0..n)
+                        .min_by_key(|&p| (load[p], self.planes[p].load, p))
+                        .unwrap_or(0);
+                    load[p] += cost(j, r1 - r0);
+                    items.push((j, r0..r1, p));
+                    r0 = r1;
+                }
+            }
+            let end = load.iter().copied().max().unwrap_or(0);
+            if best.as_ref().is_none_or(|(b, _, _)| end < *b) {
+                best = Some((end, load, items));
+            }
+        }
+        let Some((_, load, items)) = best else {
+            return Vec::new();
+        };
+        if commit {
+            for (p, l) in self.planes.iter_mut().zip(load) {
+                p.load += l;
+            }
+        }
+        items
+    }
+
+    /// The estimated cycles an item of a product keeps its plane busy (see
+    /// [`Lowerer::plan_items`]): per K-tile, the longer of loading its
+    /// weights (`lw`s and the `iw`, per weight set) and streaming the rows
+    /// through (`mm`s, per activation pass), as the next tile's loads
+    /// overlap this tile's products; then one `emit` per row.
+    fn item_cost(
+        tiles: impl Iterator<Item = usize>,
+        rows: usize,
+        per: usize,
+        (sets, mm_per_row): (usize, usize),
+    ) -> u64 {
+        let body: usize = tiles
+            .map(|t| (sets * (t.div_ceil(per) + 1)).max(rows * mm_per_row))
+            .sum();
+        (body + rows) as u64
     }
 
     /// Where each column tile of the next product's weights should live:
     /// the MEM slices on the VXM's side of the plane (or planes) that
-    /// [`Lowerer::matmul`] will give the tile's row chunks, predicted from
-    /// its round-robin; no preference for a tile whose chunks go to both
-    /// sides or when the chip has no VXM to divide it.
-    fn weight_homes(&self, rows: usize, vpr: usize) -> Vec<Vec<u16>> {
+    /// [`Lowerer::plan_items`] will give the tile's items, for a product of
+    /// `rows` result rows, `k` weight rows and `vpr` column tiles (all
+    /// K-tiles used, one pass); no preference for a tile whose items go to
+    /// both sides or when the chip has no VXM to divide it.
+    fn weight_homes(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Vec<Vec<u16>> {
         let Some(&vxm) = self.chip.positions_of(SliceKind::Vxm).first() else {
             return Vec::new();
         };
         let mems = self.chip.positions_of(SliceKind::Mem);
-        let chunks = rows.div_ceil(self.row_chunk(rows)).max(1);
-        let n = self.planes.len();
+        let (lanes, per) = (self.lanes, self.rows_per_load(mm_ty));
+        let tiles: Vec<usize> = (0..k.div_ceil(lanes))
+            .map(|kt| lanes.min(k - kt * lanes))
+            .collect();
+        let cost = |_: usize, n: usize| Self::item_cost(tiles.iter().copied(), n, per, (1, 1));
+        let items = self.plan_items(rows, vpr, &cost, false);
+        let planes: Vec<u16> = self.planes.iter().map(|p| p.slice).collect();
         (0..vpr)
             .map(|j| {
-                let mut west = (0..chunks)
-                    .map(|c| self.planes[(self.next_plane + j * chunks + c) % n].slice < vxm);
+                let mut west = items
+                    .iter()
+                    .filter(|(jj, _, _)| *jj == j)
+                    .map(|(_, _, p)| planes[*p] < vxm);
                 let Some(w) = west.next() else {
                     return Vec::new();
                 };
@@ -1807,9 +1929,9 @@ impl<'a> Lowerer<'a> {
         r
     }
 
-    /// Emits a tiled matrix product: for each column tile of `w` (one MXM
-    /// plane each, round-robin), the result rows in chunks of the plane's
-    /// accumulators; for each K-tile, its weight rows are loaded and
+    /// Emits a tiled matrix product: for each item of
+    /// [`Lowerer::plan_items`] (a column tile of `w` and a chunk of result
+    /// rows, at most one accumulator each, on one MXM plane); for each K-tile, its weight rows are loaded and
     /// installed and every row's activation vector is streamed through `mm`
     /// (rows whose activation is padding skip the tile); then each row is
     /// emitted through the epilogue and the fused tail and written.
@@ -1829,201 +1951,230 @@ impl<'a> Lowerer<'a> {
             self.d(Opcode::InstallWeights),
             self.d(Opcode::Matmul),
         );
-        // Row chunks (at most one accumulator per row) are spread over the
-        // planes too, so a product with one column tile still uses them all.
-        let chunk = self.row_chunk(plan.rows);
-        for j in 0..w.vpr {
-            let used: Vec<usize> = (0..plan.ktiles.len())
-                .filter(|&kt| (plan.used)(kt, j))
+        let per = self.rows_per_load(mm_ty);
+        // Weight sets installed per K-tile, and `mm`s per row per set.
+        let sets = 1 + plan.w_lo.is_some() as usize;
+        let mm_per_row = sets + plan.act_lo.is_some() as usize;
+        let used_tiles: Vec<Vec<usize>> = (0..w.vpr)
+            .map(|j| {
+                (0..plan.ktiles.len())
+                    .filter(|&kt| (plan.used)(kt, j))
+                    .collect()
+            })
+            .collect();
+        let cost = |j: usize, n: usize| {
+            let tiles = used_tiles[j].iter().map(|&kt| plan.ktiles[kt].rows);
+            Self::item_cost(tiles, n, per, (sets, mm_per_row))
+        };
+        let items = self.plan_items(plan.rows, w.vpr, &cost, true);
+        let skew_n = self.planes.len();
+        for (j, range, p) in items {
+            let skew = (p, skew_n);
+            let used = &used_tiles[j];
+            let slice = self.planes[p].slice;
+            let wq = Place::Mxm { slice, queue: 0 };
+            let cq = Place::Mxm { slice, queue: 1 };
+            let rows: Vec<usize> = range.collect();
+            let accs: Vec<usize> = rows
+                .iter()
+                .map(|_| {
+                    let pl = &mut self.planes[p];
+                    let acc = pl.next_acc;
+                    pl.next_acc = (pl.next_acc + 1) % pl.accs.len();
+                    acc
+                })
                 .collect();
-            let mut row0 = 0;
-            while row0 < plan.rows {
-                let p = self.next_plane % self.planes.len();
-                self.next_plane += 1;
-                let slice = self.planes[p].slice;
-                let wq = Place::Mxm { slice, queue: 0 };
-                let cq = Place::Mxm { slice, queue: 1 };
-                let rows: Vec<usize> = (row0..plan.rows.min(row0 + chunk)).collect();
-                row0 += chunk;
-                let accs: Vec<usize> = rows
+            // Which rows have had their first `mm` (the rest start their
+            // accumulator fresh).
+            let mut started = vec![false; rows.len()];
+            for (ui, &kt) in used.iter().enumerate() {
+                let last = ui + 1 == used.len();
+                let acts: Vec<Option<VecLoc>> = rows
                     .iter()
-                    .map(|_| {
-                        let pl = &mut self.planes[p];
-                        let acc = pl.next_acc;
-                        pl.next_acc = (pl.next_acc + 1) % pl.accs.len();
-                        acc
+                    .zip(&started)
+                    .map(|(&r, &st)| match (plan.act)(r, kt) {
+                        Some(at) => Some(at),
+                        // A row with no real input at all multiplies a
+                        // zero vector once, so its accumulator is defined.
+                        None if last && !st => Some(self.zero_vector(plan.act_ty)),
+                        None => None,
                     })
                     .collect();
-                // Which rows have had their first `mm` (the rest start their
-                // accumulator fresh).
-                let mut started = vec![false; rows.len()];
-                for (ui, &kt) in used.iter().enumerate() {
-                    let last = ui + 1 == used.len();
-                    let acts: Vec<Option<VecLoc>> = rows
-                        .iter()
-                        .zip(&started)
-                        .map(|(&r, &st)| match (plan.act)(r, kt) {
-                            Some(at) => Some(at),
-                            // A row with no real input at all multiplies a
-                            // zero vector once, so its accumulator is defined.
-                            None if last && !st => Some(self.zero_vector(plan.act_ty)),
-                            None => None,
-                        })
-                        .collect();
-                    if acts.iter().all(Option::is_none) {
-                        continue;
-                    }
-                    let tile = plan.ktiles[kt];
-                    // Rows go to the plane `load_rows` at a time, each row on
-                    // its own stream group; a bundle takes rows from distinct
-                    // MEM slices on one side of the plane.
-                    let per = (self.chip.mxm.load_rows as usize)
-                        .min(self.chip.streams_per_direction as usize / (2 * mm_ty.bytes()))
-                        .max(1);
-                    // One pass per installed weight set: `W` with the
-                    // activations (and their low halves), then `W_lo` with
-                    // the activations (see `MatmulPlan::w_lo`).
-                    let mut passes: Vec<(&TensorLoc, bool)> = vec![(w, plan.act_lo.is_some())];
-                    passes.extend(plan.w_lo.map(|lo| (lo, false)));
-                    for (w, with_lo) in passes {
-                        let mut r0 = 0;
-                        while r0 < tile.rows {
-                            let side = |at: VecLoc| at.slice > slice;
-                            let first = w.at(tile.w_row0 + r0, j);
-                            let mut lrows = vec![first];
-                            while lrows.len() < per && r0 + lrows.len() < tile.rows {
-                                let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
-                                if side(next) != side(first)
-                                    || lrows.iter().any(|v| v.slice == next.slice)
-                                {
-                                    break;
-                                }
-                                lrows.push(next);
+                if acts.iter().all(Option::is_none) {
+                    continue;
+                }
+                let tile = plan.ktiles[kt];
+                // Rows go to the plane `per` at a time, each row on its
+                // own stream group; a bundle takes rows from distinct
+                // MEM slices on one side of the plane.
+                // One pass per installed weight set: `W` with the
+                // activations (and their low halves), then `W_lo` with
+                // the activations (see `MatmulPlan::w_lo`).
+                let mut passes: Vec<(&TensorLoc, bool)> = vec![(w, plan.act_lo.is_some())];
+                passes.extend(plan.w_lo.map(|lo| (lo, false)));
+                for (w, with_lo) in passes {
+                    let mut r0 = 0;
+                    while r0 < tile.rows {
+                        let side = |at: VecLoc| at.slice > slice;
+                        let first = w.at(tile.w_row0 + r0, j);
+                        let mut lrows = vec![first];
+                        while lrows.len() < per && r0 + lrows.len() < tile.rows {
+                            let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
+                            if side(next) != side(first)
+                                || lrows.iter().any(|v| v.slice == next.slice)
+                            {
+                                break;
                             }
-                            let mut gb = self.begin();
-                            let reads: Vec<u32> = lrows
-                                .iter()
-                                .map(|at| self.read(&mut gb, *at, mm_ty))
-                                .collect();
-                            let after: Vec<_> = self.planes[p]
-                                .last_iw
-                                .iter()
-                                .map(|iw| (*iw, 1 - d_lw))
-                                .collect();
-                            let lw = Instr {
-                                arg: (self.attn.lane0.get(kt).copied().unwrap_or(0) + r0) as i64,
-                                arg2: lrows.len() as i64,
-                                ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
-                            };
-                            // Row k of the bundle is stream group k of the first operand.
-                            let groups: Vec<(u8, u8)> =
-                                (0..reads.len()).map(|k| (0, k as u8)).collect();
-                            let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
-                            let g = self.finish(gb);
-                            self.planes[p].lw_since_iw.push(MemberRef {
-                                group: g,
-                                member: m,
-                            });
-                            r0 += lrows.len();
+                            lrows.push(next);
                         }
                         let mut gb = self.begin();
-                        let pl = &mut self.planes[p];
-                        let after: Vec<_> = pl
-                            .lw_since_iw
-                            .drain(..)
-                            .map(|r| (r, d_lw))
-                            .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
+                        let reads: Vec<u32> = lrows
+                            .iter()
+                            .map(|at| self.read(&mut gb, *at, mm_ty))
                             .collect();
-                        let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
+                        let after: Vec<_> = self.planes[p]
+                            .last_iw
+                            .iter()
+                            .map(|iw| (*iw, 1 - d_lw))
+                            .collect();
+                        let lw = Instr {
+                            arg: (self.attn.lane0.get(kt).copied().unwrap_or(0) + r0) as i64,
+                            arg2: lrows.len() as i64,
+                            ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
+                        };
+                        // Row k of the bundle is stream group k of the first operand.
+                        let groups: Vec<(u8, u8)> =
+                            (0..reads.len()).map(|k| (0, k as u8)).collect();
+                        let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
                         let g = self.finish(gb);
-                        let iw = MemberRef {
+                        self.planes[p].lw_since_iw.push(MemberRef {
+                            group: g,
+                            member: m,
+                        });
+                        r0 += lrows.len();
+                    }
+                    let mut gb = self.begin();
+                    let pl = &mut self.planes[p];
+                    let after: Vec<_> = pl
+                        .lw_since_iw
+                        .drain(..)
+                        .map(|r| (r, d_lw))
+                        .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
+                        .collect();
+                    let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
+                    let g = self.finish(gb);
+                    let iw = MemberRef {
+                        group: g,
+                        member: m,
+                    };
+                    self.planes[p].last_iw = Some(iw);
+                    let lo_acts: Vec<Option<VecLoc>> = match (with_lo, plan.act_lo) {
+                        (true, Some(lo)) => rows.iter().map(|&r| lo(r, kt)).collect(),
+                        _ => Vec::new(),
+                    };
+                    let parts = acts
+                        .iter()
+                        .zip(&accs)
+                        .enumerate()
+                        .chain(lo_acts.iter().zip(&accs).enumerate());
+                    for (i, (at, &acc)) in parts {
+                        let Some(at) = at else { continue };
+                        let mut gb = self.begin();
+                        let mut x = self.read(&mut gb, *at, plan.act_ty);
+                        if plan.act_ty != mm_ty {
+                            let mut cvt = Instr::new(Opcode::Convert).typed(plan.act_ty);
+                            cvt.to = mm_ty;
+                            x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
+                        }
+                        let st = &self.planes[p].accs[acc];
+                        let mut after = vec![(iw, d_iw)];
+                        if started[i] {
+                            after.extend(st.last_mm.map(|m| (m, 1)));
+                        } else {
+                            after.extend(st.last_emit.map(|e| (e, 1 - d_mm)));
+                            after.extend(st.last_mm.map(|m| (m, 1)));
+                        }
+                        let mm = Instr {
+                            arg: acc as i64,
+                            accumulate: started[i],
+                            ..Instr::new(Opcode::Matmul).typed(mm_ty)
+                        };
+                        started[i] = true;
+                        let m = self.op(&mut gb, mm, cq, &[x], after);
+                        let g = self.finish(gb);
+                        let r = MemberRef {
                             group: g,
                             member: m,
                         };
-                        self.planes[p].last_iw = Some(iw);
-                        let lo_acts: Vec<Option<VecLoc>> = match (with_lo, plan.act_lo) {
-                            (true, Some(lo)) => rows.iter().map(|&r| lo(r, kt)).collect(),
-                            _ => Vec::new(),
-                        };
-                        let parts = acts
-                            .iter()
-                            .zip(&accs)
-                            .enumerate()
-                            .chain(lo_acts.iter().zip(&accs).enumerate());
-                        for (i, (at, &acc)) in parts {
-                            let Some(at) = at else { continue };
-                            let mut gb = self.begin();
-                            let mut x = self.read(&mut gb, *at, plan.act_ty);
-                            if plan.act_ty != mm_ty {
-                                let mut cvt = Instr::new(Opcode::Convert).typed(plan.act_ty);
-                                cvt.to = mm_ty;
-                                x = self.op(&mut gb, cvt, Place::Vxm, &[x], vec![]);
-                            }
-                            let st = &self.planes[p].accs[acc];
-                            let mut after = vec![(iw, d_iw)];
-                            if started[i] {
-                                after.extend(st.last_mm.map(|m| (m, 1)));
-                            } else {
-                                after.extend(st.last_emit.map(|e| (e, 1 - d_mm)));
-                                after.extend(st.last_mm.map(|m| (m, 1)));
-                            }
-                            let mm = Instr {
-                                arg: acc as i64,
-                                accumulate: started[i],
-                                ..Instr::new(Opcode::Matmul).typed(mm_ty)
-                            };
-                            started[i] = true;
-                            let m = self.op(&mut gb, mm, cq, &[x], after);
-                            let g = self.finish(gb);
-                            let r = MemberRef {
-                                group: g,
-                                member: m,
-                            };
-                            self.planes[p].mm_since_iw.push(r);
-                            self.planes[p].accs[acc].last_mm = Some(r);
-                        }
+                        self.planes[p].mm_since_iw.push(r);
+                        self.planes[p].accs[acc].last_mm = Some(r);
                     }
                 }
-                for (&r, &acc) in rows.iter().zip(&accs) {
-                    let mut gb = self.begin();
-                    let after: Vec<_> = self.planes[p].accs[acc]
-                        .last_mm
-                        .iter()
-                        .map(|m| (*m, d_mm))
-                        .collect();
-                    let emit = Instr {
-                        arg: acc as i64,
-                        ..Instr::new(Opcode::Emit).typed(emit_ty)
-                    };
-                    let e = self.op(&mut gb, emit, cq, &[], after);
-                    let mut last = e;
-                    if let Some(alpha) = epi.alpha {
-                        let mul = Instr {
-                            imm: alpha as f64,
-                            ..Instr::new(Opcode::MulImm).typed(emit_ty)
-                        };
-                        last = self.op(&mut gb, mul, Place::Vxm, &[last], vec![]);
-                    }
-                    if let Some(bias) = &epi.bias {
-                        let c = self.read(&mut gb, bias.for_row(r, j), bias.dtype);
-                        last = self.op(
-                            &mut gb,
-                            Instr::new(Opcode::Add).typed(emit_ty),
-                            Place::Vxm,
-                            &[last, c],
-                            vec![],
-                        );
-                    }
-                    let last = self.apply_tail(&mut gb, last, r, j, tail);
-                    self.write_end(&mut gb, last, out.at(r, j), out.dtype, tail);
-                    let g = self.finish(gb);
-                    self.planes[p].accs[acc].last_emit = Some(MemberRef {
-                        group: g,
-                        member: e,
-                    });
-                }
+            }
+            for (&r, &acc) in rows.iter().zip(&accs) {
+                let row = EmitRow { p, acc, r, j };
+                self.emit_row(row, skew, (emit_ty, epi, out, tail));
             }
         }
         Ok(())
+    }
+
+    /// The epilogue group of one result row of [`Lowerer::matmul`]: `emit`
+    /// of the row's accumulator after its last `mm`, `alpha`, the bias
+    /// (copies read as reader `skew`, [`Lowerer::row_copy_skewed`]), the
+    /// fused tail and the write of vector `(r, j)` of `out`. Returns the
+    /// `emit`.
+    fn emit_row(
+        &mut self,
+        EmitRow { p, acc, r, j }: EmitRow,
+        skew: (usize, usize),
+        (emit_ty, epi, out, tail): (DType, &Epilogue, &TensorLoc, &[TailOp]),
+    ) -> MemberRef {
+        let d_mm = self.d(Opcode::Matmul);
+        let cq = Place::Mxm {
+            slice: self.planes[p].slice,
+            queue: 1,
+        };
+        let mut gb = self.begin();
+        let after: Vec<_> = self.planes[p].accs[acc]
+            .last_mm
+            .iter()
+            .map(|m| (*m, d_mm))
+            .collect();
+        let emit = Instr {
+            arg: acc as i64,
+            ..Instr::new(Opcode::Emit).typed(emit_ty)
+        };
+        let e = self.op(&mut gb, emit, cq, &[], after);
+        let mut last = e;
+        if let Some(alpha) = epi.alpha {
+            let mul = Instr {
+                imm: alpha as f64,
+                ..Instr::new(Opcode::MulImm).typed(emit_ty)
+            };
+            last = self.op(&mut gb, mul, Place::Vxm, &[last], vec![]);
+        }
+        if let Some(bias) = &epi.bias {
+            let at = Self::row_copy_skewed(&gb, bias, r, j, skew);
+            let c = self.read(&mut gb, at, bias.dtype);
+            last = self.op(
+                &mut gb,
+                Instr::new(Opcode::Add).typed(emit_ty),
+                Place::Vxm,
+                &[last, c],
+                vec![],
+            );
+        }
+        self.copy_skew = skew;
+        let last = self.apply_tail(&mut gb, last, r, j, tail);
+        self.copy_skew = (0, 1);
+        self.write_end(&mut gb, last, out.at(r, j), out.dtype, tail);
+        let g = self.finish(gb);
+        let e = MemberRef {
+            group: g,
+            member: e,
+        };
+        self.planes[p].accs[acc].last_emit = Some(e);
+        e
     }
 }
