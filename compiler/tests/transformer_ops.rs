@@ -119,6 +119,23 @@ fn transformer_block_example_on_tiny() {
     assert!(c.passed, "{:?}", c.failures);
 }
 
+/// `--precision fp16` reads every constant row (transpose masks, lane
+/// caps) and every per-row statistic (softmax and normalization sums, which
+/// the MXM emits in f32) as f16: each used to be read as f32 by an f16
+/// instruction, a hazard.
+#[test]
+fn transformer_block_in_fp16_on_tiny() {
+    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
+        .expect("example");
+    let options = lpu_compiler::CompileOptions {
+        precision: lpu_compiler::Precision::Fp16,
+        ..Default::default()
+    };
+    let g = lpu_compiler::prepare(g, &options).expect("fp16").graph;
+    let c = check_on(&g, "tiny", 0);
+    assert!(c.passed, "{:?}", c.failures);
+}
+
 #[test]
 fn attention_with_heads_straddling_vectors() {
     use lpu_graph::zoo::{transformer_block, TransformerBlockOpts};

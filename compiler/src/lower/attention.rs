@@ -368,7 +368,8 @@ impl<'a> Lowerer<'a> {
                             }
                         })
                         .collect();
-                    self.const_row(&format!("head {h} lane mask"), &Values::F32(m))
+                    let key = format!("head {h} lane mask ({})", vb.dtype);
+                    self.const_row(&key, &lane_values(vb.dtype, m))
                 });
                 let dst = self.alloc.tensor(
                     &format!("{name} (V head {h}, fp16)"),
@@ -397,7 +398,7 @@ impl<'a> Lowerer<'a> {
                     let mut x = self.read(&mut gb, vb.at(j, t), vb.dtype);
                     if let Some(m) = &mask {
                         let mv = Self::row_copy(&gb, m, j, 0);
-                        let mv = self.read(&mut gb, mv, DType::F32);
+                        let mv = self.read(&mut gb, mv, vb.dtype);
                         x = self.op(
                             &mut gb,
                             Instr::new(Opcode::Mul).typed(vb.dtype),
@@ -527,13 +528,14 @@ impl<'a> Lowerer<'a> {
     /// and replicated ([`Lowerer::const_row`]): every group of a transpose
     /// pass reads one, so group `k` reads copy `k % copies` (or the next one
     /// on a slice the group does not read otherwise).
-    fn lane_row(&mut self, key: &str, f: impl Fn(usize) -> f32) -> TensorLoc {
-        if let Some(l) = self.locs.get(key) {
+    fn lane_row(&mut self, key: &str, ty: DType, f: impl Fn(usize) -> f32) -> TensorLoc {
+        let key = format!("{key} ({ty})");
+        if let Some(l) = self.locs.get(&key) {
             return l.clone();
         }
-        let v: Vec<f32> = (0..self.lanes).map(f).collect();
-        let l = self.const_row(key, &Values::F32(v));
-        self.locs.insert(key.to_string(), l.clone());
+        let v = lane_values(ty, (0..self.lanes).map(f).collect());
+        let l = self.const_row(&key, &v);
+        self.locs.insert(key, l.clone());
         l
     }
 
@@ -571,14 +573,14 @@ impl<'a> Lowerer<'a> {
             let dst =
                 self.alloc
                     .tensor(&format!("{name} (transpose pass {si})"), &[sp, hidden], ty);
-            let m = self.lane_row(&format!("transpose mask bit {sh} of {p}"), |i| {
+            let m = self.lane_row(&format!("transpose mask bit {sh} of {p}"), ty, |i| {
                 if (i % p) & sh != 0 {
                     1.0
                 } else {
                     0.0
                 }
             });
-            let nm = self.lane_row(&format!("transpose mask not bit {sh} of {p}"), |i| {
+            let nm = self.lane_row(&format!("transpose mask not bit {sh} of {p}"), ty, |i| {
                 if (i % p) & sh != 0 {
                     0.0
                 } else {
@@ -610,7 +612,7 @@ impl<'a> Lowerer<'a> {
                         let sel = sel.for_row_avoiding(copy, 0, &[keep.slice, other.slice]);
                         let mut gb = self.begin();
                         let k1 = self.read(&mut gb, keep, ty);
-                        let s1 = self.read(&mut gb, sel, DType::F32);
+                        let s1 = self.read(&mut gb, sel, ty);
                         let x = self.op(
                             &mut gb,
                             Instr::new(Opcode::Mul).typed(ty),
@@ -632,7 +634,7 @@ impl<'a> Lowerer<'a> {
                             ..Instr::new(Opcode::Rotate).typed(ty)
                         };
                         let o = self.op(&mut gb, rot, Place::Sxm, &[o], vec![]);
-                        let s2 = self.read(&mut gb, sel, DType::F32);
+                        let s2 = self.read(&mut gb, sel, ty);
                         let y = self.op(
                             &mut gb,
                             Instr::new(Opcode::Mul).typed(ty),
@@ -693,7 +695,7 @@ impl<'a> Lowerer<'a> {
                 let r_end = ((u + 1) * lanes / p).min(sp / p);
                 for rb in u * lanes / p..r_end {
                     let off = rb * p % lanes;
-                    let mask = self.lane_row(&format!("transpose block mask {off}+{p}"), |i| {
+                    let mask = self.lane_row(&format!("transpose block mask {off}+{p}"), ty, |i| {
                         if (off..off + p).contains(&i) {
                             1.0
                         } else {
@@ -710,7 +712,7 @@ impl<'a> Lowerer<'a> {
                         x = self.op(&mut gb, rot, Place::Sxm, &[x], vec![]);
                     }
                     let mv = Self::row_copy(&gb, &mask, c * vk + u, 0);
-                    let mv = self.read(&mut gb, mv, DType::F32);
+                    let mv = self.read(&mut gb, mv, ty);
                     x = self.op(
                         &mut gb,
                         Instr::new(Opcode::Mul).typed(ty),
@@ -755,5 +757,15 @@ impl<'a> Lowerer<'a> {
         let (hi, lo) = self.split_tensor(&format!("{name} (K transposed)"), &kt);
         self.alloc.free(storage);
         (hi, Some(lo))
+    }
+}
+
+/// A row of 0/1 lane masks (exact in every float type) as `ty`, the type
+/// of the values it multiplies: a VXM operand is read as its instruction's
+/// type.
+fn lane_values(ty: DType, v: Vec<f32>) -> Values {
+    match ty {
+        DType::F16 => Values::F16(v.into_iter().map(half::f16::from_f32).collect()),
+        _ => Values::F32(v),
     }
 }

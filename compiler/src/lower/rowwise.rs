@@ -168,10 +168,11 @@ impl<'a> Lowerer<'a> {
     /// through [`TensorLoc::for_row`] instead of all rows queueing on one
     /// bank port.
     ///
-    /// An integer `ty` gets its own row, its type's largest value on real
-    /// lanes and its smallest on padding lanes.
+    /// An integer or f16 `ty` gets its own row, its type's largest value on
+    /// real lanes and its smallest on padding lanes (a VXM operand is read
+    /// as its instruction's type).
     fn cap_row(&mut self, cols: usize, ty: DType) -> TensorLoc {
-        let int = !ty.is_float();
+        let int = ty != DType::F32;
         let key = if int {
             format!("#cap{cols}{ty}")
         } else {
@@ -191,6 +192,11 @@ impl<'a> Lowerer<'a> {
             DType::I32 => Values::I32(
                 (0..padded)
                     .map(|i| if real(i) { i32::MAX } else { i32::MIN })
+                    .collect(),
+            ),
+            DType::F16 => Values::F16(
+                (0..padded)
+                    .map(|i| if real(i) { f16::MAX } else { -f16::MAX })
                     .collect(),
             ),
             _ => Values::F32(
@@ -284,12 +290,21 @@ impl<'a> Lowerer<'a> {
         // `e` has `x`'s rows and vectors.
         self.emit_vectors(&e, &[], |l, gb, r, t| l.eval(gb, &ex, &ins, &rows, r, t));
         self.alloc.free(&mx);
+        // The sums come out of the MXM in f32; an f16 softmax multiplies by
+        // their rsqrt converted to f16 (a VXM operand is read as its
+        // instruction's type).
+        let rs_ty = if ty == DType::F16 { ty } else { DType::F32 };
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of sum)"),
             &[x.rows, self.lanes],
-            DType::F32,
+            rs_ty,
         );
-        let rsqrt = [self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32))];
+        let mut rsqrt = vec![self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32))];
+        if rs_ty != DType::F32 {
+            let mut cvt = Instr::new(Opcode::Convert).typed(DType::F32);
+            cvt.to = rs_ty;
+            rsqrt.push(self.step(cvt));
+        }
         self.row_sum(&e, None, &rsqrt, &rs)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
@@ -345,14 +360,25 @@ impl<'a> Lowerer<'a> {
             None => None,
         };
         let lanes = self.lanes;
+        // The statistics come out of the MXM in f32; an f16 normalization
+        // reads them converted to f16 (a VXM operand is read as its
+        // instruction's type).
+        let stat_ty = if ty == DType::F16 { ty } else { DType::F32 };
+        let to_stat: Vec<TailOp> = if stat_ty == DType::F32 {
+            Vec::new()
+        } else {
+            let mut cvt = Instr::new(Opcode::Convert).typed(DType::F32);
+            cvt.to = stat_ty;
+            vec![self.step(cvt)]
+        };
         let mean = if rms {
             None
         } else {
             let m = self
                 .alloc
-                .tensor(&format!("{name} (mean)"), &[groups, lanes], DType::F32);
+                .tensor(&format!("{name} (mean)"), &[groups, lanes], stat_ty);
             let folded = self.group_sums(&format!("{name} (row sums)"), x, &targets, groups);
-            self.row_sum(folded.as_ref().unwrap_or(x), Some(1.0 / w), &[], &m)?;
+            self.row_sum(folded.as_ref().unwrap_or(x), Some(1.0 / w), &to_stat, &m)?;
             if let Some(f) = folded {
                 self.alloc.free(&f);
             }
@@ -377,15 +403,16 @@ impl<'a> Lowerer<'a> {
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of variance)"),
             &[groups, lanes],
-            DType::F32,
+            stat_ty,
         );
-        let steps = [
+        let mut steps = vec![
             self.step(Instr {
                 imm: eps,
                 ..Instr::new(Opcode::AddImm).typed(DType::F32)
             }),
             self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32)),
         ];
+        steps.extend(to_stat);
         let folded = self.group_sums(&format!("{name} (square sums)"), &q, &targets, groups);
         self.row_sum(folded.as_ref().unwrap_or(&q), Some(1.0 / w), &steps, &rs)?;
         self.alloc.free(&q);
