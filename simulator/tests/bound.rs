@@ -71,6 +71,31 @@ fn back_to_back_reads_meet_the_queue_bound() {
 }
 
 #[test]
+fn producers_sharing_a_queue_are_counted_one_per_cycle() {
+    // A read at mem@7 ordered after four reads of mem@5 (cycles 1..=4):
+    // the last of them issues at cycle 4 at the earliest, so the read at
+    // mem@7 issues at 5 and lands at 8. The plain longest path would let
+    // all four issue at cycle 1 (bound 7, the queue's).
+    let data: String = (0..4)
+        .map(|a| format!(".data mem@5 {a:#x} i8 {ONES}\n"))
+        .collect();
+    let p = common::tiny(
+        "",
+        &format!(
+            ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n  i3 read.i8 a=0x1 ->s0e\n\
+             \x20 i4 read.i8 a=0x2 ->s0e\n  i5 read.i8 a=0x3 ->s0e\n\
+             .queue mem@7\n  i6 sync\n  i7 nop n=4\n\
+             \x20 i8 read.i8 a=0x0 ->s1e after=i2+1,i3+1,i4+1,i5+1\n\
+             {data}.data mem@7 0x0 i8 {ONES}\n"
+        ),
+    );
+    let b = lower_bound(&p);
+    assert_eq!(cycles(&p), 8);
+    assert_eq!((b.cycles, b.kind.as_str()), (8, "critical-path"), "{b:?}");
+    assert_eq!(b.breakdown.queue.as_ref().map(|t| t.cycles), Some(7));
+}
+
+#[test]
 fn wide_reads_of_one_bank_meet_the_bank_bound() {
     // Two f32 reads of bank 0: the port is busy four cycles per read, so the
     // second issues at 5 and lands at 8.
