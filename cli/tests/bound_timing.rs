@@ -1,8 +1,10 @@
 //! The lower bound and timing-only simulation on the example models, on
-//! `tiny`: the bound never exceeds the simulated cycles; a timing-only run
+//! `tiny`: the bound never exceeds the simulated cycles, static or
+//! dynamic; a timing-only run
 //! gives the same cycles, counters, report and hazards (of seeded
 //! perturbations too) as a full run; `lpsim --timing-only` refuses `--check`.
 
+use lpu_sim::dynamic::{simulate_dynamic, DynamicOptions};
 use lpu_sim::{lower_bound, report, simulate, SimOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -63,6 +65,25 @@ fn bound_holds_and_timing_only_matches_on_every_small_example() {
             b.breakdown
         );
         assert!(b.cycles > 0, "{name}");
+        // Every dynamic run is another schedule of the same instructions
+        // (with the same dependences and resources), so the bound holds for
+        // it too: in order, at the default window, a wide one, latched.
+        for (window, latch_in_window) in [(1, false), (8, false), (64, false), (8, true)] {
+            let opts = DynamicOptions {
+                window,
+                latch_in_window,
+                ..DynamicOptions::for_chip(&chip, 0)
+            };
+            let d = simulate_dynamic(&p, &inputs, &opts).expect(&name);
+            assert!(d.outcome.hazard.is_none(), "{name}: {:?}", d.outcome.hazard);
+            assert!(
+                b.cycles <= d.outcome.cycles,
+                "{name}: bound {} ({}) above a dynamic run's {} cycles (window {window})",
+                b.cycles,
+                b.kind,
+                d.outcome.cycles
+            );
+        }
         let t = simulate(&p, &inputs, &timing()).expect(&name);
         assert_eq!(t.cycles, full.cycles, "{name}");
         assert_eq!(t.stats, full.stats, "{name}");
