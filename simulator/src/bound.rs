@@ -174,7 +174,10 @@ pub fn lower_bound(p: &Program) -> Bound {
     // and the smallest `delay - busy`.
     let mut slots = vec![0u64; p.queues.len()];
     let mut min_delay = vec![u64::MAX; p.queues.len()];
-    let mut banks: HashMap<(u16, u32), (u64, i64, usize)> = HashMap::new();
+    // One entry per access: Fx hashing (the order is not observed; the
+    // busiest bank is picked with a total order below).
+    let mut banks: rustc_hash::FxHashMap<(u16, u32), (u64, i64, usize)> =
+        rustc_hash::FxHashMap::default();
     let per_bank = chip.mem.addresses_per_bank;
     let mut mm = 0u64;
     // Pooled VXM and SXM issue slots and their smallest delays.

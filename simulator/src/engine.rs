@@ -187,6 +187,75 @@ struct Written {
 
 pub(crate) type Fail = (HazardKind, String, Option<StreamRef>);
 
+/// The stream records of every (direction, stream, wavefront diagonal),
+/// in a ring of `len` diagonals per stream: a diagonal's slot holds the
+/// diagonal it was last written for, and a slot of another diagonal reads
+/// as empty. Every diagonal a cycle `t` writes or reads lies within one
+/// chip width of `t` (east `t - x`, west `t + x`), so with more diagonals
+/// than two chip widths a slot is only reused once its old diagonal can no
+/// longer be read: a fixed table instead of a map insert per stream byte
+/// (which was a tenth of a timing-only run).
+struct StreamRing {
+    len: usize,
+    streams: usize,
+    slots: Vec<(i64, Option<Recs>)>,
+}
+
+impl StreamRing {
+    fn new(streams: usize, positions: usize) -> StreamRing {
+        let len = (2 * positions + 2).next_power_of_two();
+        StreamRing {
+            len,
+            streams,
+            slots: (0..2 * streams * len).map(|_| (i64::MIN, None)).collect(),
+        }
+    }
+
+    fn index(&self, dir: Dir, id: u8, diag: i64) -> usize {
+        let d = usize::from(dir == Dir::West);
+        (d * self.streams + id as usize) * self.len + diag.rem_euclid(self.len as i64) as usize
+    }
+
+    fn get(&self, dir: Dir, id: u8, diag: i64) -> Option<&Recs> {
+        match self.slots.get(self.index(dir, id, diag)) {
+            Some((d, recs)) if *d == diag => recs.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The slot of `(dir, id, diag)`, emptied first when it held another
+    /// diagonal.
+    fn slot(&mut self, dir: Dir, id: u8, diag: i64) -> Option<&mut Option<Recs>> {
+        let i = self.index(dir, id, diag);
+        let (d, recs) = self.slots.get_mut(i)?;
+        if *d != diag {
+            *d = diag;
+            *recs = None;
+        }
+        Some(recs)
+    }
+
+    /// Records still readable at cycle `now` (see [`Engine::prune`]);
+    /// drops the others.
+    fn live(&mut self, now: i64, last: i64) -> impl Iterator<Item = &Recs> {
+        let half = self.streams * self.len;
+        self.slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(i, (d, recs))| {
+                let alive = if i < half {
+                    *d + last >= now
+                } else {
+                    *d >= now
+                };
+                if !alive {
+                    *recs = None;
+                }
+                recs.as_ref()
+            })
+    }
+}
+
 /// The machine state and per-instruction execution, shared by the static
 /// engine and the dynamic mode ([`crate::dynamic`]).
 pub(crate) struct Engine<'p> {
@@ -197,7 +266,7 @@ pub(crate) struct Engine<'p> {
     mem: Vec<Option<SliceMem>>,
     planes: BTreeMap<u16, Plane>,
     effects: BTreeMap<u64, Vec<Effect>>,
-    streams: HashMap<(Dir, u8, i64), Recs>,
+    streams: StreamRing,
     writes: HashMap<u64, Written>,
     next_write: u64,
     pub(crate) banks: HashMap<(u16, u32), (u64, u32)>,
@@ -379,7 +448,7 @@ impl<'p> Engine<'p> {
             mem: (0..p.chip.slices().len()).map(|_| None).collect(),
             planes: BTreeMap::new(),
             effects: BTreeMap::new(),
-            streams: HashMap::default(),
+            streams: StreamRing::new(p.chip.streams_per_direction as usize, p.chip.slices().len()),
             writes: HashMap::default(),
             next_write: 0,
             banks: HashMap::default(),
@@ -754,13 +823,9 @@ impl<'p> Engine<'p> {
     fn prune(&mut self, now: u64) {
         let last = self.slices.len() as i64 - 1;
         let now = now as i64;
-        self.streams.retain(|(dir, _, diag), _| match dir {
-            Dir::East => diag + last >= now,
-            Dir::West => *diag >= now,
-        });
         let live: FxHashSet<u64> = self
             .streams
-            .values()
+            .live(now, last)
             .flat_map(Recs::as_slice)
             .map(|r| r.write)
             .collect();
@@ -797,12 +862,19 @@ impl<'p> Engine<'p> {
                 write: id,
                 part: k as u8,
             };
-            let recs = match self.streams.entry(key) {
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(Recs::One(rec));
+            let Some(slot) = self.streams.slot(key.0, key.1, key.2) else {
+                return Err((
+                    HazardKind::StreamCollision,
+                    format!("stream s{} does not exist", key.1),
+                    Some(s),
+                ));
+            };
+            let recs = match slot {
+                None => {
+                    *slot = Some(Recs::One(rec));
                     continue;
                 }
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                Some(r) => r,
             };
             if let Some(other) = recs.as_slice().iter().find(|r| r.x == x) {
                 let prev = self
@@ -856,7 +928,7 @@ impl<'p> Engine<'p> {
         let diag = Self::diag(s.dir, r, y);
         let mut found: Option<u64> = None;
         for k in 0..ty.bytes() {
-            let recs = self.streams.get(&(s.dir, s.id + k as u8, diag));
+            let recs = self.streams.get(s.dir, s.id + k as u8, diag);
             let best = recs.and_then(|v| {
                 v.as_slice()
                     .iter()
