@@ -48,19 +48,24 @@ fn a_chain_scheduled_back_to_back_meets_the_critical_path() {
     assert_eq!(b.breakdown.critical_path.work, 7);
 }
 
-#[test]
-fn back_to_back_reads_meet_the_queue_bound() {
-    // Four int8 reads on one queue, cycles 1..=4; the last lands at 4 + 3.
+/// Four int8 reads on mem@5 (ids i2..=i5, cycles 1..=4), then `more`.
+fn four_reads(more: &str) -> Program {
     let data: String = (0..4)
         .map(|a| format!(".data mem@5 {a:#x} i8 {ONES}\n"))
         .collect();
-    let p = common::tiny(
+    common::tiny(
         "",
         &format!(
             ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n  i3 read.i8 a=0x1 ->s0e\n\
-             \x20 i4 read.i8 a=0x2 ->s0e\n  i5 read.i8 a=0x3 ->s0e\n{data}"
+             \x20 i4 read.i8 a=0x2 ->s0e\n  i5 read.i8 a=0x3 ->s0e\n{more}{data}"
         ),
-    );
+    )
+}
+
+#[test]
+fn back_to_back_reads_meet_the_queue_bound() {
+    // Four int8 reads on one queue, cycles 1..=4; the last lands at 4 + 3.
+    let p = four_reads("");
     let b = lower_bound(&p);
     assert_eq!(cycles(&p), 7);
     assert_eq!(b.cycles, 7, "{b:?}");
@@ -76,19 +81,11 @@ fn producers_sharing_a_queue_are_counted_one_per_cycle() {
     // the last of them issues at cycle 4 at the earliest, so the read at
     // mem@7 issues at 5 and lands at 8. The plain longest path would let
     // all four issue at cycle 1 (bound 7, the queue's).
-    let data: String = (0..4)
-        .map(|a| format!(".data mem@5 {a:#x} i8 {ONES}\n"))
-        .collect();
-    let p = common::tiny(
-        "",
-        &format!(
-            ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n  i3 read.i8 a=0x1 ->s0e\n\
-             \x20 i4 read.i8 a=0x2 ->s0e\n  i5 read.i8 a=0x3 ->s0e\n\
-             .queue mem@7\n  i6 sync\n  i7 nop n=4\n\
-             \x20 i8 read.i8 a=0x0 ->s1e after=i2+1,i3+1,i4+1,i5+1\n\
-             {data}.data mem@7 0x0 i8 {ONES}\n"
-        ),
-    );
+    let p = four_reads(&format!(
+        ".queue mem@7\n  i6 sync\n  i7 nop n=4\n\
+         \x20 i8 read.i8 a=0x0 ->s1e after=i2+1,i3+1,i4+1,i5+1\n\
+         .data mem@7 0x0 i8 {ONES}\n"
+    ));
     let b = lower_bound(&p);
     assert_eq!(cycles(&p), 8);
     assert_eq!((b.cycles, b.kind.as_str()), (8, "critical-path"), "{b:?}");
