@@ -125,6 +125,25 @@ fn lpsim(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// A functional delay far longer than the chip is wide (a sweep of
+/// `latency.read`, lab 3): a stream value lands on a wavefront diagonal
+/// that many cycles ahead, which the simulator's ring of diagonals must
+/// still hold when its reader comes.
+#[test]
+fn long_functional_delays_keep_their_stream_values() {
+    let mut chip = lpu_isa::ChipConfig::preset("tiny").expect("tiny");
+    chip.latency_overrides.insert("read".into(), 203);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mlp-int8.graph");
+    let g = lpu_graph::load_graph(&path).expect("mlp-int8");
+    let p = lpu_compiler::compile(&g, &chip).expect("compile").program;
+    let inputs = lpu_graph::random_inputs(&g, 0);
+    for opts in [SimOptions::default(), timing()] {
+        let o = simulate(&p, &inputs, &opts).expect("runs");
+        assert!(o.hazard.is_none(), "{:?}", o.hazard);
+        assert_eq!(o.cycles, 3188);
+    }
+}
+
 #[test]
 fn lpsim_timing_only_reports_the_same_cycles_and_the_bound() {
     let mlp = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/mlp-int8.graph");

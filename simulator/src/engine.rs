@@ -190,11 +190,13 @@ pub(crate) type Fail = (HazardKind, String, Option<StreamRef>);
 /// The stream records of every (direction, stream, wavefront diagonal),
 /// in a ring of `len` diagonals per stream: a diagonal's slot holds the
 /// diagonal it was last written for, and a slot of another diagonal reads
-/// as empty. Every diagonal a cycle `t` writes or reads lies within one
-/// chip width of `t` (east `t - x`, west `t + x`), so with more diagonals
-/// than two chip widths a slot is only reused once its old diagonal can no
-/// longer be read: a fixed table instead of a map insert per stream byte
-/// (which was a tenth of a timing-only run).
+/// as empty. At cycle `t` a read touches diagonals within one chip width
+/// of `t` (east `t - x`, west `t + x`) and a write, which lands its
+/// functional delay later, within one chip width of `t + delay`; so with
+/// more diagonals than two chip widths plus the longest delay, a slot is
+/// only reused once its old diagonal can no longer be read: a fixed table
+/// instead of a map insert per stream byte (which was a tenth of a
+/// timing-only run).
 struct StreamRing {
     len: usize,
     streams: usize,
@@ -202,8 +204,8 @@ struct StreamRing {
 }
 
 impl StreamRing {
-    fn new(streams: usize, positions: usize) -> StreamRing {
-        let len = (2 * positions + 2).next_power_of_two();
+    fn new(streams: usize, positions: usize, max_delay: usize) -> StreamRing {
+        let len = (2 * positions + 2 + max_delay).next_power_of_two();
         StreamRing {
             len,
             streams,
@@ -448,7 +450,15 @@ impl<'p> Engine<'p> {
             mem: (0..p.chip.slices().len()).map(|_| None).collect(),
             planes: BTreeMap::new(),
             effects: BTreeMap::new(),
-            streams: StreamRing::new(p.chip.streams_per_direction as usize, p.chip.slices().len()),
+            streams: StreamRing::new(
+                p.chip.streams_per_direction as usize,
+                p.chip.slices().len(),
+                lpu_isa::isa::OPCODES
+                    .iter()
+                    .map(|o| p.chip.delay(o.op) as usize)
+                    .max()
+                    .unwrap_or(0),
+            ),
             writes: HashMap::default(),
             next_write: 0,
             banks: HashMap::default(),
