@@ -136,6 +136,24 @@ fn transformer_block_in_fp16_on_tiny() {
     assert!(c.passed, "{:?}", c.failures);
 }
 
+/// `--precision mixed` (int8 products, fp16 attention): the attention's
+/// context is stored in f32 while the graph types it f16, so its `Cast` to
+/// f32 is a `mov` that keeps the fused `QuantizeLinear` (an alias dropped
+/// it), and the scores emit their own type before the fused scaling and
+/// `Cast` (they used to emit the chain's last type, f32, into an f16 `muli`).
+#[test]
+fn transformer_block_in_mixed_precision_on_tiny() {
+    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
+        .expect("example");
+    let options = lpu_compiler::CompileOptions {
+        precision: lpu_compiler::Precision::Mixed,
+        ..Default::default()
+    };
+    let g = lpu_compiler::prepare(g, &options).expect("mixed").graph;
+    let c = check_on(&g, "tiny", 0);
+    assert!(c.passed, "{:?}", c.failures);
+}
+
 #[test]
 fn attention_with_heads_straddling_vectors() {
     use lpu_graph::zoo::{transformer_block, TransformerBlockOpts};

@@ -263,6 +263,8 @@ impl<'a> Lowerer<'a> {
             return self.unsupported("only row-broadcast operands can be fused after the scores");
         }
         let out = self.chain_output()?;
+        // The scores' own type (a fused tail may end in another).
+        let emit_ty = self.out_dtype(self.cur())?;
         let (heads, d, lanes) = (q.heads, q.d, self.lanes);
         let s = q.base.rows;
         if out.rows != heads * s
@@ -310,7 +312,7 @@ impl<'a> Lowerer<'a> {
                 alpha: None,
                 bias: None,
             };
-            let r = self.matmul(&plan, &kt.base, &out_h, DType::F16, out.dtype, &epi, &tail);
+            let r = self.matmul(&plan, &kt.base, &out_h, DType::F16, emit_ty, &epi, &tail);
             self.attn.lane0.clear();
             r?;
         }
