@@ -8,20 +8,13 @@
 use lpu_isa::ChipConfig;
 use lpu_sim::SimOptions;
 
+mod common;
+
 /// Compiles and simulates `text` on `chip`; returns the check and the
 /// simulated cycle count.
 fn run(text: &str, chip: &str) -> (lpu_sim::check::Check, u64) {
-    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let chip = ChipConfig::preset(chip).expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 3);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    (lpu_sim::check::compare(&o.outputs, &reference), o.cycles)
+    let r = common::compile_and_check(&common::parse(text), chip, 3);
+    (r.check, r.cycles)
 }
 
 /// One Conv node on a `[1, c, h, w]` input with weights `[co, c/group, k, k]`.

@@ -7,22 +7,14 @@
 //! interpreter's taps and weights in its order, so the results are equal.
 
 use lpu_isa::{ChipConfig, Opcode, Program};
-use lpu_sim::SimOptions;
+
+mod common;
 
 /// Compiles and simulates `text` on `chip`; returns the check and the
 /// program.
 fn run(text: &str, chip: &str) -> (lpu_sim::check::Check, Program) {
-    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("{e}"));
-    let chip = ChipConfig::preset(chip).expect("preset");
-    let p = lpu_compiler::compile(&g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(&g, 3);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(&g, &inputs).expect("reference");
-    (lpu_sim::check::compare(&o.outputs, &reference), p)
+    let r = common::compile_and_check(&common::parse(text), chip, 3);
+    (r.check, r.program)
 }
 
 /// Issued instructions of opcode `op` (a REPEAT after one counts its

@@ -4,20 +4,13 @@
 //! check's tolerance.
 
 use lpu_isa::ChipConfig;
-use lpu_sim::SimOptions;
+
+mod common;
 
 /// Compiles `g` for `chip`, simulates it on seeded inputs (`seed`), asserts
 /// there is no hazard and returns the check against the interpreter.
 fn check_on(g: &lpu_graph::Graph, chip: &str, seed: u64) -> lpu_sim::check::Check {
-    let chip = ChipConfig::preset(chip).expect("preset");
-    let p = lpu_compiler::compile(g, &chip)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .program;
-    let inputs = lpu_graph::random_inputs(g, seed);
-    let o = lpu_sim::simulate(&p, &inputs, &SimOptions::default()).expect("runs");
-    assert!(o.hazard.is_none(), "{:?}", o.hazard);
-    let reference = lpu_graph::interpret(g, &inputs).expect("reference");
-    lpu_sim::check::compare(&o.outputs, &reference)
+    common::compile_and_check(g, chip, seed).check
 }
 
 /// `g` rewritten to int8 (`--precision int8`).

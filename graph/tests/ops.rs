@@ -7,35 +7,17 @@ use std::path::Path;
 use half::f16;
 use lpu_graph::{interpret, parse_graph, Tensor, Values};
 
+mod common;
+use common::{f32s, Init};
+
 /// A one-node graph `y = op(a, b, ...)` where each input is an inline
 /// initializer `(name, dtype, shape, values)`; returns `y`.
-fn run1(op: &str, attrs: &str, ins: &[(&str, &str, &[usize], &[f64])]) -> Tensor {
-    let inits: Vec<String> = ins
-        .iter()
-        .filter(|i| !i.0.is_empty())
-        .map(|(n, d, s, v)| {
-            format!("Initializer(name: \"{n}\", dtype: {d}, shape: {s:?}, data: Inline({v:?}))")
-        })
-        .collect();
-    let names: Vec<String> = ins.iter().map(|i| format!("\"{}\"", i.0)).collect();
-    let text = format!(
-        "Graph(name: \"t\", inputs: [], outputs: [ValueInfo(name: \"y\")],
-           initializers: [{}],
-           nodes: [Node(name: \"n\", op_type: \"{op}\", inputs: [{}], outputs: [\"y\"], attributes: {{{attrs}}})])",
-        inits.join(", "),
-        names.join(", ")
-    );
+fn run1(op: &str, attrs: &str, ins: &[Init<'_>]) -> Tensor {
+    let text = common::one_node_graph(op, attrs, ins);
     let g =
         parse_graph(&text, "<string>", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let mut out = interpret(&g, &BTreeMap::new()).unwrap();
     out.remove("y").unwrap()
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    match &t.values {
-        Values::F32(v) => v.clone(),
-        other => panic!("expected f32, got {other:?}"),
-    }
 }
 
 const F: &str = "F32";

@@ -7,39 +7,16 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lpu_graph::{interpret, parse_graph, Tensor, Values};
+use lpu_graph::{interpret, parse_graph, Tensor};
 
-/// A one-node Resize graph over inline initializers (`(name, dtype, shape,
-/// values)`; an empty name is an omitted input).
-fn resize_graph(attrs: &str, ins: &[(&str, &str, &[usize], &[f64])]) -> String {
-    let inits: Vec<String> = ins
-        .iter()
-        .filter(|i| !i.0.is_empty())
-        .map(|(n, d, s, v)| {
-            format!("Initializer(name: \"{n}\", dtype: {d}, shape: {s:?}, data: Inline({v:?}))")
-        })
-        .collect();
-    let names: Vec<String> = ins.iter().map(|i| format!("\"{}\"", i.0)).collect();
-    format!(
-        "Graph(name: \"t\", inputs: [], outputs: [ValueInfo(name: \"y\")], initializers: [{}],
-           nodes: [Node(name: \"n\", op_type: \"Resize\", inputs: [{}], outputs: [\"y\"], attributes: {{{attrs}}})])",
-        inits.join(", "),
-        names.join(", "),
-    )
-}
+mod common;
+use common::{f32s, Init};
 
-fn run(attrs: &str, ins: &[(&str, &str, &[usize], &[f64])]) -> Result<Tensor, String> {
-    let text = resize_graph(attrs, ins);
+fn run(attrs: &str, ins: &[Init<'_>]) -> Result<Tensor, String> {
+    let text = common::one_node_graph("Resize", attrs, ins);
     let g = parse_graph(&text, "t.graph", Path::new(".")).map_err(|e| e.to_string())?;
     let mut out = interpret(&g, &BTreeMap::new()).map_err(|e| e.to_string())?;
     out.remove("y").ok_or_else(|| "no output y".to_string())
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    match &t.values {
-        Values::F32(v) => v.clone(),
-        other => panic!("expected f32, got {other:?}"),
-    }
 }
 
 /// Within 1e-6 relative (the interpreter sums in f32, the values here are
