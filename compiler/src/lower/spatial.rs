@@ -867,26 +867,14 @@ impl<'a> Lowerer<'a> {
                         let v = self.read(&mut gb, x.at(row(ih, iw), j), ty);
                         reads += 1;
                         let m = self.op(&mut gb, muli(ww), super::Place::Vxm, &[v], vec![]);
-                        part = Some(Ok(match part {
-                            None => m,
-                            Some(s) => {
-                                let s = self.live(&mut gb, s, &mut reads, ty);
-                                self.op(&mut gb, add.clone(), super::Place::Vxm, &[s, m], vec![])
-                            }
-                        }));
+                        part = Some(Ok(self.add_to(&mut gb, part, m, (&mut reads, ty), &add)));
                     }
                     let Some(s) = part else {
                         return self.unsupported("a Resize tap list is empty");
                     };
                     let s = self.live(&mut gb, s, &mut reads, ty);
                     let t = self.op(&mut gb, muli(wh), super::Place::Vxm, &[s], vec![]);
-                    acc = Some(Ok(match acc {
-                        None => t,
-                        Some(a) => {
-                            let a = self.live(&mut gb, a, &mut reads, ty);
-                            self.op(&mut gb, add.clone(), super::Place::Vxm, &[a, t], vec![])
-                        }
-                    }));
+                    acc = Some(Ok(self.add_to(&mut gb, acc, t, (&mut reads, ty), &add)));
                 }
                 let Some(a) = acc else {
                     return self.unsupported("a Resize tap list is empty");
@@ -904,6 +892,25 @@ impl<'a> Lowerer<'a> {
 
     /// A running sum of [`Lowerer::lower_resize`] in the current group:
     /// the value itself, or read back from where it was spilled.
+    /// `sum + term` with `add`, `sum` made live first ([`Lowerer::live`],
+    /// reading a spilled sum as `ty`); just `term` when there is no sum yet.
+    fn add_to(
+        &mut self,
+        gb: &mut super::Gb,
+        sum: Option<Result<u32, VecLoc>>,
+        term: u32,
+        (reads, ty): (&mut usize, DType),
+        add: &Instr,
+    ) -> u32 {
+        match sum {
+            None => term,
+            Some(s) => {
+                let s = self.live(gb, s, reads, ty);
+                self.op(gb, add.clone(), super::Place::Vxm, &[s, term], vec![])
+            }
+        }
+    }
+
     fn live(
         &mut self,
         gb: &mut super::Gb,
