@@ -52,10 +52,11 @@
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind};
 use crate::alloc::TensorLoc;
+use crate::passes::float_values;
 use crate::CompileError;
 use lpu_graph::Node;
 use lpu_isa::program::VecLoc;
-use lpu_isa::{DType, Instr, Opcode, Values};
+use lpu_isa::{DType, Instr, Opcode};
 use std::collections::BTreeMap;
 
 /// Attention state of the lowering.
@@ -371,7 +372,7 @@ impl<'a> Lowerer<'a> {
                         })
                         .collect();
                     let key = format!("head {h} lane mask ({})", vb.dtype);
-                    self.const_row(&key, &lane_values(vb.dtype, m))
+                    self.const_row(&key, &float_values(vb.dtype, m))
                 });
                 let dst = self.alloc.tensor(
                     &format!("{name} (V head {h}, fp16)"),
@@ -535,7 +536,7 @@ impl<'a> Lowerer<'a> {
         if let Some(l) = self.locs.get(&key) {
             return l.clone();
         }
-        let v = lane_values(ty, (0..self.lanes).map(f).collect());
+        let v = float_values(ty, (0..self.lanes).map(f).collect());
         let l = self.const_row(&key, &v);
         self.locs.insert(key, l.clone());
         l
@@ -759,15 +760,5 @@ impl<'a> Lowerer<'a> {
         let (hi, lo) = self.split_tensor(&format!("{name} (K transposed)"), &kt);
         self.alloc.free(storage);
         (hi, Some(lo))
-    }
-}
-
-/// A row of 0/1 lane masks (exact in every float type) as `ty`, the type
-/// of the values it multiplies: a VXM operand is read as its instruction's
-/// type.
-fn lane_values(ty: DType, v: Vec<f32>) -> Values {
-    match ty {
-        DType::F16 => Values::F16(v.into_iter().map(half::f16::from_f32).collect()),
-        _ => Values::F32(v),
     }
 }
