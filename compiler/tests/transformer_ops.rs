@@ -130,10 +130,11 @@ fn transformer_block_in_fp16_on_tiny() {
 }
 
 /// `--precision mixed` (int8 products, fp16 attention): the attention's
-/// context is stored in f32 while the graph types it f16, so its `Cast` to
-/// f32 is a `mov` that keeps the fused `QuantizeLinear` (an alias dropped
-/// it), and the scores emit their own type before the fused scaling and
-/// `Cast` (they used to emit the chain's last type, f32, into an f16 `muli`).
+/// context is stored in its graph type, f16, so the `Cast` to f32 after it
+/// is a real conversion that carries the fused `QuantizeLinear` (stored in
+/// f32, it became an alias that dropped it), and the scores emit their own
+/// type before the fused scaling and `Cast` (they used to emit the chain's
+/// last type, f32, into an f16 `muli`).
 #[test]
 fn transformer_block_in_mixed_precision_on_tiny() {
     let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))

@@ -347,9 +347,12 @@ impl<'a> Lowerer<'a> {
         let hidden = heads * d;
         let name = n.name.clone();
         let yn = n.outputs.first().cloned().unwrap_or_default();
+        // Stored in the context's own type (f32, or f16 under fp16 and
+        // mixed), which the graph's readers of it expect.
+        let out_ty = self.out_dtype(n)?;
         let out = self
             .alloc
-            .tensor(&format!("{name} (heads merged)"), &[s, hidden], DType::F32);
+            .tensor(&format!("{name} (heads merged)"), &[s, hidden], out_ty);
         // V in fp16, per (head, vector) masked to the head's lanes when the
         // vector holds others too.
         let zero = self.zero_vector(DType::F16);
@@ -473,7 +476,7 @@ impl<'a> Lowerer<'a> {
             alpha: None,
             bias: None,
         };
-        self.matmul(&plan, &w, &out, DType::F16, DType::F32, &epi, &[])?;
+        self.matmul(&plan, &w, &out, DType::F16, out_ty, &epi, &[])?;
         for t in staged
             .iter()
             .chain(p_halves.iter().flat_map(|(h, l)| [h, l]))

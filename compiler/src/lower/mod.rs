@@ -1047,13 +1047,7 @@ impl<'a> Lowerer<'a> {
                 let from = self.operand(&x)?.dtype;
                 let to = self.out_dtype(n)?;
                 if from == to {
-                    // Stored in the target type already (an f16 tensor a
-                    // lowering keeps in f32): the value passes unchanged,
-                    // through a `mov` when a fused tail follows.
-                    if self.tails[self.node as usize].is_empty() {
-                        return self.alias(n, &x);
-                    }
-                    return self.lower_unary(n, Instr::new(Opcode::Mov));
+                    return self.alias(n, &x);
                 }
                 let mut i = Instr::new(Opcode::Convert).typed(from);
                 i.to = to;
