@@ -264,6 +264,19 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// The type per-row statistics of a `ty` row are stored in, and the
+    /// steps that bring a row sum (which the MXM emits in f32) to it: f16
+    /// for an f16 row, whose instructions read their operands as f16 (one
+    /// `cvt`), else f32 (none).
+    fn stat_type(&mut self, ty: DType) -> (DType, Vec<TailOp>) {
+        if ty != DType::F16 {
+            return (DType::F32, Vec::new());
+        }
+        let mut cvt = Instr::new(Opcode::Convert).typed(DType::F32);
+        cvt.to = ty;
+        (ty, vec![self.step(cvt)])
+    }
+
     /// Softmax along the last axis (see the module doc).
     fn lower_softmax(&mut self, n: &Node, x: &TensorLoc) -> Result<(), CompileError> {
         let ty = x.dtype;
@@ -290,21 +303,14 @@ impl<'a> Lowerer<'a> {
         // `e` has `x`'s rows and vectors.
         self.emit_vectors(&e, &[], |l, gb, r, t| l.eval(gb, &ex, &ins, &rows, r, t));
         self.alloc.free(&mx);
-        // The sums come out of the MXM in f32; an f16 softmax multiplies by
-        // their rsqrt converted to f16 (a VXM operand is read as its
-        // instruction's type).
-        let rs_ty = if ty == DType::F16 { ty } else { DType::F32 };
+        let (rs_ty, to_stat) = self.stat_type(ty);
         let rs = self.alloc.tensor(
             &format!("{name} (rsqrt of sum)"),
             &[x.rows, self.lanes],
             rs_ty,
         );
         let mut rsqrt = vec![self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32))];
-        if rs_ty != DType::F32 {
-            let mut cvt = Instr::new(Opcode::Convert).typed(DType::F32);
-            cvt.to = rs_ty;
-            rsqrt.push(self.step(cvt));
-        }
+        rsqrt.extend(to_stat);
         self.row_sum(&e, None, &rsqrt, &rs)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
@@ -360,17 +366,7 @@ impl<'a> Lowerer<'a> {
             None => None,
         };
         let lanes = self.lanes;
-        // The statistics come out of the MXM in f32; an f16 normalization
-        // reads them converted to f16 (a VXM operand is read as its
-        // instruction's type).
-        let stat_ty = if ty == DType::F16 { ty } else { DType::F32 };
-        let to_stat: Vec<TailOp> = if stat_ty == DType::F32 {
-            Vec::new()
-        } else {
-            let mut cvt = Instr::new(Opcode::Convert).typed(DType::F32);
-            cvt.to = stat_ty;
-            vec![self.step(cvt)]
-        };
+        let (stat_ty, to_stat) = self.stat_type(ty);
         let mean = if rms {
             None
         } else {
