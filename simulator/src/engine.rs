@@ -920,12 +920,14 @@ impl<'p> Engine<'p> {
         expect: Option<(u32, u8)>,
     ) -> Result<Values, Fail> {
         if let Some(l) = &self.latched {
-            let v = expect.and_then(|e| l.get(&e)).ok_or((
-                HazardKind::EmptyStream,
-                "dynamic mode: the operand has no producer edge, or its value was not latched"
-                    .to_string(),
-                Some(s),
-            ))?;
+            let v = expect.and_then(|e| l.get(&e)).ok_or_else(|| {
+                (
+                    HazardKind::EmptyStream,
+                    "dynamic mode: the operand has no producer edge, or its value was not latched"
+                        .to_string(),
+                    Some(s),
+                )
+            })?;
             if v.dtype() != ty {
                 return Err((
                     HazardKind::WrongProducer,
@@ -972,11 +974,13 @@ impl<'p> Engine<'p> {
             }
             found = Some(rec.write);
         }
-        let w = found.and_then(|f| self.writes.get(&f)).ok_or((
-            HazardKind::EmptyStream,
-            "stream value was lost".to_string(),
-            Some(s),
-        ))?;
+        let w = found.and_then(|f| self.writes.get(&f)).ok_or_else(|| {
+            (
+                HazardKind::EmptyStream,
+                "stream value was lost".to_string(),
+                Some(s),
+            )
+        })?;
         if let Some((e, g)) = expect {
             if (w.producer, w.group) != (e, g) {
                 let name = |p: u32, g: u8| {
@@ -1019,7 +1023,7 @@ impl<'p> Engine<'p> {
         let i = &slot.instr;
         let s = i
             .src
-            .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+            .ok_or_else(|| (HazardKind::EmptyStream, "missing source".into(), None))?;
         let producers: Vec<(u32, u8)> = slot
             .deps
             .iter()
@@ -1070,7 +1074,7 @@ impl<'p> Engine<'p> {
         let src = |e: &Self, ty: DType| -> Result<Values, Fail> {
             let s = i
                 .src
-                .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+                .ok_or_else(|| (HazardKind::EmptyStream, "missing source".into(), None))?;
             e.read_stream(s, ty, x, t, expect(DepKind::Src))
         };
         let dst = i.dst;
@@ -1088,15 +1092,17 @@ impl<'p> Engine<'p> {
                     addr: i.arg as u32,
                 };
                 self.bank(x, at.addr, t, i.ty.bytes() as u64, slot.id)?;
-                let v = self.load(at, i.ty).ok_or((
-                    HazardKind::UninitializedRead,
-                    format!(
-                        "read of mem@{x}:{:#x} ({} addresses), which holds no data yet",
-                        at.addr,
-                        i.ty.bytes()
-                    ),
-                    None,
-                ))?;
+                let v = self.load(at, i.ty).ok_or_else(|| {
+                    (
+                        HazardKind::UninitializedRead,
+                        format!(
+                            "read of mem@{x}:{:#x} ({} addresses), which holds no data yet",
+                            at.addr,
+                            i.ty.bytes()
+                        ),
+                        None,
+                    )
+                })?;
                 out(self, v)
             }
             Opcode::Write => {
@@ -1117,7 +1123,7 @@ impl<'p> Engine<'p> {
                 let a = src(self, i.ty)?;
                 let s2 = i
                     .src2
-                    .ok_or((HazardKind::EmptyStream, "missing source".into(), None))?;
+                    .ok_or_else(|| (HazardKind::EmptyStream, "missing source".into(), None))?;
                 let b = self.read_stream(s2, i.ty, x, t, expect(DepKind::Src2))?;
                 let v =
                     vxm::binary(i.op, &a, &b).map_err(|m| (HazardKind::WrongProducer, m, None))?;
@@ -1146,11 +1152,13 @@ impl<'p> Engine<'p> {
             }
             Opcode::NarrowConvert => {
                 let a = src(self, i.ty)?;
-                let f = lpu_isa::narrow::Format::from_code(i.arg).ok_or((
-                    HazardKind::WrongProducer,
-                    format!("unknown narrow format {}", i.arg),
-                    None,
-                ))?;
+                let f = lpu_isa::narrow::Format::from_code(i.arg).ok_or_else(|| {
+                    (
+                        HazardKind::WrongProducer,
+                        format!("unknown narrow format {}", i.arg),
+                        None,
+                    )
+                })?;
                 out(self, vxm::narrow_convert(&a, f, i.arg2 != 0))
             }
             Opcode::Quantize => {
@@ -1203,11 +1211,13 @@ impl<'p> Engine<'p> {
                 let a = src(self, i.ty)?;
                 let lanes = self.lanes;
                 let pl = self.planes.entry(x).or_default();
-                let rows = pl.active.as_ref().ok_or((
-                    HazardKind::MxmState,
-                    format!("mm on plane mxm@{x} before any weights were installed"),
-                    None,
-                ))?;
+                let rows = pl.active.as_ref().ok_or_else(|| {
+                    (
+                        HazardKind::MxmState,
+                        format!("mm on plane mxm@{x} before any weights were installed"),
+                        None,
+                    )
+                })?;
                 let wide = match &pl.wide {
                     Some(w) if !self.timing => vxm::matvec_wide(&a, w, lanes),
                     _ => None,
@@ -1228,14 +1238,21 @@ impl<'p> Engine<'p> {
             }
             Opcode::Emit => {
                 let pl = self.planes.entry(x).or_default();
-                let acc = pl.accs.get(i.arg as usize).cloned().flatten().ok_or((
-                    HazardKind::MxmState,
-                    format!(
-                        "emit of accumulator {} on mxm@{x}, which holds no result yet",
-                        i.arg
-                    ),
-                    None,
-                ))?;
+                let acc = pl
+                    .accs
+                    .get(i.arg as usize)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| {
+                        (
+                            HazardKind::MxmState,
+                            format!(
+                                "emit of accumulator {} on mxm@{x}, which holds no result yet",
+                                i.arg
+                            ),
+                            None,
+                        )
+                    })?;
                 let v = match (acc.dtype(), i.ty) {
                     (DType::I32, DType::I32) | (DType::F32, DType::F32) => acc,
                     (DType::F32, DType::F16) => vxm::convert(&acc, DType::F16),
@@ -1267,9 +1284,9 @@ impl<'p> Engine<'p> {
                 let ins = self.read_groups(slot, x, t)?;
                 let n = ins.len();
                 let lanes = self.lanes;
-                let dst =
-                    i.dst
-                        .ok_or((HazardKind::EmptyStream, "missing destination".into(), None))?;
+                let dst = i
+                    .dst
+                    .ok_or_else(|| (HazardKind::EmptyStream, "missing destination".into(), None))?;
                 let w = i.dst_width();
                 for k in 0..n {
                     let sk = StreamRef {
@@ -1289,11 +1306,8 @@ impl<'p> Engine<'p> {
                             v.slice_padded(sl * n + k, 1).to_le_bytes()
                         })
                         .collect();
-                    let v = Values::from_le_bytes(i.ty, &bytes).ok_or((
-                        HazardKind::WrongProducer,
-                        "transpose".into(),
-                        None,
-                    ))?;
+                    let v = Values::from_le_bytes(i.ty, &bytes)
+                        .ok_or_else(|| (HazardKind::WrongProducer, "transpose".into(), None))?;
                     self.write_stream(sk, x, t + d, v, (slot.id, k as u8))?;
                 }
                 Ok(())

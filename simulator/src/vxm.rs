@@ -261,10 +261,13 @@ pub enum WideWeights {
         /// Whether each row is all finite (a zero input may then be skipped).
         finite: Vec<bool>,
     },
-    /// int8 rows as i32.
+    /// int8 rows as i16. An int8 product fits in i16, so the products
+    /// are taken in i16 (eight lanes per SSE2 multiply, where an i32
+    /// multiply needs SSE4.1) and widened to i32 to be summed; the sum is
+    /// the same in any order because i32 addition wraps.
     I8 {
-        /// Each row, as i32.
-        rows: Vec<Vec<i32>>,
+        /// Each row, as i16.
+        rows: Vec<Vec<i16>>,
     },
 }
 
@@ -287,7 +290,7 @@ impl WideWeights {
                 let mut wide = Vec::with_capacity(rows.len());
                 for r in rows {
                     let Values::I8(w) = r else { return None };
-                    wide.push(w.iter().map(|&v| v as i32).collect());
+                    wide.push(w.iter().map(|&v| i16::from(v)).collect());
                 }
                 Some(WideWeights::I8 { rows: wide })
             }
@@ -317,12 +320,13 @@ pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> 
         (Values::I8(xv), WideWeights::I8 { rows }) => {
             let mut out = vec![0i32; lanes];
             for (&x, row) in xv.iter().zip(rows) {
-                let xk = x as i32;
+                let xk = i16::from(x);
                 if xk == 0 {
                     continue;
                 }
-                for (o, wv) in out.iter_mut().zip(row) {
-                    *o = o.wrapping_add(xk.wrapping_mul(*wv));
+                // |x * w| <= 2^14: the i16 product is exact.
+                for (o, &wv) in out.iter_mut().zip(row) {
+                    *o = o.wrapping_add(i32::from(xk.wrapping_mul(wv)));
                 }
             }
             Some(Values::I32(out))
