@@ -325,6 +325,19 @@ pub fn build(
     check: Option<Check>,
     perturb: Option<Perturbation>,
 ) -> Report {
+    build_with_bound(p, o, crate::bound::lower_bound(p), check, perturb)
+}
+
+/// [`build`] with the program's [`crate::bound::lower_bound`] computed by
+/// the caller (who may compute it beside the simulation: it depends on the
+/// program alone).
+pub fn build_with_bound(
+    p: &Program,
+    o: &Outcome,
+    bound: crate::bound::Bound,
+    check: Option<Check>,
+    perturb: Option<Perturbation>,
+) -> Report {
     let chip = &p.chip;
     let slices = chip.slices();
     let mut units = BTreeMap::new();
@@ -375,7 +388,6 @@ pub fn build(
         .collect::<Vec<_>>();
     let layers = group_nodes(&nodes, |n| layer_of(&n.name));
     let latency_us = o.cycles as f64 / chip.clock_mhz;
-    let bound = crate::bound::lower_bound(p);
     Report {
         model: p.model.clone(),
         chip: chip.name.clone(),

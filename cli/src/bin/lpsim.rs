@@ -361,25 +361,31 @@ fn run(args: RunArgs) -> Result<u8> {
         timing_only: args.timing_only,
         probes,
     };
-    let (mut outcome, dyn_report) = match dynamic {
-        None => (lpu_sim::simulate(&program, &inputs, &opts)?, None),
-        Some(()) => {
-            let o = DynamicOptions {
-                trace: opts.trace,
-                ..dynamic_options(&args, &program)?
-            };
-            let d = lpu_sim::simulate_dynamic(&program, &inputs, &o)?;
-            let mut dr = DynamicReport::new(&o, &d);
-            dr.static_cycles = lpu_sim::simulate(&program, &inputs, &SimOptions::default())
-                .ok()
-                .filter(|s| s.hazard.is_none())
-                .map(|s| s.cycles);
-            if let Some(n) = args.seeds {
-                dr.distribution = Some(seeds(&args, &program, &inputs, &o, n)?);
+    // The lower bound depends on the program alone: it is worked out on a
+    // second thread while the first simulates.
+    let (run, bound) = rayon::join(
+        || match dynamic {
+            None => Ok::<_, anyhow::Error>((lpu_sim::simulate(&program, &inputs, &opts)?, None)),
+            Some(()) => {
+                let o = DynamicOptions {
+                    trace: opts.trace,
+                    ..dynamic_options(&args, &program)?
+                };
+                let d = lpu_sim::simulate_dynamic(&program, &inputs, &o)?;
+                let mut dr = DynamicReport::new(&o, &d);
+                dr.static_cycles = lpu_sim::simulate(&program, &inputs, &SimOptions::default())
+                    .ok()
+                    .filter(|s| s.hazard.is_none())
+                    .map(|s| s.cycles);
+                if let Some(n) = args.seeds {
+                    dr.distribution = Some(seeds(&args, &program, &inputs, &o, n)?);
+                }
+                Ok((d.outcome, Some(dr)))
             }
-            (d.outcome, Some(dr))
-        }
-    };
+        },
+        || lpu_sim::lower_bound(&program),
+    );
+    let (mut outcome, dyn_report) = run?;
     let check = match (&graph, args.check && outcome.hazard.is_none()) {
         (Some(g), true) => {
             let reference = lpu_graph::interpret(g, &inputs)?;
@@ -418,7 +424,7 @@ fn run(args: RunArgs) -> Result<u8> {
         save_outputs(dir, &outcome.outputs)?;
     }
     let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
-    let mut r = report::build(&program, &outcome, check, perturbation);
+    let mut r = report::build_with_bound(&program, &outcome, bound, check, perturbation);
     r.set_precisions(&args.prepare.precision, &node_precision);
     r.dynamic = dyn_report;
     if let Some(g) = &graph {
