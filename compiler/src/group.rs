@@ -138,8 +138,11 @@ pub fn offsets(g: &Group, chip: &ChipConfig, fp: &Floorplan) -> Result<Vec<i64>,
         return Ok(vec![]);
     }
     off[0] = Some(0);
-    // Links form a tree; relax until every member has an offset.
+    // Links form a tree; relax until every member has an offset (at most
+    // `n` passes; a pass that sets nothing new ends it, which in the usual
+    // link order is the second).
     for _ in 0..n {
+        let mut changed = false;
         for l in &g.links {
             let (f, t) = (l.from as usize, l.to as usize);
             let hop = chip.delay(g.members[f].instr.op) as i64
@@ -147,13 +150,22 @@ pub fn offsets(g: &Group, chip: &ChipConfig, fp: &Floorplan) -> Result<Vec<i64>,
                     - position(&g.members[t].place, fp) as i64)
                     .abs();
             match (off[f], off[t]) {
-                (Some(a), None) => off[t] = Some(a + hop),
-                (None, Some(b)) => off[f] = Some(b - hop),
+                (Some(a), None) => {
+                    off[t] = Some(a + hop);
+                    changed = true;
+                }
+                (None, Some(b)) => {
+                    off[f] = Some(b - hop);
+                    changed = true;
+                }
                 (Some(a), Some(b)) if b != a + hop => {
                     return Err("stream links of one group disagree on timing".into())
                 }
                 _ => {}
             }
+        }
+        if !changed {
+            break;
         }
     }
     off.into_iter()
