@@ -36,7 +36,7 @@ mod spatial;
 mod unary;
 mod variadic;
 
-use crate::alloc::{view2d, SramAlloc, TensorLoc};
+use crate::alloc::{view2d, Reuse, SramAlloc, TensorLoc};
 use crate::group::{retime_reads, Floorplan, Group, Link, Member, MemberRef, Place};
 use crate::CompileError;
 use half::f16;
@@ -426,11 +426,47 @@ pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowe
 /// time ([`split_weights`]), `xh`/`xl` the activations' halves made on the
 /// VXM ([`Lowerer::split_tensor`]). Without `split` the program is the
 /// one [`lower_with`] makes.
+///
+/// SRAM is first allocated [fresh first](Reuse::FreshFirst), which spares
+/// the schedule write-after-read orderings; a graph that does not fit that
+/// way is lowered again reusing freed vectors first, the smallest
+/// footprint, so the choice never makes a graph fail to fit.
 pub fn lower_opts(
     graph: &Graph,
     chip: &ChipConfig,
     probes: bool,
     split: bool,
+) -> Result<Lowered, CompileError> {
+    match lower_reusing(
+        graph,
+        chip,
+        probes,
+        split,
+        Reuse::FreshFirst {
+            age: fresh_age(chip),
+        },
+    ) {
+        Err(CompileError::DoesNotFit { .. }) => {
+            lower_reusing(graph, chip, probes, split, Reuse::FreedFirst)
+        }
+        lowered => lowered,
+    }
+}
+
+/// How many bytes must be allocated after a vector is freed before the
+/// lowering prefers it to a never-used one ([`Reuse::FreshFirst`]).
+fn fresh_age(chip: &ChipConfig) -> u64 {
+    chip.sram_capacity_bytes() / 4
+}
+
+/// [`lower_opts`] with SRAM handed out in `reuse` order. Under
+/// [`Reuse::FreshFirst`] it stops at the first vector that finds no room.
+fn lower_reusing(
+    graph: &Graph,
+    chip: &ChipConfig,
+    probes: bool,
+    split: bool,
+    reuse: Reuse,
 ) -> Result<Lowered, CompileError> {
     let planes = chip
         .positions_of(SliceKind::Mxm)
@@ -449,7 +485,7 @@ pub fn lower_opts(
         g: graph,
         chip,
         lanes: chip.lanes() as usize,
-        alloc: SramAlloc::new(chip),
+        alloc: SramAlloc::with_reuse(chip, reuse),
         locs: BTreeMap::new(),
         writer: HashMap::new(),
         readers: HashMap::new(),
@@ -483,6 +519,13 @@ pub fn lower_opts(
         }
         l.node = i as u32;
         l.lower_node(node)?;
+        if matches!(reuse, Reuse::FreshFirst { .. }) {
+            // Lowering on would only count the shortfall; the caller
+            // lowers again reusing freed vectors first.
+            if let Some(e) = l.alloc.overflow_error(&graph.name, chip) {
+                return Err(e);
+            }
+        }
         if probes {
             l.record_probes(i, &mut writers, &mut probed);
         }

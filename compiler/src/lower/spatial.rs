@@ -16,7 +16,7 @@ use crate::CompileError;
 use half::f16;
 use lpu_graph::Node;
 use lpu_isa::program::VecLoc;
-use lpu_isa::{DType, Instr, Opcode, Values};
+use lpu_isa::{ChipConfig, DType, Instr, Opcode, SliceKind, Values};
 
 /// The geometry of a 2-D sliding window over an `H x W` input.
 #[derive(Clone, Debug)]
@@ -93,8 +93,18 @@ fn groups_meet(t: KTile, j: usize, g: Grouping) -> bool {
 }
 
 /// Window taps reduced per group (the first group reads this many inputs,
-/// later ones the partial result and one fewer).
-const POOL_CHUNK: usize = 4;
+/// later ones the partial result and one fewer): half the chip's MEM
+/// slices, at least 4. The chain's adds are two cycles apart, and every
+/// trip of a partial result through SRAM costs a write and a read (some 80
+/// cycles): ResNet-50's global average pool (49 taps) took 1.3K cycles at
+/// the end of the network in chunks of 4, and about 200 in chunks of 44 on
+/// `tsp`. Consecutive taps lie on consecutive MEM slices, so with at most
+/// half as many taps as slices a chain's reads keep clear of each other's
+/// bank ports; `tiny` (8 slices) keeps chunks of 4, which is all its 8
+/// streams per direction carry.
+fn pool_chunk(chip: &ChipConfig) -> usize {
+    (chip.positions_of(SliceKind::Mem).len() / 2).max(4)
+}
 
 /// Input vectors a Resize group reads at most (besides its spilled partial
 /// sums); bilinear's four neighbours fit one group.
@@ -1071,7 +1081,8 @@ impl<'a> Lowerer<'a> {
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         let (hw_in, hw_out) = (win.h * win.w, win.ho * win.wo);
-        let scratch = (out.dtype != ty && win.kh * win.kw > POOL_CHUNK).then(|| {
+        let chunk = pool_chunk(self.chip);
+        let scratch = (out.dtype != ty && win.kh * win.kw > chunk).then(|| {
             self.alloc.tensor(
                 &format!("{} (partial sums)", n.name),
                 &[out.rows, out.cols],
@@ -1100,7 +1111,7 @@ impl<'a> Lowerer<'a> {
             }
             let count = if include_pad { padded } else { taps.len() };
             for ct in 0..out.vpr {
-                // The window is reduced POOL_CHUNK taps per group; partial
+                // The window is reduced `chunk` taps per group; partial
                 // results go through SRAM (the output vector itself, or a
                 // scratch vector when a fused tail changes the type), which
                 // keeps each group's reads few enough to place.
@@ -1115,7 +1126,7 @@ impl<'a> Lowerer<'a> {
                             self.read(&mut gb, x.at(taps[0], ct), ty)
                         }
                     };
-                    let end = (i + POOL_CHUNK - 1).min(taps.len());
+                    let end = (i + chunk - 1).min(taps.len());
                     for &t in &taps[i..end] {
                         let v = self.read(&mut gb, x.at(t, ct), ty);
                         acc = self.op(
