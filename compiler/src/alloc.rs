@@ -125,8 +125,11 @@ pub struct SramAlloc {
     /// Each entry is the address and [`SramAlloc::allocated`] when freed.
     /// Indexed by width, then slice index.
     free: std::collections::BTreeMap<u32, Vec<std::collections::VecDeque<(u32, u64)>>>,
-    /// Bytes allocated so far (never decreasing): the clock of [`Reuse`]'s
-    /// `age`.
+    /// Bytes allocated so far outside a home (never decreasing): the clock
+    /// of [`Reuse`]'s `age`. Constants placed on their home slices (matrix
+    /// weights, replicated rows) do not advance it: counting them too made
+    /// freed vectors eligible sooner, 78,704 cycles against 78,657 on
+    /// ResNet-50 and 73,071 against 71,828 on GPT-2 decode (int8, `tsp`).
     allocated: u64,
     used_bytes: u64,
     peak_bytes: u64,
