@@ -36,8 +36,12 @@ pub enum Place {
         /// 0: weights queue, 1: compute queue.
         queue: u8,
     },
-    /// Any queue of an SXM slice.
-    Sxm,
+    /// Any queue of the SXM slice at `slice` (the lowering picks the SXM
+    /// nearest the data, [`Floorplan::nearest_sxm`]).
+    Sxm {
+        /// Slice position of the SXM.
+        slice: u16,
+    },
 }
 
 /// One instruction of a group. Its stream fields are filled by the scheduler.
@@ -93,6 +97,17 @@ pub struct Floorplan {
 }
 
 impl Floorplan {
+    /// The SXM slice nearest position `pos` (the western one on a tie).
+    /// On a chip without an SXM it is position 0, which has no SXM queues:
+    /// the scheduler then reports the group as not placeable.
+    pub fn nearest_sxm(&self, pos: u16) -> u16 {
+        self.sxm
+            .iter()
+            .copied()
+            .min_by_key(|s| (s.abs_diff(pos), *s))
+            .unwrap_or(0)
+    }
+
     /// The floorplan of a chip (validated configs have a VXM slice).
     pub fn new(chip: &ChipConfig) -> Floorplan {
         Floorplan {
@@ -124,7 +139,7 @@ pub fn position(place: &Place, fp: &Floorplan) -> u16 {
         Place::Mem(at) => at.slice,
         Place::Vxm => fp.vxm,
         Place::Mxm { slice, .. } => *slice,
-        Place::Sxm => fp.sxm.first().copied().unwrap_or(0),
+        Place::Sxm { slice } => *slice,
     }
 }
 

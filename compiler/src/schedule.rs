@@ -160,10 +160,11 @@ struct Tables {
     stream_count: usize,
     /// Words per wavefront in [`Tables::streams`].
     stride: usize,
-    /// The units whose queues a member may pick from (the VXM's ALUs, the
-    /// first SXM's queues): the unit, its slice, its queue count, and the
-    /// cycles on which every one of its queues is busy.
-    flexible: [(Unit, u16, u8, Busy); 2],
+    /// The slices whose queues a member may pick from (the VXM's ALUs at
+    /// index 0, then each SXM's queues, west to east): the unit, its
+    /// slice, its queue count, and the cycles on which every one of its
+    /// queues is busy.
+    flexible: Vec<(Unit, u16, u8, Busy)>,
 }
 
 /// Reservations a tentative placement wants.
@@ -204,15 +205,13 @@ impl Tables {
             pos_words: slices.div_ceil(64).max(1),
             stream_count: chip.streams_per_direction as usize,
             stride: slices.div_ceil(64).max(1) * chip.streams_per_direction as usize,
-            flexible: [
-                (Unit::Vxm, fp.vxm, fp.vxm_queues, Busy::default()),
-                (
-                    Unit::Sxm,
-                    fp.sxm.first().copied().unwrap_or(0),
-                    if fp.sxm.is_empty() { 0 } else { fp.sxm_queues },
-                    Busy::default(),
-                ),
-            ],
+            flexible: std::iter::once((Unit::Vxm, fp.vxm, fp.vxm_queues, Busy::default()))
+                .chain(
+                    fp.sxm
+                        .iter()
+                        .map(|&s| (Unit::Sxm, s, fp.sxm_queues, Busy::default())),
+                )
+                .collect(),
         }
     }
     /// The first cycle at or after `t` on which some queue of flexible unit
@@ -535,7 +534,7 @@ fn place_group(
         .zip(&off)
         .filter_map(|(m, o)| match m.place {
             Place::Vxm => Some((0, *o)),
-            Place::Sxm if !fp.sxm.is_empty() => Some((1, *o)),
+            Place::Sxm { slice } => fp.sxm.iter().position(|&s| s == slice).map(|i| (1 + i, *o)),
             _ => None,
         })
         .collect();
@@ -930,16 +929,20 @@ fn try_at(
     for (m, o) in g.members.iter().zip(off) {
         let t = (start + o) as u64;
         // The queue: fixed for MEM and MXM, the first free ALU of the VXM,
-        // the first free queue of the first SXM.
+        // the first free queue of the member's SXM.
         let (unit, slice, first, count) = match m.place {
             Place::Mem(at) => (Unit::Mem, at.slice, 0, 1),
             Place::Vxm => (Unit::Vxm, fp.vxm, 0, fp.vxm_queues),
             Place::Mxm { slice, queue } => (Unit::Mxm, slice, queue, 1),
-            Place::Sxm => (
+            Place::Sxm { slice } => (
                 Unit::Sxm,
-                fp.sxm.first().copied().unwrap_or(0),
+                slice,
                 0,
-                if fp.sxm.is_empty() { 0 } else { fp.sxm_queues },
+                if fp.sxm.contains(&slice) {
+                    fp.sxm_queues
+                } else {
+                    0
+                },
             ),
         };
         let Some(q) = (first..first + count)

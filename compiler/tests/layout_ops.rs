@@ -295,3 +295,28 @@ fn reshapes_whose_tiles_line_up_are_views() {
         .count();
     assert_eq!(reshape_instrs, 0, "an aligned reshape is a view");
 }
+
+/// Lane moves shift on the SXM nearest their source vector: on `tsp`
+/// (an SXM at each edge) a transpose whose 60 rows sit on MEM slices in
+/// both halves shifts on both SXMs (all on the western one before), and
+/// still moves every value exactly.
+#[test]
+fn lane_moves_use_the_nearest_sxm() {
+    let g = parse(&one("Transpose", "F32", &[60, 23], "", "", ""));
+    let chip = ChipConfig::preset("tsp").expect("preset");
+    let p = lpu_compiler::compile(&g, &chip).expect("compiles").program;
+    let sxm = chip.positions_of(lpu_isa::config::SliceKind::Sxm);
+    assert_eq!(sxm.len(), 2, "tsp has an SXM at each edge");
+    let shifts_on = |slice: u16| -> usize {
+        p.queues
+            .iter()
+            .filter(|q| q.queue.unit == lpu_isa::Unit::Sxm && q.queue.slice == slice)
+            .flat_map(|q| &q.slots)
+            .filter(|s| s.instr.op == lpu_isa::Opcode::Shift)
+            .count()
+    };
+    let (west, east) = (shifts_on(sxm[0]), shifts_on(sxm[1]));
+    assert!(west > 0 && east > 0, "shifts west {west}, east {east}");
+    let inputs = lpu_graph::random_inputs(&g, 7);
+    check_exact(&g, "tsp", &inputs, "transpose over both SXMs");
+}

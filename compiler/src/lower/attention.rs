@@ -639,7 +639,8 @@ impl<'a> Lowerer<'a> {
                             arg: shift,
                             ..Instr::new(Opcode::Rotate).typed(ty)
                         };
-                        let o = self.op(&mut gb, rot, Place::Sxm, &[o], vec![]);
+                        let sxm = self.sxm_near(&gb, o);
+                        let o = self.op(&mut gb, rot, sxm, &[o], vec![]);
                         let s2 = self.read(&mut gb, sel, ty);
                         let y = self.op(
                             &mut gb,
@@ -715,7 +716,8 @@ impl<'a> Lowerer<'a> {
                             arg: shift,
                             ..Instr::new(Opcode::Rotate).typed(ty)
                         };
-                        x = self.op(&mut gb, rot, Place::Sxm, &[x], vec![]);
+                        let sxm = self.sxm_near(&gb, x);
+                        x = self.op(&mut gb, rot, sxm, &[x], vec![]);
                     }
                     let mv = Self::row_copy(&gb, &mask, c * vk + u, 0);
                     let mv = self.read(&mut gb, mv, ty);

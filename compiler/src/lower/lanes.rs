@@ -500,7 +500,7 @@ impl<'a> Lowerer<'a> {
                 let mut i = 0;
                 while i < pieces.len() {
                     let end = (i + max_pieces).min(pieces.len());
-                    let (shifts, movs) = self.retime_pieces(&pieces[i..end], i > 0);
+                    let (shifts, movs) = self.retime_pieces(srcs, &pieces[i..end], i > 0);
                     let mut gb = self.begin();
                     let partial = (i > 0).then(|| self.read_plane(&mut gb, *at, p, vt));
                     let chunk = &pieces[i..i + movs.len()];
@@ -515,24 +515,33 @@ impl<'a> Lowerer<'a> {
 
     /// Plans one group's share of `pieces` (read back onto a partial
     /// result when `partial`): each piece's shifts and the VXM `mov`s that
-    /// delay it so that no cycle asks the SXM for more queues than it has.
-    /// Takes the longest prefix (at least one piece) whose pieces need at
-    /// most [`MAX_MOVS`] `mov`s each; returns the shifts and `mov` counts of
-    /// the pieces taken.
-    fn retime_pieces(&self, pieces: &[Piece], partial: bool) -> (Vec<Vec<i64>>, Vec<usize>) {
+    /// delay it so that no cycle asks an SXM for more queues than it has
+    /// (a piece shifts on the SXM nearest its source vector, as
+    /// [`Lowerer::merge_pieces`] places it). Takes the longest prefix (at
+    /// least one piece) whose pieces need at most [`MAX_MOVS`] `mov`s each;
+    /// returns the shifts and `mov` counts of the pieces taken.
+    fn retime_pieces(
+        &self,
+        srcs: &[(TensorLoc, Vec<usize>)],
+        pieces: &[Piece],
+        partial: bool,
+    ) -> (Vec<Vec<i64>>, Vec<usize>) {
         let (d_shl, d_add, d_mov) = (
             self.d(Opcode::Shift) as i64,
             self.d(Opcode::Add) as i64,
             self.d(Opcode::Mov) as i64,
         );
-        let sxm = self.fp.sxm.first().copied().unwrap_or(0) as i64;
-        let hop = (sxm - self.fp.vxm as i64).abs();
         let queues = self.fp.sxm_queues.max(1) as usize;
-        // Issue cycles of the shifts taken so far, relative to the first add.
-        let mut busy: Vec<i64> = Vec::new();
+        // Issue cycles of the shifts taken so far, relative to the first
+        // add, with the SXM each runs on.
+        let mut busy: Vec<(u16, i64)> = Vec::new();
         let (mut shifts, mut movs) = (Vec::new(), Vec::new());
         for (i, piece) in pieces.iter().enumerate() {
             let plan = shift_plan(piece, self.lanes);
+            let sxm = self
+                .fp
+                .nearest_sxm(srcs[piece.src].0.vectors[piece.vec].slice);
+            let hop = (sxm as i64 - self.fp.vxm as i64).abs();
             // Piece i meets the chain at add i (i - 1 without a partial:
             // pieces 0 and 1 both feed the first add).
             let add = if partial { i } else { i.max(1) - 1 } as i64 * d_add;
@@ -541,7 +550,7 @@ impl<'a> Lowerer<'a> {
                 let times: Vec<i64> = (0..plan.len() as i64).map(|s| last - s * d_shl).collect();
                 let full = times
                     .iter()
-                    .any(|t| busy.iter().filter(|b| *b == t).count() >= queues);
+                    .any(|t| busy.iter().filter(|b| **b == (sxm, *t)).count() >= queues);
                 (!full).then_some(times)
             };
             let Some((m, times)) = (0..=MAX_MOVS).find_map(|m| fits(m).map(|t| (m, t))) else {
@@ -552,7 +561,7 @@ impl<'a> Lowerer<'a> {
                 }
                 break;
             };
-            busy.extend(times);
+            busy.extend(times.into_iter().map(|t| (sxm, t)));
             shifts.push(plan);
             movs.push(m);
         }
@@ -583,7 +592,8 @@ impl<'a> Lowerer<'a> {
                     arg: *k,
                     ..Instr::new(Opcode::Shift).typed(vt)
                 };
-                v = self.op(gb, shl, Place::Sxm, &[v], vec![]);
+                let sxm = self.sxm_near(gb, v);
+                v = self.op(gb, shl, sxm, &[v], vec![]);
             }
             for _ in 0..movs[i] {
                 v = self.op(

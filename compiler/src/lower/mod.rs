@@ -884,6 +884,24 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Adds a member fed by `inputs`, input `k` as operand `k`.
+    /// The SXM for a member fed by `from`: the one nearest where `from`
+    /// runs, or, when `from` runs on the VXM (about as far from either),
+    /// the one nearest the group's first member, so that a group whose data
+    /// sits in the east half does not cross the chip to the western SXM
+    /// (and both SXMs' queues are used).
+    fn sxm_near(&self, gb: &Gb, from: u32) -> Place {
+        let members = &gb.g.members;
+        let pos = match members.get(from as usize).map(|m| m.place) {
+            Some(Place::Vxm) | None => members
+                .first()
+                .map_or(self.fp.vxm, |m| crate::group::position(&m.place, &self.fp)),
+            Some(p) => crate::group::position(&p, &self.fp),
+        };
+        Place::Sxm {
+            slice: self.fp.nearest_sxm(pos),
+        }
+    }
+
     fn op(
         &mut self,
         gb: &mut Gb,

@@ -247,7 +247,8 @@ impl<'a> Lowerer<'a> {
                     arg: 1 << k,
                     ..Instr::new(Opcode::Rotate).typed(ty)
                 };
-                let a = self.op(&mut gb, rot, Place::Sxm, &[a], vec![]);
+                let sxm = self.sxm_near(&gb, a);
+                let a = self.op(&mut gb, rot, sxm, &[a], vec![]);
                 let c = self.read(&mut gb, out.at(r, 0), ty);
                 let m = self.op(
                     &mut gb,

@@ -434,7 +434,8 @@ impl<'a> Lowerer<'a> {
                                 arg: c as i64,
                                 ..Instr::new(Opcode::Shift).typed(ty)
                             };
-                            acc = Some(self.op(&mut gb, shift, super::Place::Sxm, &[a], vec![]));
+                            let sxm = self.sxm_near(&gb, a);
+                            acc = Some(self.op(&mut gb, shift, sxm, &[a], vec![]));
                         }
                         let iw = (ow * win.sw + k * win.dw) as i64 - win.pads[1] as i64;
                         if !(0..win.w as i64).contains(&iw) {
