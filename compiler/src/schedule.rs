@@ -23,7 +23,7 @@ use crate::group::{conflict, offsets, position, Floorplan, Group, Link, MemberRe
 use lpu_isa::program::QueueId;
 use lpu_isa::{ChipConfig, Dir, Instr, Opcode, SliceKind, StreamRef, Unit};
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// A scheduled instruction.
 #[derive(Clone, Debug)]
@@ -376,11 +376,15 @@ impl Tables {
 ///
 /// Groups are placed in list-scheduling order rather than lowering order:
 /// among the groups whose producers are all placed, an epilogue ([`class`])
-/// before the others, then the one whose dependences allow the earliest
-/// start goes next (ties by lowering order).
+/// before the others, then the one with the earliest key goes next (ties by
+/// lowering order). The key is the first cycle its dependences allow, or,
+/// when later, the cycle an MXM plane would first need it ([`plane_demand`]).
 /// Independent chains, such as two MXM planes' weight loads, are then
 /// interleaved in time instead of the first chain taking every good slot and
-/// the second filling the holes it left.
+/// the second filling the holes it left; and thousands of groups that are
+/// ready at once but feed the planes over a long time (ResNet-50's input
+/// quantization) no longer take every slot before the few that feed the
+/// planes first (its stem's width packing).
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
     let fp = Floorplan::new(chip);
     let mut tables = Tables::new(chip, &fp);
@@ -408,6 +412,7 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
             waiting[gi] += 1;
         }
     }
+    let demand = plane_demand(groups);
     let mut out: Vec<Vec<Placed>> = vec![Vec::new(); n];
     let mut ready: BinaryHeap<Reverse<(u8, i64, usize)>> = BinaryHeap::new();
     // Member offsets of the ready groups, computed once for both uses.
@@ -416,7 +421,7 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
         if waiting[gi] == 0 {
             let (at, off) = earliest_start(g, chip, &fp, &out).map_err(|m| (gi, m))?;
             offs[gi] = off;
-            ready.push(Reverse((class(g), at, gi)));
+            ready.push(Reverse((class(g), at.max(demand[gi]), gi)));
         }
     }
     while let Some(Reverse((_, _, gi))) = ready.pop() {
@@ -430,11 +435,55 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
             if waiting[c] == 0 {
                 let (at, off) = earliest_start(&groups[c], chip, &fp, &out).map_err(|m| (c, m))?;
                 offs[c] = off;
-                ready.push(Reverse((class(&groups[c]), at, c)));
+                ready.push(Reverse((class(&groups[c]), at.max(demand[c]), c)));
             }
         }
     }
     Ok(out)
+}
+
+/// For each group, the cycle by which an MXM plane would need it if every
+/// plane's compute queue (queue 1: `mm` and `emit`) issued one instruction
+/// per cycle from cycle 0, in lowering order: for a group with a member on
+/// such a queue, that member's position in the queue; for any other, the
+/// least over its consumers of their demand less the dependence's gap;
+/// `i64::MIN` (no demand) for a group that feeds no plane. The estimate
+/// runs ahead of the real schedule, which has idle cycles, so it only
+/// holds back groups that are ready long before a plane needs them.
+///
+/// On ResNet-50 (tsp) this cut the idle cycles before the first `mm` from
+/// about 1,300 to 360: the 12,544 quantizations of the input, all ready at
+/// cycle 0, had taken the streams into the VXM for 1,000 cycles before any
+/// width packing (which the stem's `mm`s wait for) was placed.
+fn plane_demand(groups: &[Group]) -> Vec<i64> {
+    let mut demand = vec![i64::MAX; groups.len()];
+    let mut issued: BTreeMap<u16, i64> = BTreeMap::new();
+    for (gi, g) in groups.iter().enumerate() {
+        for m in &g.members {
+            if let Place::Mxm { slice, queue: 1 } = m.place {
+                let position = issued.entry(slice).or_insert(0);
+                demand[gi] = demand[gi].min(*position);
+                *position += 1;
+            }
+        }
+    }
+    // Producers come before their consumers in lowering order.
+    for gi in (0..groups.len()).rev() {
+        let d = demand[gi];
+        if d == i64::MAX {
+            continue;
+        }
+        for (r, gap) in groups[gi].members.iter().flat_map(|m| &m.after) {
+            let p = r.group as usize;
+            demand[p] = demand[p].min(d - *gap as i64);
+        }
+    }
+    for d in &mut demand {
+        if *d == i64::MAX {
+            *d = i64::MIN;
+        }
+    }
+    demand
 }
 
 /// The list-scheduling class of a group: 0 for a matrix product's
@@ -999,6 +1048,37 @@ mod tests {
                 group: 0,
             }],
         }
+    }
+
+    /// A one-member group on MXM plane `slice`'s compute queue (an `mm`),
+    /// after `after`.
+    fn mm(slice: u16, after: Vec<(MemberRef, i32)>) -> Group {
+        Group {
+            members: vec![Member {
+                instr: Instr::new(Opcode::Matmul).typed(DType::I8),
+                place: Place::Mxm { slice, queue: 1 },
+                node: 0,
+                after,
+            }],
+            links: vec![],
+        }
+    }
+
+    #[test]
+    fn plane_demand_follows_queue_positions_back_to_producers() {
+        let after = |group: u32, gap: i32| vec![(MemberRef { group, member: 0 }, gap)];
+        let mut groups = vec![
+            copy(2, 4, 0),      // 0: feeds plane 0's third mm, gap 5
+            copy(2, 4, 1),      // 1: feeds no plane
+            mm(0, vec![]),      // 2: plane 0, position 0
+            mm(0, vec![]),      // 3: plane 0, position 1
+            mm(9, vec![]),      // 4: plane 9, position 0
+            mm(0, after(0, 5)), // 5: plane 0, position 2
+            copy(2, 4, 2),      // 6: reads group 4's result: no demand
+        ];
+        groups[6].members[0].after = after(4, 3);
+        let d = plane_demand(&groups);
+        assert_eq!(d, vec![2 - 5, i64::MIN, 0, 1, 0, 2, i64::MIN]);
     }
 
     #[test]
