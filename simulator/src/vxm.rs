@@ -260,15 +260,28 @@ pub enum WideWeights {
         rows: Vec<Vec<f32>>,
         /// Whether each row is all finite (a zero input may then be skipped).
         finite: Vec<bool>,
+        /// Each row's lanes up to its last nonzero weight: a finite input
+        /// times the zeros after it adds `±0.0`, which leaves a sum that
+        /// starts at `+0.0` unchanged, so only a non-finite input (whose
+        /// product with zero is NaN) needs the whole row.
+        nonzero: Vec<usize>,
     },
     /// int8 rows as i16. An int8 product fits in i16, so the products
     /// are taken in i16 (eight lanes per SSE2 multiply, where an i32
     /// multiply needs SSE4.1) and widened to i32 to be summed; the sum is
     /// the same in any order because i32 addition wraps.
     I8 {
-        /// Each row, as i16.
+        /// Each row, as i16, cut after its last nonzero weight (the lanes
+        /// after it add nothing: a product with fewer output channels than
+        /// lanes leaves the rest of each row zero).
         rows: Vec<Vec<i16>>,
     },
+}
+
+/// The length of `w` up to and including its last element that is not
+/// `zero`.
+fn nonzero_len<T: PartialEq>(w: &[T], zero: &T) -> usize {
+    w.iter().rposition(|v| v != zero).map_or(0, |i| i + 1)
 }
 
 impl WideWeights {
@@ -279,18 +292,26 @@ impl WideWeights {
             Values::F16(_) => {
                 let mut wide = Vec::with_capacity(rows.len());
                 let mut finite = Vec::with_capacity(rows.len());
+                let mut nonzero = Vec::with_capacity(rows.len());
                 for r in rows {
                     let Values::F16(w) = r else { return None };
                     finite.push(w.iter().all(|v| v.is_finite()));
-                    wide.push(w.iter().map(|v| v.to_f32()).collect());
+                    let row: Vec<f32> = w.iter().map(|v| v.to_f32()).collect();
+                    nonzero.push(nonzero_len(&row, &0.0));
+                    wide.push(row);
                 }
-                Some(WideWeights::F16 { rows: wide, finite })
+                Some(WideWeights::F16 {
+                    rows: wide,
+                    finite,
+                    nonzero,
+                })
             }
             Values::I8(_) => {
                 let mut wide = Vec::with_capacity(rows.len());
                 for r in rows {
                     let Values::I8(w) = r else { return None };
-                    wide.push(w.iter().map(|&v| i16::from(v)).collect());
+                    let len = nonzero_len(w, &0);
+                    wide.push(w[..len].iter().map(|&v| i16::from(v)).collect());
                 }
                 Some(WideWeights::I8 { rows: wide })
             }
@@ -304,13 +325,21 @@ impl WideWeights {
 /// type (then [`matvec`] gives the error).
 pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> {
     match (x, w) {
-        (Values::F16(xv), WideWeights::F16 { rows, finite }) => {
+        (
+            Values::F16(xv),
+            WideWeights::F16 {
+                rows,
+                finite,
+                nonzero,
+            },
+        ) => {
             let mut out = vec![0f32; lanes];
-            for ((x, row), finite) in xv.iter().zip(rows).zip(finite) {
+            for (((x, row), finite), &len) in xv.iter().zip(rows).zip(finite).zip(nonzero) {
                 let xk = x.to_f32();
                 if xk == 0.0 && *finite {
                     continue;
                 }
+                let row = if xk.is_finite() { &row[..len] } else { row };
                 for (o, wv) in out.iter_mut().zip(row) {
                     *o += xk * wv;
                 }
@@ -400,5 +429,50 @@ mod tests {
         let x = Values::I8(vec![1, 2]);
         let rows = vec![Values::I8(vec![3, 4]), Values::I8(vec![5, 6])];
         assert_eq!(matvec(&x, &rows, 2).unwrap(), Values::I32(vec![13, 16]));
+    }
+
+    use proptest::prelude::*;
+
+    /// An fp16 value, often zero (so rows end in zeros) and sometimes
+    /// -0.0, infinite or NaN.
+    fn f16_value() -> impl Strategy<Value = f16> {
+        prop_oneof![
+            4 => Just(f16::ZERO),
+            1 => Just(f16::NEG_ZERO),
+            1 => Just(f16::INFINITY),
+            1 => Just(f16::NAN),
+            6 => (-8.0f32..8.0).prop_map(f16::from_f32),
+        ]
+    }
+
+    proptest! {
+        /// The widened product, rows cut after their last nonzero weight,
+        /// equals the plain one bit for bit.
+        #[test]
+        fn wide_matvec_equals_plain_int8(
+            x in prop::collection::vec(prop_oneof![2 => Just(0i8), 3 => any::<i8>()], 12),
+            w in prop::collection::vec(
+                prop::collection::vec(prop_oneof![3 => Just(0i8), 2 => any::<i8>()], 12),
+                12,
+            ),
+        ) {
+            let x = Values::I8(x);
+            let rows: Vec<Values> = w.into_iter().map(Values::I8).collect();
+            let wide = WideWeights::new(&rows).expect("int8 rows");
+            prop_assert_eq!(matvec_wide(&x, &wide, 12), Some(matvec(&x, &rows, 12).unwrap()));
+        }
+
+        #[test]
+        fn wide_matvec_equals_plain_fp16(
+            x in prop::collection::vec(f16_value(), 10),
+            w in prop::collection::vec(prop::collection::vec(f16_value(), 10), 10),
+        ) {
+            let x = Values::F16(x);
+            let rows: Vec<Values> = w.into_iter().map(Values::F16).collect();
+            let wide = WideWeights::new(&rows).expect("fp16 rows");
+            let got = matvec_wide(&x, &wide, 10).expect("fp16");
+            let want = matvec(&x, &rows, 10).unwrap();
+            prop_assert_eq!(got.to_le_bytes(), want.to_le_bytes());
+        }
     }
 }
