@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
 //! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
-//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), compared with constant `iota` rows (`relu(1 - abs(id - (u*lanes + i)))` is 1 exactly at the index and 0 elsewhere, on integers), and the one-hot rows (fp16) are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index `ceil(V/lanes)` one-hot vectors (2 reads, 6 VXM ops, 1 write each) and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), compared with constant `iota` rows (`relu(1 - abs(id - (u*lanes + i)))` is 1 exactly at the index and 0 elsewhere, on integers), and the one-hot rows (fp16) are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index `min(8, ceil(V/lanes))` copies of `d = id - lane` (3 reads, 3 VXM ops each), then `ceil(V/lanes)` one-hot vectors `relu(1 - abs(d - u*lanes))` made K-tile by K-tile (1 read, 6 VXM ops (5 for u = 0), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
 use crate::alloc::TensorLoc;
@@ -13,6 +13,10 @@ use crate::CompileError;
 use half::f16;
 use lpu_graph::{Node, Tensor};
 use lpu_isa::{DType, Instr, Opcode, Values};
+
+/// Copies of each index's `d = index - lane` row that the one-hot vectors
+/// read ([`Lowerer::lower_gather`]).
+const DIST_COPIES: usize = 8;
 
 /// Indices below this are exact in fp16 (the one-hot broadcast's digit).
 const DIGIT: f64 = 2048.0;
@@ -342,67 +346,79 @@ impl<'a> Lowerer<'a> {
         );
         self.row_sum(&masked, None, &[], &bcast)?;
         self.alloc.free(&masked);
-        // 3. One-hot rows in fp16: relu(1 - |hi*2048 + lo - iota|).
+        // 3. One-hot rows in fp16: relu(1 - |hi*2048 + lo - iota|). First,
+        //    per index, d = hi*2048 + lo - i in lane i (one group each);
+        //    then vector u of its one-hot row is relu(1 - |d - u*lanes|),
+        //    one read and 6 VXM ops (5 for u = 0). Every term is an integer
+        //    below 2^24, so each step is exact in f32 and the rows are
+        //    exactly 0 and 1. The vectors are made K-tile by K-tile (all
+        //    indices' vector u, then u + 1), the order the product reads
+        //    them in, so its first `mm`s need not wait for every index's
+        //    whole row, and neighbouring groups read different indices'
+        //    `d` (different bank ports).
         let vt = vocab.div_ceil(lanes);
         let oh = self
             .alloc
             .tensor(&format!("{name} (one-hot)"), &[count, vocab], mm_ty);
-        for k in 0..count {
-            for u in 0..vt {
-                let iota = self.iota_row(u * lanes);
+        // `copies` of each `d` on different slices: the `vt` reads of one
+        // index's `d` (an f32 read holds its bank port 4 cycles) spread
+        // over that many ports.
+        let copies = DIST_COPIES.min(vt).max(1);
+        let dist = self.alloc.tensor(
+            &format!("{name} (index minus lane)"),
+            &[count * copies, lanes],
+            DType::F32,
+        );
+        let iota = self.iota_row(0);
+        for (k, c) in (0..count).flat_map(|k| (0..copies).map(move |c| (k, c))) {
+            let mut gb = self.begin();
+            let h = self.read(&mut gb, bcast.at(2 * k, 0), DType::F32);
+            let h = self.op(
+                &mut gb,
+                f32i(Opcode::MulImm, DIGIT),
+                Place::Vxm,
+                &[h],
+                vec![],
+            );
+            let lo = self.read(&mut gb, bcast.at(2 * k + 1, 0), DType::F32);
+            let id = self.op(
+                &mut gb,
+                Instr::new(Opcode::Add).typed(DType::F32),
+                Place::Vxm,
+                &[h, lo],
+                vec![],
+            );
+            let io = self.read(&mut gb, iota.at(0, 0), DType::F32);
+            let d = self.op(
+                &mut gb,
+                Instr::new(Opcode::Sub).typed(DType::F32),
+                Place::Vxm,
+                &[id, io],
+                vec![],
+            );
+            self.write(&mut gb, d, dist.at(k * copies + c, 0), DType::F32);
+            self.fin(gb);
+        }
+        self.alloc.free(&bcast);
+        for u in 0..vt {
+            for k in 0..count {
                 let mut gb = self.begin();
-                let h = self.read(&mut gb, bcast.at(2 * k, 0), DType::F32);
-                let h = self.op(
-                    &mut gb,
-                    Instr {
-                        imm: DIGIT,
-                        ..Instr::new(Opcode::MulImm).typed(DType::F32)
-                    },
-                    Place::Vxm,
-                    &[h],
-                    vec![],
-                );
-                let lo = self.read(&mut gb, bcast.at(2 * k + 1, 0), DType::F32);
-                let id = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Add).typed(DType::F32),
-                    Place::Vxm,
-                    &[h, lo],
-                    vec![],
-                );
-                let io = self.read(&mut gb, iota.at(0, 0), DType::F32);
-                let e = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Sub).typed(DType::F32),
-                    Place::Vxm,
-                    &[id, io],
-                    vec![],
-                );
-                let e = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Abs).typed(DType::F32),
-                    Place::Vxm,
-                    &[e],
-                    vec![],
-                );
-                let e = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Neg).typed(DType::F32),
-                    Place::Vxm,
-                    &[e],
-                    vec![],
-                );
-                let e = self.op(
-                    &mut gb,
-                    Instr {
-                        imm: 1.0,
-                        ..Instr::new(Opcode::AddImm).typed(DType::F32)
-                    },
-                    Place::Vxm,
-                    &[e],
-                    vec![],
-                );
-                let e = self.op(
+                let mut e = self.read(&mut gb, dist.at(k * copies + u % copies, 0), DType::F32);
+                if u > 0 {
+                    let shift = f32i(Opcode::AddImm, -((u * lanes) as f64));
+                    e = self.op(&mut gb, shift, Place::Vxm, &[e], vec![]);
+                }
+                for op in [Opcode::Abs, Opcode::Neg] {
+                    e = self.op(
+                        &mut gb,
+                        Instr::new(op).typed(DType::F32),
+                        Place::Vxm,
+                        &[e],
+                        vec![],
+                    );
+                }
+                e = self.op(&mut gb, f32i(Opcode::AddImm, 1.0), Place::Vxm, &[e], vec![]);
+                e = self.op(
                     &mut gb,
                     Instr::new(Opcode::Relu).typed(DType::F32),
                     Place::Vxm,
@@ -416,7 +432,7 @@ impl<'a> Lowerer<'a> {
                 self.fin(gb);
             }
         }
-        self.alloc.free(&bcast);
+        self.alloc.free(&dist);
         // 4. One-hot rows times the table.
         let key = format!("{dn}#onehot-table");
         let w = match self.locs.get(&key) {
