@@ -190,11 +190,18 @@ impl Values {
     /// Splits elements into byte-planes: plane `b` holds byte `b` of each
     /// element, which is how a wide vector lies across streams and addresses.
     pub fn to_byte_planes(&self) -> Vec<Vec<u8>> {
-        let w = self.dtype().bytes();
-        let bytes = self.to_le_bytes();
-        (0..w)
-            .map(|b| bytes.iter().skip(b).step_by(w).copied().collect())
-            .collect()
+        /// Plane `b` of elements whose little-endian bytes `bytes` gives.
+        fn planes<T: Copy, const W: usize>(v: &[T], bytes: impl Fn(T) -> [u8; W]) -> Vec<Vec<u8>> {
+            (0..W)
+                .map(|b| v.iter().map(|&x| bytes(x)[b]).collect())
+                .collect()
+        }
+        match self {
+            Values::F32(v) => planes(v, f32::to_le_bytes),
+            Values::F16(v) => planes(v, f16::to_le_bytes),
+            Values::I8(v) => vec![v.iter().map(|x| *x as u8).collect()],
+            Values::I32(v) => planes(v, i32::to_le_bytes),
+        }
     }
 
     /// Rebuilds elements from byte-planes produced by [`Values::to_byte_planes`].
@@ -207,24 +214,26 @@ impl Values {
         if planes.iter().any(|p| p.len() != n) {
             return None;
         }
-        let b = |i: usize, k: usize| planes[k][i];
+        // Zipped planes (no index per byte), so the loops vectorize.
+        let four = || {
+            planes[0]
+                .iter()
+                .zip(planes[1])
+                .zip(planes[2])
+                .zip(planes[3])
+                .map(|(((a, b), c), d)| [*a, *b, *c, *d])
+        };
         Some(match dtype {
             DType::I8 => Values::I8(planes[0].iter().map(|x| *x as i8).collect()),
             DType::F16 => Values::F16(
-                (0..n)
-                    .map(|i| f16::from_le_bytes([b(i, 0), b(i, 1)]))
+                planes[0]
+                    .iter()
+                    .zip(planes[1])
+                    .map(|(a, b)| f16::from_le_bytes([*a, *b]))
                     .collect(),
             ),
-            DType::F32 => Values::F32(
-                (0..n)
-                    .map(|i| f32::from_le_bytes([b(i, 0), b(i, 1), b(i, 2), b(i, 3)]))
-                    .collect(),
-            ),
-            DType::I32 => Values::I32(
-                (0..n)
-                    .map(|i| i32::from_le_bytes([b(i, 0), b(i, 1), b(i, 2), b(i, 3)]))
-                    .collect(),
-            ),
+            DType::F32 => Values::F32(four().map(f32::from_le_bytes).collect()),
+            DType::I32 => Values::I32(four().map(i32::from_le_bytes).collect()),
         })
     }
 }
@@ -240,6 +249,36 @@ mod tests {
         assert_eq!(planes.len(), 4);
         let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
         assert_eq!(Values::from_byte_planes(DType::F32, &refs), Some(v));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Plane `b` holds byte `b` of every element (as `to_le_bytes` lays
+        /// them out), and the planes give the elements back bit for bit.
+        #[test]
+        fn byte_planes_split_le_bytes_and_round_trip(
+            bits in prop::collection::vec(any::<u32>(), 0..40),
+            which in 0usize..4,
+        ) {
+            let v = match which {
+                0 => Values::F32(bits.iter().map(|b| f32::from_bits(*b)).collect()),
+                1 => Values::F16(bits.iter().map(|b| f16::from_bits(*b as u16)).collect()),
+                2 => Values::I8(bits.iter().map(|b| *b as i8).collect()),
+                _ => Values::I32(bits.iter().map(|b| *b as i32).collect()),
+            };
+            let w = v.dtype().bytes();
+            let planes = v.to_byte_planes();
+            let bytes = v.to_le_bytes();
+            prop_assert_eq!(planes.len(), w);
+            for (b, plane) in planes.iter().enumerate() {
+                let want: Vec<u8> = bytes.iter().skip(b).step_by(w).copied().collect();
+                prop_assert_eq!(plane, &want);
+            }
+            let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
+            let back = Values::from_byte_planes(v.dtype(), &refs).expect("planes");
+            prop_assert_eq!(back.to_le_bytes(), bytes);
+        }
     }
 
     #[test]
