@@ -214,6 +214,19 @@ impl Tables {
                 .collect(),
         }
     }
+    /// The index in [`Tables::flexible`] of the slice whose queues a member
+    /// at `place` picks from (`None` for a fixed queue, or an SXM position
+    /// the chip does not have).
+    fn flexible_index(&self, place: &Place) -> Option<usize> {
+        let (unit, slice) = match *place {
+            Place::Vxm => (Unit::Vxm, None),
+            Place::Sxm { slice } => (Unit::Sxm, Some(slice)),
+            Place::Mem(_) | Place::Mxm { .. } => return None,
+        };
+        self.flexible
+            .iter()
+            .position(|f| f.0 == unit && slice.is_none_or(|s| f.1 == s))
+    }
     /// The first cycle at or after `t` on which some queue of flexible unit
     /// `i` is free (committed reservations only).
     fn flexible_next_free(&self, i: usize, t: u64) -> u64 {
@@ -456,34 +469,27 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
 /// cycle 0, had taken the streams into the VXM for 1,000 cycles before any
 /// width packing (which the stem's `mm`s wait for) was placed.
 fn plane_demand(groups: &[Group]) -> Vec<i64> {
-    let mut demand = vec![i64::MAX; groups.len()];
+    let mut demand: Vec<Option<i64>> = vec![None; groups.len()];
     let mut issued: BTreeMap<u16, i64> = BTreeMap::new();
     for (gi, g) in groups.iter().enumerate() {
         for m in &g.members {
             if let Place::Mxm { slice, queue: 1 } = m.place {
                 let position = issued.entry(slice).or_insert(0);
-                demand[gi] = demand[gi].min(*position);
+                demand[gi] = Some(demand[gi].map_or(*position, |d| d.min(*position)));
                 *position += 1;
             }
         }
     }
     // Producers come before their consumers in lowering order.
     for gi in (0..groups.len()).rev() {
-        let d = demand[gi];
-        if d == i64::MAX {
-            continue;
-        }
+        let Some(d) = demand[gi] else { continue };
         for (r, gap) in groups[gi].members.iter().flat_map(|m| &m.after) {
-            let p = r.group as usize;
-            demand[p] = demand[p].min(d - *gap as i64);
+            let p = &mut demand[r.group as usize];
+            let need = d - *gap as i64;
+            *p = Some(p.map_or(need, |x| x.min(need)));
         }
     }
-    for d in &mut demand {
-        if *d == i64::MAX {
-            *d = i64::MIN;
-        }
-    }
-    demand
+    demand.into_iter().map(|d| d.unwrap_or(i64::MIN)).collect()
 }
 
 /// The list-scheduling class of a group: 0 for a matrix product's
@@ -581,11 +587,7 @@ fn place_group(
         .members
         .iter()
         .zip(&off)
-        .filter_map(|(m, o)| match m.place {
-            Place::Vxm => Some((0, *o)),
-            Place::Sxm { slice } => fp.sxm.iter().position(|&s| s == slice).map(|i| (1 + i, *o)),
-            _ => None,
-        })
+        .filter_map(|(m, o)| tables.flexible_index(&m.place).map(|i| (i, *o)))
         .collect();
     // Bank ports each SRAM access needs, for its width in cycles.
     let ports: Vec<((u16, u32), u64, i64)> = g

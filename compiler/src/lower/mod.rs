@@ -172,8 +172,8 @@ struct EmitRow {
 const ROW_COPIES: usize = 16;
 
 /// The most bytes one broadcast constant row takes in all its copies under
-/// [`SramPlan::Roomy`] (a row wider than this divided by [`ROW_COPIES`]
-/// keeps [`ROW_COPIES`] copies).
+/// [`SramPlan::Roomy`]; a row too wide for more copies than the frugal
+/// count within it keeps the frugal count.
 const ROOMY_ROW_BYTES: usize = 1 << 20;
 
 /// How a lowering attempt spends SRAM; [`lower_opts`] tries
@@ -932,7 +932,6 @@ impl<'a> Lowerer<'a> {
         m
     }
 
-    /// Adds a member fed by `inputs`, input `k` as operand `k`.
     /// The SXM for a member fed by `from`: the one nearest where `from`
     /// runs, or, when `from` runs on the VXM (about as far from either),
     /// the one nearest the group's first member, so that a group whose data
@@ -951,6 +950,7 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Adds a member fed by `inputs`, input `k` as operand `k`.
     fn op(
         &mut self,
         gb: &mut Gb,
