@@ -104,12 +104,27 @@ fn zoo_passes(file: lpu_graph::format::GraphFile, what: &str) {
     assert!(c.passed, "{what}: {:?}", c.failures);
 }
 
+/// The bundled transformer block, as loaded or prepared at `precision`
+/// (as `lpc --precision` does), passes on `tiny`.
+fn example_block_passes(precision: Option<lpu_compiler::Precision>) {
+    let mut g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
+        .expect("example");
+    if let Some(precision) = precision {
+        let options = lpu_compiler::CompileOptions {
+            precision,
+            ..Default::default()
+        };
+        g = lpu_compiler::prepare(g, &options)
+            .unwrap_or_else(|e| panic!("{precision:?}: {e}"))
+            .graph;
+    }
+    let c = check_on(&g, "tiny", 0);
+    assert!(c.passed, "{precision:?}: {:?}", c.failures);
+}
+
 #[test]
 fn transformer_block_example_on_tiny() {
-    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
-        .expect("example");
-    let c = check_on(&g, "tiny", 0);
-    assert!(c.passed, "{:?}", c.failures);
+    example_block_passes(None);
 }
 
 /// `--precision fp16` reads every constant row (transpose masks, lane
@@ -118,15 +133,7 @@ fn transformer_block_example_on_tiny() {
 /// instruction, a hazard.
 #[test]
 fn transformer_block_in_fp16_on_tiny() {
-    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
-        .expect("example");
-    let options = lpu_compiler::CompileOptions {
-        precision: lpu_compiler::Precision::Fp16,
-        ..Default::default()
-    };
-    let g = lpu_compiler::prepare(g, &options).expect("fp16").graph;
-    let c = check_on(&g, "tiny", 0);
-    assert!(c.passed, "{:?}", c.failures);
+    example_block_passes(Some(lpu_compiler::Precision::Fp16));
 }
 
 /// `--precision mixed` (int8 products, fp16 attention): the attention's
@@ -137,15 +144,7 @@ fn transformer_block_in_fp16_on_tiny() {
 /// last type, f32, into an f16 `muli`).
 #[test]
 fn transformer_block_in_mixed_precision_on_tiny() {
-    let g = lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
-        .expect("example");
-    let options = lpu_compiler::CompileOptions {
-        precision: lpu_compiler::Precision::Mixed,
-        ..Default::default()
-    };
-    let g = lpu_compiler::prepare(g, &options).expect("mixed").graph;
-    let c = check_on(&g, "tiny", 0);
-    assert!(c.passed, "{:?}", c.failures);
+    example_block_passes(Some(lpu_compiler::Precision::Mixed));
 }
 
 #[test]
