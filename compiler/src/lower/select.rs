@@ -88,15 +88,26 @@ impl<'a> Lowerer<'a> {
         if out.rows != rows.len() || out.vpr != x.vpr || out.dtype != x.dtype {
             return self.unsupported("the selection changes how rows are tiled into vectors");
         }
-        for (k, &r) in rows.iter().enumerate() {
+        self.copy_row_pairs(x, &out, rows.iter().copied().zip(0..));
+        Ok(())
+    }
+
+    /// Copies row `from` of `x` to row `to` of `out` (same tiling and type),
+    /// for every `(from, to)`: one read and one write per vector.
+    fn copy_row_pairs(
+        &mut self,
+        x: &TensorLoc,
+        out: &TensorLoc,
+        pairs: impl IntoIterator<Item = (usize, usize)>,
+    ) {
+        for (from, to) in pairs {
             for j in 0..x.vpr {
                 let mut gb = self.begin();
-                let v = self.read(&mut gb, x.at(r, j), x.dtype);
-                self.write(&mut gb, v, out.at(k, j), out.dtype);
+                let v = self.read(&mut gb, x.at(from, j), x.dtype);
+                self.write(&mut gb, v, out.at(to, j), out.dtype);
                 self.fin(gb);
             }
         }
-        Ok(())
     }
 
     /// The storage rows of `shape` (not the last axis) selected by `idx`
@@ -360,9 +371,10 @@ impl<'a> Lowerer<'a> {
         let oh = self
             .alloc
             .tensor(&format!("{name} (one-hot)"), &[count, vocab], mm_ty);
-        // `copies` of each `d` on different slices: the `vt` reads of one
-        // index's `d` (an f32 read holds its bank port 4 cycles) spread
-        // over that many ports.
+        // `copies` of each `d` on different slices (row `k * copies + c`):
+        // the `vt` reads of one index's `d` (an f32 read holds its bank port
+        // 4 cycles) spread over that many ports. Copy 0 is computed, the
+        // others are copied from it.
         let copies = DIST_COPIES.min(vt).max(1);
         let dist = self.alloc.tensor(
             &format!("{name} (index minus lane)"),
@@ -370,7 +382,7 @@ impl<'a> Lowerer<'a> {
             DType::F32,
         );
         let iota = self.iota_row(0);
-        for (k, c) in (0..count).flat_map(|k| (0..copies).map(move |c| (k, c))) {
+        for k in 0..count {
             let mut gb = self.begin();
             let h = self.read(&mut gb, bcast.at(2 * k, 0), DType::F32);
             let h = self.op(
@@ -396,10 +408,13 @@ impl<'a> Lowerer<'a> {
                 &[id, io],
                 vec![],
             );
-            self.write(&mut gb, d, dist.at(k * copies + c, 0), DType::F32);
+            self.write(&mut gb, d, dist.at(k * copies, 0), DType::F32);
             self.fin(gb);
         }
         self.alloc.free(&bcast);
+        let replicas =
+            (0..count).flat_map(|k| (1..copies).map(move |c| (k * copies, k * copies + c)));
+        self.copy_row_pairs(&dist, &dist, replicas);
         for u in 0..vt {
             for k in 0..count {
                 let mut gb = self.begin();
@@ -408,23 +423,15 @@ impl<'a> Lowerer<'a> {
                     let shift = f32i(Opcode::AddImm, -((u * lanes) as f64));
                     e = self.op(&mut gb, shift, Place::Vxm, &[e], vec![]);
                 }
-                for op in [Opcode::Abs, Opcode::Neg] {
-                    e = self.op(
-                        &mut gb,
-                        Instr::new(op).typed(DType::F32),
-                        Place::Vxm,
-                        &[e],
-                        vec![],
-                    );
+                let f32op = |op| Instr::new(op).typed(DType::F32);
+                for step in [
+                    f32op(Opcode::Abs),
+                    f32op(Opcode::Neg),
+                    f32i(Opcode::AddImm, 1.0),
+                    f32op(Opcode::Relu),
+                ] {
+                    e = self.op(&mut gb, step, Place::Vxm, &[e], vec![]);
                 }
-                e = self.op(&mut gb, f32i(Opcode::AddImm, 1.0), Place::Vxm, &[e], vec![]);
-                e = self.op(
-                    &mut gb,
-                    Instr::new(Opcode::Relu).typed(DType::F32),
-                    Place::Vxm,
-                    &[e],
-                    vec![],
-                );
                 let mut c = Instr::new(Opcode::Convert).typed(DType::F32);
                 c.to = mm_ty;
                 let e = self.op(&mut gb, c, Place::Vxm, &[e], vec![]);
