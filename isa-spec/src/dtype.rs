@@ -204,6 +204,31 @@ impl Values {
         }
     }
 
+    /// [`Values::to_byte_planes`] written into `out`, plane after plane
+    /// (plane `b` at `out[b * len..(b + 1) * len]`), without allocating;
+    /// `false` (and `out` untouched) unless `out` holds exactly the
+    /// `dtype().bytes() * len()` bytes.
+    pub fn write_byte_planes(&self, out: &mut [u8]) -> bool {
+        /// Byte `b` of each element of `v` into `plane`, for every `b`.
+        fn planes<T: Copy, const W: usize>(v: &[T], out: &mut [u8], bytes: impl Fn(T) -> [u8; W]) {
+            for (b, plane) in out.chunks_exact_mut(v.len().max(1)).enumerate() {
+                for (o, &x) in plane.iter_mut().zip(v) {
+                    *o = bytes(x)[b];
+                }
+            }
+        }
+        if out.len() != self.dtype().bytes() * self.len() {
+            return false;
+        }
+        match self {
+            Values::F32(v) => planes(v, out, f32::to_le_bytes),
+            Values::F16(v) => planes(v, out, f16::to_le_bytes),
+            Values::I8(v) => planes(v, out, |x: i8| x.to_le_bytes()),
+            Values::I32(v) => planes(v, out, i32::to_le_bytes),
+        }
+        true
+    }
+
     /// Rebuilds elements from byte-planes produced by [`Values::to_byte_planes`].
     pub fn from_byte_planes(dtype: DType, planes: &[&[u8]]) -> Option<Values> {
         let w = dtype.bytes();
@@ -278,6 +303,11 @@ mod tests {
             let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
             let back = Values::from_byte_planes(v.dtype(), &refs).expect("planes");
             prop_assert_eq!(back.to_le_bytes(), bytes);
+            // The same planes written in place, one after the other.
+            let mut flat = vec![0u8; w * v.len()];
+            prop_assert!(v.write_byte_planes(&mut flat));
+            prop_assert_eq!(flat, planes.concat());
+            prop_assert!(!v.write_byte_planes(&mut vec![0u8; w * v.len() + 1]));
         }
     }
 

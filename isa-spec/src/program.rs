@@ -669,7 +669,10 @@ impl Program {
             .filter(|&k| self.queues[k].queue == QueueId::ICU)
             .chain((0..self.queues.len()).filter(|&k| self.queues[k].queue != QueueId::ICU))
             .collect();
-        for k in order {
+        // Where each queue's issues start in `out`.
+        let mut starts = vec![0usize; self.queues.len()];
+        for &k in &order {
+            starts[k] = out.len();
             let q = &self.queues[k];
             let mut t: u64 = 0;
             let mut last_issue = 0u64;
@@ -715,8 +718,7 @@ impl Program {
                 }
             }
         }
-        out.sort_unstable();
-        Ok(out)
+        Ok(sort_issues(out, &starts, &order))
     }
 
     /// Index from instruction id to (queue index, slot index).
@@ -729,6 +731,54 @@ impl Program {
         }
         m
     }
+}
+
+/// `issues`, which hold each queue's issues as one run (queue `k`'s from
+/// `starts[k]`, the runs in `order`), in (cycle, queue, slot, repeat)
+/// order.
+///
+/// A queue's own issues never go back in time and share a cycle only as
+/// the REPEATs of one slot, already in repeat order; so scattering the runs
+/// queue by queue in index order into per-cycle buckets (a stable counting
+/// sort on the cycle) gives the sorted order in linear time. A program whose
+/// last cycle is far beyond its issue count (long NOPs) is sorted by
+/// comparison instead, so the buckets stay small.
+fn sort_issues(mut issues: Vec<Issue>, starts: &[usize], order: &[usize]) -> Vec<Issue> {
+    let n = issues.len();
+    let last = issues.iter().map(|i| i.cycle).max().unwrap_or(0);
+    if last > 4 * n as u64 + (1 << 16) {
+        issues.sort_unstable();
+        return issues;
+    }
+    // `first[c]`: where cycle c's issues begin in the output.
+    let mut first = vec![0usize; last as usize + 2];
+    for iss in &issues {
+        first[iss.cycle as usize + 1] += 1;
+    }
+    for c in 1..first.len() {
+        first[c] += first[c - 1];
+    }
+    let mut ends = vec![0usize; starts.len()];
+    for (w, &k) in order.iter().enumerate() {
+        ends[k] = order.get(w + 1).map_or(n, |&next| starts[next]);
+    }
+    let mut sorted = vec![
+        Issue {
+            cycle: 0,
+            queue: 0,
+            slot: 0,
+            repeat: 0,
+        };
+        n
+    ];
+    for (k, &start) in starts.iter().enumerate() {
+        for iss in &issues[start..ends[k]] {
+            let at = &mut first[iss.cycle as usize];
+            sorted[*at] = *iss;
+            *at += 1;
+        }
+    }
+    sorted
 }
 
 /// Checks that a `width`-address access at `addr` stays inside one bank.
@@ -746,4 +796,44 @@ pub fn check_addr(chip: &ChipConfig, addr: i64, width: usize) -> Result<(), Stri
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The counting sort agrees with a comparison sort for queues whose
+        /// issues never go back in time, whatever order the runs were made
+        /// in.
+        #[test]
+        fn sort_issues_matches_a_comparison_sort(
+            steps in proptest::collection::vec(proptest::collection::vec((0u64..4, 0u32..3), 0..40), 1..6),
+            icu_at in 0usize..6,
+        ) {
+            let mut issues = Vec::new();
+            let mut starts = vec![0; steps.len()];
+            let first = icu_at.min(steps.len() - 1);
+            let order: Vec<usize> = std::iter::once(first)
+                .chain((0..steps.len()).filter(|&k| k != first))
+                .collect();
+            for &k in &order {
+                starts[k] = issues.len();
+                let (mut t, mut slot) = (0u64, 0u32);
+                for &(gap, repeats) in &steps[k] {
+                    t += gap;
+                    issues.push(Issue { cycle: t, queue: k as u32, slot, repeat: 0 });
+                    // REPEATs of this slot at the same cycle (a stride of 0).
+                    for r in 1..=repeats {
+                        issues.push(Issue { cycle: t, queue: k as u32, slot, repeat: r });
+                    }
+                    slot += 2;
+                }
+            }
+            let mut expected = issues.clone();
+            expected.sort_unstable();
+            prop_assert_eq!(sort_issues(issues, &starts, &order), expected);
+        }
+    }
 }

@@ -554,7 +554,7 @@ pub fn simulate_dynamic(
                 }
                 // Bank port.
                 if let Some((slice, addr, _)) = node.mem {
-                    let until = e.banks.get(&(slice, addr / per_bank)).map_or(0, |b| b.0);
+                    let until = e.bank_free_at(slice, addr / per_bank);
                     if until > t {
                         blocked.push((c, Block::Arbitration(until)));
                         continue;

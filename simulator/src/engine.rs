@@ -21,7 +21,7 @@ use lpu_isa::program::{Binding, DepKind, Issue, Probe, VecLoc};
 use lpu_isa::{
     ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Values,
 };
-use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 
 /// Options of one run.
@@ -124,7 +124,7 @@ enum Effect {
     Sram {
         slice: u16,
         addr: u32,
-        planes: Vec<Vec<u8>>,
+        values: Values,
         node: Option<u32>,
     },
     Staging {
@@ -183,6 +183,50 @@ struct Written {
     producer: u32,
     /// Which of the producer's output stream groups this is.
     group: u8,
+}
+
+/// The stream writes still readable, by write id: ids are handed out in
+/// order, so a ring from the oldest one kept (a pruned one is `None`)
+/// instead of a map insert and lookup per stream value.
+#[derive(Default)]
+struct Writes {
+    first: u64,
+    list: std::collections::VecDeque<Option<Written>>,
+}
+
+impl Writes {
+    fn get(&self, id: u64) -> Option<&Written> {
+        let k = id.checked_sub(self.first)?;
+        self.list.get(k as usize)?.as_ref()
+    }
+
+    /// Records write `id`, the next id after the last one pushed.
+    fn push(&mut self, id: u64, w: Written) {
+        debug_assert_eq!(self.first + self.list.len() as u64, id);
+        self.list.push_back(Some(w));
+    }
+
+    /// Drops every write but those in `live`.
+    fn keep(&mut self, live: impl Iterator<Item = u64>) {
+        let mut keep = vec![false; self.list.len()];
+        for id in live {
+            if let Some(k) = id
+                .checked_sub(self.first)
+                .and_then(|k| keep.get_mut(k as usize))
+            {
+                *k = true;
+            }
+        }
+        for (w, k) in self.list.iter_mut().zip(keep) {
+            if !k {
+                *w = None;
+            }
+        }
+        while self.list.front().is_some_and(Option::is_none) {
+            self.list.pop_front();
+            self.first += 1;
+        }
+    }
 }
 
 pub(crate) type Fail = (HazardKind, String, Option<StreamRef>);
@@ -269,9 +313,13 @@ pub(crate) struct Engine<'p> {
     planes: BTreeMap<u16, Plane>,
     effects: BTreeMap<u64, Vec<Effect>>,
     streams: StreamRing,
-    writes: HashMap<u64, Written>,
+    writes: Writes,
     next_write: u64,
-    pub(crate) banks: HashMap<(u16, u32), (u64, u32)>,
+    /// Per (slice, bank), `slice * banks + bank`: the cycle its port is free
+    /// again and the instruction holding it.
+    banks: Vec<(u64, u32)>,
+    /// Functional delay of each opcode (by `Opcode as usize`).
+    delays: Vec<u64>,
     /// Dynamic mode: stream results latched by (producer id, output group)
     /// instead of flowing as wavefronts; `None` in static mode.
     pub(crate) latched: Option<HashMap<(u32, u8), Values>>,
@@ -318,14 +366,15 @@ impl Capture {
         }
     }
 
-    /// A write by `node` of `planes` at `(slice, addr)` landed.
-    fn record(&mut self, slice: u16, addr: u32, node: u32, planes: &[Vec<u8>]) {
+    /// A write by `node` of `values` at `(slice, addr)` landed.
+    fn record(&mut self, slice: u16, addr: u32, node: u32, values: &Values) {
         let Some(hits) = self.at.get(&(slice, addr)) else {
             return;
         };
+        let width = values.dtype().bytes();
         for &(p, v) in hits {
-            if self.writer[p] == node && self.width[p] == planes.len() {
-                self.got[p][v] = Some(planes.to_vec());
+            if self.writer[p] == node && self.width[p] == width {
+                self.got[p][v] = Some(values.to_byte_planes());
             }
         }
     }
@@ -369,7 +418,7 @@ pub fn simulate(
         }
         let q = &p.queues[iss.queue as usize];
         let slot = &q.slots[iss.slot as usize];
-        let delay = e.chip.delay(slot.instr.op) as u64;
+        let delay = e.delays[slot.instr.op as usize];
         end = end.max(t + delay);
         issued[iss.queue as usize] += 1;
         if let Some(n) = slot.node {
@@ -459,9 +508,13 @@ impl<'p> Engine<'p> {
                     .max()
                     .unwrap_or(0),
             ),
-            writes: HashMap::default(),
+            writes: Writes::default(),
             next_write: 0,
-            banks: HashMap::default(),
+            banks: vec![(0, 0); p.chip.slices().len() * p.chip.mem.banks as usize],
+            delays: lpu_isa::isa::OPCODES
+                .iter()
+                .map(|o| p.chip.delay(o.op) as u64)
+                .collect(),
             latched: None,
             extra: 0,
             timing,
@@ -514,59 +567,89 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// Finds the earliest issue that breaks an order dependence.
+    /// Finds the earliest issue that breaks an order dependence (the first
+    /// in issue order among those of the earliest cycle).
     fn check_deps(&self, issues: &[Issue]) -> Option<(u64, Hazard)> {
-        // Instruction id -> its issue: a table when the ids are (as the
-        // compiler numbers them) about 0..n, else a map.
-        let id_of = |iss: &Issue| self.p.queues[iss.queue as usize].slots[iss.slot as usize].id;
-        let firsts = issues.iter().filter(|i| i.repeat == 0);
-        let (count, max_id) = firsts.clone().fold((0usize, 0usize), |(n, m), i| {
-            (n + 1, m.max(id_of(i) as usize))
-        });
-        let dense_ids = max_id <= 2 * count + 1024;
-        let mut table: Vec<Option<&Issue>> = vec![None; if dense_ids { max_id + 1 } else { 0 }];
-        let mut map: HashMap<u32, &Issue> = HashMap::default();
-        for iss in firsts {
+        let queues = &self.p.queues;
+        // Each slot's first issue cycle (`u64::MAX`: never issued), flat in
+        // queue order: written from the issue list without touching the
+        // slots, then read queue by queue.
+        let mut offset = Vec::with_capacity(queues.len() + 1);
+        offset.push(0usize);
+        for q in queues {
+            offset.push(offset[offset.len() - 1] + q.slots.len());
+        }
+        let mut first = vec![u64::MAX; offset[queues.len()]];
+        for iss in issues.iter().filter(|i| i.repeat == 0) {
+            first[offset[iss.queue as usize] + iss.slot as usize] = iss.cycle;
+        }
+        // Instruction id -> first issue cycle: a table when the ids are (as
+        // the compiler numbers them) about 0..n, else a map.
+        let slots = || {
+            queues
+                .iter()
+                .flat_map(|q| &q.slots)
+                .zip(&first)
+                .map(|(s, &c)| (s.id, c))
+        };
+        let max_id = slots().map(|(id, _)| id as usize).max().unwrap_or(0);
+        let dense_ids = max_id <= 2 * first.len() + 1024;
+        let mut table = vec![u64::MAX; if dense_ids { max_id + 1 } else { 0 }];
+        let mut map: HashMap<u32, u64> = HashMap::default();
+        for (id, c) in slots() {
             if dense_ids {
-                table[id_of(iss) as usize] = Some(iss);
+                table[id as usize] = c;
             } else {
-                map.insert(id_of(iss), iss);
+                map.insert(id, c);
             }
         }
-        let first = |id: u32| -> Option<(u64, &Issue)> {
-            let iss = match table.get(id as usize) {
-                Some(i) => *i,
-                None => map.get(&id).copied(),
-            }?;
-            Some((iss.cycle, iss))
+        let cycle_of = |id: u32| {
+            table
+                .get(id as usize)
+                .or_else(|| map.get(&id))
+                .copied()
+                .filter(|&c| c != u64::MAX)
         };
-        let mut worst: Option<(u64, Hazard)> = None;
-        for iss in issues.iter().filter(|i| i.repeat == 0) {
-            let slot = &self.p.queues[iss.queue as usize].slots[iss.slot as usize];
-            for d in &slot.deps {
-                let DepKind::Order(gap) = d.kind else {
+        // The earliest violation as (cycle, queue, slot, producer id, gap).
+        let mut worst: Option<(u64, usize, usize, u32, i32)> = None;
+        for (k, q) in queues.iter().enumerate() {
+            for (j, slot) in q.slots.iter().enumerate() {
+                let t = first[offset[k] + j];
+                if t == u64::MAX || worst.is_some_and(|w| (w.0, w.1) <= (t, k)) {
                     continue;
-                };
-                let Some((tp, piss)) = first(d.on) else {
-                    continue;
-                };
-                let need = tp as i64 + gap as i64;
-                if (iss.cycle as i64) < need && worst.as_ref().is_none_or(|(c, _)| iss.cycle < *c) {
-                    let ps = &self.p.queues[piss.queue as usize].slots[piss.slot as usize];
-                    let msg = format!(
-                        "issued at cycle {} but depends on i{} `{}` (issued at cycle {tp}) with a gap of {gap}: it may issue at cycle {need} at the earliest",
-                        iss.cycle,
-                        d.on,
-                        format_instr(&ps.instr, &[], &[])
-                    );
-                    worst = Some((
-                        iss.cycle,
-                        self.hazard(iss, iss.cycle, HazardKind::DependenceViolated, msg, None),
-                    ));
+                }
+                for d in &slot.deps {
+                    let DepKind::Order(gap) = d.kind else {
+                        continue;
+                    };
+                    let Some(tp) = cycle_of(d.on) else {
+                        continue;
+                    };
+                    if (t as i64) < tp as i64 + gap as i64 {
+                        worst = Some((t, k, j, d.on, gap));
+                        break;
+                    }
                 }
             }
         }
-        worst
+        let (t, k, j, on, gap) = worst?;
+        let tp = cycle_of(on)?;
+        let producer = queues.iter().flat_map(|q| &q.slots).find(|s| s.id == on)?;
+        let need = tp as i64 + gap as i64;
+        let msg = format!(
+            "issued at cycle {t} but depends on i{on} `{}` (issued at cycle {tp}) with a gap of {gap}: it may issue at cycle {need} at the earliest",
+            format_instr(&producer.instr, &[], &[])
+        );
+        let iss = Issue {
+            cycle: t,
+            queue: k as u32,
+            slot: j as u32,
+            repeat: 0,
+        };
+        Some((
+            t,
+            self.hazard(&iss, t, HazardKind::DependenceViolated, msg, None),
+        ))
     }
 
     fn slice_mem(&mut self, slice: u16) -> &mut SliceMem {
@@ -578,28 +661,26 @@ impl<'p> Engine<'p> {
         })
     }
 
-    fn store_planes(&mut self, slice: u16, addr: u32, planes: &[Vec<u8>]) {
+    /// Stores `v` (one vector of `lanes` elements) at `at`: byte plane `k`
+    /// at address `at.addr + k`.
+    fn store(&mut self, at: VecLoc, v: &Values) {
+        let w = v.dtype().bytes();
         if self.timing {
-            self.mark_written(VecLoc { slice, addr }, planes.len());
+            self.mark_written(at, w);
             return;
         }
         let lanes = self.lanes;
-        let m = self.slice_mem(slice);
-        for (k, plane) in planes.iter().enumerate() {
-            let a = addr as usize + k;
-            m.bytes[a * lanes..(a + 1) * lanes].copy_from_slice(plane);
-            m.written[a] = true;
-        }
+        let a = at.addr as usize;
+        let m = self.slice_mem(at.slice);
+        let stored = v.write_byte_planes(&mut m.bytes[a * lanes..(a + w) * lanes]);
+        assert!(stored, "a stored vector holds one element per lane");
+        m.written[a..a + w].fill(true);
     }
 
     /// Timing only: records that `width` addresses from `at` hold data.
     fn mark_written(&mut self, at: VecLoc, width: usize) {
         let m = self.slice_mem(at.slice);
         m.written[at.addr as usize..at.addr as usize + width].fill(true);
-    }
-
-    fn store(&mut self, at: VecLoc, v: &Values) {
-        self.store_planes(at.slice, at.addr, &v.to_byte_planes());
     }
 
     fn load(&mut self, at: VecLoc, ty: DType) -> Option<Values> {
@@ -613,10 +694,12 @@ impl<'p> Engine<'p> {
         if self.timing {
             return Some(Values::zeros(ty, 0));
         }
-        let planes: Vec<&[u8]> = (0..w)
-            .map(|k| &m.bytes[(a + k) * lanes..(a + k + 1) * lanes])
-            .collect();
-        Values::from_byte_planes(ty, &planes)
+        let planes: [&[u8]; 4] = std::array::from_fn(|k| {
+            m.bytes
+                .get((a + k) * lanes..(a + k + 1) * lanes)
+                .unwrap_or_default()
+        });
+        Values::from_byte_planes(ty, &planes[..w])
     }
 
     fn load_inputs(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(), SimError> {
@@ -792,13 +875,13 @@ impl<'p> Engine<'p> {
                     Effect::Sram {
                         slice,
                         addr,
-                        planes,
+                        values,
                         node,
                     } => {
                         if let (Some(c), Some(n)) = (&mut self.capture, node) {
-                            c.record(slice, addr, n, &planes);
+                            c.record(slice, addr, n, &values);
                         }
-                        self.store_planes(slice, addr, &planes)
+                        self.store(VecLoc { slice, addr }, &values)
                     }
                     Effect::Staging { plane, row, v } => {
                         let size = self.chip.mxm.size as usize;
@@ -833,13 +916,20 @@ impl<'p> Engine<'p> {
     fn prune(&mut self, now: u64) {
         let last = self.slices.len() as i64 - 1;
         let now = now as i64;
-        let live: FxHashSet<u64> = self
+        let live = self
             .streams
             .live(now, last)
             .flat_map(Recs::as_slice)
-            .map(|r| r.write)
-            .collect();
-        self.writes.retain(|k, _| live.contains(k));
+            .map(|r| r.write);
+        self.writes.keep(live);
+    }
+
+    /// The cycle the port of bank `bank` of MEM slice `slice` is free again.
+    pub(crate) fn bank_free_at(&self, slice: u16, bank: u32) -> u64 {
+        let banks = self.chip.mem.banks as usize;
+        self.banks
+            .get(slice as usize * banks + bank as usize)
+            .map_or(0, |b| b.0)
     }
 
     fn diag(dir: Dir, t: u64, x: u16) -> i64 {
@@ -889,7 +979,7 @@ impl<'p> Engine<'p> {
             if let Some(other) = recs.as_slice().iter().find(|r| r.x == x) {
                 let prev = self
                     .writes
-                    .get(&other.write)
+                    .get(other.write)
                     .map(|w| w.producer)
                     .unwrap_or(0);
                 return Err((
@@ -900,7 +990,7 @@ impl<'p> Engine<'p> {
             }
             recs.push(rec);
         }
-        self.writes.insert(
+        self.writes.push(
             id,
             Written {
                 values,
@@ -965,7 +1055,7 @@ impl<'p> Engine<'p> {
                 ));
             };
             if rec.part != k as u8 || found.is_some_and(|f| f != rec.write) {
-                let who = self.writes.get(&rec.write).map(|w| w.producer).unwrap_or(0);
+                let who = self.writes.get(rec.write).map(|w| w.producer).unwrap_or(0);
                 return Err((
                     HazardKind::WrongProducer,
                     format!("the {ty} operand spans streams carrying parts of different values (i{who} among them)"),
@@ -974,7 +1064,7 @@ impl<'p> Engine<'p> {
             }
             found = Some(rec.write);
         }
-        let w = found.and_then(|f| self.writes.get(&f)).ok_or_else(|| {
+        let w = found.and_then(|f| self.writes.get(f)).ok_or_else(|| {
             (
                 HazardKind::EmptyStream,
                 "stream value was lost".to_string(),
@@ -1044,7 +1134,14 @@ impl<'p> Engine<'p> {
 
     fn bank(&mut self, slice: u16, addr: u32, t: u64, w: u64, id: u32) -> Result<(), Fail> {
         let bank = addr / self.chip.mem.addresses_per_bank;
-        let e = self.banks.entry((slice, bank)).or_insert((0, 0));
+        let banks = self.chip.mem.banks as usize;
+        let Some(e) = self.banks.get_mut(slice as usize * banks + bank as usize) else {
+            return Err((
+                HazardKind::BankConflict,
+                format!("bank {bank} of mem@{slice} does not exist"),
+                None,
+            ));
+        };
         if e.0 > t {
             return Err((
                 HazardKind::BankConflict,
@@ -1064,7 +1161,7 @@ impl<'p> Engine<'p> {
         let slot = &q.slots[iss.slot as usize];
         let i: &Instr = &slot.instr;
         let x = q.queue.slice;
-        let d = self.chip.delay(i.op) as u64;
+        let d = self.delays[i.op as usize];
         let expect = |k: DepKind| {
             slot.deps
                 .iter()
@@ -1114,7 +1211,7 @@ impl<'p> Engine<'p> {
                     .push(Effect::Sram {
                         slice: x,
                         addr: i.arg as u32,
-                        planes: v.to_byte_planes(),
+                        values: v,
                         node: slot.node,
                     });
                 Ok(())
