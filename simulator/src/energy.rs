@@ -62,28 +62,26 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     // Every (queue, slot) the run issued, with how many times: the slots
     // themselves and their REPEATs when the run completed (the sums do not
     // depend on the order), the issues up to the hazard's cycle otherwise.
-    let issued: Vec<(usize, usize, u64)> = match o.hazard.as_ref().map(|h| h.cycle) {
-        None => p
-            .queues
-            .iter()
-            .enumerate()
-            .flat_map(|(qi, q)| {
-                q.slots.iter().enumerate().map(move |(si, _)| {
-                    let repeats = match q.slots.get(si + 1) {
-                        Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
-                        _ => 0,
-                    };
-                    (qi, si, 1 + repeats)
-                })
+    let issued: Box<dyn Iterator<Item = (usize, usize, u64)>> = match o.hazard.as_ref() {
+        None => Box::new(p.queues.iter().enumerate().flat_map(|(qi, q)| {
+            q.slots.iter().enumerate().map(move |(si, _)| {
+                let repeats = match q.slots.get(si + 1) {
+                    Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
+                    _ => 0,
+                };
+                (qi, si, 1 + repeats)
             })
-            .collect(),
-        Some(stop) => p
-            .issue_times()
-            .ok()?
-            .iter()
-            .take_while(|iss| iss.cycle <= stop)
-            .map(|iss| (iss.queue as usize, iss.slot as usize, 1))
-            .collect(),
+        })),
+        Some(h) => {
+            let stop = h.cycle;
+            Box::new(
+                p.issue_times()
+                    .ok()?
+                    .into_iter()
+                    .take_while(move |iss| iss.cycle <= stop)
+                    .map(|iss| (iss.queue as usize, iss.slot as usize, 1)),
+            )
+        }
     };
     let lanes = p.chip.lanes() as u64;
     let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
@@ -113,7 +111,7 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     };
     let (mut instrs, mut macs_i8, mut macs_f16, mut lane_ops, mut sram, mut hops) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for &(qi, si, times) in &issued {
+    for (qi, si, times) in issued {
         let q = &p.queues[qi];
         let slot = &q.slots[si];
         let op = slot.instr.op;

@@ -400,7 +400,7 @@ pub fn simulate(
     let dep_violation = e.check_deps(&issues);
     let mut end = 0u64;
     let mut hazard = None;
-    let mut next_prune = 4096u64;
+    let mut next_prune = 512u64;
     // Issues per queue index, gathered into `stats.issued` at the end.
     let mut issued = vec![0u64; p.queues.len()];
     for iss in &issues {
@@ -414,7 +414,7 @@ pub fn simulate(
         }
         if t >= next_prune {
             e.prune(t);
-            next_prune = t + 4096;
+            next_prune = t + 512;
         }
         let q = &p.queues[iss.queue as usize];
         let slot = &q.slots[iss.slot as usize];
