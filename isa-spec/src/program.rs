@@ -12,6 +12,7 @@
 use crate::config::{ChipConfig, SliceKind};
 use crate::isa::{Opcode, Operand, Typing, Unit};
 use crate::{DType, Instr, Values};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -378,8 +379,9 @@ impl Program {
         // Instruction ids seen: a bit per id when the ids are (as the
         // compiler numbers them) about 0..n, else a set.
         let slots = self.queues.iter().flat_map(|q| &q.slots);
-        let count = slots.clone().count();
-        let max_id = slots.clone().map(|s| s.id as usize).max().unwrap_or(0);
+        let (count, max_id) = slots
+            .clone()
+            .fold((0usize, 0usize), |(n, m), s| (n + 1, m.max(s.id as usize)));
         let dense_ids = max_id <= 2 * count + 1024;
         let mut id_bits = vec![0u64; if dense_ids { max_id / 64 + 1 } else { 0 }];
         let mut id_set = BTreeSet::new();
@@ -393,7 +395,35 @@ impl Program {
                 id_set.insert(id)
             }
         };
-        for q in &self.queues {
+        // Output stream groups by instruction id, filled in as the ids are
+        // checked: a dense table when the ids are (as the compiler numbers
+        // them) about 0..n, else a map.
+        let groups_of = |s: &Slot| {
+            if s.instr.op.writes_stream() {
+                s.instr.dst_groups()
+            } else {
+                0
+            }
+        };
+        let mut dense: Vec<Option<usize>> = vec![None; if dense_ids { max_id + 1 } else { 0 }];
+        let mut sparse: BTreeMap<u32, usize> = BTreeMap::new();
+        // The slots' own rules, queue by queue on all cores: the first
+        // broken one of each queue (its index and message).
+        let slot_errors: Vec<Option<(usize, String)>> = self
+            .queues
+            .par_iter()
+            .map(|q| {
+                q.slots.iter().enumerate().find_map(|(k, s)| {
+                    let prev = k.checked_sub(1).map(|p| &q.slots[p].instr);
+                    self.check_slot(q.queue, s, prev, lanes)
+                        .err()
+                        .map(|m| (k, format!("queue {}, instruction i{}: {m}", q.queue, s.id)))
+                })
+            })
+            .collect();
+        // Reported as a walk in queue order would meet them: a queue's own
+        // rules, then per slot a reused id before the slot's rules.
+        for (q, slot_error) in self.queues.iter().zip(slot_errors) {
             if !seen_queues.insert(q.queue) {
                 return err(format!("queue {} appears twice", q.queue));
             }
@@ -420,60 +450,50 @@ impl Program {
             } else if q.queue != QueueId::ICU {
                 return err(format!("queue {}: malformed ICU queue id", q.queue));
             }
-            for (k, s) in q.slots.iter().enumerate() {
+            let checked = slot_error.as_ref().map_or(q.slots.len(), |e| e.0 + 1);
+            for s in &q.slots[..checked] {
                 if !first_use(s.id) {
                     return err(format!("instruction id i{} is used twice", s.id));
                 }
-                let prev = if k > 0 {
-                    Some(&q.slots[k - 1].instr)
+                let groups = groups_of(s);
+                if dense_ids {
+                    dense[s.id as usize] = Some(groups);
                 } else {
-                    None
-                };
-                self.check_slot(q.queue, s, prev, lanes).map_err(|m| {
-                    ProgramError::Invalid(format!("queue {}, instruction i{}: {m}", q.queue, s.id))
-                })?;
+                    sparse.insert(s.id, groups);
+                }
+            }
+            if let Some((_, m)) = slot_error {
+                return err(m);
             }
         }
-        // Output stream groups by instruction id: a dense table when the ids
-        // are (as the compiler numbers them) about 0..n, else a map.
-        let groups_of = |s: &Slot| {
-            if s.instr.op.writes_stream() {
-                s.instr.dst_groups()
-            } else {
-                0
-            }
-        };
-        let (dense, sparse): (Vec<Option<usize>>, BTreeMap<u32, usize>) = if dense_ids {
-            let mut d = vec![None; max_id + 1];
-            for s in slots {
-                d[s.id as usize] = Some(groups_of(s));
-            }
-            (d, BTreeMap::new())
-        } else {
-            (Vec::new(), slots.map(|s| (s.id, groups_of(s))).collect())
-        };
         let outputs = |id: u32| match dense.get(id as usize) {
             Some(g) => *g,
             None => sparse.get(&id).copied(),
         };
-        for q in &self.queues {
-            for s in &q.slots {
-                for d in &s.deps {
+        // Every edge names an instruction and one of its output groups (the
+        // first broken edge in queue order; queues checked on all cores).
+        let edge_error = |q: &QueueProgram| {
+            q.slots.iter().find_map(|s| {
+                s.deps.iter().find_map(|d| {
                     let Some(groups) = outputs(d.on) else {
-                        return err(format!(
+                        return Some(format!(
                             "queue {}, instruction i{}: depends on unknown instruction i{}",
                             q.queue, s.id, d.on
                         ));
                     };
                     let stream = matches!(d.kind, DepKind::Src | DepKind::Src2);
-                    if (stream && d.group as usize >= groups) || (!stream && d.group != 0) {
-                        return err(format!(
+                    ((stream && d.group as usize >= groups) || (!stream && d.group != 0)).then(|| {
+                        format!(
                             "queue {}, instruction i{}: reads stream group {} of i{}, which writes {groups}",
                             q.queue, s.id, d.group, d.on
-                        ));
-                    }
-                }
-            }
+                        )
+                    })
+                })
+            })
+        };
+        let edge_errors: Vec<Option<String>> = self.queues.par_iter().map(edge_error).collect();
+        if let Some(m) = edge_errors.into_iter().flatten().next() {
+            return err(m);
         }
         let mem = |at: &VecLoc, width: usize, what: &str| -> Result<(), ProgramError> {
             if slices.get(at.slice as usize) != Some(&SliceKind::Mem) {
