@@ -14,6 +14,7 @@
 //! Nothing here depends on another crate of the workspace.
 
 pub mod asm;
+mod chunked;
 pub mod config;
 pub mod dtype;
 pub mod isa;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Version of the program format; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Largest REPEAT count.
 pub const MAX_REPEAT: i64 = 1 << 16;
@@ -284,8 +284,10 @@ pub struct Program {
     pub outputs: Vec<Binding>,
     /// Instruction queues, in a canonical order (ICU first, then by slice and
     /// queue index).
+    #[serde(with = "crate::chunked::per_queue")]
     pub queues: Vec<QueueProgram>,
     /// Initial SRAM contents.
+    #[serde(with = "crate::chunked::per_4096")]
     pub memory: Vec<MemInit>,
 }
 
