@@ -1008,7 +1008,7 @@ impl<'p> Engine<'p> {
         y: u16,
         r: u64,
         expect: Option<(u32, u8)>,
-    ) -> Result<Values, Fail> {
+    ) -> Result<&Values, Fail> {
         if let Some(l) = &self.latched {
             let v = expect.and_then(|e| l.get(&e)).ok_or_else(|| {
                 (
@@ -1025,7 +1025,7 @@ impl<'p> Engine<'p> {
                     Some(s),
                 ));
             }
-            return Ok(v.clone());
+            return Ok(v);
         }
         let diag = Self::diag(s.dir, r, y);
         let mut found: Option<u64> = None;
@@ -1098,7 +1098,28 @@ impl<'p> Engine<'p> {
                 Some(s),
             ));
         }
-        Ok(w.values.clone())
+        Ok(&w.values)
+    }
+
+    /// The value of the first (`DepKind::Src`) or second (`DepKind::Src2`)
+    /// source stream of `slot`, read at position `x` on cycle `t` and
+    /// checked against the producer its edge names.
+    fn operand(
+        &self,
+        slot: &lpu_isa::program::Slot,
+        which: DepKind,
+        x: u16,
+        t: u64,
+    ) -> Result<&Values, Fail> {
+        let i = &slot.instr;
+        let s = if which == DepKind::Src { i.src } else { i.src2 }
+            .ok_or_else(|| (HazardKind::EmptyStream, "missing source".into(), None))?;
+        let expect = slot
+            .deps
+            .iter()
+            .find(|dp| dp.kind == which)
+            .map(|dp| (dp.on, dp.group));
+        self.read_stream(s, i.ty, x, t, expect)
     }
 
     /// Reads the `src_groups()` vectors of a multi-group source (`lw`,
@@ -1128,6 +1149,7 @@ impl<'p> Engine<'p> {
                     dir: s.dir,
                 };
                 self.read_stream(sk, i.ty, x, t, producers.get(k).copied())
+                    .cloned()
             })
             .collect()
     }
@@ -1162,18 +1184,6 @@ impl<'p> Engine<'p> {
         let i: &Instr = &slot.instr;
         let x = q.queue.slice;
         let d = self.delays[i.op as usize];
-        let expect = |k: DepKind| {
-            slot.deps
-                .iter()
-                .find(|dp| dp.kind == k)
-                .map(|dp| (dp.on, dp.group))
-        };
-        let src = |e: &Self, ty: DType| -> Result<Values, Fail> {
-            let s = i
-                .src
-                .ok_or_else(|| (HazardKind::EmptyStream, "missing source".into(), None))?;
-            e.read_stream(s, ty, x, t, expect(DepKind::Src))
-        };
         let dst = i.dst;
         let out = |e: &mut Self, v: Values| -> Result<(), Fail> {
             match dst {
@@ -1204,7 +1214,7 @@ impl<'p> Engine<'p> {
             }
             Opcode::Write => {
                 self.bank(x, i.arg as u32, t, i.ty.bytes() as u64, slot.id)?;
-                let v = src(self, i.ty)?;
+                let v = self.operand(slot, DepKind::Src, x, t)?.clone();
                 self.effects
                     .entry(t + d + self.extra)
                     .or_default()
@@ -1217,21 +1227,18 @@ impl<'p> Engine<'p> {
                 Ok(())
             }
             Opcode::Add | Opcode::Sub | Opcode::Mul | Opcode::Max | Opcode::Min => {
-                let a = src(self, i.ty)?;
-                let s2 = i
-                    .src2
-                    .ok_or_else(|| (HazardKind::EmptyStream, "missing source".into(), None))?;
-                let b = self.read_stream(s2, i.ty, x, t, expect(DepKind::Src2))?;
+                let a = self.operand(slot, DepKind::Src, x, t)?;
+                let b = self.operand(slot, DepKind::Src2, x, t)?;
                 let v =
-                    vxm::binary(i.op, &a, &b).map_err(|m| (HazardKind::WrongProducer, m, None))?;
+                    vxm::binary(i.op, a, b).map_err(|m| (HazardKind::WrongProducer, m, None))?;
                 out(self, v)
             }
             Opcode::AddImm | Opcode::MulImm => {
-                let a = src(self, i.ty)?;
-                out(self, vxm::binary_imm(i.op, &a, i.imm))
+                let a = self.operand(slot, DepKind::Src, x, t)?;
+                out(self, vxm::binary_imm(i.op, a, i.imm))
             }
             Opcode::Mov => {
-                let a = src(self, i.ty)?;
+                let a = self.operand(slot, DepKind::Src, x, t)?.clone();
                 out(self, a)
             }
             Opcode::Relu
@@ -1240,15 +1247,15 @@ impl<'p> Engine<'p> {
             | Opcode::Exp
             | Opcode::Tanh
             | Opcode::Rsqrt => {
-                let a = src(self, i.ty)?;
-                out(self, vxm::unary(i.op, &a))
+                let a = self.operand(slot, DepKind::Src, x, t)?;
+                out(self, vxm::unary(i.op, a))
             }
             Opcode::Convert => {
-                let a = src(self, i.ty)?;
-                out(self, vxm::convert(&a, i.to))
+                let a = self.operand(slot, DepKind::Src, x, t)?;
+                out(self, vxm::convert(a, i.to))
             }
             Opcode::NarrowConvert => {
-                let a = src(self, i.ty)?;
+                let a = self.operand(slot, DepKind::Src, x, t)?;
                 let f = lpu_isa::narrow::Format::from_code(i.arg).ok_or_else(|| {
                     (
                         HazardKind::WrongProducer,
@@ -1256,15 +1263,15 @@ impl<'p> Engine<'p> {
                         None,
                     )
                 })?;
-                out(self, vxm::narrow_convert(&a, f, i.arg2 != 0))
+                out(self, vxm::narrow_convert(a, f, i.arg2 != 0))
             }
             Opcode::Quantize => {
-                let a = src(self, i.ty)?;
-                out(self, vxm::quantize(&a, i.imm, i.arg2, i.to))
+                let a = self.operand(slot, DepKind::Src, x, t)?;
+                out(self, vxm::quantize(a, i.imm, i.arg2, i.to))
             }
             Opcode::Dequantize => {
-                let a = src(self, i.ty)?;
-                out(self, vxm::dequantize(&a, i.imm, i.arg2))
+                let a = self.operand(slot, DepKind::Src, x, t)?;
+                out(self, vxm::dequantize(a, i.imm, i.arg2))
             }
             Opcode::LoadWeights => {
                 // Row k arrives on the k-th stream group from `src` on.
@@ -1284,18 +1291,18 @@ impl<'p> Engine<'p> {
             Opcode::InstallWeights => {
                 let size = self.chip.mxm.size as usize;
                 let pl = self.planes.entry(x).or_default();
-                let staged = std::mem::take(&mut pl.staging);
+                let mut staged = std::mem::take(&mut pl.staging);
                 let ty = staged
                     .iter()
                     .flatten()
                     .next()
                     .map(|v| v.dtype())
                     .unwrap_or(DType::I8);
-                let rows = (0..size)
+                staged.resize(size, None);
+                let rows = staged
+                    .into_iter()
                     .map(|r| {
-                        staged.get(r).cloned().flatten().unwrap_or_else(|| {
-                            Values::zeros(ty, if self.timing { 0 } else { size })
-                        })
+                        r.unwrap_or_else(|| Values::zeros(ty, if self.timing { 0 } else { size }))
                     })
                     .collect();
                 self.effects
@@ -1305,24 +1312,24 @@ impl<'p> Engine<'p> {
                 Ok(())
             }
             Opcode::Matmul => {
-                let a = src(self, i.ty)?;
+                let a = self.operand(slot, DepKind::Src, x, t)?;
                 let lanes = self.lanes;
-                let pl = self.planes.entry(x).or_default();
-                let rows = pl.active.as_ref().ok_or_else(|| {
+                let pl = self.planes.get(&x);
+                let rows = pl.and_then(|pl| pl.active.as_ref()).ok_or_else(|| {
                     (
                         HazardKind::MxmState,
                         format!("mm on plane mxm@{x} before any weights were installed"),
                         None,
                     )
                 })?;
-                let wide = match &pl.wide {
-                    Some(w) if !self.timing => vxm::matvec_wide(&a, w, lanes),
+                let wide = match pl.and_then(|pl| pl.wide.as_ref()) {
+                    Some(w) if !self.timing => vxm::matvec_wide(a, w, lanes),
                     _ => None,
                 };
                 let v = match wide {
                     Some(v) => Ok(v),
-                    None if self.timing => vxm::matvec_type(&a, rows),
-                    None => vxm::matvec(&a, rows, lanes),
+                    None if self.timing => vxm::matvec_type(a, rows),
+                    None => vxm::matvec(a, rows, lanes),
                 }
                 .map_err(|m| (HazardKind::MxmState, m, None))?;
                 self.effects.entry(t + d).or_default().push(Effect::Acc {
@@ -1364,16 +1371,16 @@ impl<'p> Engine<'p> {
                 out(self, v)
             }
             Opcode::Shift | Opcode::Rotate => {
-                let a = src(self, i.ty)?;
+                let a = self.operand(slot, DepKind::Src, x, t)?;
                 let n = self.lanes as i64;
                 let k = i.arg;
                 let v = if i.op == Opcode::Shift {
-                    vxm::move_lanes(&a, |l| {
+                    vxm::move_lanes(a, |l| {
                         let s = l as i64 - k;
                         (0..n).contains(&s).then_some(s as usize)
                     })
                 } else {
-                    vxm::move_lanes(&a, |l| Some((l as i64 - k).rem_euclid(n) as usize))
+                    vxm::move_lanes(a, |l| Some((l as i64 - k).rem_euclid(n) as usize))
                 };
                 out(self, v)
             }
@@ -1410,9 +1417,9 @@ impl<'p> Engine<'p> {
                 Ok(())
             }
             Opcode::Permute => {
-                let a = src(self, i.ty)?;
+                let a = self.operand(slot, DepKind::Src, x, t)?;
                 let table = &self.p.perm_tables[i.arg as usize];
-                let v = vxm::move_lanes(&a, |l| Some(table[l] as usize));
+                let v = vxm::move_lanes(a, |l| Some(table[l] as usize));
                 out(self, v)
             }
         }
