@@ -117,6 +117,8 @@ struct Plane {
     active: Option<Vec<Values>>,
     /// `active` widened to f32 when it is fp16 (values runs only).
     wide: Option<vxm::WideWeights>,
+    /// The type of every row of `active`, `None` when they differ.
+    active_type: Option<DType>,
     accs: Vec<Option<Values>>,
 }
 
@@ -896,6 +898,7 @@ impl<'p> Engine<'p> {
                         } else {
                             vxm::WideWeights::new(&rows)
                         };
+                        pl.active_type = vxm::uniform_dtype(&rows);
                         pl.active = Some(rows);
                     }
                     Effect::Acc { plane, acc, v, add } => {
@@ -1328,7 +1331,11 @@ impl<'p> Engine<'p> {
                 };
                 let v = match wide {
                     Some(v) => Ok(v),
-                    None if self.timing => vxm::matvec_type(a, rows),
+                    None if self.timing => {
+                        let rows_type = pl.and_then(|pl| pl.active_type);
+                        vxm::product_type(a.dtype(), |w| rows_type == Some(w))
+                            .map(|acc| Values::zeros(acc, 0))
+                    }
                     None => vxm::matvec(a, rows, lanes),
                 }
                 .map_err(|m| (HazardKind::MxmState, m, None))?;

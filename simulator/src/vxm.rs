@@ -364,22 +364,30 @@ pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> 
     }
 }
 
-/// The type checks of [`matvec`] without the arithmetic (timing-only
-/// runs): an empty vector of the accumulator type, or the same error.
-pub fn matvec_type(x: &Values, rows: &[Values]) -> Result<Values, String> {
-    let (acc, w) = match x.dtype() {
+/// The common type of `rows`, `None` when they differ (or there are none).
+pub fn uniform_dtype(rows: &[Values]) -> Option<DType> {
+    let first = rows.first()?.dtype();
+    rows.iter().all(|r| r.dtype() == first).then_some(first)
+}
+
+/// The accumulator type of a product of an `x`-typed activation vector and
+/// weight rows, or [`matvec`]'s error; `rows_are(w)` tells whether every
+/// row is of type `w` (O(1) for a plane whose rows' type was found once at
+/// install, with [`uniform_dtype`]).
+pub fn product_type(x: DType, rows_are: impl FnOnce(DType) -> bool) -> Result<DType, String> {
+    let (acc, w) = match x {
         DType::I8 => (DType::I32, DType::I8),
         DType::F16 => (DType::F32, DType::F16),
         t => return Err(format!("the MXM does not multiply {t}")),
     };
-    if rows.iter().any(|r| r.dtype() != w) {
+    if !rows_are(w) {
         return Err(if w == DType::I8 {
             "int8 activations against non-int8 weights".into()
         } else {
             "fp16 activations against non-fp16 weights".into()
         });
     }
-    Ok(Values::zeros(acc, 0))
+    Ok(acc)
 }
 
 /// Lane movement: `out[i] = in[src(i)]`, zero where `src` gives `None`.
