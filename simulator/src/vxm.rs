@@ -275,6 +275,12 @@ pub enum WideWeights {
         /// after it add nothing: a product with fewer output channels than
         /// lanes leaves the rest of each row zero).
         rows: Vec<Vec<i16>>,
+        /// No weight is -128. Then two products sum exactly in i16
+        /// (`|x w| <= 128 * 127`, and twice that is below 2^15), so rows
+        /// go two at a time, with one widening and one i32 add per lane
+        /// for both; the sum is the same because i32 addition wraps.
+        /// (Weights quantized symmetrically, as `lpc` does, never are.)
+        paired: bool,
     },
 }
 
@@ -308,12 +314,14 @@ impl WideWeights {
             }
             Values::I8(_) => {
                 let mut wide = Vec::with_capacity(rows.len());
+                let mut paired = true;
                 for r in rows {
                     let Values::I8(w) = r else { return None };
                     let len = nonzero_len(w, &0);
+                    paired &= !w.contains(&i8::MIN);
                     wide.push(w[..len].iter().map(|&v| i16::from(v)).collect());
                 }
-                Some(WideWeights::I8 { rows: wide })
+                Some(WideWeights::I8 { rows: wide, paired })
             }
             _ => None,
         }
@@ -346,16 +354,42 @@ pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> 
             }
             Some(Values::F32(out))
         }
-        (Values::I8(xv), WideWeights::I8 { rows }) => {
+        (Values::I8(xv), WideWeights::I8 { rows, paired }) => {
             let mut out = vec![0i32; lanes];
-            for (&x, row) in xv.iter().zip(rows) {
-                let xk = i16::from(x);
-                if xk == 0 {
-                    continue;
-                }
-                // |x * w| <= 2^14: the i16 product is exact.
+            // |x * w| <= 2^14: the i16 product is exact.
+            let add_row = |out: &mut [i32], xk: i16, row: &[i16]| {
                 for (o, &wv) in out.iter_mut().zip(row) {
                     *o = o.wrapping_add(i32::from(xk.wrapping_mul(wv)));
+                }
+            };
+            let n = xv.len().min(rows.len());
+            let mut k = 0;
+            if *paired {
+                while k + 1 < n {
+                    let (xa, xb) = (i16::from(xv[k]), i16::from(xv[k + 1]));
+                    let (ra, rb) = (&rows[k], &rows[k + 1]);
+                    k += 2;
+                    match (xa, xb) {
+                        (0, 0) => continue,
+                        (_, 0) => add_row(&mut out, xa, ra),
+                        (0, _) => add_row(&mut out, xb, rb),
+                        _ => {
+                            let both = ra.len().min(rb.len());
+                            for ((o, &wa), &wb) in out.iter_mut().zip(&ra[..both]).zip(&rb[..both])
+                            {
+                                let sum = xa.wrapping_mul(wa).wrapping_add(xb.wrapping_mul(wb));
+                                *o = o.wrapping_add(i32::from(sum));
+                            }
+                            add_row(&mut out[both..], xa, &ra[both..]);
+                            add_row(&mut out[both..], xb, &rb[both..]);
+                        }
+                    }
+                }
+            }
+            for (&x, row) in xv[k..n].iter().zip(&rows[k..n]) {
+                let xk = i16::from(x);
+                if xk != 0 {
+                    add_row(&mut out, xk, row);
                 }
             }
             Some(Values::I32(out))
@@ -453,19 +487,54 @@ mod tests {
         ]
     }
 
+    /// int8 values, zero with weight `zeros` out of 8 and the extremes
+    /// (-128, -127, 127) often: with and without a -128 weight, rows are
+    /// summed in pairs or one at a time.
+    fn int8_value(zeros: u32) -> impl Strategy<Value = i8> {
+        prop_oneof![
+            zeros => Just(0i8),
+            1 => Just(i8::MIN),
+            1 => Just(-127i8),
+            1 => Just(i8::MAX),
+            5 - zeros.min(4) => any::<i8>(),
+        ]
+    }
+
+    /// The extremes that summing two products in i16 must survive: every
+    /// product is 128 * 127 in magnitude (paired rows), or 128 * 128 (a
+    /// -128 weight: one row at a time).
+    #[test]
+    fn wide_matvec_int8_extremes() {
+        for w in [-127i8, 127, i8::MIN] {
+            for x in [i8::MIN, i8::MAX] {
+                let xs = Values::I8(vec![x; 12]);
+                let rows: Vec<Values> = (0..12).map(|_| Values::I8(vec![w; 12])).collect();
+                let wide = WideWeights::new(&rows).expect("int8 rows");
+                assert_eq!(
+                    matvec_wide(&xs, &wide, 12),
+                    Some(matvec(&xs, &rows, 12).unwrap())
+                );
+            }
+        }
+    }
+
     proptest! {
         /// The widened product, rows cut after their last nonzero weight,
         /// equals the plain one bit for bit.
         #[test]
         fn wide_matvec_equals_plain_int8(
-            x in prop::collection::vec(prop_oneof![2 => Just(0i8), 3 => any::<i8>()], 12),
-            w in prop::collection::vec(
-                prop::collection::vec(prop_oneof![3 => Just(0i8), 2 => any::<i8>()], 12),
-                12,
-            ),
+            x in prop::collection::vec(int8_value(2), 12),
+            w in prop::collection::vec(prop::collection::vec(int8_value(3), 12), 11..13),
+            symmetric in any::<bool>(),
         ) {
             let x = Values::I8(x);
-            let rows: Vec<Values> = w.into_iter().map(Values::I8).collect();
+            // Half the cases without a -128 weight, as lpc quantizes: the
+            // rows are then summed two at a time.
+            let lift = |v: i8| if symmetric { v.max(-127) } else { v };
+            let rows: Vec<Values> = w
+                .into_iter()
+                .map(|r| Values::I8(r.into_iter().map(lift).collect()))
+                .collect();
             let wide = WideWeights::new(&rows).expect("int8 rows");
             prop_assert_eq!(matvec_wide(&x, &wide, 12), Some(matvec(&x, &rows, 12).unwrap()));
         }
