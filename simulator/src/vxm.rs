@@ -4,6 +4,7 @@
 //! other.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use lpu_isa::{DType, Opcode, Values};
 
 fn sat8(x: i64) -> i8 {
@@ -302,7 +303,10 @@ impl WideWeights {
                 for r in rows {
                     let Values::F16(w) = r else { return None };
                     finite.push(w.iter().all(|v| v.is_finite()));
-                    let row: Vec<f32> = w.iter().map(|v| v.to_f32()).collect();
+                    // Exact either way; the slice form converts several
+                    // elements per instruction where the CPU can.
+                    let mut row = vec![0f32; w.len()];
+                    w.convert_to_f32_slice(&mut row);
                     nonzero.push(nonzero_len(&row, &0.0));
                     wide.push(row);
                 }
