@@ -146,6 +146,60 @@ enum Effect {
     },
 }
 
+/// Effects waiting for the cycle they land on: slot `k` of `slots` holds
+/// those of cycle `first + k`, in the order they were queued (a ring of
+/// reused vectors instead of a map entry and a fresh vector per cycle).
+#[derive(Default)]
+struct Pending {
+    first: u64,
+    slots: std::collections::VecDeque<Vec<Effect>>,
+    /// Emptied slot vectors, kept for reuse.
+    spare: Vec<Vec<Effect>>,
+}
+
+impl Pending {
+    /// Queues `effect` to land on `cycle`.
+    fn push(&mut self, cycle: u64, effect: Effect) {
+        if self.slots.is_empty() {
+            self.first = cycle;
+        }
+        // Only an effect that lands on the cycle just applied (a zero
+        // delay) comes before `first`.
+        while cycle < self.first {
+            let v = self.spare.pop().unwrap_or_default();
+            self.slots.push_front(v);
+            self.first -= 1;
+        }
+        let k = (cycle - self.first) as usize;
+        while self.slots.len() <= k {
+            let v = self.spare.pop().unwrap_or_default();
+            self.slots.push_back(v);
+        }
+        self.slots[k].push(effect);
+    }
+
+    /// The effects of the earliest cycle not after `upto` that has any, in
+    /// queue order; hand the vector back with [`Pending::recycle`].
+    fn pop_due(&mut self, upto: u64) -> Option<Vec<Effect>> {
+        while self.first <= upto {
+            let v = self.slots.pop_front()?;
+            self.first += 1;
+            if !v.is_empty() {
+                return Some(v);
+            }
+            self.spare.push(v);
+        }
+        None
+    }
+
+    /// Returns an emptied vector from [`Pending::pop_due`].
+    fn recycle(&mut self, v: Vec<Effect>) {
+        if v.is_empty() {
+            self.spare.push(v);
+        }
+    }
+}
+
 struct StreamRec {
     x: u16,
     write: u64,
@@ -313,7 +367,7 @@ pub(crate) struct Engine<'p> {
     slices: Vec<SliceKind>,
     mem: Vec<Option<SliceMem>>,
     planes: BTreeMap<u16, Plane>,
-    effects: BTreeMap<u64, Vec<Effect>>,
+    effects: Pending,
     streams: StreamRing,
     writes: Writes,
     next_write: u64,
@@ -500,7 +554,7 @@ impl<'p> Engine<'p> {
             slices: p.chip.slices(),
             mem: (0..p.chip.slices().len()).map(|_| None).collect(),
             planes: BTreeMap::new(),
-            effects: BTreeMap::new(),
+            effects: Pending::default(),
             streams: StreamRing::new(
                 p.chip.streams_per_direction as usize,
                 p.chip.slices().len(),
@@ -868,11 +922,8 @@ impl<'p> Engine<'p> {
     }
 
     pub(crate) fn apply_effects(&mut self, upto: u64) {
-        while let Some(entry) = self.effects.first_entry() {
-            if *entry.key() > upto {
-                break;
-            }
-            for eff in entry.remove() {
+        while let Some(mut due) = self.effects.pop_due(upto) {
+            for eff in due.drain(..) {
                 match eff {
                     Effect::Sram {
                         slice,
@@ -913,6 +964,7 @@ impl<'p> Engine<'p> {
                     }
                 }
             }
+            self.effects.recycle(due);
         }
     }
 
@@ -1218,15 +1270,15 @@ impl<'p> Engine<'p> {
             Opcode::Write => {
                 self.bank(x, i.arg as u32, t, i.ty.bytes() as u64, slot.id)?;
                 let v = self.operand(slot, DepKind::Src, x, t)?.clone();
-                self.effects
-                    .entry(t + d + self.extra)
-                    .or_default()
-                    .push(Effect::Sram {
+                self.effects.push(
+                    t + d + self.extra,
+                    Effect::Sram {
                         slice: x,
                         addr: i.arg as u32,
                         values: v,
                         node: slot.node,
-                    });
+                    },
+                );
                 Ok(())
             }
             Opcode::Add | Opcode::Sub | Opcode::Mul | Opcode::Max | Opcode::Min => {
@@ -1280,14 +1332,14 @@ impl<'p> Engine<'p> {
                 // Row k arrives on the k-th stream group from `src` on.
                 let rows = self.read_groups(slot, x, t)?;
                 for (k, v) in rows.into_iter().enumerate() {
-                    self.effects
-                        .entry(t + d)
-                        .or_default()
-                        .push(Effect::Staging {
+                    self.effects.push(
+                        t + d,
+                        Effect::Staging {
                             plane: x,
                             row: i.arg as usize + k,
                             v,
-                        });
+                        },
+                    );
                 }
                 Ok(())
             }
@@ -1308,10 +1360,7 @@ impl<'p> Engine<'p> {
                         r.unwrap_or_else(|| Values::zeros(ty, if self.timing { 0 } else { size }))
                     })
                     .collect();
-                self.effects
-                    .entry(t + d)
-                    .or_default()
-                    .push(Effect::Install { plane: x, rows });
+                self.effects.push(t + d, Effect::Install { plane: x, rows });
                 Ok(())
             }
             Opcode::Matmul => {
@@ -1339,12 +1388,15 @@ impl<'p> Engine<'p> {
                     None => vxm::matvec(a, rows, lanes),
                 }
                 .map_err(|m| (HazardKind::MxmState, m, None))?;
-                self.effects.entry(t + d).or_default().push(Effect::Acc {
-                    plane: x,
-                    acc: i.arg as usize,
-                    v,
-                    add: i.accumulate,
-                });
+                self.effects.push(
+                    t + d,
+                    Effect::Acc {
+                        plane: x,
+                        acc: i.arg as usize,
+                        v,
+                        add: i.accumulate,
+                    },
+                );
                 Ok(())
             }
             Opcode::Emit => {
