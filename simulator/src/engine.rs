@@ -256,9 +256,12 @@ impl Writes {
         self.list.get(k as usize)?.as_ref()
     }
 
-    /// Records write `id`, the next id after the last one pushed.
+    /// Records write `id`, a later id than any pushed before (an id taken
+    /// by a write that failed is left empty).
     fn push(&mut self, id: u64, w: Written) {
-        debug_assert_eq!(self.first + self.list.len() as u64, id);
+        while self.first + (self.list.len() as u64) < id {
+            self.list.push_back(None);
+        }
         self.list.push_back(Some(w));
     }
 
