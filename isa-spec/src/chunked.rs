@@ -7,9 +7,10 @@
 //! The result does not depend on the thread count. Decoding the 2.2 M slots
 //! of ResNet-50 was the largest serial part of loading a program.
 //!
-//! Used through `#[serde(with = "...")]` by [`crate::program::Program`]:
-//! [`per_queue`] for the queues (one queue per chunk: their sizes differ,
-//! and work stealing balances them), [`per_4096`] for the memory image.
+//! Used through `#[serde(serialize_with, deserialize_with)]` by
+//! [`crate::program::Program`]: one queue per chunk (their sizes differ,
+//! and work stealing balances them), 4096 vectors per chunk of the memory
+//! image.
 
 use rayon::prelude::*;
 use serde::de::{DeserializeOwned, Error as _};
@@ -26,68 +27,78 @@ impl<T: Serialize> Serialize for Chunk<'_, T> {
     }
 }
 
-/// Writes `items` as chunks of up to `n` elements.
-fn serialize<T: Serialize, S: Serializer>(items: &[T], n: usize, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(items.chunks(n).map(Chunk))
+/// Writes `items` as chunks of up to `N` elements.
+pub fn serialize<T: Serialize, S: Serializer, const N: usize>(
+    items: &[T],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.chunks(N).map(Chunk))
 }
 
 /// Reads chunks written by [`serialize`], decoding them in parallel.
-fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
+pub fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
 where
     T: DeserializeOwned + Send,
     D: Deserializer<'de>,
 {
     let chunks: Vec<&'de [u8]> = Vec::deserialize(d)?;
-    let parts: Vec<Vec<T>> = chunks
+    let parts: Vec<Result<Vec<T>, String>> = chunks
         .par_iter()
-        .map(|bytes| {
+        .enumerate()
+        .map(|(k, bytes)| {
             let (part, rest): (Vec<T>, &[u8]) =
-                postcard::take_from_bytes(bytes).map_err(|e| format!("damaged chunk: {e}"))?;
+                postcard::take_from_bytes(bytes).map_err(|e| format!("damaged chunk {k}: {e}"))?;
             if rest.is_empty() {
                 Ok(part)
             } else {
-                Err(format!("{} trailing bytes in a chunk", rest.len()))
+                Err(format!("{} trailing bytes in chunk {k}", rest.len()))
             }
         })
-        .collect::<Result<_, String>>()
-        .map_err(D::Error::custom)?;
-    Ok(parts.into_iter().flatten().collect())
+        .collect();
+    // The first damaged chunk in order, whichever thread met it first (the
+    // same error on any thread count).
+    let mut items = Vec::new();
+    for part in parts {
+        items.extend(part.map_err(D::Error::custom)?);
+    }
+    Ok(items)
 }
 
-/// One element per chunk (the queues).
-pub mod per_queue {
+#[cfg(test)]
+mod tests {
     use super::*;
 
-    /// See [`super::serialize`].
-    pub fn serialize<T: Serialize, S: Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
-        super::serialize(items, 1, s)
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct List {
+        #[serde(
+            serialize_with = "serialize::<_, _, 3>",
+            deserialize_with = "deserialize"
+        )]
+        items: Vec<u32>,
     }
 
-    /// See [`super::deserialize`].
-    pub fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
-    where
-        T: DeserializeOwned + Send,
-        D: Deserializer<'de>,
-    {
-        super::deserialize(d)
-    }
-}
-
-/// 4096 elements per chunk (the memory image's vectors).
-pub mod per_4096 {
-    use super::*;
-
-    /// See [`super::serialize`].
-    pub fn serialize<T: Serialize, S: Serializer>(items: &[T], s: S) -> Result<S::Ok, S::Error> {
-        super::serialize(items, 4096, s)
+    #[test]
+    fn chunks_round_trip_in_order() {
+        for n in [0, 1, 3, 7, 300] {
+            let list = List {
+                items: (0..n).map(|i| i * 1000).collect(),
+            };
+            let bytes = postcard::to_allocvec(&list).expect("encodes");
+            assert_eq!(postcard::from_bytes::<List>(&bytes).expect("decodes"), list);
+        }
     }
 
-    /// See [`super::deserialize`].
-    pub fn deserialize<'de, T, D>(d: D) -> Result<Vec<T>, D::Error>
-    where
-        T: DeserializeOwned + Send,
-        D: Deserializer<'de>,
-    {
-        super::deserialize(d)
+    /// (postcard keeps no message of a custom error, only that decoding
+    /// failed.)
+    #[test]
+    fn a_damaged_chunk_is_an_error() {
+        let list = List {
+            items: (0..9).map(|i| i * 1000).collect(),
+        };
+        let mut bytes = postcard::to_allocvec(&list).expect("encodes");
+        // [chunks=3] [len] [count=3] [3 varints] ...: claim 5 elements in
+        // chunk 0, which then runs out of bytes.
+        bytes[2] = 5;
+        assert!(postcard::from_bytes::<List>(&bytes).is_err());
     }
 }

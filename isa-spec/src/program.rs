@@ -284,10 +284,16 @@ pub struct Program {
     pub outputs: Vec<Binding>,
     /// Instruction queues, in a canonical order (ICU first, then by slice and
     /// queue index).
-    #[serde(with = "crate::chunked::per_queue")]
+    #[serde(
+        serialize_with = "crate::chunked::serialize::<_, _, 1>",
+        deserialize_with = "crate::chunked::deserialize"
+    )]
     pub queues: Vec<QueueProgram>,
     /// Initial SRAM contents.
-    #[serde(with = "crate::chunked::per_4096")]
+    #[serde(
+        serialize_with = "crate::chunked::serialize::<_, _, 4096>",
+        deserialize_with = "crate::chunked::deserialize"
+    )]
     pub memory: Vec<MemInit>,
 }
 
