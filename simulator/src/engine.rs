@@ -1494,3 +1494,85 @@ fn dir_char(d: Dir) -> char {
         Dir::West => 'w',
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// An effect tagged `tag` (in its row field), to follow the order.
+    fn tagged(tag: usize) -> Effect {
+        Effect::Staging {
+            plane: 0,
+            row: tag,
+            v: Values::zeros(DType::I8, 0),
+        }
+    }
+
+    fn tag_of(e: &Effect) -> usize {
+        match e {
+            Effect::Staging { row, .. } => *row,
+            _ => usize::MAX,
+        }
+    }
+
+    proptest! {
+        /// `Pending` applies effects as a map from cycle to a list would:
+        /// cycle by cycle, each cycle's in the order queued, including
+        /// zero-delay effects queued for the cycle just applied.
+        #[test]
+        fn pending_effects_apply_like_a_map_by_cycle(
+            steps in prop::collection::vec((0u64..3, prop::collection::vec(0u64..6, 0..4)), 1..40),
+        ) {
+            let mut pending = Pending::default();
+            let mut model: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+            let (mut now, mut tag) = (0u64, 0usize);
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            for (advance, delays) in &steps {
+                now += advance;
+                while let Some(mut due) = pending.pop_due(now) {
+                    got.extend(due.drain(..).map(|e| tag_of(&e)));
+                    pending.recycle(due);
+                }
+                while let Some(entry) = model.first_entry() {
+                    if *entry.key() > now {
+                        break;
+                    }
+                    want.extend(entry.remove());
+                }
+                prop_assert_eq!(&got, &want);
+                for d in delays {
+                    pending.push(now + d, tagged(tag));
+                    model.entry(now + d).or_default().push(tag);
+                    tag += 1;
+                }
+            }
+            while let Some(mut due) = pending.pop_due(u64::MAX) {
+                got.extend(due.drain(..).map(|e| tag_of(&e)));
+                pending.recycle(due);
+            }
+            want.extend(model.into_values().flatten());
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    /// Writes skipped by a failed stream write leave empty entries, so
+    /// later ids still find their own write.
+    #[test]
+    fn writes_ring_keeps_ids_after_a_gap() {
+        let mut w = Writes::default();
+        let written = |producer| Written {
+            values: Values::zeros(DType::I8, 0),
+            producer,
+            group: 0,
+        };
+        w.push(0, written(10));
+        w.push(2, written(12));
+        assert_eq!(w.get(0).map(|x| x.producer), Some(10));
+        assert!(w.get(1).is_none());
+        assert_eq!(w.get(2).map(|x| x.producer), Some(12));
+        w.keep([2].into_iter());
+        assert!(w.get(0).is_none());
+        assert_eq!(w.get(2).map(|x| x.producer), Some(12));
+    }
+}
