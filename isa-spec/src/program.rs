@@ -308,6 +308,55 @@ pub enum ProgramError {
     Invalid(String),
 }
 
+/// Values by instruction id. `lpc` numbers a program's instructions about
+/// `0..n`, so a table indexed by id serves them with no hashing; a program
+/// whose ids spread far wider than their count (written by hand) gets a map
+/// instead, so memory stays proportional to the instructions.
+#[derive(Clone, Debug)]
+pub struct IdMap<T> {
+    dense: Vec<Option<T>>,
+    sparse: BTreeMap<u32, T>,
+}
+
+impl<T: Copy> IdMap<T> {
+    /// An empty map sized for `count` ids, the largest `max_id`.
+    pub fn with_ids(count: usize, max_id: u32) -> IdMap<T> {
+        let dense = max_id as usize <= 2 * count + 1024;
+        IdMap {
+            dense: vec![None; if dense { max_id as usize + 1 } else { 0 }],
+            sparse: BTreeMap::new(),
+        }
+    }
+
+    /// A map of the `(id, value)` pairs (a later pair for the same id wins).
+    pub fn from_pairs(pairs: impl Iterator<Item = (u32, T)> + Clone) -> IdMap<T> {
+        let (count, max_id) = pairs
+            .clone()
+            .fold((0, 0), |(n, m), (id, _)| (n + 1, m.max(id)));
+        let mut map = IdMap::with_ids(count, max_id);
+        for (id, v) in pairs {
+            map.insert(id, v);
+        }
+        map
+    }
+
+    /// Sets `id`'s value; `false` if `id` already had one (now replaced).
+    pub fn insert(&mut self, id: u32, v: T) -> bool {
+        match self.dense.get_mut(id as usize) {
+            Some(slot) => slot.replace(v).is_none(),
+            None => self.sparse.insert(id, v).is_none(),
+        }
+    }
+
+    /// `id`'s value.
+    pub fn get(&self, id: u32) -> Option<T> {
+        match self.dense.get(id as usize) {
+            Some(v) => *v,
+            None => self.sparse.get(&id).copied(),
+        }
+    }
+}
+
 /// When one instruction issues (from [`Program::issue_times`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Issue {
@@ -384,37 +433,23 @@ impl Program {
         let lanes = chip.lanes() as usize;
         let err = |m: String| Err(ProgramError::Invalid(m));
         let mut seen_queues = BTreeSet::new();
-        // Instruction ids seen: a bit per id when the ids are (as the
-        // compiler numbers them) about 0..n, else a set.
-        let slots = self.queues.iter().flat_map(|q| &q.slots);
-        let (count, max_id) = slots
-            .clone()
-            .fold((0usize, 0usize), |(n, m), s| (n + 1, m.max(s.id as usize)));
-        let dense_ids = max_id <= 2 * count + 1024;
-        let mut id_bits = vec![0u64; if dense_ids { max_id / 64 + 1 } else { 0 }];
-        let mut id_set = BTreeSet::new();
-        let mut first_use = |id: u32| {
-            if dense_ids {
-                let (word, bit) = (id as usize / 64, 1u64 << (id % 64));
-                let new = id_bits[word] & bit == 0;
-                id_bits[word] |= bit;
-                new
-            } else {
-                id_set.insert(id)
-            }
-        };
         // Output stream groups by instruction id, filled in as the ids are
-        // checked: a dense table when the ids are (as the compiler numbers
-        // them) about 0..n, else a map.
-        let groups_of = |s: &Slot| {
+        // checked (an id met twice is an error).
+        let (count, max_id) = self
+            .queues
+            .iter()
+            .flat_map(|q| &q.slots)
+            .fold((0, 0), |(n, m), s| (n + 1, m.max(s.id)));
+        let mut outputs = IdMap::with_ids(count, max_id);
+        // (As u16, saturating: a stream group index is a u8, and a small
+        // table stays in cache.)
+        let groups_of = |s: &Slot| -> u16 {
             if s.instr.op.writes_stream() {
-                s.instr.dst_groups()
+                s.instr.dst_groups().try_into().unwrap_or(u16::MAX)
             } else {
                 0
             }
         };
-        let mut dense: Vec<Option<usize>> = vec![None; if dense_ids { max_id + 1 } else { 0 }];
-        let mut sparse: BTreeMap<u32, usize> = BTreeMap::new();
         // The slots' own rules, queue by queue on all cores: the first
         // broken one of each queue (its index and message).
         let slot_errors: Vec<Option<(usize, String)>> = self
@@ -460,37 +495,27 @@ impl Program {
             }
             let checked = slot_error.as_ref().map_or(q.slots.len(), |e| e.0 + 1);
             for s in &q.slots[..checked] {
-                if !first_use(s.id) {
+                if !outputs.insert(s.id, groups_of(s)) {
                     return err(format!("instruction id i{} is used twice", s.id));
-                }
-                let groups = groups_of(s);
-                if dense_ids {
-                    dense[s.id as usize] = Some(groups);
-                } else {
-                    sparse.insert(s.id, groups);
                 }
             }
             if let Some((_, m)) = slot_error {
                 return err(m);
             }
         }
-        let outputs = |id: u32| match dense.get(id as usize) {
-            Some(g) => *g,
-            None => sparse.get(&id).copied(),
-        };
         // Every edge names an instruction and one of its output groups (the
         // first broken edge in queue order; queues checked on all cores).
         let edge_error = |q: &QueueProgram| {
             q.slots.iter().find_map(|s| {
                 s.deps.iter().find_map(|d| {
-                    let Some(groups) = outputs(d.on) else {
+                    let Some(groups) = outputs.get(d.on) else {
                         return Some(format!(
                             "queue {}, instruction i{}: depends on unknown instruction i{}",
                             q.queue, s.id, d.on
                         ));
                     };
                     let stream = matches!(d.kind, DepKind::Src | DepKind::Src2);
-                    ((stream && d.group as usize >= groups) || (!stream && d.group != 0)).then(|| {
+                    ((stream && u16::from(d.group) >= groups) || (!stream && d.group != 0)).then(|| {
                         format!(
                             "queue {}, instruction i{}: reads stream group {} of i{}, which writes {groups}",
                             q.queue, s.id, d.group, d.on
@@ -830,6 +855,23 @@ pub fn check_addr(chip: &ChipConfig, addr: i64, width: usize) -> Result<(), Stri
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn id_map_dense_and_sparse() {
+        // Ids about 0..n: a table; ids far apart: a map. Both behave alike.
+        for ids in [vec![0u32, 1, 2, 5], vec![7, 1 << 30, 3, u32::MAX]] {
+            let mut m = IdMap::with_ids(ids.len(), ids.iter().copied().max().unwrap_or(0));
+            for (k, &id) in ids.iter().enumerate() {
+                assert!(m.insert(id, k));
+            }
+            assert!(!m.insert(ids[1], 9), "a reused id");
+            assert_eq!(m.get(ids[1]), Some(9));
+            assert_eq!(m.get(ids[2]), Some(2));
+            assert_eq!(m.get(4), None);
+            let pairs = IdMap::from_pairs(ids.iter().map(|&id| (id, id)));
+            assert!(ids.iter().all(|&id| pairs.get(id) == Some(id)));
+        }
+    }
 
     proptest! {
         /// The counting sort agrees with a comparison sort for queues whose

@@ -137,3 +137,26 @@ fn dependences_on_unknown_ids_are_refused() {
         );
     }
 }
+
+/// An id used twice is an error, whether the ids are dense or sparse.
+#[test]
+fn reused_ids_are_refused() {
+    let base = sample();
+    for renumber in [0u32, 1_000_000] {
+        let mut p = base.clone();
+        for q in &mut p.queues {
+            for s in &mut q.slots {
+                s.id += renumber;
+            }
+        }
+        let first = p.queues[0].slots[0].id;
+        let last = p
+            .queues
+            .last_mut()
+            .and_then(|q| q.slots.last_mut())
+            .expect("a slot");
+        last.id = first;
+        let e = p.validate().expect_err("reused id").to_string();
+        assert!(e.contains(&format!("i{first} is used twice")), "{e}");
+    }
+}

@@ -17,9 +17,8 @@
 //! control and count as nothing.
 
 use crate::engine::Outcome;
-use lpu_isa::program::DepKind;
+use lpu_isa::program::{DepKind, IdMap};
 use lpu_isa::{Opcode, Program, Unit};
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 /// The LPU's energy for one run.
@@ -85,30 +84,12 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     };
     let lanes = p.chip.lanes() as u64;
     let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
-    // Instruction id -> slice: a table when the ids are (as the compiler
-    // numbers them) about 0..n, else a map.
-    let slots = || {
+    // Instruction id -> slice.
+    let slice_of = IdMap::from_pairs(
         p.queues
             .iter()
-            .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice)))
-    };
-    let (count, max_id) = slots().fold((0usize, 0usize), |(n, m), (id, _)| {
-        (n + 1, m.max(id as usize))
-    });
-    let mut dense: Vec<Option<u16>> = Vec::new();
-    let mut sparse: FxHashMap<u32, u16> = FxHashMap::default();
-    if max_id <= 2 * count + 1024 {
-        dense = vec![None; max_id + 1];
-        for (id, x) in slots() {
-            dense[id as usize] = Some(x);
-        }
-    } else {
-        sparse = slots().collect();
-    }
-    let slice_of = |id: u32| match dense.get(id as usize) {
-        Some(x) => *x,
-        None => sparse.get(&id).copied(),
-    };
+            .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice))),
+    );
     let (mut instrs, mut macs_i8, mut macs_f16, mut lane_ops, mut sram, mut hops) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for (qi, si, times) in issued {
@@ -137,7 +118,7 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
         }
         for d in &slot.deps {
             if matches!(d.kind, DepKind::Src | DepKind::Src2) {
-                if let Some(from) = slice_of(d.on) {
+                if let Some(from) = slice_of.get(d.on) {
                     hops += bytes * (q.queue.slice as i64 - from as i64).unsigned_abs() * times;
                 }
             }

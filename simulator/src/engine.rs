@@ -17,7 +17,7 @@ use crate::hazard::{Hazard, HazardKind};
 use crate::vxm;
 use lpu_graph::Tensor;
 use lpu_isa::asm::format_instr;
-use lpu_isa::program::{Binding, DepKind, Issue, Probe, VecLoc};
+use lpu_isa::program::{Binding, DepKind, IdMap, Issue, Probe, VecLoc};
 use lpu_isa::{
     ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Values,
 };
@@ -642,33 +642,15 @@ impl<'p> Engine<'p> {
         for iss in issues.iter().filter(|i| i.repeat == 0) {
             first[offset[iss.queue as usize] + iss.slot as usize] = iss.cycle;
         }
-        // Instruction id -> first issue cycle: a table when the ids are (as
-        // the compiler numbers them) about 0..n, else a map.
-        let slots = || {
+        // Instruction id -> first issue cycle, for the instructions issued.
+        let cycle_of = IdMap::from_pairs(
             queues
                 .iter()
                 .flat_map(|q| &q.slots)
                 .zip(&first)
-                .map(|(s, &c)| (s.id, c))
-        };
-        let max_id = slots().map(|(id, _)| id as usize).max().unwrap_or(0);
-        let dense_ids = max_id <= 2 * first.len() + 1024;
-        let mut table = vec![u64::MAX; if dense_ids { max_id + 1 } else { 0 }];
-        let mut map: HashMap<u32, u64> = HashMap::default();
-        for (id, c) in slots() {
-            if dense_ids {
-                table[id as usize] = c;
-            } else {
-                map.insert(id, c);
-            }
-        }
-        let cycle_of = |id: u32| {
-            table
-                .get(id as usize)
-                .or_else(|| map.get(&id))
-                .copied()
-                .filter(|&c| c != u64::MAX)
-        };
+                .filter(|(_, &c)| c != u64::MAX)
+                .map(|(s, &c)| (s.id, c)),
+        );
         // The earliest violation as (cycle, queue, slot, producer id, gap).
         let mut worst: Option<(u64, usize, usize, u32, i32)> = None;
         for (k, q) in queues.iter().enumerate() {
@@ -681,7 +663,7 @@ impl<'p> Engine<'p> {
                     let DepKind::Order(gap) = d.kind else {
                         continue;
                     };
-                    let Some(tp) = cycle_of(d.on) else {
+                    let Some(tp) = cycle_of.get(d.on) else {
                         continue;
                     };
                     if (t as i64) < tp as i64 + gap as i64 {
@@ -692,7 +674,7 @@ impl<'p> Engine<'p> {
             }
         }
         let (t, k, j, on, gap) = worst?;
-        let tp = cycle_of(on)?;
+        let tp = cycle_of.get(on)?;
         let producer = queues.iter().flat_map(|q| &q.slots).find(|s| s.id == on)?;
         let need = tp as i64 + gap as i64;
         let msg = format!(
