@@ -188,24 +188,18 @@ impl Values {
     }
 
     /// Splits elements into byte-planes: plane `b` holds byte `b` of each
-    /// element, which is how a wide vector lies across streams and addresses.
+    /// element, which is how a wide vector lies across streams and addresses
+    /// ([`Values::write_byte_planes`] into separate vectors).
     pub fn to_byte_planes(&self) -> Vec<Vec<u8>> {
-        /// Plane `b` of elements whose little-endian bytes `bytes` gives.
-        fn planes<T: Copy, const W: usize>(v: &[T], bytes: impl Fn(T) -> [u8; W]) -> Vec<Vec<u8>> {
-            (0..W)
-                .map(|b| v.iter().map(|&x| bytes(x)[b]).collect())
-                .collect()
-        }
-        match self {
-            Values::F32(v) => planes(v, f32::to_le_bytes),
-            Values::F16(v) => planes(v, f16::to_le_bytes),
-            Values::I8(v) => vec![v.iter().map(|x| *x as u8).collect()],
-            Values::I32(v) => planes(v, i32::to_le_bytes),
-        }
+        let (w, n) = (self.dtype().bytes(), self.len());
+        let mut flat = vec![0u8; w * n];
+        self.write_byte_planes(&mut flat);
+        (0..w).map(|b| flat[b * n..(b + 1) * n].to_vec()).collect()
     }
 
-    /// [`Values::to_byte_planes`] written into `out`, plane after plane
-    /// (plane `b` at `out[b * len..(b + 1) * len]`), without allocating;
+    /// The byte-planes written into `out`, plane after plane (plane `b`,
+    /// byte `b` of each element, at `out[b * len..(b + 1) * len]`), without
+    /// allocating;
     /// `false` (and `out` untouched) unless `out` holds exactly the
     /// `dtype().bytes() * len()` bytes.
     pub fn write_byte_planes(&self, out: &mut [u8]) -> bool {
@@ -303,7 +297,8 @@ mod tests {
             let refs: Vec<&[u8]> = planes.iter().map(|p| p.as_slice()).collect();
             let back = Values::from_byte_planes(v.dtype(), &refs).expect("planes");
             prop_assert_eq!(back.to_le_bytes(), bytes);
-            // The same planes written in place, one after the other.
+            // Written in place, the planes lie one after the other; a
+            // buffer of another size is refused.
             let mut flat = vec![0u8; w * v.len()];
             prop_assert!(v.write_byte_planes(&mut flat));
             prop_assert_eq!(flat, planes.concat());
