@@ -1366,8 +1366,7 @@ impl<'p> Engine<'p> {
                 let v = match wide {
                     Some(v) => Ok(v),
                     None if self.timing => {
-                        let rows_type = pl.and_then(|pl| pl.active_type);
-                        vxm::product_type(a.dtype(), |w| rows_type == Some(w))
+                        vxm::product_type(a.dtype(), pl.and_then(|pl| pl.active_type))
                             .map(|acc| Values::zeros(acc, 0))
                     }
                     None => vxm::matvec(a, rows, lanes),

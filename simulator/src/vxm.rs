@@ -409,16 +409,16 @@ pub fn uniform_dtype(rows: &[Values]) -> Option<DType> {
 }
 
 /// The accumulator type of a product of an `x`-typed activation vector and
-/// weight rows, or [`matvec`]'s error; `rows_are(w)` tells whether every
-/// row is of type `w` (O(1) for a plane whose rows' type was found once at
-/// install, with [`uniform_dtype`]).
-pub fn product_type(x: DType, rows_are: impl FnOnce(DType) -> bool) -> Result<DType, String> {
+/// weight rows of common type `rows` (`None`: mixed, see
+/// [`uniform_dtype`]), or [`matvec`]'s error: the type checks of a
+/// timing-only `mm`, O(1) once the rows' type is known.
+pub fn product_type(x: DType, rows: Option<DType>) -> Result<DType, String> {
     let (acc, w) = match x {
         DType::I8 => (DType::I32, DType::I8),
         DType::F16 => (DType::F32, DType::F16),
         t => return Err(format!("the MXM does not multiply {t}")),
     };
-    if !rows_are(w) {
+    if rows != Some(w) {
         return Err(if w == DType::I8 {
             "int8 activations against non-int8 weights".into()
         } else {
@@ -502,6 +502,31 @@ mod tests {
             1 => Just(i8::MAX),
             5 - zeros.min(4) => any::<i8>(),
         ]
+    }
+
+    /// The timing-only type check gives `matvec`'s verdict and message for
+    /// every activation type against uniform and mixed weight rows.
+    #[test]
+    fn product_type_agrees_with_matvec() {
+        let rows_of = |types: &[DType]| -> Vec<Values> {
+            types.iter().map(|&t| Values::zeros(t, 4)).collect()
+        };
+        for x in DType::ALL {
+            for rows in [
+                rows_of(&[DType::I8, DType::I8]),
+                rows_of(&[DType::F16, DType::F16]),
+                rows_of(&[DType::I8, DType::F16]),
+                rows_of(&[DType::F32, DType::F32]),
+            ] {
+                let xs = Values::zeros(x, 2);
+                let want = matvec(&xs, &rows, 4).map(|v| v.dtype());
+                assert_eq!(
+                    product_type(x, uniform_dtype(&rows)),
+                    want,
+                    "{x} against {rows:?}"
+                );
+            }
+        }
     }
 
     /// The extremes that summing two products in i16 must survive: every
