@@ -723,9 +723,9 @@ impl Program {
             .chain((0..self.queues.len()).filter(|&k| self.queues[k].queue != QueueId::ICU))
             .collect();
         // Where each queue's issues start in `out`.
-        let mut starts = vec![0usize; self.queues.len()];
+        let mut runs = vec![0..0; self.queues.len()];
         for &k in &order {
-            starts[k] = out.len();
+            let start = out.len();
             let q = &self.queues[k];
             let mut t: u64 = 0;
             let mut last_issue = 0u64;
@@ -770,8 +770,9 @@ impl Program {
                     }
                 }
             }
+            runs[k] = start..out.len();
         }
-        Ok(sort_issues(out, &starts, &order))
+        Ok(sort_issues(out, &runs))
     }
 
     /// Index from instruction id to (queue index, slot index).
@@ -786,9 +787,8 @@ impl Program {
     }
 }
 
-/// `issues`, which hold each queue's issues as one run (queue `k`'s from
-/// `starts[k]`, the runs in `order`), in (cycle, queue, slot, repeat)
-/// order.
+/// `issues`, which hold queue `k`'s issues as the run `issues[runs[k]]`
+/// (the runs in any order), in (cycle, queue, slot, repeat) order.
 ///
 /// A queue's own issues never go back in time and share a cycle only as
 /// the REPEATs of one slot, already in repeat order; so scattering the runs
@@ -796,7 +796,7 @@ impl Program {
 /// sort on the cycle) gives the sorted order in linear time. A program whose
 /// last cycle is far beyond its issue count (long NOPs) is sorted by
 /// comparison instead, so the buckets stay small.
-fn sort_issues(mut issues: Vec<Issue>, starts: &[usize], order: &[usize]) -> Vec<Issue> {
+fn sort_issues(mut issues: Vec<Issue>, runs: &[std::ops::Range<usize>]) -> Vec<Issue> {
     let n = issues.len();
     let last = issues.iter().map(|i| i.cycle).max().unwrap_or(0);
     if last > 4 * n as u64 + (1 << 16) {
@@ -811,10 +811,6 @@ fn sort_issues(mut issues: Vec<Issue>, starts: &[usize], order: &[usize]) -> Vec
     for c in 1..first.len() {
         first[c] += first[c - 1];
     }
-    let mut ends = vec![0usize; starts.len()];
-    for (w, &k) in order.iter().enumerate() {
-        ends[k] = order.get(w + 1).map_or(n, |&next| starts[next]);
-    }
     let mut sorted = vec![
         Issue {
             cycle: 0,
@@ -824,8 +820,8 @@ fn sort_issues(mut issues: Vec<Issue>, starts: &[usize], order: &[usize]) -> Vec
         };
         n
     ];
-    for (k, &start) in starts.iter().enumerate() {
-        for iss in &issues[start..ends[k]] {
+    for run in runs {
+        for iss in &issues[run.clone()] {
             let at = &mut first[iss.cycle as usize];
             sorted[*at] = *iss;
             *at += 1;
@@ -883,13 +879,13 @@ mod tests {
             icu_at in 0usize..6,
         ) {
             let mut issues = Vec::new();
-            let mut starts = vec![0; steps.len()];
+            let mut runs = vec![0..0; steps.len()];
             let first = icu_at.min(steps.len() - 1);
             let order: Vec<usize> = std::iter::once(first)
                 .chain((0..steps.len()).filter(|&k| k != first))
                 .collect();
             for &k in &order {
-                starts[k] = issues.len();
+                let start = issues.len();
                 let (mut t, mut slot) = (0u64, 0u32);
                 for &(gap, repeats) in &steps[k] {
                     t += gap;
@@ -900,10 +896,11 @@ mod tests {
                     }
                     slot += 2;
                 }
+                runs[k] = start..issues.len();
             }
             let mut expected = issues.clone();
             expected.sort_unstable();
-            prop_assert_eq!(sort_issues(issues, &starts, &order), expected);
+            prop_assert_eq!(sort_issues(issues, &runs), expected);
         }
     }
 }
