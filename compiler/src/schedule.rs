@@ -142,10 +142,12 @@ struct Tables {
     /// 1), then by diagonal plus [`Tables::diag_bias`] (dense: every cycle
     /// of the schedule has its diagonals, and a hash lookup per probe was a
     /// tenth of the compile time), [`Tables::stride`] words each: for each
-    /// word `j` of a bit set of positions, that word for every stream
-    /// (`j * stream_count + stream`), so that which streams are busy on a
-    /// segment is a few masked words per stream, not a scan of the uses.
-    streams: [Vec<u64>; 2],
+    /// position, the bit set of streams busy there, [`Tables::mask_words`]
+    /// words (`position * mask_words + word`). Which streams are busy on a
+    /// segment is then an OR of the segment's bit sets, which vectorizes
+    /// (a per-stream layout needed a masked test per stream and was a
+    /// tenth of the compile time).
+    streams: [Vec<u32>; 2],
     /// Added to a diagonal to index [`Tables::streams`]: the slice count,
     /// so that east diagonals `t - x` (t >= 0) index from 0.
     diag_bias: i64,
@@ -158,6 +160,8 @@ struct Tables {
     pos_words: usize,
     /// Streams per direction.
     stream_count: usize,
+    /// 32-bit words per bit set of streams (one for up to 32 streams).
+    mask_words: usize,
     /// Words per wavefront in [`Tables::streams`].
     stride: usize,
     /// The slices whose queues a member may pick from (the VXM's ALUs at
@@ -204,7 +208,8 @@ impl Tables {
             saturated: [Vec::new(), Vec::new()],
             pos_words: slices.div_ceil(64).max(1),
             stream_count: chip.streams_per_direction as usize,
-            stride: slices.div_ceil(64).max(1) * chip.streams_per_direction as usize,
+            mask_words: (chip.streams_per_direction as usize).div_ceil(32).max(1),
+            stride: slices * (chip.streams_per_direction as usize).div_ceil(32).max(1),
             flexible: std::iter::once((Unit::Vxm, fp.vxm, fp.vxm_queues, Busy::default()))
                 .chain(
                     fp.sxm
@@ -272,7 +277,7 @@ impl Tables {
     }
     /// The committed occupancy of wavefront `k` (see [`Tables::streams`]),
     /// or `None` if nothing was reserved there yet.
-    fn occupancy(&self, k: DiagKey) -> Option<&[u64]> {
+    fn occupancy(&self, k: DiagKey) -> Option<&[u32]> {
         let (d, i) = self.diag_index(k);
         self.streams[d].get(i * self.stride..(i + 1) * self.stride)
     }
@@ -292,40 +297,21 @@ impl Tables {
             words.get(j).is_some_and(|x| x & mask != 0)
         })
     }
-    /// Recomputes [`Tables::saturated`] for wavefront `(d, i)` from its
-    /// occupancy.
-    fn resaturate(&mut self, d: usize, i: usize) {
-        let w = self.pos_words;
-        let occ = &self.streams[d][i * self.stride..(i + 1) * self.stride];
-        let all: Vec<u64> = occ
-            .chunks(self.stream_count)
-            .map(|word| word.iter().fold(!0u64, |a, b| a & b))
-            .collect();
-        let table = &mut self.saturated[d];
-        if table.len() < (i + 1) * w {
-            table.resize((i + 1) * w, 0);
-        }
-        table[i * w..(i + 1) * w].copy_from_slice(&all);
-    }
-    /// Which of `n` streams are busy somewhere on `seg` of wavefront `k`.
+    /// Which streams are busy somewhere on `seg` of wavefront `k`.
     fn busy_streams(&self, p: &Pending, k: DiagKey, seg: (u16, u16)) -> StreamMask {
         let mut busy = StreamMask::default();
         if let Some(occ) = self.occupancy(k) {
-            let n = self.stream_count;
+            let mw = self.mask_words;
             let (lo, hi) = (seg.0 as usize, seg.1 as usize);
-            for j in lo / 64..=hi / 64 {
-                let from = if j == lo / 64 { lo % 64 } else { 0 };
-                let to = if j == hi / 64 { hi % 64 } else { 63 };
-                let mask = (!0u64 >> (63 - to)) & (!0u64 << from);
-                let Some(word) = occ.get(j * n..(j + 1) * n) else {
-                    break;
-                };
-                for (c, chunk) in word.chunks(64).enumerate() {
-                    let mut bits = 0u64;
-                    for (s, x) in chunk.iter().enumerate() {
-                        bits |= ((x & mask != 0) as u64) << s;
+            if let Some(masks) = occ.get(lo * mw..(hi + 1) * mw) {
+                if mw == 1 {
+                    busy.0[0] = masks.iter().fold(0, |a, m| a | m) as u64;
+                } else {
+                    for mask in masks.chunks_exact(mw) {
+                        for (w, &m) in mask.iter().enumerate() {
+                            busy.0[w / 2] |= (m as u64) << (32 * (w % 2));
+                        }
                     }
-                    busy.0[c & 3] |= bits;
                 }
             }
         }
@@ -360,26 +346,38 @@ impl Tables {
             let i = self.bank_index(k);
             self.banks[i].set(t);
         }
-        let mut touched = Vec::with_capacity(p.streams.len());
+        let (n, mw, stride, pw) = (
+            self.stream_count,
+            self.mask_words,
+            self.stride,
+            self.pos_words,
+        );
         for (k, (stream, (lo, hi))) in p.streams {
             let (d, i) = self.diag_index(k);
-            let (n, stride) = (self.stream_count, self.stride);
             let table = &mut self.streams[d];
             if table.len() < (i + 1) * stride {
                 table.resize((i + 1) * stride, 0);
             }
-            if (stream as usize) < n {
-                for p in lo..=hi {
-                    let j = p as usize / 64;
-                    table[i * stride + j * n + stream as usize] |= 1 << (p % 64);
+            let stream = stream as usize;
+            if stream >= n {
+                continue;
+            }
+            for pos in lo as usize..=hi as usize {
+                let mask = &mut table[i * stride + pos * mw..][..mw];
+                mask[stream / 32] |= 1 << (stream % 32);
+                // Every stream taken here: the position is saturated.
+                let full = mask.iter().enumerate().all(|(w, &m)| {
+                    let bits = (n - w * 32).min(32);
+                    m == !0u32 >> (32 - bits)
+                });
+                if full {
+                    let sat = &mut self.saturated[d];
+                    if sat.len() < (i + 1) * pw {
+                        sat.resize((i + 1) * pw, 0);
+                    }
+                    sat[i * pw + pos / 64] |= 1 << (pos % 64);
                 }
             }
-            touched.push((d, i));
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        for (d, i) in touched {
-            self.resaturate(d, i);
         }
     }
 }
@@ -1151,5 +1149,57 @@ mod tests {
         let (gi, msg) = schedule(&[Group { members, links }], &chip).expect_err("too wide");
         assert_eq!(gi, 0);
         assert!(msg.contains("more streams"), "{msg}");
+    }
+
+    #[test]
+    fn stream_table_answers_per_segment_and_saturates() {
+        // 40 streams: two 32-bit words per position.
+        let mut chip = ChipConfig::preset("tiny").expect("tiny");
+        chip.streams_per_direction = 40;
+        let fp = Floorplan::new(&chip);
+        let mut t = Tables::new(&chip, &fp);
+        let k = (Dir::East, 7);
+        let mut p = Pending::default();
+        p.streams.push((k, (3, (2, 4))));
+        p.streams.push((k, (35, (4, 6))));
+        t.commit(p);
+        let expect = |streams: &[usize]| {
+            let mut m = StreamMask::default();
+            for &s in streams {
+                m.set(s);
+            }
+            m.0
+        };
+        let empty = Pending::default();
+        assert_eq!(t.busy_streams(&empty, k, (0, 1)).0, expect(&[]));
+        assert_eq!(t.busy_streams(&empty, k, (0, 2)).0, expect(&[3]));
+        assert_eq!(t.busy_streams(&empty, k, (4, 4)).0, expect(&[3, 35]));
+        assert_eq!(t.busy_streams(&empty, k, (5, 9)).0, expect(&[35]));
+        assert_eq!(
+            t.busy_streams(&empty, (Dir::East, 8), (0, 9)).0,
+            expect(&[])
+        );
+        assert_eq!(
+            t.busy_streams(&empty, (Dir::West, 7), (0, 9)).0,
+            expect(&[])
+        );
+        // Pending uses count too.
+        let mut pending = Pending::default();
+        pending.streams.push((k, (39, (0, 0))));
+        assert_eq!(t.busy_streams(&pending, k, (0, 2)).0, expect(&[3, 39]));
+        // Position 5 saturates only when all 40 streams are taken there.
+        let mut p = Pending::default();
+        for s in (0..39).filter(|&s| s != 35) {
+            p.streams.push((k, (s, (5, 5))));
+        }
+        t.commit(p);
+        assert!(!t.saturated(k, (0, 9)));
+        let mut p = Pending::default();
+        p.streams.push((k, (39, (5, 8))));
+        t.commit(p);
+        assert!(t.saturated(k, (5, 5)));
+        assert!(t.saturated(k, (0, 9)));
+        assert!(!t.saturated(k, (6, 9)));
+        assert!(!t.saturated(k, (0, 4)));
     }
 }
