@@ -6,6 +6,7 @@ use crate::group::{Group, MemberRef};
 use crate::schedule::Placed;
 use lpu_isa::program::{Binding, Dep, DepKind, MemInit, NodeInfo, QueueProgram, Slot};
 use lpu_isa::{ChipConfig, Instr, Opcode, Program, QueueId};
+use rayon::prelude::*;
 
 /// Everything emission needs besides the schedule.
 pub struct EmitInput<'a> {
@@ -33,6 +34,10 @@ enum Entry {
 /// Builds the program. Every queue starts with `sync`; the ICU's `notify` on
 /// cycle 0 releases them, so scheduled cycle 0 is absolute cycle
 /// `delay(notify)`.
+///
+/// The sorts and the queues' slots run on rayon's pool: the sorted
+/// elements are distinct, and every id is fixed before the slots are
+/// built, so the program does not depend on the thread count.
 pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> Program {
     let base = input.chip.delay(Opcode::Notify) as u64;
     // Every placed member by (queue, cycle): one sort instead of a map
@@ -51,7 +56,7 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
             ));
         }
     }
-    all.sort_unstable();
+    all.par_sort_unstable();
     let mut lists: Vec<(QueueId, Vec<Entry>)> = vec![(QueueId::ICU, vec![Entry::Notify])];
     for items in all.chunk_by(|a, b| a.0 == b.0) {
         let mut entries = vec![Entry::Sync];
@@ -83,7 +88,7 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
         }
     }
     // (cycle, queue) pairs are distinct: an unstable sort gives the same order.
-    order.sort_unstable();
+    order.par_sort_unstable();
     let syncs = lists.len() as u32 - 1;
     // Ids by member, dense: group `g`'s members from `first[g]` (a map
     // lookup per dependence was a tenth of the compile time).
@@ -98,80 +103,89 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
         dense[first[r.group as usize] + r.member as usize] = 1 + syncs + k as u32;
     }
     let id = |r: &MemberRef| dense[first[r.group as usize] + r.member as usize];
-    let mut next_sync = 1u32;
+    // The SYNC of list `i` (1..) is id `i`; NOPs are numbered after every
+    // scheduled instruction, in list order.
+    let mut first_nop = Vec::with_capacity(lists.len());
     let mut next_nop = 1 + syncs + order.len() as u32;
-    let mut queues = Vec::with_capacity(lists.len());
-    // A member's incoming links, reused from one member to the next.
-    let mut links: Vec<&crate::group::Link> = Vec::new();
-    for (q, entries) in lists {
-        let mut slots = Vec::with_capacity(entries.len());
-        for e in entries {
-            let slot = match e {
-                Entry::Sync => Slot {
-                    id: {
-                        next_sync += 1;
-                        next_sync - 1
-                    },
-                    instr: Instr::new(Opcode::Sync),
-                    node: None,
-                    deps: vec![],
-                },
-                Entry::Notify => Slot {
-                    id: 0,
-                    instr: Instr::new(Opcode::Notify),
-                    node: None,
-                    deps: vec![],
-                },
-                Entry::Nop(n) => Slot {
-                    id: {
-                        next_nop += 1;
-                        next_nop - 1
-                    },
-                    instr: Instr::nop(n as u32),
-                    node: None,
-                    deps: vec![],
-                },
-                Entry::Member(r) => {
-                    let g = &groups[r.group as usize];
-                    let m = &g.members[r.member as usize];
-                    links.clear();
-                    links.extend(g.links.iter().filter(|l| l.to == r.member));
-                    links.sort_by_key(|l| (l.operand, l.group));
-                    let mut deps = Vec::with_capacity(links.len() + m.after.len());
-                    for l in &links {
-                        let from = MemberRef {
-                            group: r.group,
-                            member: l.from,
-                        };
-                        deps.push(Dep {
-                            on: id(&from),
-                            kind: if l.operand == 0 {
-                                DepKind::Src
-                            } else {
-                                DepKind::Src2
-                            },
-                            group: 0,
-                        });
-                    }
-                    for (p, gap) in &m.after {
-                        deps.push(Dep {
-                            on: id(p),
-                            kind: DepKind::Order(*gap),
-                            group: 0,
-                        });
-                    }
-                    Slot {
-                        id: id(&r),
-                        instr: placed[r.group as usize][r.member as usize].instr.clone(),
-                        node: Some(m.node),
-                        deps,
-                    }
-                }
-            };
-            slots.push(slot);
-        }
-        queues.push(QueueProgram { queue: q, slots });
+    for (_, entries) in &lists {
+        first_nop.push(next_nop);
+        next_nop += entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Nop(_)))
+            .count() as u32;
     }
+    let queues: Vec<QueueProgram> = lists
+        .into_par_iter()
+        .zip(first_nop)
+        .enumerate()
+        .map(|(i, ((q, entries), mut next_nop))| {
+            // A member's incoming links, reused from one member to the next.
+            let mut links: Vec<&crate::group::Link> = Vec::new();
+            let slots = entries
+                .into_iter()
+                .map(|e| match e {
+                    Entry::Sync => Slot {
+                        id: i as u32,
+                        instr: Instr::new(Opcode::Sync),
+                        node: None,
+                        deps: vec![],
+                    },
+                    Entry::Notify => Slot {
+                        id: 0,
+                        instr: Instr::new(Opcode::Notify),
+                        node: None,
+                        deps: vec![],
+                    },
+                    Entry::Nop(n) => {
+                        next_nop += 1;
+                        Slot {
+                            id: next_nop - 1,
+                            instr: Instr::nop(n as u32),
+                            node: None,
+                            deps: vec![],
+                        }
+                    }
+                    Entry::Member(r) => {
+                        let g = &groups[r.group as usize];
+                        let m = &g.members[r.member as usize];
+                        links.clear();
+                        links.extend(g.links.iter().filter(|l| l.to == r.member));
+                        links.sort_by_key(|l| (l.operand, l.group));
+                        let mut deps = Vec::with_capacity(links.len() + m.after.len());
+                        for l in &links {
+                            let from = MemberRef {
+                                group: r.group,
+                                member: l.from,
+                            };
+                            deps.push(Dep {
+                                on: id(&from),
+                                kind: if l.operand == 0 {
+                                    DepKind::Src
+                                } else {
+                                    DepKind::Src2
+                                },
+                                group: 0,
+                            });
+                        }
+                        for (p, gap) in &m.after {
+                            deps.push(Dep {
+                                on: id(p),
+                                kind: DepKind::Order(*gap),
+                                group: 0,
+                            });
+                        }
+                        Slot {
+                            id: id(&r),
+                            instr: placed[r.group as usize][r.member as usize].instr.clone(),
+                            node: Some(m.node),
+                            deps,
+                        }
+                    }
+                })
+                .collect();
+            QueueProgram { queue: q, slots }
+        })
+        .collect();
     Program {
         model: input.model.to_string(),
         chip: input.chip.clone(),
