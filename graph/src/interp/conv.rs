@@ -275,8 +275,11 @@ fn conv_planes<T: Copy + Sync, A: Copy + Send>(
 /// Adds the bias per output channel.
 fn add_bias(g: &ConvGeom, y: &mut [f32], b: &[f32]) {
     let osize: usize = g.win.out.iter().product();
-    for (e, v) in y.iter_mut().enumerate() {
-        *v += b[(e / osize) % g.cout];
+    for (plane, ys) in y.chunks_mut(osize.max(1)).enumerate() {
+        let bias = b[plane % g.cout];
+        for v in ys {
+            *v += bias;
+        }
     }
 }
 
