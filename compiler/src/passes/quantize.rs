@@ -259,7 +259,7 @@ pub fn quantize_per_channel(
         }
     }
     let scales: Vec<f32> = amax.into_iter().map(symmetric_scale).collect();
-    let q1 = |x: f32, s: f32| (x / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+    let q1 = |x: f32, s: f32| round_ties_even_i8((x / s).clamp(-127.0, 127.0));
     let mut q = Vec::with_capacity(w.len());
     for outer in w.chunks_exact(block) {
         if inner == 1 {
@@ -271,6 +271,18 @@ pub fn quantize_per_channel(
         }
     }
     Some((q, scales))
+}
+
+/// `v.round_ties_even() as i8` for `v` in `[-127, 127]` (or NaN, which
+/// gives 0 like the cast), without a libm call: adding and subtracting
+/// 1.5 * 2^23 rounds to an integer, to nearest with ties to even (IEEE's
+/// default mode, the only one Rust uses), for any `|v| < 2^22`. Clamping
+/// before rounding gives what clamping after it gives, since -127 and 127
+/// are integers. (The call per weight was a third of the quantization
+/// of ResNet-50's 25 M weights; this form vectorizes.)
+fn round_ties_even_i8(v: f32) -> i8 {
+    const MAGIC: f32 = 12_582_912.0;
+    ((v + MAGIC) - MAGIC) as i8
 }
 
 impl Rewriter<'_> {
@@ -873,5 +885,26 @@ mod tests {
         );
         assert_eq!(o.graph.info("y").unwrap().dtype, DType::F32);
         assert_same_outputs(&g, &o.graph, 0.05);
+    }
+
+    #[test]
+    fn magic_rounding_is_round_ties_even_on_the_i8_range() {
+        // Every f32 in [-127, 127] whose fraction is a multiple of 2^-8,
+        // ties included, the neighbours of each tie, and NaN.
+        let mut v = -127.0f32;
+        while v <= 127.0 {
+            for x in [
+                v,
+                f32::from_bits(v.to_bits() + 1),
+                f32::from_bits(v.to_bits().saturating_sub(1)),
+            ] {
+                let x = x.clamp(-127.0, 127.0);
+                assert_eq!(round_ties_even_i8(x), x.round_ties_even() as i8, "{x}");
+            }
+            v += 1.0 / 256.0;
+        }
+        assert_eq!(round_ties_even_i8(f32::NAN), 0);
+        assert_eq!(round_ties_even_i8(2.5), 2);
+        assert_eq!(round_ties_even_i8(-3.5), -4);
     }
 }
