@@ -67,8 +67,12 @@ fn affine(g: &Graph, bn: &Node, channels: usize) -> Option<(Vec<f32>, Vec<f32>)>
 fn scale_axis(mut w: Vec<f32>, shape: &[usize], axis: usize, a: &[f32]) -> Vec<f32> {
     let inner: usize = shape.iter().skip(axis + 1).product::<usize>().max(1);
     let dim = shape.get(axis).copied().unwrap_or(1).max(1);
-    for (i, x) in w.iter_mut().enumerate() {
-        *x *= a[(i / inner) % dim];
+    // `w` is `[outer][dim][inner]`: one factor per run of `inner`.
+    for (i, run) in w.chunks_mut(inner).enumerate() {
+        let f = a[i % dim];
+        for x in run {
+            *x *= f;
+        }
     }
     w
 }
