@@ -123,9 +123,19 @@ fn build_with(
         inputs.push((vi.name.clone(), info));
     }
 
-    // Initializers.
+    // Initializers: values drawn or read on rayon's pool (each from its
+    // own seed or file, so the same whatever the thread count), then
+    // checked in file order so the first error is the one a serial load
+    // meets.
+    let materialized: Vec<Result<Tensor, String>> = {
+        use rayon::prelude::*;
+        file.initializers
+            .par_iter()
+            .map(|init| materialize(init, base_dir))
+            .collect()
+    };
     let mut initializers = BTreeMap::new();
-    for (i, init) in file.initializers.iter().enumerate() {
+    for ((i, init), t) in file.initializers.iter().enumerate().zip(materialized) {
         if init.name.is_empty() {
             return Err(invalid(format!("initializer #{i} has an empty name")));
         }
@@ -135,7 +145,7 @@ fn build_with(
                 init.name
             )));
         }
-        let t = materialize(init, base_dir).map_err(|m| {
+        let t = t.map_err(|m| {
             invalid(format!(
                 "initializer '{}' ({} {:?}): {m}",
                 init.name, init.dtype, init.shape
