@@ -462,7 +462,10 @@ pub fn simulate(
     let mut next_prune = 512u64;
     // Issues per queue index, gathered into `stats.issued` at the end.
     let mut issued = vec![0u64; p.queues.len()];
-    for iss in &issues {
+    for (k, iss) in issues.iter().enumerate() {
+        if k % WARM_BATCH == 0 {
+            warm_slots(p, &issues[k..(k + WARM_BATCH).min(issues.len())]);
+        }
         let t = iss.cycle;
         e.apply_effects(t);
         if let Some((c, h)) = &dep_violation {
@@ -536,6 +539,27 @@ pub fn simulate(
         trace,
         probed,
     })
+}
+
+/// Issues whose slots [`warm_slots`] brings into cache at a time.
+const WARM_BATCH: usize = 512;
+
+/// Reads the slots of `issues` (both ends of each, which may span two cache
+/// lines, and the first dependence edge, which is on the heap) and throws
+/// the reads away. Consecutive issues come from about a hundred queues in
+/// turn, so the walk met a cache miss at every slot, one at a time behind
+/// the long work of each issue; in this short loop the loads are
+/// independent and overlap, and the walk then finds the slots in cache
+/// (ResNet-50 timing-only: the walk 310 ms to 156 ms). Safe Rust has no
+/// prefetch instruction; this is the portable equivalent.
+fn warm_slots(p: &Program, issues: &[Issue]) {
+    let mut sum = 0u32;
+    for iss in issues {
+        let slot = &p.queues[iss.queue as usize].slots[iss.slot as usize];
+        let dep = slot.deps.first().map_or(0, |d| d.on);
+        sum = sum.wrapping_add(slot.id ^ slot.node.unwrap_or(0) ^ slot.instr.op as u32 ^ dep);
+    }
+    std::hint::black_box(sum);
 }
 
 /// The assembly text of a slot, with producer ids on its sources.
