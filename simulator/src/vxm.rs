@@ -204,9 +204,25 @@ pub fn dequantize(a: &Values, scale: f64, zp: i64) -> Values {
     )
 }
 
+/// Replaces every NaN of an fp16 product's f32 sums with the positive quiet
+/// NaN. Which NaN a sum of NaNs gives (`0 * inf` is negative on x86 and
+/// positive on ARM, and a sum keeps one operand's) depends on the platform
+/// and on the order the compiler puts the operands of an addition in: the
+/// vectorized [`matvec_wide`] and [`matvec`] disagreed on the sign in a
+/// release build. The products' NaNs are made one, so results are the same
+/// bytes everywhere.
+fn canonical_nans(out: &mut [f32]) {
+    for o in out {
+        if o.is_nan() {
+            *o = f32::from_bits(0x7fc0_0000);
+        }
+    }
+}
+
 /// One MXM pass: the activation vector `x` (a K-tile) times the weight rows
 /// (`rows[k]` is a row of N-tile outputs). int8 accumulates in int32
-/// (wrapping); fp16 accumulates in fp32 from 0.0, k ascending.
+/// (wrapping); fp16 accumulates in fp32 from 0.0, k ascending, every NaN
+/// sum made the positive quiet NaN ([`canonical_nans`]).
 pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, String> {
     match x {
         Values::I8(xv) => {
@@ -243,6 +259,7 @@ pub fn matvec(x: &Values, rows: &[Values], lanes: usize) -> Result<Values, Strin
                     *o += xk * wv.to_f32();
                 }
             }
+            canonical_nans(&mut out);
             Ok(Values::F32(out))
         }
         _ => Err(format!("the MXM does not multiply {}", x.dtype())),
@@ -356,6 +373,7 @@ pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> 
                     *o += xk * wv;
                 }
             }
+            canonical_nans(&mut out);
             Some(Values::F32(out))
         }
         (Values::I8(xv), WideWeights::I8 { rows, paired }) => {
