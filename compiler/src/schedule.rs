@@ -322,8 +322,8 @@ impl Tables {
         }
         busy
     }
-    fn commit(&mut self, p: Pending) {
-        for (q, t) in p.queues {
+    fn commit(&mut self, p: &Pending) {
+        for &(q, t) in &p.queues {
             let i = self.queue_index(q);
             self.queues[i].set(t);
             for f in 0..self.flexible.len() {
@@ -342,7 +342,7 @@ impl Tables {
                 }
             }
         }
-        for (k, t) in p.banks {
+        for &(k, t) in &p.banks {
             let i = self.bank_index(k);
             self.banks[i].set(t);
         }
@@ -352,7 +352,7 @@ impl Tables {
             self.stride,
             self.pos_words,
         );
-        for (k, (stream, (lo, hi))) in p.streams {
+        for &(k, (stream, (lo, hi))) in &p.streams {
             let (d, i) = self.diag_index(k);
             let table = &mut self.streams[d];
             if table.len() < (i + 1) * stride {
@@ -400,6 +400,7 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
     let fp = Floorplan::new(chip);
     let mut tables = Tables::new(chip, &fp);
     let empty = Tables::new(chip, &fp);
+    let mut scratch = Scratch::default();
     let n = groups.len();
     // Producers left to place per group, and each group's consumers.
     let mut waiting = vec![0u32; n];
@@ -437,8 +438,17 @@ pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>,
     }
     while let Some(Reverse((_, _, gi))) = ready.pop() {
         let off = std::mem::take(&mut offs[gi]);
-        let placed = place_group(&groups[gi], chip, &fp, &mut tables, &empty, &out, off)
-            .map_err(|m| (gi, m))?;
+        let placed = place_group(
+            &groups[gi],
+            chip,
+            &fp,
+            &mut tables,
+            &empty,
+            &mut scratch,
+            &out,
+            off,
+        )
+        .map_err(|m| (gi, m))?;
         out[gi] = placed;
         for &c in &consumers[gi] {
             let c = c as usize;
@@ -523,12 +533,14 @@ fn earliest_start(
     Ok((start + min_off, off))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn place_group(
     g: &Group,
     chip: &ChipConfig,
     fp: &Floorplan,
     tables: &mut Tables,
     empty: &Tables,
+    scratch: &mut Scratch,
     done: &[Vec<Placed>],
     off: Vec<i64>,
 ) -> Result<Vec<Placed>, String> {
@@ -553,8 +565,13 @@ fn place_group(
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
     let bundles = bundles(g);
-    let mut trial = Trial::default();
-    if !try_at(g, chip, fp, empty, &off, -min_off, &bundles, &mut trial) {
+    let Scratch {
+        trial,
+        fixed,
+        flexible,
+        ports,
+    } = scratch;
+    if !try_at(g, chip, fp, empty, &off, -min_off, &bundles, trial) {
         return Err(format!(
             "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
             chip.name,
@@ -565,49 +582,47 @@ fn place_group(
     let limit = start + SEARCH_LIMIT;
     // Queues each member must use (MEM and MXM queues are fixed): a start
     // that puts one on a busy cycle moves to that queue's next free cycle.
-    let fixed: Vec<(QueueId, i64)> = g
-        .members
-        .iter()
-        .zip(&off)
-        .filter_map(|(m, o)| {
-            let (unit, slice, index) = match m.place {
-                Place::Mem(at) => (Unit::Mem, at.slice, 0),
-                Place::Mxm { slice, queue } => (Unit::Mxm, slice, queue),
-                _ => return None,
-            };
-            Some((QueueId { unit, slice, index }, *o))
-        })
-        .collect();
+    fixed.clear();
+    fixed.extend(g.members.iter().zip(&off).filter_map(|(m, o)| {
+        let (unit, slice, index) = match m.place {
+            Place::Mem(at) => (Unit::Mem, at.slice, 0),
+            Place::Mxm { slice, queue } => (Unit::Mxm, slice, queue),
+            _ => return None,
+        };
+        Some((QueueId { unit, slice, index }, *o))
+    }));
     // Members that pick a queue of a unit ([`Tables::flexible`]): a start
     // that puts one on a cycle where all of them are busy moves to the first
     // cycle one frees up.
-    let flexible: Vec<(usize, i64)> = g
-        .members
-        .iter()
-        .zip(&off)
-        .filter_map(|(m, o)| tables.flexible_index(&m.place).map(|i| (i, *o)))
-        .collect();
+    flexible.clear();
+    flexible.extend(
+        g.members
+            .iter()
+            .zip(&off)
+            .filter_map(|(m, o)| tables.flexible_index(&m.place).map(|i| (i, *o))),
+    );
     // Bank ports each SRAM access needs, for its width in cycles.
-    let ports: Vec<((u16, u32), u64, i64)> = g
-        .members
-        .iter()
-        .zip(&off)
-        .filter_map(|(m, o)| match m.place {
-            Place::Mem(at) => Some((
-                (at.slice, at.addr / chip.mem.addresses_per_bank),
-                m.instr.ty.bytes() as u64,
-                *o,
-            )),
-            _ => None,
-        })
-        .collect();
+    ports.clear();
+    ports.extend(
+        g.members
+            .iter()
+            .zip(&off)
+            .filter_map(|(m, o)| match m.place {
+                Place::Mem(at) => Some((
+                    (at.slice, at.addr / chip.mem.addresses_per_bank),
+                    m.instr.ty.bytes() as u64,
+                    *o,
+                )),
+                _ => None,
+            }),
+    );
     let shapes = shapes(g, chip, fp, &off, &bundles);
     // The bundle that failed last is tried first: it usually fails again.
     let mut first = 0;
     while start < limit {
         loop {
             let mut moved = false;
-            for (q, o) in &fixed {
+            for (q, o) in fixed.iter() {
                 let t = (start + o) as u64;
                 let free = tables.queue(*q).map_or(t, |b| b.next_free(t));
                 if free > t {
@@ -615,7 +630,7 @@ fn place_group(
                     moved = true;
                 }
             }
-            for (k, w, o) in &ports {
+            for (k, w, o) in ports.iter() {
                 let t = (start + o) as u64;
                 let free = tables.bank_next_free(*k, t, *w);
                 if free > t {
@@ -623,7 +638,7 @@ fn place_group(
                     moved = true;
                 }
             }
-            for (i, o) in &flexible {
+            for (i, o) in flexible.iter() {
                 let t = (start + o) as u64;
                 let free = tables.flexible_next_free(*i, t);
                 if free > t {
@@ -640,9 +655,9 @@ fn place_group(
             start += skip;
             continue;
         }
-        if try_at(g, chip, fp, tables, &off, start, &bundles, &mut trial) {
-            let (pending, placed) = trial.take(g);
-            tables.commit(pending);
+        if try_at(g, chip, fp, tables, &off, start, &bundles, trial) {
+            let placed = trial.take(g);
+            tables.commit(&trial.p);
             return Ok(placed);
         }
         start += 1;
@@ -833,6 +848,20 @@ fn streams_may_fit(
     None
 }
 
+/// Buffers of [`place_group`], reused from one group to the next (most
+/// groups are small, and their allocations were a tenth of the search).
+#[derive(Default)]
+struct Scratch {
+    /// The trials' buffers.
+    trial: Trial,
+    /// Members on fixed queues: queue, offset.
+    fixed: Vec<(QueueId, i64)>,
+    /// Members that pick a queue: [`Tables::flexible`] index, offset.
+    flexible: Vec<(usize, i64)>,
+    /// SRAM accesses: bank, width in cycles, offset.
+    ports: Vec<((u16, u32), u64, i64)>,
+}
+
 /// Buffers of [`try_at`], reused from one trial to the next (most trials
 /// fail, and allocating per trial was a tenth of the scheduler's time).
 #[derive(Default)]
@@ -849,9 +878,9 @@ struct Trial {
 }
 
 impl Trial {
-    /// The placement [`try_at`] found (call only after it succeeded), and
-    /// the reservations it wants.
-    fn take(&mut self, g: &Group) -> (Pending, Vec<Placed>) {
+    /// The placement [`try_at`] found (call only after it succeeded); the
+    /// reservations it wants stay in [`Trial::p`].
+    fn take(&self, g: &Group) -> Vec<Placed> {
         let mut placed: Vec<Placed> = g
             .members
             .iter()
@@ -871,7 +900,7 @@ impl Trial {
             }
         }
         debug_assert!(placed.iter().all(|x| x.instr.op != Opcode::Nop));
-        (std::mem::take(&mut self.p), placed)
+        placed
     }
 }
 
@@ -1162,7 +1191,7 @@ mod tests {
         let mut p = Pending::default();
         p.streams.push((k, (3, (2, 4))));
         p.streams.push((k, (35, (4, 6))));
-        t.commit(p);
+        t.commit(&p);
         let expect = |streams: &[usize]| {
             let mut m = StreamMask::default();
             for &s in streams {
@@ -1192,11 +1221,11 @@ mod tests {
         for s in (0..39).filter(|&s| s != 35) {
             p.streams.push((k, (s, (5, 5))));
         }
-        t.commit(p);
+        t.commit(&p);
         assert!(!t.saturated(k, (0, 9)));
         let mut p = Pending::default();
         p.streams.push((k, (39, (5, 8))));
-        t.commit(p);
+        t.commit(&p);
         assert!(t.saturated(k, (5, 5)));
         assert!(t.saturated(k, (0, 9)));
         assert!(!t.saturated(k, (6, 9)));
