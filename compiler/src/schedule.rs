@@ -397,10 +397,24 @@ impl Tables {
 /// quantization) no longer take every slot before the few that feed the
 /// planes first (its stem's width packing).
 pub fn schedule(groups: &[Group], chip: &ChipConfig) -> Result<Vec<Vec<Placed>>, (usize, String)> {
+    schedule_with(groups, chip, true)
+}
+
+/// [`schedule`], with or without skipping the starts an earlier group of
+/// the same footprint found full ([`Scratch::dead`]; the placements are the
+/// same either way, which the tests check).
+fn schedule_with(
+    groups: &[Group],
+    chip: &ChipConfig,
+    skip_dead: bool,
+) -> Result<Vec<Vec<Placed>>, (usize, String)> {
     let fp = Floorplan::new(chip);
     let mut tables = Tables::new(chip, &fp);
     let empty = Tables::new(chip, &fp);
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch {
+        skip_dead,
+        ..Scratch::default()
+    };
     let n = groups.len();
     // Producers left to place per group, and each group's consumers.
     let mut waiting = vec![0u32; n];
@@ -570,6 +584,9 @@ fn place_group(
         fixed,
         flexible,
         ports,
+        key,
+        dead,
+        skip_dead,
     } = scratch;
     if !try_at(g, chip, fp, empty, &off, -min_off, &bundles, trial) {
         return Err(format!(
@@ -580,6 +597,14 @@ fn place_group(
     }
     const SEARCH_LIMIT: i64 = 1 << 40;
     let limit = start + SEARCH_LIMIT;
+    // Starts an earlier group of the same footprint found full.
+    footprint(g, chip, &off, key);
+    let searched_from = start;
+    if let Some(&(a, b)) = dead.get(key.as_slice()).filter(|_| *skip_dead) {
+        if a <= start && start < b {
+            start = b;
+        }
+    }
     // Queues each member must use (MEM and MXM queues are fixed): a start
     // that puts one on a busy cycle moves to that queue's next free cycle.
     fixed.clear();
@@ -658,6 +683,14 @@ fn place_group(
         if try_at(g, chip, fp, tables, &off, start, &bundles, trial) {
             let placed = trial.take(g);
             tables.commit(&trial.p);
+            // Every start from `searched_from` to this one failed (and
+            // stays failed: reservations only grow); a known range it
+            // began in or next to is extended.
+            let range = match dead.get(key.as_slice()) {
+                Some(&(a, b)) if a <= searched_from && searched_from <= b => (a, start),
+                _ => (searched_from, start),
+            };
+            dead.insert(std::mem::take(key), range);
             return Ok(placed);
         }
         start += 1;
@@ -860,6 +893,51 @@ struct Scratch {
     flexible: Vec<(usize, i64)>,
     /// SRAM accesses: bank, width in cycles, offset.
     ports: Vec<((u16, u32), u64, i64)>,
+    /// The group's [`footprint`].
+    key: Vec<u64>,
+    /// Per footprint, starts `a..b` at which no group of that footprint
+    /// fits (found by the last search for one). Which starts fit depends
+    /// only on the footprint and on the reservations, which only grow, so
+    /// the next group of the same footprint whose search would begin in
+    /// that range begins after it: a layer's tiles are groups of one
+    /// footprint, each placed after a search over the same full cycles as
+    /// the last. (Looked up, never iterated, so the hash order is not
+    /// observed.)
+    dead: std::collections::HashMap<Vec<u64>, (i64, i64)>,
+    /// Whether searches skip [`Scratch::dead`] ranges (off only in tests).
+    skip_dead: bool,
+}
+
+/// Writes into `key` everything about `g` that decides at which starts it
+/// fits, relative to its start: each member's place (unit, slice, queue,
+/// bank), opcode, types and offset, and each link, packed two words per
+/// member and one per link. Two groups with equal footprints fit at
+/// exactly the same starts.
+fn footprint(g: &Group, chip: &ChipConfig, off: &[i64], key: &mut Vec<u64>) {
+    // The packing below gives an opcode 8 bits.
+    const _: () = assert!(lpu_isa::isa::OPCODES.len() <= 256);
+    key.clear();
+    for (m, o) in g.members.iter().zip(off) {
+        let (kind, slice, index) = match m.place {
+            Place::Mem(at) => (0u64, at.slice, at.addr / chip.mem.addresses_per_bank),
+            Place::Vxm => (1, 0, 0),
+            Place::Mxm { slice, queue } => (2, slice, queue as u32),
+            Place::Sxm { slice } => (3, slice, 0),
+        };
+        let i = &m.instr;
+        key.push(
+            kind | (slice as u64) << 2
+                | (index as u64) << 18
+                | (i.op as u64) << 50
+                | (i.ty.bytes() as u64 & 0x1f) << 58,
+        );
+        key.push((*o as u64) << 5 | (i.to.bytes() as u64 & 0x1f));
+    }
+    key.push(u64::MAX);
+    for l in &g.links {
+        key.push((l.from as u64) << 32 | l.to as u64);
+        key.push((l.operand as u64) << 8 | l.group as u64);
+    }
 }
 
 /// Buffers of [`try_at`], reused from one trial to the next (most trials
@@ -1230,5 +1308,37 @@ mod tests {
         assert!(t.saturated(k, (0, 9)));
         assert!(!t.saturated(k, (6, 9)));
         assert!(!t.saturated(k, (0, 4)));
+    }
+
+    proptest::proptest! {
+        /// Skipping the starts an earlier group of the same footprint found
+        /// full changes no placement: random copies between a few slices
+        /// (many sharing footprints), some chained by order dependences.
+        #[test]
+        fn skipping_dead_starts_changes_no_placement(
+            copies in proptest::collection::vec(
+                (1u16..3, 3u16..5, 0u32..2, proptest::option::of((0usize..60, -30i32..40))),
+                1..80,
+            ),
+        ) {
+            let chip = ChipConfig::preset("tiny").expect("tiny");
+            let groups: Vec<Group> = copies
+                .iter()
+                .enumerate()
+                .map(|(k, &(from, to, addr, after))| {
+                    let mut g = copy(from, to, addr * 2048);
+                    if let Some((p, gap)) = after.filter(|&(p, _)| p < k) {
+                        g.members[0].after.push((MemberRef { group: p as u32, member: 1 }, gap));
+                    }
+                    g
+                })
+                .collect();
+            let with = schedule_with(&groups, &chip, true).expect("placed");
+            let without = schedule_with(&groups, &chip, false).expect("placed");
+            let key = |p: &Vec<Vec<Placed>>| -> Vec<(u64, String, Option<StreamRef>)> {
+                p.iter().flatten().map(|x| (x.cycle, x.queue.to_string(), x.instr.dst)).collect()
+            };
+            proptest::prop_assert_eq!(key(&with), key(&without));
+        }
     }
 }
