@@ -47,7 +47,8 @@ use layout::{
 use lpu_graph::{Graph, Node, Tensor};
 use lpu_isa::program::{Binding, MemInit, Probe, VecLoc};
 use lpu_isa::{ChipConfig, DType, Instr, Opcode, SliceKind, Values};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The lowered program before scheduling.
 pub struct Lowered {
@@ -524,8 +525,8 @@ fn lower_planned(
         lanes: chip.lanes() as usize,
         alloc: SramAlloc::with_reuse(chip, reuse),
         locs: BTreeMap::new(),
-        writer: HashMap::new(),
-        readers: HashMap::new(),
+        writer: HashMap::default(),
+        readers: HashMap::default(),
         groups: Vec::new(),
         planes,
         node: 0,
