@@ -289,22 +289,42 @@ impl<'a> Lowerer<'a> {
         // space-to-depth input, where a block position falls outside the
         // original kernel).
         let k_rows = taps * c;
+        // Without space-to-depth: each row's offset within an output
+        // channel's weights and its group, and each column's group, worked
+        // out once (divisions per weight were most of making the matrix).
+        let (row_at, col_group) = if s2d {
+            (vec![], vec![])
+        } else {
+            let rows = (0..k_rows)
+                .map(|r| {
+                    let (tap, ci) = (r / c, r % c);
+                    let (i, j) = (tap / kw, tap % kw);
+                    (((ci % cg) * kh + i) * kw + j, ci / cg)
+                })
+                .collect::<Vec<_>>();
+            (rows, (0..co).map(|o| o / cog).collect::<Vec<_>>())
+        };
+        let per_channel = cg * kh * kw;
         let weight = |r: usize, o: usize| -> f32 {
+            if !s2d {
+                let (at, g) = row_at[r];
+                return if g == col_group[o] {
+                    wv[o * per_channel + at]
+                } else {
+                    0.0
+                };
+            }
+            // Space-to-depth: the block position's tap of the original
+            // kernel, or 0 outside it.
             let (tap, ci) = (r / c, r % c);
             let (i, j) = (tap / kw, tap % kw);
-            if s2d {
-                let (blk, cc) = (ci / c0, ci % c0);
-                let ki = 2 * (i as i64 + th0) + (blk / 2) as i64 + pt0;
-                let kj = 2 * (j as i64 + tw0) + (blk % 2) as i64 + pl0;
-                if !(0..kh0 as i64).contains(&ki) || !(0..kw0 as i64).contains(&kj) {
-                    return 0.0;
-                }
-                return wv[((o * c0 + cc) * kh0 + ki as usize) * kw0 + kj as usize];
-            }
-            if ci / cg != o / cog {
+            let (blk, cc) = (ci / c0, ci % c0);
+            let ki = 2 * (i as i64 + th0) + (blk / 2) as i64 + pt0;
+            let kj = 2 * (j as i64 + tw0) + (blk % 2) as i64 + pl0;
+            if !(0..kh0 as i64).contains(&ki) || !(0..kw0 as i64).contains(&kj) {
                 return 0.0;
             }
-            wv[((o * cg + ci % cg) * kh + i) * kw + j]
+            wv[((o * c0 + cc) * kh0 + ki as usize) * kw0 + kj as usize]
         };
         // fp32-split (`super::lower_opts`): f32 activations times the
         // weights' fp16 halves, scaled by 2^scale.
