@@ -719,8 +719,15 @@ fn split_weights(w: &[f32]) -> (Values, Option<Values>, i32) {
     (Values::F16(hi), lo, s)
 }
 
+/// The elements of `v` as f32 (integers rounded to nearest, as through
+/// f64, which holds them exactly); one type dispatch for the whole tensor.
 fn f32_of(v: &Values) -> Vec<f32> {
-    (0..v.len()).map(|i| v.get_f64(i) as f32).collect()
+    match v {
+        Values::F32(x) => x.clone(),
+        Values::F16(x) => x.iter().map(|h| h.to_f32()).collect(),
+        Values::I8(x) => x.iter().map(|&a| a as f32).collect(),
+        Values::I32(x) => x.iter().map(|&a| a as f32).collect(),
+    }
 }
 
 impl<'a> Lowerer<'a> {
