@@ -903,7 +903,7 @@ struct Scratch {
     /// footprint, each placed after a search over the same full cycles as
     /// the last. (Looked up, never iterated, so the hash order is not
     /// observed.)
-    dead: std::collections::HashMap<Vec<u64>, (i64, i64)>,
+    dead: rustc_hash::FxHashMap<Vec<u64>, (i64, i64)>,
     /// Whether searches skip [`Scratch::dead`] ranges (off only in tests).
     skip_dead: bool,
 }
