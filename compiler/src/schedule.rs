@@ -588,7 +588,10 @@ fn place_group(
         dead,
         skip_dead,
     } = scratch;
-    if !try_at(g, chip, fp, empty, &off, -min_off, &bundles, trial) {
+    // (A footprint already placed fits, and most are.)
+    footprint(g, chip, &off, key);
+    let known = dead.get(key.as_slice()).copied();
+    if known.is_none() && !try_at(g, chip, fp, empty, &off, -min_off, &bundles, trial) {
         return Err(format!(
             "its instructions need more streams, queues or bank cycles at once than chip '{}' has [{}]",
             chip.name,
@@ -598,9 +601,8 @@ fn place_group(
     const SEARCH_LIMIT: i64 = 1 << 40;
     let limit = start + SEARCH_LIMIT;
     // Starts an earlier group of the same footprint found full.
-    footprint(g, chip, &off, key);
     let searched_from = start;
-    if let Some(&(a, b)) = dead.get(key.as_slice()).filter(|_| *skip_dead) {
+    if let Some((a, b)) = known.filter(|_| *skip_dead) {
         if a <= start && start < b {
             start = b;
         }
@@ -686,8 +688,8 @@ fn place_group(
             // Every start from `searched_from` to this one failed (and
             // stays failed: reservations only grow); a known range it
             // began in or next to is extended.
-            let range = match dead.get(key.as_slice()) {
-                Some(&(a, b)) if a <= searched_from && searched_from <= b => (a, start),
+            let range = match known {
+                Some((a, b)) if a <= searched_from && searched_from <= b => (a, start),
                 _ => (searched_from, start),
             };
             dead.insert(std::mem::take(key), range);
