@@ -107,6 +107,12 @@ fn conv_loop<T: Copy + Sync, A: Copy + Send + Sync>(
     }
 }
 
+/// Elements of the kernel, of an input plane and of an output plane.
+fn spatial_sizes(g: &ConvGeom) -> (usize, usize, usize) {
+    let n = |d: &[usize]| d.iter().product::<usize>();
+    (n(&g.win.kernel), n(&g.input), n(&g.win.out))
+}
+
 /// Output channels of one register tile of [`conv_tiles`].
 const TILE_CHANNELS: usize = 8;
 
@@ -130,9 +136,7 @@ fn conv_tiles<T: Copy + Sync, A: Copy + Send + Sync>(
     const TM: usize = TILE_CHANNELS;
     const TP: usize = TILE_POSITIONS;
     let taps = taps(g);
-    let ksize: usize = g.win.kernel.iter().product();
-    let isize: usize = g.input.iter().product();
-    let osize: usize = g.win.out.iter().product();
+    let (ksize, isize, osize) = spatial_sizes(g);
     let (cg, mg) = (g.cin / g.group, g.cout / g.group);
     // Weights by (channel block, input channel, kernel position, channel
     // of the block): one tile step reads TM adjacent weights.
@@ -226,9 +230,7 @@ fn conv_planes<T: Copy + Sync, A: Copy + Send>(
     step: impl Fn(A, T, T, usize) -> A + Sync,
 ) -> Vec<A> {
     let taps: Vec<Vec<Run>> = taps(g).iter().map(|t| runs(t)).collect();
-    let ksize: usize = g.win.kernel.iter().product();
-    let isize: usize = g.input.iter().product();
-    let osize: usize = g.win.out.iter().product();
+    let (ksize, isize, osize) = spatial_sizes(g);
     let (cg, mg) = (g.cin / g.group, g.cout / g.group);
     let mut y = vec![zero; g.n * g.cout * osize];
     // Output planes are independent and each keeps its summation order, so
