@@ -419,28 +419,46 @@ fn schedule_with(
         ..Scratch::default()
     };
     let n = groups.len();
-    // Producers left to place per group, and each group's consumers.
+    // Producers left to place per group, and each group's consumers in
+    // lowering order: group `p`'s are `consumers[first[p]..first[p + 1]]`
+    // (one list for all, not a vector per group).
     let mut waiting = vec![0u32; n];
-    let mut consumers: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    let mut producers: Vec<u32> = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
-        let mut producers: Vec<u32> = g
-            .members
-            .iter()
-            .flat_map(|m| m.after.iter().map(|(r, _)| r.group))
-            .collect();
+        producers.clear();
+        producers.extend(
+            g.members
+                .iter()
+                .flat_map(|m| m.after.iter().map(|(r, _)| r.group)),
+        );
         producers.sort_unstable();
         producers.dedup();
-        for p in producers {
+        for &p in &producers {
             if p as usize >= gi {
                 return Err((
                     gi,
                     "dependence on an instruction that is not scheduled yet".into(),
                 ));
             }
-            consumers[p as usize].push(gi as u32);
+            edges.push((p, gi as u32));
             waiting[gi] += 1;
         }
     }
+    let mut first = vec![0usize; n + 1];
+    for &(p, _) in &edges {
+        first[p as usize + 1] += 1;
+    }
+    for k in 1..first.len() {
+        first[k] += first[k - 1];
+    }
+    let mut consumers = vec![0u32; edges.len()];
+    let mut next = first.clone();
+    for &(p, c) in &edges {
+        consumers[next[p as usize]] = c;
+        next[p as usize] += 1;
+    }
+    drop((edges, next));
     let demand = plane_demand(groups);
     let mut out: Vec<Vec<Placed>> = vec![Vec::new(); n];
     let mut ready: BinaryHeap<Reverse<(u8, i64, usize)>> = BinaryHeap::new();
@@ -467,7 +485,7 @@ fn schedule_with(
         )
         .map_err(|m| (gi, m))?;
         out[gi] = placed;
-        for &c in &consumers[gi] {
+        for &c in &consumers[first[gi]..first[gi + 1]] {
             let c = c as usize;
             waiting[c] -= 1;
             if waiting[c] == 0 {
