@@ -283,7 +283,7 @@ impl SramAlloc {
                 for j in 0..loc.vpr {
                     let start = r * loc.cols + j * self.lanes;
                     let len = self.lanes.min(loc.cols - j * self.lanes);
-                    let v = lane_vector(values, start, len, self.lanes);
+                    let v = values.slice_padded_to(start, len, self.lanes);
                     self.image.push(MemInit {
                         at: loc.at(r, j),
                         values: v,
@@ -426,26 +426,6 @@ impl SramAlloc {
             available_mib: mib(chip.sram_capacity_bytes()),
             largest,
         })
-    }
-}
-
-/// Elements `start..start + len` of `values` (zeros past its end; at most
-/// `lanes` of them), then zeros up to `lanes`: one vector of a constant's
-/// row, made in one pass.
-fn lane_vector(values: &Values, start: usize, len: usize, lanes: usize) -> Values {
-    fn take<T: Copy>(v: &[T], start: usize, len: usize, lanes: usize, zero: T) -> Vec<T> {
-        let len = len.min(lanes);
-        let have = v.get(start..).map_or(&[][..], |r| &r[..len.min(r.len())]);
-        let mut out = Vec::with_capacity(lanes);
-        out.extend_from_slice(have);
-        out.resize(lanes, zero);
-        out
-    }
-    match values {
-        Values::F32(v) => Values::F32(take(v, start, len, lanes, 0.0)),
-        Values::F16(v) => Values::F16(take(v, start, len, lanes, half::f16::ZERO)),
-        Values::I8(v) => Values::I8(take(v, start, len, lanes, 0)),
-        Values::I32(v) => Values::I32(take(v, start, len, lanes, 0)),
     }
 }
 

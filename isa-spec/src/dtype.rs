@@ -135,16 +135,26 @@ impl Values {
 
     /// Elements `start..start + len`, padded with zeros past the end.
     pub fn slice_padded(&self, start: usize, len: usize) -> Values {
-        fn take<T: Copy>(v: &[T], start: usize, len: usize, zero: T) -> Vec<T> {
-            (start..start + len)
-                .map(|i| v.get(i).copied().unwrap_or(zero))
-                .collect()
+        self.slice_padded_to(start, len, len)
+    }
+
+    /// The first `width` elements of [`Values::slice_padded`]`(start, len)`,
+    /// padded with zeros to `width`: one row's piece of a tensor laid into a
+    /// lane vector, in one pass.
+    pub fn slice_padded_to(&self, start: usize, len: usize, width: usize) -> Values {
+        fn take<T: Copy>(v: &[T], start: usize, len: usize, width: usize, zero: T) -> Vec<T> {
+            let have = v.get(start..).unwrap_or(&[]);
+            let have = &have[..len.min(width).min(have.len())];
+            let mut out = Vec::with_capacity(width);
+            out.extend_from_slice(have);
+            out.resize(width, zero);
+            out
         }
         match self {
-            Values::F32(v) => Values::F32(take(v, start, len, 0.0)),
-            Values::F16(v) => Values::F16(take(v, start, len, f16::ZERO)),
-            Values::I8(v) => Values::I8(take(v, start, len, 0)),
-            Values::I32(v) => Values::I32(take(v, start, len, 0)),
+            Values::F32(v) => Values::F32(take(v, start, len, width, 0.0)),
+            Values::F16(v) => Values::F16(take(v, start, len, width, f16::ZERO)),
+            Values::I8(v) => Values::I8(take(v, start, len, width, 0)),
+            Values::I32(v) => Values::I32(take(v, start, len, width, 0)),
         }
     }
 
@@ -260,6 +270,24 @@ impl Values {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slice_padded_to_takes_then_pads() {
+        let v = Values::I32(vec![1, 2, 3, 4, 5]);
+        let s = |start, len, width| v.slice_padded_to(start, len, width);
+        assert_eq!(s(1, 2, 4), Values::I32(vec![2, 3, 0, 0]));
+        assert_eq!(s(3, 4, 4), Values::I32(vec![4, 5, 0, 0]), "past the end");
+        assert_eq!(s(0, 5, 3), Values::I32(vec![1, 2, 3]), "cut to the width");
+        assert_eq!(s(9, 2, 3), Values::I32(vec![0, 0, 0]), "start past the end");
+        assert_eq!(v.slice_padded(4, 3), Values::I32(vec![5, 0, 0]));
+        for (start, len, width) in [(0, 2, 5), (2, 5, 3), (4, 4, 4)] {
+            assert_eq!(
+                s(start, len, width),
+                v.slice_padded(start, len).slice_padded(0, width),
+                "{start} {len} {width}"
+            );
+        }
+    }
 
     #[test]
     fn byte_planes_round_trip() {

@@ -808,7 +808,7 @@ impl<'p> Engine<'p> {
                 for j in 0..vpr {
                     let start = r * b.cols + j * self.lanes;
                     let len = self.lanes.min(b.cols - j * self.lanes);
-                    let v = stored.slice_padded(start, len).slice_padded(0, self.lanes);
+                    let v = stored.slice_padded_to(start, len, self.lanes);
                     self.store(b.vectors[r * vpr + j], &v);
                 }
             }
