@@ -134,23 +134,12 @@ fn i32_op(op: &str) -> Result<IntOp<i32>, String> {
     })
 }
 
-/// `acc[e] = op(acc[e], v[e])` for every element, with the op's
-/// arithmetic inlined so the loop vectorizes (the same operations as
-/// [`float_op`]'s).
+/// `acc[e] = op(acc[e], v[e])` for every element ([`float_op`]'s
+/// arithmetic).
 fn fold_same_shape(op: &str, acc: &mut [f32], v: &[f32]) -> Result<(), String> {
-    fn apply(acc: &mut [f32], v: &[f32], f: impl Fn(f32, f32) -> f32) {
-        for (a, &b) in acc.iter_mut().zip(v) {
-            *a = f(*a, b);
-        }
-    }
-    match op {
-        "Add" => apply(acc, v, |a, b| a + b),
-        "Sub" => apply(acc, v, |a, b| a - b),
-        "Mul" => apply(acc, v, |a, b| a * b),
-        "Div" => apply(acc, v, |a, b| a / b),
-        "Max" => apply(acc, v, |a, b| if b > a { b } else { a }),
-        "Min" => apply(acc, v, |a, b| if b < a { b } else { a }),
-        other => return Err(format!("internal error: no float op {other}")),
+    let f = float_op(op)?;
+    for (a, &b) in acc.iter_mut().zip(v) {
+        *a = f(*a, b);
     }
     Ok(())
 }
@@ -474,7 +463,7 @@ pub(crate) fn cast(v: &Values, to: DType) -> Values {
 
 #[cfg(test)]
 mod tests {
-    use super::{erf, fold, fold_broadcast, Tensor, Values};
+    use super::{binary, erf, fold, fold_broadcast, Tensor, Values};
 
     #[test]
     fn erf_values() {
@@ -548,5 +537,69 @@ mod tests {
             proptest::prop_assert_eq!(fast.dtype(), slow.dtype());
             proptest::prop_assert_eq!(bits(&fast), bits(&slow));
         }
+    }
+
+    /// The float binary ops' arithmetic (the module contract), through the
+    /// same-shape path and through broadcasting: Max and Min keep the first
+    /// operand unless the second is strictly greater (smaller), so a NaN
+    /// first is kept, a NaN second ignored, and +0 vs -0 keeps the first.
+    #[test]
+    fn float_binary_ops_follow_the_contract() {
+        let a = [3.0f32, -2.0, 0.0, f32::NAN, 1.0];
+        let b = [2.0f32, 4.0, -0.0, 1.0, f32::NAN];
+        let t = |v: &[f32]| Tensor::new(vec![v.len()], Values::F32(v.to_vec())).expect("tensor");
+        type Op = fn(f32, f32) -> f32;
+        let cases: [(&str, Op); 4] = [
+            ("Add", |x, y| x + y),
+            ("Sub", |x, y| x - y),
+            ("Mul", |x, y| x * y),
+            ("Div", |x, y| x / y),
+        ];
+        let bits = |v: Values| -> Vec<u32> {
+            match v {
+                Values::F32(v) => v
+                    .iter()
+                    .map(|x| {
+                        if x.is_nan() {
+                            f32::NAN.to_bits()
+                        } else {
+                            x.to_bits()
+                        }
+                    })
+                    .collect(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let want = |f: Op| -> Vec<u32> {
+            bits(Values::F32(
+                a.iter().zip(&b).map(|(&x, &y)| f(x, y)).collect(),
+            ))
+        };
+        for (op, f) in cases {
+            assert_eq!(
+                bits(binary(op, &t(&a), &t(&b), &[5]).expect(op)),
+                want(f),
+                "{op}"
+            );
+        }
+        let max = binary("Max", &t(&a), &t(&b), &[5]).expect("max");
+        let min = binary("Min", &t(&a), &t(&b), &[5]).expect("min");
+        let (Values::F32(max), Values::F32(min)) = (max, min) else {
+            panic!("f32 expected");
+        };
+        assert_eq!(&max[..3], &[3.0, 4.0, 0.0]);
+        assert_eq!(&min[..3], &[2.0, -2.0, 0.0]);
+        assert!(
+            max[2].is_sign_positive() && min[2].is_sign_positive(),
+            "the first zero is kept"
+        );
+        assert!(max[3].is_nan() && min[3].is_nan(), "a NaN first is kept");
+        assert_eq!((max[4], min[4]), (1.0, 1.0), "a NaN second is ignored");
+        // Broadcasting a scalar goes through the offset tables.
+        let s = Tensor::new(vec![1], Values::F32(vec![2.0])).expect("scalar");
+        assert_eq!(
+            binary("Sub", &t(&[5.0, 1.0]), &s, &[2]).expect("sub"),
+            Values::F32(vec![3.0, -1.0])
+        );
     }
 }
