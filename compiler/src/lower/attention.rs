@@ -606,34 +606,19 @@ impl<'a> Lowerer<'a> {
                     // Consecutive groups read different copies of the masks.
                     let copy = pair * vz + t;
                     for (row, keep_first) in [(a, true), (b, false)] {
-                        // A' = (A - A m) + rot(B, s) m ; B' = (B - B m') + rot(A, -s) m'.
-                        // Products by 0/1 and differences with 0 or
-                        // themselves are exact; one product per step keeps
-                        // at most two operands arriving on any cycle.
-                        let (keep, other, sel, shift) = if keep_first {
-                            (src_at(a, t), src_at(b, t), &m, sh as i64)
+                        // A' = A m' + rot(B, s) m ; B' = B m + rot(A, -s) m'.
+                        // Products by 0/1 are exact and one of the two
+                        // terms is zero, so the sum is exact. Each of the
+                        // four operands is read once: reading a vector
+                        // twice in one group would hold its bank port for
+                        // both reads and cost retiming `mov`s.
+                        let (keep, other, keep_mask, other_mask, shift) = if keep_first {
+                            (src_at(a, t), src_at(b, t), &nm, &m, sh as i64)
                         } else {
-                            (src_at(b, t), src_at(a, t), &nm, -(sh as i64))
+                            (src_at(b, t), src_at(a, t), &m, &nm, -(sh as i64))
                         };
-                        let sel = sel.for_row_avoiding(copy, 0, &[keep.slice, other.slice]);
                         let mut gb = self.begin();
-                        let k1 = self.read(&mut gb, keep, ty);
-                        let s1 = self.read(&mut gb, sel, ty);
-                        let x = self.op(
-                            &mut gb,
-                            Instr::new(Opcode::Mul).typed(ty),
-                            Place::Vxm,
-                            &[k1, s1],
-                            vec![],
-                        );
-                        let k2 = self.read(&mut gb, keep, ty);
-                        let x = self.op(
-                            &mut gb,
-                            Instr::new(Opcode::Sub).typed(ty),
-                            Place::Vxm,
-                            &[k2, x],
-                            vec![],
-                        );
+                        let k = self.read(&mut gb, keep, ty);
                         let o = self.read(&mut gb, other, ty);
                         let rot = Instr {
                             arg: shift,
@@ -641,14 +626,36 @@ impl<'a> Lowerer<'a> {
                         };
                         let sxm = self.sxm_near(&gb, o);
                         let o = self.op(&mut gb, rot, sxm, &[o], vec![]);
-                        let s2 = self.read(&mut gb, sel, ty);
-                        let y = self.op(
+                        let km = Self::row_copy(&gb, keep_mask, copy, 0);
+                        let km = self.read(&mut gb, km, ty);
+                        let x = self.op(
                             &mut gb,
                             Instr::new(Opcode::Mul).typed(ty),
                             Place::Vxm,
-                            &[o, s2],
+                            &[k, km],
                             vec![],
                         );
+                        let om = Self::row_copy(&gb, other_mask, copy, 0);
+                        let om = self.read(&mut gb, om, ty);
+                        let mut y = self.op(
+                            &mut gb,
+                            Instr::new(Opcode::Mul).typed(ty),
+                            Place::Vxm,
+                            &[o, om],
+                            vec![],
+                        );
+                        if (self.fp.streams as usize) < 4 * ty.bytes() {
+                            // Four operands arriving at once need more
+                            // streams than this chip has: a `mov` runs
+                            // the second product a cycle earlier.
+                            y = self.op(
+                                &mut gb,
+                                Instr::new(Opcode::Mov).typed(ty),
+                                Place::Vxm,
+                                &[y],
+                                vec![],
+                            );
+                        }
                         let v = self.op(
                             &mut gb,
                             Instr::new(Opcode::Add).typed(ty),
