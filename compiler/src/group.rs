@@ -216,21 +216,26 @@ pub fn conflict(g: &Group, chip: &ChipConfig, off: &[i64]) -> Option<(usize, usi
 /// Resolves intra-group conflicts by retiming SRAM reads: a `mov` on the VXM
 /// between a conflicting read and its consumer makes the read issue
 /// `delay(mov)` cycles earlier. Gives up after a bounded number of rounds,
-/// a few per member (the scheduler then reports the group).
+/// a few per member (the scheduler then reports the group). Each run of
+/// `mov`s it put on one link then becomes fewer, longer identity steps of
+/// the same total delay ([`identity_steps`]): an f32 read that clears a
+/// 4-cycle bank port costs two VXM instructions instead of four, and every
+/// other member keeps its offset.
 pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
+    let first_new = g.members.len();
     for _ in 0..16 + 8 * g.members.len() {
         let Ok(off) = offsets(g, chip, fp) else {
-            return;
+            break;
         };
         let Some((a, b)) = conflict(g, chip, &off) else {
-            return;
+            break;
         };
         let read = [b, a]
             .into_iter()
             .find(|&m| g.members[m].instr.op == Opcode::Read);
-        let Some(r) = read else { return };
+        let Some(r) = read else { break };
         let Some(li) = g.links.iter().position(|l| l.from as usize == r) else {
-            return;
+            break;
         };
         let ty = g.members[r].instr.ty;
         let node = g.members[r].node;
@@ -250,6 +255,108 @@ pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
             group: 0,
         });
     }
+    compress_movs(g, chip, first_new);
+}
+
+/// Replaces each chain of the `mov`s from member `first_new` on (which only
+/// [`retime_reads`] added, one input and one output link each) by
+/// [`identity_steps`] of the same total delay. The chain's first step issues
+/// when its first `mov` did and the value reaches the consumer on the same
+/// cycle, so the group uses a subset of the queues and streams it used.
+fn compress_movs(g: &mut Group, chip: &ChipConfig, first_new: usize) {
+    if g.members.len() == first_new {
+        return;
+    }
+    let added = |m: u32| m as usize >= first_new;
+    // The link leaving each added member.
+    let mut next: Vec<Option<usize>> = vec![None; g.members.len() - first_new];
+    for (i, l) in g.links.iter().enumerate() {
+        if added(l.from) {
+            next[l.from as usize - first_new] = Some(i);
+        }
+    }
+    let mut members = g.members[..first_new].to_vec();
+    let mut links = Vec::with_capacity(g.links.len());
+    for l in &g.links {
+        if added(l.from) {
+            continue; // rebuilt with its chain
+        }
+        if !added(l.to) {
+            links.push(*l);
+            continue;
+        }
+        // A chain starts here: follow it to the consumer.
+        let ty = g.members[l.to as usize].instr.ty;
+        let node = g.members[l.to as usize].node;
+        let mut movs = 0i64;
+        let mut at = l.to;
+        let last = loop {
+            movs += 1;
+            let Some(li) = next[at as usize - first_new] else {
+                return; // a dangling chain: leave the group as it is
+            };
+            let out = g.links[li];
+            if !added(out.to) {
+                break out;
+            }
+            at = out.to;
+        };
+        let total = movs * chip.delay(Opcode::Mov) as i64;
+        let steps = identity_steps(chip, ty, total)
+            .unwrap_or_else(|| vec![Instr::new(Opcode::Mov).typed(ty); movs as usize]);
+        let mut from = l.from;
+        for instr in steps {
+            members.push(Member {
+                instr,
+                place: Place::Vxm,
+                node,
+                after: vec![],
+            });
+            let m = members.len() as u32 - 1;
+            links.push(Link {
+                from,
+                to: m,
+                operand: 0,
+                group: 0,
+            });
+            from = m;
+        }
+        links.push(Link { from, ..last });
+    }
+    g.members = members;
+    g.links = links;
+}
+
+/// VXM instructions that pass a `ty` vector through unchanged and whose
+/// functional delays add up to exactly `cycles`, as few as the greedy choice
+/// finds (`None` when it finds no exact sum): `mov`; `addi -0.0` (x + (-0)
+/// is x for every x, signed zeros included, and 0 for integers); for floats
+/// `muli 1.0` (exact; fp16 is computed in f32 and rounds back to itself).
+pub fn identity_steps(chip: &ChipConfig, ty: lpu_isa::DType, cycles: i64) -> Option<Vec<Instr>> {
+    let mut kinds = vec![
+        Instr::new(Opcode::Mov).typed(ty),
+        Instr {
+            imm: -0.0,
+            ..Instr::new(Opcode::AddImm).typed(ty)
+        },
+    ];
+    if ty.is_float() {
+        kinds.push(Instr {
+            imm: 1.0,
+            ..Instr::new(Opcode::MulImm).typed(ty)
+        });
+    }
+    let delay = |i: &Instr| chip.delay(i.op) as i64;
+    // Longest first; equal delays keep the order above.
+    kinds.sort_by_key(|i| std::cmp::Reverse(delay(i)));
+    let mut steps = Vec::new();
+    let mut left = cycles;
+    while left > 0 {
+        let step = kinds.iter().find(|i| (1..=left).contains(&delay(i)))?;
+        left -= delay(step);
+        steps.push(step.clone());
+    }
+    Some(steps)
 }
 
 #[cfg(test)]
@@ -337,12 +444,110 @@ mod tests {
         retime_reads(&mut g, &chip, &fp);
         let off = offsets(&g, &chip, &fp).expect("linked");
         assert_eq!(conflict(&g, &chip, &off), None);
-        // The f32 bank port is busy 4 cycles, so 4 one-cycle movs went in.
-        let movs = g
-            .members
+        // The f32 bank port is busy 4 cycles: four `mov`s' worth of delay,
+        // as `muli 1.0` (3 cycles) and a `mov` (1).
+        let steps: Vec<(Opcode, f64)> = g.members[3..]
             .iter()
-            .filter(|m| m.instr.op == Opcode::Mov)
-            .count();
-        assert_eq!(movs, 4);
+            .map(|m| (m.instr.op, m.instr.imm))
+            .collect();
+        assert_eq!(steps, vec![(Opcode::MulImm, 1.0), (Opcode::Mov, 0.0)]);
+        assert_eq!((off[0] - off[1]).abs(), 4, "one read moved 4 cycles");
+    }
+
+    #[test]
+    fn identity_steps_add_up_to_the_cycles() {
+        let chip = tiny();
+        let ops = |ty, cycles| -> Vec<(Opcode, f64)> {
+            identity_steps(&chip, ty, cycles)
+                .expect("reachable")
+                .iter()
+                .map(|i| (i.op, i.imm))
+                .collect()
+        };
+        use lpu_isa::DType::{F16, F32, I32, I8};
+        assert_eq!(ops(F32, 0), vec![]);
+        assert_eq!(ops(F32, 1), vec![(Opcode::Mov, 0.0)]);
+        assert_eq!(ops(F32, 4), vec![(Opcode::MulImm, 1.0), (Opcode::Mov, 0.0)]);
+        assert_eq!(
+            ops(F16, 7),
+            vec![(Opcode::MulImm, 1.0); 2]
+                .into_iter()
+                .chain([(Opcode::Mov, 0.0)])
+                .collect::<Vec<_>>()
+        );
+        let two = ops(F32, 2);
+        assert_eq!(two.len(), 1);
+        assert_eq!(two[0].0, Opcode::AddImm);
+        assert!(
+            two[0].1 == 0.0 && two[0].1.is_sign_negative(),
+            "x + (-0) keeps -0"
+        );
+        // Integers get no multiply.
+        assert_eq!(ops(I8, 4), vec![(Opcode::AddImm, -0.0); 2]);
+        assert_eq!(
+            ops(I32, 3).iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![Opcode::AddImm, Opcode::Mov]
+        );
+        // With delays overridden the sum follows the chip, or is refused.
+        let mut slow = tiny();
+        slow.latency_overrides.insert("mov".into(), 2);
+        slow.latency_overrides.insert("addi".into(), 2);
+        slow.latency_overrides.insert("muli".into(), 2);
+        assert!(identity_steps(&slow, F32, 3).is_none());
+        assert_eq!(identity_steps(&slow, F32, 4).map(|v| v.len()), Some(2));
+    }
+
+    #[test]
+    fn compressed_movs_keep_every_other_offset() {
+        let chip = tiny();
+        let fp = Floorplan::new(&chip);
+        // Three f32 operands of one bank: two rounds of retiming.
+        let mut g = Group {
+            members: vec![
+                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 0 })),
+                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 4 })),
+                member(Opcode::Add, Place::Vxm),
+                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 8 })),
+                member(Opcode::Add, Place::Vxm),
+            ],
+            links: vec![
+                link(0, 2),
+                Link {
+                    from: 1,
+                    to: 2,
+                    operand: 1,
+                    group: 0,
+                },
+                link(2, 4),
+                Link {
+                    from: 3,
+                    to: 4,
+                    operand: 1,
+                    group: 0,
+                },
+            ],
+        };
+        // The same group retimed with plain `mov`s only.
+        let mut plain = g.clone();
+        let n0 = plain.members.len();
+        retime_reads(&mut g, &chip, &fp);
+        let mut slow = tiny();
+        // Only `mov` fits exactly when every other step is longer than the
+        // whole: retiming then keeps its `mov`s.
+        slow.latency_overrides.insert("addi".into(), 99);
+        slow.latency_overrides.insert("muli".into(), 99);
+        retime_reads(&mut plain, &slow, &fp);
+        let off = offsets(&g, &chip, &fp).expect("linked");
+        let plain_off = offsets(&plain, &chip, &fp).expect("linked");
+        assert_eq!(
+            off[..n0],
+            plain_off[..n0],
+            "the original members keep their offsets"
+        );
+        assert_eq!(conflict(&g, &chip, &off), None);
+        let movs = plain.members.len() - n0;
+        let steps = g.members.len() - n0;
+        assert!(movs >= 4 && steps < movs, "{steps} steps for {movs} movs");
+        assert!(g.members[n0..].iter().all(|m| m.place == Place::Vxm));
     }
 }
