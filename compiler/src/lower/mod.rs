@@ -209,7 +209,7 @@ impl SramPlan {
 
 /// One K-tile of a matrix product: weight rows `w_row0..w_row0 + rows` of
 /// the weight matrix, installed together.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct KTile {
     w_row0: usize,
     rows: usize,
@@ -2050,7 +2050,9 @@ impl<'a> Lowerer<'a> {
     /// Emits a tiled matrix product: for each item of
     /// [`Lowerer::plan_items`] (a column tile of `w` and a chunk of result
     /// rows, at most one accumulator each, on one MXM plane); for each K-tile, its weight rows are loaded and
-    /// installed and every row's activation vector is streamed through `mm`
+    /// installed (unless the K-tile before it installed the same rows at
+    /// the same staging rows, as a row sum's K-tiles do: they stay) and
+    /// every row's activation vector is streamed through `mm`
     /// (rows whose activation is padding skip the tile); then each row is
     /// emitted through the epilogue and the fused tail and written.
     #[allow(clippy::too_many_arguments)]
@@ -2064,11 +2066,7 @@ impl<'a> Lowerer<'a> {
         epi: &Epilogue,
         tail: &[TailOp],
     ) -> Result<(), CompileError> {
-        let (d_lw, d_iw, d_mm) = (
-            self.d(Opcode::LoadWeights),
-            self.d(Opcode::InstallWeights),
-            self.d(Opcode::Matmul),
-        );
+        let (d_iw, d_mm) = (self.d(Opcode::InstallWeights), self.d(Opcode::Matmul));
         let per = self.rows_per_load(mm_ty);
         // Weight sets installed per K-tile, and `mm`s per row per set.
         let sets = 1 + plan.w_lo.is_some() as usize;
@@ -2080,8 +2078,35 @@ impl<'a> Lowerer<'a> {
                     .collect()
             })
             .collect();
+        // A K-tile whose weights are the rows the tile before it installed,
+        // at the same staging rows (the halves of a row sum's operand, the
+        // vectors of a row against the all-ones weights), keeps them: its
+        // products follow with no load and no install. Not with two
+        // weight sets, which take turns.
+        let lane0 = self.attn.lane0.clone();
+        let stage = |kt: usize| lane0.get(kt).copied().unwrap_or(0);
+        let keeps: Vec<Vec<bool>> = used_tiles
+            .iter()
+            .map(|used| {
+                let mut prev = None;
+                used.iter()
+                    .map(|&kt| {
+                        let key = (plan.ktiles[kt], stage(kt));
+                        let keep = sets == 1 && prev == Some(key);
+                        prev = Some(key);
+                        keep
+                    })
+                    .collect()
+            })
+            .collect();
         let cost = |j: usize, n: usize| {
-            let tiles = used_tiles[j].iter().map(|&kt| plan.ktiles[kt].rows);
+            let tiles = used_tiles[j].iter().zip(&keeps[j]).map(|(&kt, &keep)| {
+                if keep {
+                    0
+                } else {
+                    plan.ktiles[kt].rows
+                }
+            });
             Self::item_cost(tiles, n, per, (sets, mm_per_row))
         };
         let items = self.plan_items(plan.rows, w.vpr, &cost, true);
@@ -2089,9 +2114,10 @@ impl<'a> Lowerer<'a> {
         for (j, range, p) in items {
             let skew = (p, skew_n);
             let used = &used_tiles[j];
-            let slice = self.planes[p].slice;
-            let wq = Place::Mxm { slice, queue: 0 };
-            let cq = Place::Mxm { slice, queue: 1 };
+            let cq = Place::Mxm {
+                slice: self.planes[p].slice,
+                queue: 1,
+            };
             let rows: Vec<usize> = range.collect();
             let accs: Vec<usize> = rows
                 .iter()
@@ -2105,6 +2131,8 @@ impl<'a> Lowerer<'a> {
             // Which rows have had their first `mm` (the rest start their
             // accumulator fresh).
             let mut started = vec![false; rows.len()];
+            // The K-tile (and staging row) whose weights the item installed last.
+            let mut installed: Option<(KTile, usize)> = None;
             for (ui, &kt) in used.iter().enumerate() {
                 let last = ui + 1 == used.len();
                 let acts: Vec<Option<VecLoc>> = rows
@@ -2130,62 +2158,18 @@ impl<'a> Lowerer<'a> {
                 // the activations (see `MatmulPlan::w_lo`).
                 let mut passes: Vec<(&TensorLoc, bool)> = vec![(w, plan.act_lo.is_some())];
                 passes.extend(plan.w_lo.map(|lo| (lo, false)));
+                // An item runs its K-tiles in a row on one plane, so the
+                // weights the item installed last are still there.
+                let key = (tile, stage(kt));
+                let kept = self.planes[p]
+                    .last_iw
+                    .filter(|_| sets == 1 && installed == Some(key));
+                installed = Some(key);
                 for (w, with_lo) in passes {
-                    let mut r0 = 0;
-                    while r0 < tile.rows {
-                        let side = |at: VecLoc| at.slice > slice;
-                        let first = w.at(tile.w_row0 + r0, j);
-                        let mut lrows = vec![first];
-                        while lrows.len() < per && r0 + lrows.len() < tile.rows {
-                            let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
-                            if side(next) != side(first)
-                                || lrows.iter().any(|v| v.slice == next.slice)
-                            {
-                                break;
-                            }
-                            lrows.push(next);
-                        }
-                        let mut gb = self.begin();
-                        let reads: Vec<u32> = lrows
-                            .iter()
-                            .map(|at| self.read(&mut gb, *at, mm_ty))
-                            .collect();
-                        let after: Vec<_> = self.planes[p]
-                            .last_iw
-                            .iter()
-                            .map(|iw| (*iw, 1 - d_lw))
-                            .collect();
-                        let lw = Instr {
-                            arg: (self.attn.lane0.get(kt).copied().unwrap_or(0) + r0) as i64,
-                            arg2: lrows.len() as i64,
-                            ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
-                        };
-                        // Row k of the bundle is stream group k of the first operand.
-                        let groups: Vec<(u8, u8)> =
-                            (0..reads.len()).map(|k| (0, k as u8)).collect();
-                        let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
-                        let g = self.finish(gb);
-                        self.planes[p].lw_since_iw.push(MemberRef {
-                            group: g,
-                            member: m,
-                        });
-                        r0 += lrows.len();
-                    }
-                    let mut gb = self.begin();
-                    let pl = &mut self.planes[p];
-                    let after: Vec<_> = pl
-                        .lw_since_iw
-                        .drain(..)
-                        .map(|r| (r, d_lw))
-                        .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
-                        .collect();
-                    let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
-                    let g = self.finish(gb);
-                    let iw = MemberRef {
-                        group: g,
-                        member: m,
+                    let iw = match kept {
+                        Some(iw) => iw,
+                        None => self.load_and_install(p, w, j, key, mm_ty),
                     };
-                    self.planes[p].last_iw = Some(iw);
                     let lo_acts: Vec<Option<VecLoc>> = match (with_lo, plan.act_lo) {
                         (true, Some(lo)) => rows.iter().map(|&r| lo(r, kt)).collect(),
                         _ => Vec::new(),
@@ -2235,6 +2219,77 @@ impl<'a> Lowerer<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Loads K-tile `tile` of column tile `j` of `w` onto plane `p`'s
+    /// weight buffer (staging rows from `stage` on, `rows_per_load` rows a
+    /// bundle, each bundle's rows from distinct MEM slices on one side of
+    /// the plane) and installs it; returns the install.
+    fn load_and_install(
+        &mut self,
+        p: usize,
+        w: &TensorLoc,
+        j: usize,
+        (tile, stage): (KTile, usize),
+        mm_ty: DType,
+    ) -> MemberRef {
+        let (d_lw, d_iw) = (self.d(Opcode::LoadWeights), self.d(Opcode::InstallWeights));
+        let per = self.rows_per_load(mm_ty);
+        let slice = self.planes[p].slice;
+        let wq = Place::Mxm { slice, queue: 0 };
+        let mut r0 = 0;
+        while r0 < tile.rows {
+            let side = |at: VecLoc| at.slice > slice;
+            let first = w.at(tile.w_row0 + r0, j);
+            let mut lrows = vec![first];
+            while lrows.len() < per && r0 + lrows.len() < tile.rows {
+                let next = w.at(tile.w_row0 + r0 + lrows.len(), j);
+                if side(next) != side(first) || lrows.iter().any(|v| v.slice == next.slice) {
+                    break;
+                }
+                lrows.push(next);
+            }
+            let mut gb = self.begin();
+            let reads: Vec<u32> = lrows
+                .iter()
+                .map(|at| self.read(&mut gb, *at, mm_ty))
+                .collect();
+            let after: Vec<_> = self.planes[p]
+                .last_iw
+                .iter()
+                .map(|iw| (*iw, 1 - d_lw))
+                .collect();
+            let lw = Instr {
+                arg: (stage + r0) as i64,
+                arg2: lrows.len() as i64,
+                ..Instr::new(Opcode::LoadWeights).typed(mm_ty)
+            };
+            // Row k of the bundle is stream group k of the first operand.
+            let groups: Vec<(u8, u8)> = (0..reads.len()).map(|k| (0, k as u8)).collect();
+            let m = self.linked(&mut gb, lw, wq, &reads, &groups, after);
+            let g = self.finish(gb);
+            self.planes[p].lw_since_iw.push(MemberRef {
+                group: g,
+                member: m,
+            });
+            r0 += lrows.len();
+        }
+        let mut gb = self.begin();
+        let pl = &mut self.planes[p];
+        let after: Vec<_> = pl
+            .lw_since_iw
+            .drain(..)
+            .map(|r| (r, d_lw))
+            .chain(pl.mm_since_iw.drain(..).map(|r| (r, 1 - d_iw)))
+            .collect();
+        let m = self.member(&mut gb, Instr::new(Opcode::InstallWeights), wq, after);
+        let g = self.finish(gb);
+        let iw = MemberRef {
+            group: g,
+            member: m,
+        };
+        self.planes[p].last_iw = Some(iw);
+        iw
     }
 
     /// The epilogue group of one result row of [`Lowerer::matmul`]: `emit`
