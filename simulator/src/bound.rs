@@ -24,9 +24,13 @@
 //!   choice counts as the schedule's loss, not the bound's;
 //! - `bank mem@S.B`: the busiest SRAM bank port, busy `dtype.bytes()` cycles
 //!   per access (the scheduler's and the engine's bank model);
-//! - `streams east|west`: the stream slots every result occupies from its
-//!   producer to its farthest consumer (one value per stream, position and
-//!   cycle), over the streams x positions of one direction;
+//! - `streams east|west|both@P`: the stream slots that the results passing
+//!   position `P` occupy there (one value per stream, position and cycle;
+//!   a result holds a slot at every position from its producer to its
+//!   farthest consumer), over one direction's streams, or over both
+//!   directions' when the results produced and consumed at `P` (which may
+//!   take either direction) are shared between them; at the busiest
+//!   position, typically the VXM's, whose operands all arrive on streams;
 //! - `vxm` and `sxm`: the issue slots of all VXM (SXM) instructions spread
 //!   evenly over every VXM ALU (SXM queue) of the chip;
 //! - `mxm`: all `mm` issues spread evenly over the MXM planes (what a
@@ -84,7 +88,7 @@ pub struct BoundBreakdown {
     pub queue: Option<Term>,
     /// The busiest SRAM bank port.
     pub bank: Option<Term>,
-    /// The busier stream direction.
+    /// The busiest stream position, in the busier direction there.
     pub streams: Option<Term>,
     /// All VXM issue slots over all VXM ALU queues.
     pub vxm: Option<Term>,
@@ -391,11 +395,17 @@ pub fn lower_bound(p: &Program) -> Bound {
             cycles: (starts[qi] as i64 + busy as i64 + slack).max(0) as u64 + skew,
         })
         .max_by(|a, b| a.cycles.cmp(&b.cycles).then(b.resource.cmp(&a.resource)));
-    // Stream slots per direction: every occupied slot lies in the cycles
-    // after the first issue and before the last landing.
-    let positions = chip.slices().len() as u64;
-    let capacity = chip.streams_per_direction as u64 * positions;
-    let mut occupied = [0u64; 2];
+    // Stream slots per direction and position: a value holds one slot of
+    // each stream it is on at every position from its producer to its
+    // farthest consumer, and every occupied slot lies in the cycles after
+    // the first issue and before the last landing. Counted with one
+    // difference array per direction.
+    // A value produced and consumed at one position (VXM to VXM) could use
+    // either direction, so it is counted apart: the two directions share
+    // those.
+    let positions = chip.slices().len();
+    let mut diff = [vec![0i64; positions + 1], vec![0i64; positions + 1]];
+    let mut local = vec![0u64; positions];
     let mut k = 0usize;
     for q in &p.queues {
         for s in &q.slots {
@@ -407,21 +417,46 @@ pub fn lower_bound(p: &Program) -> Bound {
                 let g0 = nodes[k].group0 as usize;
                 for e in extent[g0..g0 + i.dst_groups()].iter().flatten() {
                     let d = usize::from(dst.dir == Dir::West);
-                    occupied[d] += i.dst_width() as u64 * (e.1 - e.0 + 1) as u64;
+                    let w = i.dst_width() as i64;
+                    let (lo, hi) = (e.0 as usize, (e.1 as usize + 1).min(positions));
+                    if lo + 1 == hi {
+                        local[lo] += w as u64;
+                    } else if lo < hi {
+                        diff[d][lo] += w;
+                        diff[d][hi] -= w;
+                    }
                 }
             }
             k += 1;
         }
     }
-    let streams = [(Dir::East, occupied[0]), (Dir::West, occupied[1])]
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(dir, n)| Term {
-            resource: format!("streams {}", if dir == Dir::East { "east" } else { "west" }),
-            work: n,
-            cycles: start + 1 + n.div_ceil(capacity.max(1)) + skew,
-        })
-        .max_by(|a, b| a.cycles.cmp(&b.cycles).then(b.resource.cmp(&a.resource)));
+    // Per position: each direction's own values, and both directions'
+    // values with the local ones shared evenly; the busiest position wins
+    // (the first one on a tie).
+    let per_stream = chip.streams_per_direction.max(1) as u64;
+    let (mut east, mut west) = (0i64, 0i64);
+    let mut busiest: Option<(u64, usize, &str)> = None;
+    for pos in 0..positions {
+        east += diff[0][pos];
+        west += diff[1][pos];
+        let (e, w) = (east.max(0) as u64, west.max(0) as u64);
+        let shared = (e + w + local[pos]).div_ceil(2);
+        let (slots, dir) = if e >= w && e >= shared {
+            (e, "east")
+        } else if w >= shared {
+            (w, "west")
+        } else {
+            (shared, "both")
+        };
+        if slots > 0 && busiest.is_none_or(|(b, _, _)| slots > b) {
+            busiest = Some((slots, pos, dir));
+        }
+    }
+    let streams = busiest.map(|(n, pos, dir)| Term {
+        resource: format!("streams {dir}@{pos}"),
+        work: n,
+        cycles: start + 1 + n.div_ceil(per_stream) + skew,
+    });
     // Perfect balance over planes and ALUs.
     let spread = |name: &str, work: u64, queues: u64, delay: u64| {
         (work > 0 && queues > 0).then(|| Term {

@@ -281,7 +281,7 @@ pub struct Report {
     /// schedule of its instructions can finish sooner.
     pub lower_bound_cycles: u64,
     /// The term that sets the bound (`critical-path`, `queue mxm@0.1`,
-    /// `bank mem@4.1`, `streams east`, `vxm`, `sxm`, `mxm`).
+    /// `bank mem@4.1`, `streams east@46`, `vxm`, `sxm`, `mxm`).
     pub bound_kind: String,
     /// Every term of the bound.
     pub bound: crate::bound::BoundBreakdown,

@@ -165,3 +165,35 @@ fn a_dependence_cycle_still_gives_a_bound() {
     assert_eq!(b, lower_bound(&p));
     assert!(b.cycles >= 4, "{b:?}");
 }
+
+#[test]
+fn stream_slots_count_at_the_busiest_position_with_local_values_shared() {
+    // An f32 read at mem@5 feeds four chained relus on the VXM (position 6)
+    // and the last one a write at mem@7. At position 6 the read's and the
+    // last relu's values hold 4 east slots each, and the three values
+    // passed from relu to relu (produced and consumed at 6, free to take
+    // either direction) 12 more: (8 + 12) / 2 = 10 slots over both
+    // directions, more than the 8 east alone.
+    let p = common::tiny(
+        ".output \"y\" f32 [1,16] 1x16 mem@7:0x0\n",
+        &format!(
+            ".queue mem@5\n  i1 sync\n  i2 read.f32 a=0x0 ->s0e\n\
+             .queue vxm@6.0\n  i3 sync\n  i4 nop n=4\n  i5 relu.f32 s0e<i2 ->s4e\n\
+             \x20 i6 relu.f32 s4e<i5 ->s0e\n  i7 relu.f32 s0e<i6 ->s4e\n  i8 relu.f32 s4e<i7 ->s0e\n\
+             .queue mem@7\n  i9 sync\n  i10 nop n=9\n  i11 write.f32 a=0x0 s0e<i8\n\
+             .data mem@5 0x0 f32 {}\n",
+            "0000803f".repeat(16)
+        ),
+    );
+    assert_eq!(cycles(&p), 11);
+    let b = lower_bound(&p);
+    let s = b.breakdown.streams.as_ref().expect("a stream term");
+    assert_eq!(
+        (s.resource.as_str(), s.work),
+        ("streams both@6", 10),
+        "{b:?}"
+    );
+    // 10 slots over 8 streams: 2 cycles after the first issue.
+    assert_eq!(s.cycles, b.breakdown.start_cycle + 1 + 2 + b.breakdown.skew);
+    assert!(b.cycles >= s.cycles && b.cycles <= 11);
+}
