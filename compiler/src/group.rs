@@ -385,6 +385,19 @@ mod tests {
         }
     }
 
+    /// A link into operand 1 of `to`.
+    fn link2(from: u32, to: u32) -> Link {
+        Link {
+            operand: 1,
+            ..link(from, to)
+        }
+    }
+
+    /// An f32 read of `addr` at MEM slice `slice`.
+    fn read_at(slice: u16, addr: u32) -> Member {
+        member(Opcode::Read, Place::Mem(VecLoc { slice, addr }))
+    }
+
     /// read at mem@2 -> relu on the VXM (6) -> write at mem@7.
     fn chain(read_slice: u16, write_slice: u16) -> Group {
         Group {
@@ -425,19 +438,11 @@ mod tests {
         // Two f32 operands read from one bank of mem@5 on the same cycle.
         let mut g = Group {
             members: vec![
-                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 0 })),
-                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 4 })),
+                read_at(5, 0),
+                read_at(5, 4),
                 member(Opcode::Add, Place::Vxm),
             ],
-            links: vec![
-                link(0, 2),
-                Link {
-                    from: 1,
-                    to: 2,
-                    operand: 1,
-                    group: 0,
-                },
-            ],
+            links: vec![link(0, 2), link2(1, 2)],
         };
         let off = offsets(&g, &chip, &fp).expect("linked");
         assert_eq!(conflict(&g, &chip, &off), Some((0, 1)));
@@ -504,28 +509,13 @@ mod tests {
         // Three f32 operands of one bank: two rounds of retiming.
         let mut g = Group {
             members: vec![
-                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 0 })),
-                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 4 })),
+                read_at(5, 0),
+                read_at(5, 4),
                 member(Opcode::Add, Place::Vxm),
-                member(Opcode::Read, Place::Mem(VecLoc { slice: 5, addr: 8 })),
+                read_at(5, 8),
                 member(Opcode::Add, Place::Vxm),
             ],
-            links: vec![
-                link(0, 2),
-                Link {
-                    from: 1,
-                    to: 2,
-                    operand: 1,
-                    group: 0,
-                },
-                link(2, 4),
-                Link {
-                    from: 3,
-                    to: 4,
-                    operand: 1,
-                    group: 0,
-                },
-            ],
+            links: vec![link(0, 2), link2(1, 2), link(2, 4), link2(3, 4)],
         };
         // The same group retimed with plain `mov`s only.
         let mut plain = g.clone();
