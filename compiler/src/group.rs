@@ -230,11 +230,22 @@ pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
         let Some((a, b)) = conflict(g, chip, &off) else {
             break;
         };
-        let read = [b, a]
+        // A read feeding the VXM is retimed first: the `mov` then sits on
+        // its way, where for another consumer (an SXM, an MXM plane) the
+        // value would detour through the VXM and back.
+        let link_of = |m: usize| g.links.iter().position(|l| l.from as usize == m);
+        let feeds_vxm = |m: usize| {
+            link_of(m).is_some_and(|li| g.members[g.links[li].to as usize].place == Place::Vxm)
+        };
+        let reads = [b, a]
             .into_iter()
-            .find(|&m| g.members[m].instr.op == Opcode::Read);
+            .filter(|&m| g.members[m].instr.op == Opcode::Read);
+        let read = reads
+            .clone()
+            .find(|&m| feeds_vxm(m))
+            .or(reads.clone().next());
         let Some(r) = read else { break };
-        let Some(li) = g.links.iter().position(|l| l.from as usize == r) else {
+        let Some(li) = link_of(r) else {
             break;
         };
         let ty = g.members[r].instr.ty;
@@ -393,6 +404,25 @@ mod tests {
         }
     }
 
+    /// `adds + 1` f32 reads of one bank of mem@5 summed by a chain of
+    /// `adds` VXM `add`s: read 0 and read 1 into add 2, then each add and
+    /// the next read into the next add.
+    fn reads_added(adds: u32) -> Group {
+        let mut g = Group {
+            members: vec![read_at(5, 0)],
+            links: vec![],
+        };
+        let mut sum = 0;
+        for k in 1..=adds {
+            let r = g.members.len() as u32;
+            g.members.push(read_at(5, 4 * k));
+            g.members.push(member(Opcode::Add, Place::Vxm));
+            g.links.extend([link(sum, r + 1), link2(r, r + 1)]);
+            sum = r + 1;
+        }
+        g
+    }
+
     /// An f32 read of `addr` at MEM slice `slice`.
     fn read_at(slice: u16, addr: u32) -> Member {
         member(Opcode::Read, Place::Mem(VecLoc { slice, addr }))
@@ -436,14 +466,7 @@ mod tests {
         let chip = tiny();
         let fp = Floorplan::new(&chip);
         // Two f32 operands read from one bank of mem@5 on the same cycle.
-        let mut g = Group {
-            members: vec![
-                read_at(5, 0),
-                read_at(5, 4),
-                member(Opcode::Add, Place::Vxm),
-            ],
-            links: vec![link(0, 2), link2(1, 2)],
-        };
+        let mut g = reads_added(1);
         let off = offsets(&g, &chip, &fp).expect("linked");
         assert_eq!(conflict(&g, &chip, &off), Some((0, 1)));
         retime_reads(&mut g, &chip, &fp);
@@ -457,6 +480,34 @@ mod tests {
             .collect();
         assert_eq!(steps, vec![(Opcode::MulImm, 1.0), (Opcode::Mov, 0.0)]);
         assert_eq!((off[0] - off[1]).abs(), 4, "one read moved 4 cycles");
+    }
+
+    #[test]
+    fn the_read_feeding_the_vxm_is_retimed() {
+        let chip = tiny();
+        let fp = Floorplan::new(&chip);
+        // Two f32 reads of one bank of mem@2 a cycle apart: the first feeds
+        // a `muli` on the VXM, the second a `rot` on the SXM at 1, and the
+        // two meet in an `add`. A `mov` after the second would send its
+        // value through the VXM (6) and back to the SXM.
+        let mut g = Group {
+            members: vec![
+                read_at(2, 0),
+                member(Opcode::MulImm, Place::Vxm),
+                member(Opcode::Add, Place::Vxm),
+                read_at(2, 4),
+                member(Opcode::Rotate, Place::Sxm { slice: 1 }),
+            ],
+            links: vec![link(0, 1), link(1, 2), link(3, 4), link2(4, 2)],
+        };
+        let off = offsets(&g, &chip, &fp).expect("linked");
+        assert_eq!(off[0] - off[3], 1);
+        retime_reads(&mut g, &chip, &fp);
+        let off = offsets(&g, &chip, &fp).expect("linked");
+        assert_eq!(conflict(&g, &chip, &off), None);
+        let into = |m: u32| g.links.iter().find(|l| l.to == m).map(|l| l.from);
+        assert_eq!(into(4), Some(3), "the rot still reads straight from SRAM");
+        assert_ne!(into(1), Some(0), "the muli's read went earlier");
     }
 
     #[test]
@@ -507,16 +558,7 @@ mod tests {
         let chip = tiny();
         let fp = Floorplan::new(&chip);
         // Three f32 operands of one bank: two rounds of retiming.
-        let mut g = Group {
-            members: vec![
-                read_at(5, 0),
-                read_at(5, 4),
-                member(Opcode::Add, Place::Vxm),
-                read_at(5, 8),
-                member(Opcode::Add, Place::Vxm),
-            ],
-            links: vec![link(0, 2), link2(1, 2), link(2, 4), link2(3, 4)],
-        };
+        let mut g = reads_added(2);
         // The same group retimed with plain `mov`s only.
         let mut plain = g.clone();
         let n0 = plain.members.len();

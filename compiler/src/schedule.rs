@@ -599,7 +599,7 @@ fn place_group(
     // A group that does not fit on an empty chip never will (its members'
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
-    let bundles = bundles(g);
+    let bundles = bundles(g, fp);
     let Scratch {
         trial,
         fixed,
@@ -770,8 +770,11 @@ fn producer(done: &[Vec<Placed>], r: MemberRef) -> Result<&Placed, String> {
 /// Links into one operand form a bundle: a multi-row `lw` reads its rows
 /// from consecutive stream groups, so the bundle takes `groups x width`
 /// consecutive streams, each group free along its own producer's path.
-/// Sorted by stream group; computed once per group.
-fn bundles(g: &Group) -> Vec<Vec<&Link>> {
+/// Sorted by stream group; computed once per group. Bundles whose values
+/// are all consumed where they are produced come last: they may take
+/// either direction, so [`try_at`] gives them what the others leave
+/// instead of letting them take the only direction another bundle can use.
+fn bundles<'g>(g: &'g Group, fp: &Floorplan) -> Vec<Vec<&'g Link>> {
     let mut bundles: Vec<Vec<&Link>> = Vec::new();
     for l in &g.links {
         match bundles
@@ -785,6 +788,8 @@ fn bundles(g: &Group) -> Vec<Vec<&Link>> {
     for b in &mut bundles {
         b.sort_by_key(|l| l.group);
     }
+    let at = |m: u32| position(&g.members[m as usize].place, fp);
+    bundles.sort_by_key(|b| b.iter().all(|l| at(l.from) == at(l.to)));
     bundles
 }
 
@@ -1206,6 +1211,57 @@ mod tests {
             }],
             links: vec![],
         }
+    }
+
+    #[test]
+    fn local_bundles_take_the_direction_the_others_leave() {
+        // On tiny (8 streams a way, VXM at 6): two f32 reads from the west
+        // reach the VXM on one cycle (for an `add` and an `addi`) and fill
+        // its 8 east streams, beside a value a `mov` hands to the `add`. That local value is the
+        // group's first link; taking east first, as it could, would leave
+        // no east stream for a read and the group could never be placed.
+        let chip = ChipConfig::preset("tiny").expect("tiny");
+        let fp = crate::group::Floorplan::new(&chip);
+        let m = |op, place| Member {
+            instr: Instr::new(op).typed(DType::F32),
+            place,
+            node: 0,
+            after: vec![],
+        };
+        let mem = |slice, addr| Place::Mem(VecLoc { slice, addr });
+        let l = |from, to, operand| Link {
+            from,
+            to,
+            operand,
+            group: 0,
+        };
+        let g = Group {
+            members: vec![
+                m(Opcode::Read, mem(5, 0)),    // 0 -> mov
+                m(Opcode::Mov, Place::Vxm),    // 1 -> add.0 (local)
+                m(Opcode::Add, Place::Vxm),    // 2 -> join.0
+                m(Opcode::Read, mem(4, 0)),    // 3 -> add.1 (east)
+                m(Opcode::Read, mem(3, 0)),    // 4 -> addi (east)
+                m(Opcode::AddImm, Place::Vxm), // 5 -> join.1
+                m(Opcode::Add, Place::Vxm),    // 6 -> write
+                m(Opcode::Write, mem(7, 0)),   // 7
+            ],
+            links: vec![
+                l(1, 2, 0),
+                l(0, 1, 0),
+                l(3, 2, 1),
+                l(4, 5, 0),
+                l(2, 6, 0),
+                l(5, 6, 1),
+                l(6, 7, 0),
+            ],
+        };
+        let off = crate::group::offsets(&g, &chip, &fp).expect("linked");
+        assert_eq!(off[2], off[5], "add and addi issue together");
+        let placed = schedule(&[g], &chip).expect("placed");
+        let add = &placed[0][2].instr;
+        assert_eq!(add.src.map(|s| s.dir), Some(Dir::West), "{add:?}");
+        assert_eq!(add.src2.map(|s| s.dir), Some(Dir::East));
     }
 
     #[test]

@@ -637,25 +637,13 @@ impl<'a> Lowerer<'a> {
                         );
                         let om = Self::row_copy(&gb, other_mask, copy, 0);
                         let om = self.read(&mut gb, om, ty);
-                        let mut y = self.op(
+                        let y = self.op(
                             &mut gb,
                             Instr::new(Opcode::Mul).typed(ty),
                             Place::Vxm,
                             &[o, om],
                             vec![],
                         );
-                        if (self.fp.streams as usize) < 4 * ty.bytes() {
-                            // Four operands arriving at once need more
-                            // streams than this chip has: a `mov` runs
-                            // the second product a cycle earlier.
-                            y = self.op(
-                                &mut gb,
-                                Instr::new(Opcode::Mov).typed(ty),
-                                Place::Vxm,
-                                &[y],
-                                vec![],
-                            );
-                        }
                         let v = self.op(
                             &mut gb,
                             Instr::new(Opcode::Add).typed(ty),
