@@ -2084,18 +2084,12 @@ impl<'a> Lowerer<'a> {
         // products follow with no load and no install. Not with two
         // weight sets, which take turns.
         let lane0 = self.attn.lane0.clone();
-        let stage = |kt: usize| lane0.get(kt).copied().unwrap_or(0);
+        let weights = |kt: usize| (plan.ktiles[kt], lane0.get(kt).copied().unwrap_or(0));
         let keeps: Vec<Vec<bool>> = used_tiles
             .iter()
             .map(|used| {
-                let mut prev = None;
-                used.iter()
-                    .map(|&kt| {
-                        let key = (plan.ktiles[kt], stage(kt));
-                        let keep = sets == 1 && prev == Some(key);
-                        prev = Some(key);
-                        keep
-                    })
+                (0..used.len())
+                    .map(|i| sets == 1 && i > 0 && weights(used[i - 1]) == weights(used[i]))
                     .collect()
             })
             .collect();
@@ -2149,18 +2143,15 @@ impl<'a> Lowerer<'a> {
                 if acts.iter().all(Option::is_none) {
                     continue;
                 }
-                let tile = plan.ktiles[kt];
-                // Rows go to the plane `per` at a time, each row on its
-                // own stream group; a bundle takes rows from distinct
-                // MEM slices on one side of the plane.
                 // One pass per installed weight set: `W` with the
                 // activations (and their low halves), then `W_lo` with
                 // the activations (see `MatmulPlan::w_lo`).
                 let mut passes: Vec<(&TensorLoc, bool)> = vec![(w, plan.act_lo.is_some())];
                 passes.extend(plan.w_lo.map(|lo| (lo, false)));
                 // An item runs its K-tiles in a row on one plane, so the
-                // weights the item installed last are still there.
-                let key = (tile, stage(kt));
+                // weights the item installed last are still there (a tile
+                // skipped above installed nothing, so `keeps` can be stale).
+                let key = weights(kt);
                 let kept = self.planes[p]
                     .last_iw
                     .filter(|_| sets == 1 && installed == Some(key));
