@@ -201,8 +201,10 @@ fn conv_tile<T: Copy, A: Copy, const P: usize>(
     let mut acc = [[zero; TM]; P];
     for (xc, wc) in xs.chunks_exact(isize).zip(wb.chunks_exact(ksize * TM)) {
         for (tk, w8) in taps.iter().zip(wc.chunks_exact(TM)) {
-            let offs: &[u32; P] = tk[p0..p0 + P].try_into().expect("P taps");
-            let w8: &[T; TM] = w8.try_into().expect("TM weights");
+            // Copied into arrays (the lengths hold by construction), so
+            // the loops below index without checks.
+            let offs: [u32; P] = std::array::from_fn(|p| tk[p0 + p]);
+            let w8: [T; TM] = std::array::from_fn(|j| w8[j]);
             for p in 0..P {
                 let off = offs[p];
                 if off != PAD {
