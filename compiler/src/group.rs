@@ -248,25 +248,33 @@ pub fn retime_reads(g: &mut Group, chip: &ChipConfig, fp: &Floorplan) {
         let Some(li) = link_of(r) else {
             break;
         };
-        let ty = g.members[r].instr.ty;
-        let node = g.members[r].node;
-        g.members.push(Member {
-            instr: Instr::new(Opcode::Mov).typed(ty),
-            place: Place::Vxm,
-            node,
-            after: vec![],
-        });
-        let m = g.members.len() as u32 - 1;
-        let old = g.links[li];
-        g.links[li] = Link { from: m, ..old };
-        g.links.push(Link {
-            from: r as u32,
-            to: m,
-            operand: 0,
-            group: 0,
-        });
+        insert_mov(g, li);
     }
     compress_movs(g, chip, first_new);
+}
+
+/// Puts a VXM `mov` on link `li`, between its producer and its consumer:
+/// the producer then issues `delay(mov)` cycles (and, when it is not on the
+/// VXM, its distance to the VXM and back) earlier relative to the consumer,
+/// whose last hop becomes local to the VXM.
+pub fn insert_mov(g: &mut Group, li: usize) {
+    let old = g.links[li];
+    let producer = &g.members[old.from as usize];
+    let (ty, node) = (producer.instr.ty, producer.node);
+    g.members.push(Member {
+        instr: Instr::new(Opcode::Mov).typed(ty),
+        place: Place::Vxm,
+        node,
+        after: vec![],
+    });
+    let m = g.members.len() as u32 - 1;
+    g.links[li] = Link { from: m, ..old };
+    g.links.push(Link {
+        from: old.from,
+        to: m,
+        operand: 0,
+        group: 0,
+    });
 }
 
 /// Replaces each chain of the `mov`s from member `first_new` on (which only

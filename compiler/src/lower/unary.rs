@@ -670,7 +670,7 @@ pub(super) fn stagger(
     chip: &lpu_isa::ChipConfig,
     fp: &crate::group::Floorplan,
 ) {
-    use crate::group::{offsets, position, Link, Member};
+    use crate::group::{insert_mov, offsets, position};
     use lpu_isa::Dir;
     for _ in 0..16 + 8 * g.members.len() {
         let Ok(off) = offsets(g, chip, fp) else {
@@ -720,23 +720,7 @@ pub(super) fn stagger(
             }
         }
         let Some(li) = fix else { return };
-        let r = g.links[li].from as usize;
-        let (ty, node) = (g.members[r].instr.ty, g.members[r].node);
-        g.members.push(Member {
-            instr: Instr::new(Opcode::Mov).typed(ty),
-            place: Place::Vxm,
-            node,
-            after: vec![],
-        });
-        let m = g.members.len() as u32 - 1;
-        let old = g.links[li];
-        g.links[li] = Link { from: m, ..old };
-        g.links.push(Link {
-            from: r as u32,
-            to: m,
-            operand: 0,
-            group: 0,
-        });
+        insert_mov(g, li);
     }
 }
 
