@@ -88,7 +88,9 @@ pub struct BoundBreakdown {
     pub queue: Option<Term>,
     /// The busiest SRAM bank port.
     pub bank: Option<Term>,
-    /// The busiest stream position, in the busier direction there.
+    /// The busiest stream position: one direction's slots there, or half
+    /// of both directions' (the values made and used there shared), per
+    /// the module doc.
     pub streams: Option<Term>,
     /// All VXM issue slots over all VXM ALU queues.
     pub vxm: Option<Term>,
@@ -399,10 +401,9 @@ pub fn lower_bound(p: &Program) -> Bound {
     // each stream it is on at every position from its producer to its
     // farthest consumer, and every occupied slot lies in the cycles after
     // the first issue and before the last landing. Counted with one
-    // difference array per direction.
-    // A value produced and consumed at one position (VXM to VXM) could use
-    // either direction, so it is counted apart: the two directions share
-    // those.
+    // difference array per direction; a value produced and consumed at one
+    // position (VXM to VXM) could take either direction, so it is counted
+    // apart, for the two directions to share.
     let positions = chip.slices().len();
     let mut diff = [vec![0i64; positions + 1], vec![0i64; positions + 1]];
     let mut local = vec![0u64; positions];
