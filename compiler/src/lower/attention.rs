@@ -50,7 +50,7 @@
 //! f32 reference by about 2^-11 relative, which flips many int8 roundings
 //! downstream).
 
-use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place, TailKind};
+use super::{Epilogue, Gb, KTile, Lowerer, MatmulPlan, Place, TailKind};
 use crate::alloc::TensorLoc;
 use crate::passes::float_values;
 use crate::CompileError;
@@ -626,24 +626,16 @@ impl<'a> Lowerer<'a> {
                         };
                         let sxm = self.sxm_near(&gb, o);
                         let o = self.op(&mut gb, rot, sxm, &[o], vec![]);
-                        let km = Self::row_copy(&gb, keep_mask, copy, 0);
-                        let km = self.read(&mut gb, km, ty);
-                        let x = self.op(
-                            &mut gb,
-                            Instr::new(Opcode::Mul).typed(ty),
-                            Place::Vxm,
-                            &[k, km],
-                            vec![],
-                        );
-                        let om = Self::row_copy(&gb, other_mask, copy, 0);
-                        let om = self.read(&mut gb, om, ty);
-                        let y = self.op(
-                            &mut gb,
-                            Instr::new(Opcode::Mul).typed(ty),
-                            Place::Vxm,
-                            &[o, om],
-                            vec![],
-                        );
+                        // `v` times a copy of `mask` not on a slice the
+                        // group reads already.
+                        let masked = |l: &mut Self, gb: &mut Gb, v: u32, mask: &TensorLoc| {
+                            let at = Self::row_copy(gb, mask, copy, 0);
+                            let mv = l.read(gb, at, ty);
+                            let mul = Instr::new(Opcode::Mul).typed(ty);
+                            l.op(gb, mul, Place::Vxm, &[v, mv], vec![])
+                        };
+                        let x = masked(self, &mut gb, k, keep_mask);
+                        let y = masked(self, &mut gb, o, other_mask);
                         let v = self.op(
                             &mut gb,
                             Instr::new(Opcode::Add).typed(ty),
