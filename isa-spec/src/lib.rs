@@ -18,6 +18,7 @@ mod chunked;
 pub mod config;
 pub mod dtype;
 pub mod isa;
+mod le_bytes;
 pub mod narrow;
 pub mod program;
 

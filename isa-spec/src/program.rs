@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Version of the program format; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Largest REPEAT count.
 pub const MAX_REPEAT: i64 = 1 << 16;
@@ -263,7 +263,9 @@ pub struct Probe {
 pub struct MemInit {
     /// Where it goes.
     pub at: VecLoc,
-    /// Its elements (exactly `lanes` of them).
+    /// Its elements (exactly `lanes` of them); one byte string in the
+    /// binary form.
+    #[serde(with = "crate::le_bytes")]
     pub values: Values,
 }
 

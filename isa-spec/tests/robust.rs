@@ -48,7 +48,7 @@ fn non_ascii_operands_do_not_panic() {
 #[test]
 fn binding_shape_overflow_is_an_error() {
     let bytes = include_bytes!("data/fuzz-binding-shape-overflow.lpb");
-    // It decodes (format version 4) and fails validation, without a panic.
+    // It decodes (format version 5; version 4 had the same bytes, no memory image) and fails validation, without a panic.
     assert!(matches!(
         Program::from_bytes(bytes),
         Err(lpu_isa::program::ProgramError::Invalid(_))
