@@ -3,7 +3,7 @@
 //!
 //! | op | lowering |
 //! |---|---|
-//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`); under `fp32-split` ([`lower_opts`]) in three fp16 passes over the operands' high and low halves (both weight halves installed per K-tile, the activations split on the VXM first), fp32-accurate. Each N-tile's rows are cut into chunks and the (N-tile, chunk) items spread over the planes by estimated cost (`Lowerer::plan_items`): few rows with long weight loads stay together, many rows spread over every plane. |
+//! | MatMul, Gemm, MatMulInteger | weights (a constant `[K, N]`, transposed at compile time for `transB`) are cut into `lanes x lanes` tiles; each tile's rows are read from SRAM and loaded (`lw`) into an MXM plane's staging buffer, installed (`iw`), and every activation row's K-slice is streamed through (`mm`), accumulating over K-tiles; each result vector is emitted (`emit`), scaled by `alpha`, added to `beta*C` on the VXM, and written to SRAM. fp32 operands run on the MXM in fp16 with fp32 accumulation (weights converted at compile time, activations by a VXM `cvt`); under `fp32-split` ([`lower_opts`]) in three fp16 passes over the operands' high and low halves (both weight halves installed per K-tile, the activations split on the VXM first), fp32-accurate. Each N-tile's rows are cut into chunks, and a long product's K-tiles into runs, and the (N-tile, chunk, run) items spread over the planes by estimated cost (`Lowerer::plan_items`): few rows with long weight loads stay together, many rows spread over every plane, and a product with fewer N-tiles than planes splits its K-tiles over them (split-K: each run but the last stores its partial sums, the last adds them before the epilogue). |
 //! | Add, Sub, Mul | per output vector: read both operands, VXM op, write. Operands may be the same shape as the output, a row broadcast (`[N]`, `[1, N]`), or a constant scalar (materialised as a row). |
 //! | Relu, Cast, QuantizeLinear, DequantizeLinear | per vector: read, VXM op (`relu`, `cvt`, `qnt`, `dqnt`), write. Quantization parameters must be constant scalars; they become immediates. |
 //! | Identity | no instructions: the output shares the input's storage. |
@@ -155,8 +155,41 @@ struct Gb {
 }
 
 /// One item of a matrix product ([`Lowerer::plan_items`]): a column tile,
-/// a range of result rows, and the MXM plane (index) that computes them.
-type PlaneItem = (usize, std::ops::Range<usize>, usize);
+/// a range of result rows, the MXM plane (index) that computes them, and
+/// which run of the column tile's K-tiles it accumulates.
+#[derive(Clone, Debug, PartialEq)]
+struct PlaneItem {
+    /// Column tile.
+    j: usize,
+    /// Result rows.
+    rows: std::ops::Range<usize>,
+    /// MXM plane (index into the planes).
+    plane: usize,
+    /// Part `k` of `parts` (split-K): the `k`-th of `parts` near-equal runs
+    /// of the column tile's used K-tiles ([`k_run`]). With several parts,
+    /// each part but the last stores its partial sums to scratch, and the
+    /// last adds them before the epilogue.
+    part: (usize, usize),
+}
+
+/// The used K-tiles (indices into a column tile's `n` used K-tiles) of
+/// part `k` of `parts`: near-equal runs, the longer ones first.
+fn k_run(n: usize, (k, parts): (usize, usize)) -> std::ops::Range<usize> {
+    let (base, extra) = (n / parts, n % parts);
+    let start = k * base + k.min(extra);
+    start..start + base + usize::from(k < extra)
+}
+
+/// What an item's `emit`s do with split-K partial sums
+/// ([`Lowerer::emit_row`]).
+#[derive(Clone, Copy)]
+enum PartialSums<'t> {
+    /// Not the last part: store the row's partial sums here, no epilogue.
+    Store(&'t TensorLoc),
+    /// The last part: add the other parts' partial sums (none when the
+    /// column tile is not split), then the epilogue.
+    Add(&'t [TensorLoc]),
+}
 
 /// Which accumulator of which plane holds result vector `(r, j)` of a
 /// product ([`Lowerer::emit_row`]).
@@ -1887,25 +1920,37 @@ impl<'a> Lowerer<'a> {
     }
 
     /// How [`Lowerer::matmul`] divides a product of `rows` result rows and
-    /// `vpr` column tiles among the MXM planes: items `(column tile, row
-    /// range, plane)`, in the order they are lowered. `cost(j, n)` estimates
-    /// the cycles an item of column tile `j` and `n` rows keeps its plane
-    /// busy. Each column tile's rows are cut into `c` equal chunks (at most
-    /// one accumulator per row), every item goes to the plane with the least
-    /// estimated work from this product (ties: the least from all products
-    /// so far, then the lowest), and `c` is the one whose busiest plane ends
-    /// earliest (ties: fewer chunks, which load each weight tile fewer
-    /// times). A product's items are balanced among themselves, not against
+    /// `used.len()` column tiles (column tile `j` with `used[j]` used
+    /// K-tiles) among the MXM planes: [`PlaneItem`]s, in the order they are
+    /// lowered. `cost(j, n, run)` estimates the cycles an item of column
+    /// tile `j`, `n` rows and the used K-tiles `run` keeps its plane busy.
+    ///
+    /// Each column tile's rows are cut into `c` equal chunks (at most one
+    /// accumulator per row) and its K-tiles into `s` runs (split-K, at most
+    /// one run per plane and K-tile). Every item goes to the plane with the
+    /// least estimated work from this product (ties: the least from all
+    /// products so far, then the lowest). The plan kept is the one whose
+    /// busiest plane ends earliest (ties: fewer runs, then fewer chunks,
+    /// which load each weight tile fewer times); a split plan counts the
+    /// latency of its partial sums on top, and is tried only for a product
+    /// whose best plan without one takes at least four times that latency,
+    /// on a chip with 16 streams a direction or more.
+    ///
+    /// A product's items are balanced among themselves, not against
     /// earlier work: a plane left idle earlier cannot take work back in
-    /// time, as the product usually waits for the one before it. So a product with few rows and long weight
-    /// loads keeps its rows together instead of loading the same weights
-    /// on every plane, and one with many rows spreads them over all planes.
-    /// With `commit` the planes' loads are updated.
+    /// time, as the product usually waits for the one before it. So a
+    /// product with few rows and long weight loads keeps its rows together
+    /// instead of loading the same weights on every plane, and splits its
+    /// K-tiles over the planes its column tiles would leave idle (BERT-base's
+    /// one-hot embedding product, 3 column tiles of 96 K-tiles, and its FFN
+    /// output products, 3 of 10; GPT-2 decode's one-hot embedding, 3 of
+    /// 158); one with many rows spreads them over all planes. With `commit`
+    /// the planes' loads are updated.
     fn plan_items(
         &mut self,
         rows: usize,
-        vpr: usize,
-        cost: &dyn Fn(usize, usize) -> u64,
+        used: &[usize],
+        cost: &dyn Fn(usize, usize, std::ops::Range<usize>) -> u64,
         commit: bool,
     ) -> Vec<PlaneItem> {
         let n = self.planes.len();
@@ -1913,26 +1958,71 @@ impl<'a> Lowerer<'a> {
         let c_min = rows.div_ceil(accs).max(1);
         // More chunks than `c_min + n - 1` never balance better.
         let c_max = (c_min + n - 1).min(rows).max(c_min);
+        // The last part's epilogue adds a second wide operand (the partial
+        // sums, 4 bytes an element like the `emit`'s): only a chip with 16
+        // streams a direction or more has room for it beside the rest of
+        // the epilogue (on a 4-stream `tiny`, the int8 MLP's last layer
+        // split could not be scheduled at all).
+        let s_max = if self.chip.streams_per_direction >= 16 {
+            used.iter().copied().max().unwrap_or(1).clamp(1, n)
+        } else {
+            1
+        };
+        // What a split adds to the product's last rows: the other parts'
+        // partial sums go out (`emit`), to SRAM and back (`write`, `read`,
+        // travelling up to the chip's width) and are added.
+        let split_penalty = [Opcode::Emit, Opcode::Write, Opcode::Read, Opcode::Add]
+            .iter()
+            .map(|&op| self.d(op) as u64)
+            .sum::<u64>()
+            + self.chip.slices().len() as u64;
         let mut best: Option<(u64, Vec<u64>, Vec<PlaneItem>)> = None;
-        for c in c_min..=c_max {
-            let chunk = rows.div_ceil(c);
-            let mut load = vec![0u64; n];
-            let mut items = Vec::new();
-            for j in 0..vpr {
-                let mut r0 = 0;
-                while r0 < rows {
-                    let r1 = rows.min(r0 + chunk);
-                    let p = (0..n)
-                        .min_by_key(|&p| (load[p], self.planes[p].load, p))
-                        .unwrap_or(0);
-                    load[p] += cost(j, r1 - r0);
-                    items.push((j, r0..r1, p));
-                    r0 = r1;
-                }
+        for s in 1..=s_max {
+            // Only a long product splits: a short one overlaps the work
+            // around it (its weight loads, the producer's tail), which the
+            // estimate does not see, so a split gains far less than it
+            // says. Splitting whenever the estimate favoured it, the MLP's
+            // last layer on `tiny` (73 estimated cycles) gained 3 cycles
+            // and LeNet's lost 8; counting half the latency, the MLP's
+            // layers on `tsp` made it 685 cycles long instead of 488.
+            // BERT-base's FFN output products (1,299) and ResNet-50's last
+            // 3x3 convolutions (619) gain 380 and 190 cycles each.
+            if s == 2
+                && best
+                    .as_ref()
+                    .is_some_and(|(b, _, _)| *b < 4 * split_penalty)
+            {
+                break;
             }
-            let end = load.iter().copied().max().unwrap_or(0);
-            if best.as_ref().is_none_or(|(b, _, _)| end < *b) {
-                best = Some((end, load, items));
+            for c in c_min..=c_max {
+                let chunk = rows.div_ceil(c);
+                let mut load = vec![0u64; n];
+                let mut items = Vec::new();
+                for (j, &tiles) in used.iter().enumerate() {
+                    let parts = s.min(tiles.max(1));
+                    let mut r0 = 0;
+                    while r0 < rows {
+                        let r1 = rows.min(r0 + chunk);
+                        for k in 0..parts {
+                            let p = (0..n)
+                                .min_by_key(|&p| (load[p], self.planes[p].load, p))
+                                .unwrap_or(0);
+                            load[p] += cost(j, r1 - r0, k_run(tiles, (k, parts)));
+                            items.push(PlaneItem {
+                                j,
+                                rows: r0..r1,
+                                plane: p,
+                                part: (k, parts),
+                            });
+                        }
+                        r0 = r1;
+                    }
+                }
+                let end =
+                    load.iter().copied().max().unwrap_or(0) + if s > 1 { split_penalty } else { 0 };
+                if best.as_ref().is_none_or(|(b, _, _)| end < *b) {
+                    best = Some((end, load, items));
+                }
             }
         }
         let Some((_, load, items)) = best else {
@@ -1968,7 +2058,10 @@ impl<'a> Lowerer<'a> {
     /// [`Lowerer::plan_items`] will give the tile's items, for a product of
     /// `rows` result rows, `k` weight rows and `vpr` column tiles (all
     /// K-tiles used, one pass); no preference for a tile whose items go to
-    /// both sides or when the chip has no VXM to divide it.
+    /// both sides (a tile split over planes on both sides then reads all
+    /// the MEM slices' ports, which GPT-2 decode's weight-bound products
+    /// need more than short streams) or when the chip has no VXM to divide
+    /// it.
     fn weight_homes(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Vec<Vec<u16>> {
         let Some(&vxm) = self.chip.positions_of(SliceKind::Vxm).first() else {
             return Vec::new();
@@ -1978,15 +2071,17 @@ impl<'a> Lowerer<'a> {
         let tiles: Vec<usize> = (0..k.div_ceil(lanes))
             .map(|kt| lanes.min(k - kt * lanes))
             .collect();
-        let cost = |_: usize, n: usize| Self::item_cost(tiles.iter().copied(), n, per, (1, 1));
-        let items = self.plan_items(rows, vpr, &cost, false);
+        let cost = |_: usize, n: usize, run: std::ops::Range<usize>| {
+            Self::item_cost(tiles[run].iter().copied(), n, per, (1, 1))
+        };
+        let items = self.plan_items(rows, &vec![tiles.len(); vpr], &cost, false);
         let planes: Vec<u16> = self.planes.iter().map(|p| p.slice).collect();
         (0..vpr)
             .map(|j| {
                 let mut west = items
                     .iter()
-                    .filter(|(jj, _, _)| *jj == j)
-                    .map(|(_, _, p)| planes[*p] < vxm);
+                    .filter(|it| it.j == j)
+                    .map(|it| planes[it.plane] < vxm);
                 let Some(w) = west.next() else {
                     return Vec::new();
                 };
@@ -2093,21 +2188,41 @@ impl<'a> Lowerer<'a> {
                     .collect()
             })
             .collect();
-        let cost = |j: usize, n: usize| {
-            let tiles = used_tiles[j].iter().zip(&keeps[j]).map(|(&kt, &keep)| {
-                if keep {
-                    0
-                } else {
-                    plan.ktiles[kt].rows
-                }
-            });
+        let cost = |j: usize, n: usize, run: std::ops::Range<usize>| {
+            let tiles = used_tiles[j][run.clone()]
+                .iter()
+                .zip(&keeps[j][run.clone()])
+                .enumerate()
+                .map(|(i, (&kt, &keep))| {
+                    // A run's first K-tile installs its weights.
+                    if keep && i > 0 {
+                        0
+                    } else {
+                        plan.ktiles[kt].rows
+                    }
+                });
             Self::item_cost(tiles, n, per, (sets, mm_per_row))
         };
-        let items = self.plan_items(plan.rows, w.vpr, &cost, true);
+        let used_counts: Vec<usize> = used_tiles.iter().map(Vec::len).collect();
+        let items = self.plan_items(plan.rows, &used_counts, &cost, true);
+        // Split-K scratch: the partial sums of part `k` of a column tile
+        // (all but the last part), for every result row and column tile.
+        let parts = items.iter().map(|it| it.part.1).max().unwrap_or(1);
+        let partials: Vec<TensorLoc> = (0..parts - 1)
+            .map(|k| {
+                self.alloc.tensor(
+                    &format!("{} (partial sums {k})", self.cur().name),
+                    &[plan.rows, w.vpr * self.lanes],
+                    emit_ty,
+                )
+            })
+            .collect();
         let skew_n = self.planes.len();
-        for (j, range, p) in items {
+        for item in items {
+            let (j, p, (k, parts)) = (item.j, item.plane, item.part);
+            let range = item.rows;
             let skew = (p, skew_n);
-            let used = &used_tiles[j];
+            let used = &used_tiles[j][k_run(used_tiles[j].len(), item.part)];
             let cq = Place::Mxm {
                 slice: self.planes[p].slice,
                 queue: 1,
@@ -2204,10 +2319,18 @@ impl<'a> Lowerer<'a> {
                     }
                 }
             }
+            let sums = if k + 1 < parts {
+                PartialSums::Store(&partials[k])
+            } else {
+                PartialSums::Add(&partials[..parts - 1])
+            };
             for (&r, &acc) in rows.iter().zip(&accs) {
                 let row = EmitRow { p, acc, r, j };
-                self.emit_row(row, skew, (emit_ty, epi, out, tail));
+                self.emit_row(row, skew, sums, (emit_ty, epi, out, tail));
             }
+        }
+        for t in &partials {
+            self.alloc.free(t);
         }
         Ok(())
     }
@@ -2292,6 +2415,7 @@ impl<'a> Lowerer<'a> {
         &mut self,
         EmitRow { p, acc, r, j }: EmitRow,
         skew: (usize, usize),
+        sums: PartialSums,
         (emit_ty, epi, out, tail): (DType, &Epilogue, &TensorLoc, &[TailOp]),
     ) -> MemberRef {
         let d_mm = self.d(Opcode::Matmul);
@@ -2311,6 +2435,24 @@ impl<'a> Lowerer<'a> {
         };
         let e = self.op(&mut gb, emit, cq, &[], after);
         let mut last = e;
+        match sums {
+            PartialSums::Store(t) => {
+                self.write(&mut gb, last, t.at(r, j), emit_ty);
+                return self.finish_emit(gb, p, acc, e);
+            }
+            PartialSums::Add(ts) => {
+                for t in ts {
+                    let v = self.read(&mut gb, t.at(r, j), emit_ty);
+                    last = self.op(
+                        &mut gb,
+                        Instr::new(Opcode::Add).typed(emit_ty),
+                        Place::Vxm,
+                        &[last, v],
+                        vec![],
+                    );
+                }
+            }
+        }
         if let Some(alpha) = epi.alpha {
             let mul = Instr {
                 imm: alpha as f64,
@@ -2333,6 +2475,12 @@ impl<'a> Lowerer<'a> {
         let last = self.apply_tail(&mut gb, last, r, j, tail);
         self.copy_skew = (0, 1);
         self.write_end(&mut gb, last, out.at(r, j), out.dtype, tail);
+        self.finish_emit(gb, p, acc, e)
+    }
+
+    /// Finishes the group of an `emit` (member `e`) from accumulator `acc`
+    /// of plane `p`, which the accumulator's next `mm` then follows.
+    fn finish_emit(&mut self, gb: Gb, p: usize, acc: usize, e: u32) -> MemberRef {
         let g = self.finish(gb);
         let e = MemberRef {
             group: g,
