@@ -2495,6 +2495,26 @@ impl<'a> Lowerer<'a> {
 mod tests {
     use super::*;
 
+    /// The runs of a split cover every used K-tile once, in order, the
+    /// longer runs first and none longer than another by more than one.
+    #[test]
+    fn k_runs_partition_the_tiles() {
+        assert_eq!(k_run(10, (0, 1)), 0..10);
+        let runs: Vec<_> = (0..4).map(|k| k_run(10, (k, 4))).collect();
+        assert_eq!(runs, vec![0..3, 3..6, 6..8, 8..10]);
+        for n in 1..40 {
+            for parts in 1..=n.min(5) {
+                let runs: Vec<_> = (0..parts).map(|k| k_run(n, (k, parts))).collect();
+                assert_eq!(runs[0].start, 0);
+                assert_eq!(runs[parts - 1].end, n);
+                for w in runs.windows(2) {
+                    assert_eq!(w[0].end, w[1].start);
+                    assert!(w[0].len() >= w[1].len() && w[0].len() <= w[1].len() + 1);
+                }
+            }
+        }
+    }
+
     /// Six Softmaxes in a row over 256 KiB f32 tensors (each with a 256 KiB
     /// scratch), then two Adds of 256 KiB constants, on `tiny` (2 MiB of
     /// SRAM). Constants take only never-used vectors. Reusing freed vectors
