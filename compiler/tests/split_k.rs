@@ -7,35 +7,24 @@
 
 mod common;
 
-use common::{compile_and_check, parse};
-use lpu_isa::{Opcode, Program};
+use common::{compile_and_check, count, parse};
+use lpu_isa::Opcode;
 
-/// `rows x k` int8 activations times a `k x n` int8 constant, int32 out.
-fn int8_product(rows: usize, k: usize, n: usize) -> String {
-    format!(
-        r#"Graph(name: "mm", inputs: [ValueInfo(name: "x", dtype: I8, shape: [{rows}, {k}])],
+/// `rows x k` activations times a `k x n` constant: `MatMulInteger` of
+/// int8 operands (int32 out) or `MatMul` of f32 ones (fp16 on the MXM, f32
+/// accumulation).
+fn product(int8: bool, rows: usize, k: usize, n: usize) -> lpu_graph::Graph {
+    let (ty, op, w) = if int8 {
+        ("I8", "MatMulInteger", 127.0)
+    } else {
+        ("F32", "MatMul", 1.0)
+    };
+    parse(&format!(
+        r#"Graph(name: "mm", inputs: [ValueInfo(name: "x", dtype: {ty}, shape: [{rows}, {k}])],
   outputs: [ValueInfo(name: "y")],
-  initializers: [Initializer(name: "w", dtype: I8, shape: [{k}, {n}], data: Random(seed: 3, dist: Uniform(low: -127.0, high: 127.0)))],
-  nodes: [Node(op_type: "MatMulInteger", inputs: ["x", "w"], outputs: ["y"])])"#
-    )
-}
-
-/// The same product in f32 (fp16 on the MXM, f32 accumulation).
-fn f32_product(rows: usize, k: usize, n: usize) -> String {
-    format!(
-        r#"Graph(name: "mm", inputs: [ValueInfo(name: "x", dtype: F32, shape: [{rows}, {k}])],
-  outputs: [ValueInfo(name: "y")],
-  initializers: [Initializer(name: "w", dtype: F32, shape: [{k}, {n}], data: Random(seed: 3, dist: Uniform(low: -1.0, high: 1.0)))],
-  nodes: [Node(op_type: "MatMul", inputs: ["x", "w"], outputs: ["y"])])"#
-    )
-}
-
-fn count(p: &Program, op: Opcode) -> usize {
-    p.queues
-        .iter()
-        .flat_map(|q| &q.slots)
-        .filter(|s| s.instr.op == op)
-        .count()
+  initializers: [Initializer(name: "w", dtype: {ty}, shape: [{k}, {n}], data: Random(seed: 3, dist: Uniform(low: -{w:.1}, high: {w:.1})))],
+  nodes: [Node(op_type: "{op}", inputs: ["x", "w"], outputs: ["y"])])"#
+    ))
 }
 
 /// Two rows against 16 K-tiles of one 320-lane column tile on `tsp` (4
@@ -43,7 +32,7 @@ fn count(p: &Program, op: Opcode) -> usize {
 /// (three partial sums stored, one result) and added up exactly.
 #[test]
 fn a_long_narrow_int8_product_splits_over_the_planes_exactly() {
-    let g = parse(&int8_product(2, 16 * 320, 320));
+    let g = product(true, 2, 16 * 320, 320);
     let run = compile_and_check(&g, "tsp", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert_eq!(run.check.max_abs_err, 0.0);
@@ -55,7 +44,7 @@ fn a_long_narrow_int8_product_splits_over_the_planes_exactly() {
 
 #[test]
 fn a_split_float_product_agrees_with_the_reference() {
-    let g = parse(&f32_product(3, 16 * 320, 320));
+    let g = product(false, 3, 16 * 320, 320);
     let run = compile_and_check(&g, "tsp", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert!(count(&run.program, Opcode::Emit) > 3);
@@ -65,7 +54,7 @@ fn a_split_float_product_agrees_with_the_reference() {
 /// latency: one emit per row.
 #[test]
 fn a_short_product_is_not_split() {
-    let g = parse(&int8_product(2, 2 * 320, 320));
+    let g = product(true, 2, 2 * 320, 320);
     let run = compile_and_check(&g, "tsp", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert_eq!(count(&run.program, Opcode::Emit), 2);
@@ -75,7 +64,7 @@ fn a_short_product_is_not_split() {
 /// the epilogue, so even a long product stays whole.
 #[test]
 fn a_chip_with_few_streams_does_not_split() {
-    let g = parse(&int8_product(1, 64 * 16, 16));
+    let g = product(true, 1, 64 * 16, 16);
     let run = compile_and_check(&g, "tiny", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert_eq!(count(&run.program, Opcode::Emit), 1);

@@ -5,14 +5,12 @@
 //! the default fp32 (one fp16 pass) is about 1e-3 off; the split costs
 //! three times the `mm`s; and the default fp32 program is unchanged.
 
+mod common;
+
+use common::{count, parse};
 use lpu_compiler::{CompileOptions, Precision};
 use lpu_isa::{ChipConfig, Opcode, Program};
 use lpu_sim::SimOptions;
-
-fn parse(text: &str) -> lpu_graph::Graph {
-    lpu_graph::parse_graph(text, "<test>", std::path::Path::new("."))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Compiles `g` on `tiny` in `precision` (passes, precision rewrite,
 /// lowering), as `lpc compile --precision` does.
@@ -47,14 +45,6 @@ fn rel_err(g: &lpu_graph::Graph, p: &Program) -> f64 {
         worst = worst.max(err / scale.max(f64::MIN_POSITIVE));
     }
     worst
-}
-
-fn count(p: &Program, op: Opcode) -> usize {
-    p.queues
-        .iter()
-        .flat_map(|q| &q.slots)
-        .filter(|s| s.instr.op == op)
-        .count()
 }
 
 /// Split is accurate to `1e-5` of the output's scale (1e-6 typical), the

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use lpu_isa::{ChipConfig, Program};
+use lpu_isa::{ChipConfig, Opcode, Program};
 use lpu_sim::check::Check;
 use lpu_sim::SimOptions;
 
@@ -41,4 +41,13 @@ pub fn compile_and_check(g: &lpu_graph::Graph, chip: &str, seed: u64) -> Run {
         program,
         cycles: o.cycles,
     }
+}
+
+/// How many of `p`'s instructions are `op`.
+pub fn count(p: &Program, op: Opcode) -> usize {
+    p.queues
+        .iter()
+        .flat_map(|q| &q.slots)
+        .filter(|s| s.instr.op == op)
+        .count()
 }
