@@ -440,11 +440,89 @@ impl Capture {
 }
 
 /// Runs a program on the given inputs (one tensor per input binding).
+///
+/// Order dependences (`DepKind::Order`) are checked as their consumers
+/// issue ([`DepCheck::AsIssued`]); a program that violates one, or meets
+/// another hazard that a violation might precede, runs again with every
+/// edge checked first ([`DepCheck::Upfront`]), so the report is the same
+/// either way: the run stops at the earliest violation.
 pub fn simulate(
     p: &Program,
     inputs: &BTreeMap<String, Tensor>,
     opts: &SimOptions,
 ) -> Result<Outcome, SimError> {
+    let (outcome, recheck) = run(p, inputs, opts, DepCheck::AsIssued)?;
+    if !recheck {
+        return Ok(outcome);
+    }
+    Ok(run(p, inputs, opts, DepCheck::Upfront)?.0)
+}
+
+/// How [`run`] checks the order dependences.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DepCheck {
+    /// Every edge before the run ([`Engine::check_deps`]): the run stops
+    /// before the cycle of the earliest violation.
+    Upfront,
+    /// Each edge as its consumer first issues, against its producer's first
+    /// issue (a producer that has not issued yet, behind a negative gap, is
+    /// checked after the run). A correct program's slots are then read once,
+    /// in issue order, while they are in cache; a violation, or any other
+    /// hazard, asks for the run to be repeated [`DepCheck::Upfront`].
+    AsIssued,
+}
+
+/// The first issue cycle of each instruction id seen so far
+/// ([`DepCheck::AsIssued`]): a table for ids below `limit` (`lpc` numbers
+/// instructions about in issue order, from 0), a map above.
+struct FirstIssues {
+    dense: Vec<u64>,
+    sparse: BTreeMap<u32, u64>,
+    limit: usize,
+}
+
+impl FirstIssues {
+    const NONE: u64 = u64::MAX;
+
+    fn new(issues: usize) -> FirstIssues {
+        FirstIssues {
+            dense: Vec::with_capacity(issues + 1024),
+            sparse: BTreeMap::new(),
+            limit: 2 * issues + 1024,
+        }
+    }
+
+    fn insert(&mut self, id: u32, t: u64) {
+        let i = id as usize;
+        if i < self.limit {
+            if self.dense.len() <= i {
+                self.dense.resize(i + 1, Self::NONE);
+            }
+            if self.dense[i] == Self::NONE {
+                self.dense[i] = t;
+            }
+        } else {
+            self.sparse.entry(id).or_insert(t);
+        }
+    }
+
+    fn get(&self, id: u32) -> Option<u64> {
+        match self.dense.get(id as usize) {
+            Some(&t) => (t != Self::NONE).then_some(t),
+            None => self.sparse.get(&id).copied(),
+        }
+    }
+}
+
+/// One run of [`simulate`], and whether it must be repeated
+/// [`DepCheck::Upfront`] (never with `Upfront`; the outcome is then
+/// discarded).
+fn run(
+    p: &Program,
+    inputs: &BTreeMap<String, Tensor>,
+    opts: &SimOptions,
+    check: DepCheck,
+) -> Result<(Outcome, bool), SimError> {
     let issues = p.issue_times().map_err(SimError::Program)?;
     let mut e = Engine::new(p, inputs, opts.timing_only)?;
     if !opts.probes.is_empty() && !opts.timing_only {
@@ -456,7 +534,15 @@ pub fn simulate(
         ..Stats::default()
     };
     let mut trace = Vec::new();
-    let dep_violation = e.check_deps(&issues);
+    let dep_violation = match check {
+        DepCheck::Upfront => e.check_deps(&issues),
+        DepCheck::AsIssued => None,
+    };
+    let mut first = FirstIssues::new(issues.len());
+    // Order edges whose producer had not issued when the consumer did:
+    // (producer, consumer's cycle, gap).
+    let mut later: Vec<(u32, u64, i32)> = Vec::new();
+    let mut recheck = false;
     let mut end = 0u64;
     let mut hazard = None;
     let mut next_prune = 512u64;
@@ -480,6 +566,22 @@ pub fn simulate(
         }
         let q = &p.queues[iss.queue as usize];
         let slot = &q.slots[iss.slot as usize];
+        if check == DepCheck::AsIssued && iss.repeat == 0 {
+            first.insert(slot.id, t);
+            for d in &slot.deps {
+                let DepKind::Order(gap) = d.kind else {
+                    continue;
+                };
+                match first.get(d.on) {
+                    Some(tp) if (t as i64) < tp as i64 + gap as i64 => recheck = true,
+                    Some(_) => {}
+                    None => later.push((d.on, t, gap)),
+                }
+            }
+            if recheck {
+                break;
+            }
+        }
         let delay = e.delays[slot.instr.op as usize];
         end = end.max(t + delay);
         issued[iss.queue as usize] += 1;
@@ -508,6 +610,15 @@ pub fn simulate(
             break;
         }
     }
+    if check == DepCheck::AsIssued {
+        // A producer that issued after its consumer (or never: no edge).
+        recheck |= hazard.is_some()
+            || later.iter().any(|&(on, t, gap)| {
+                first
+                    .get(on)
+                    .is_some_and(|tp| (t as i64) < tp as i64 + gap as i64)
+            });
+    }
     for (q, n) in p.queues.iter().zip(issued) {
         if n > 0 {
             *stats.issued.entry(q.queue).or_insert(0) += n;
@@ -531,14 +642,17 @@ pub fn simulate(
         (Some(c), None) => e.probed(&opts.probes, c),
         _ => BTreeMap::new(),
     };
-    Ok(Outcome {
-        cycles: end + e.chip.superlane_skew() as u64,
-        outputs,
-        hazard,
-        stats,
-        trace,
-        probed,
-    })
+    Ok((
+        Outcome {
+            cycles: end + e.chip.superlane_skew() as u64,
+            outputs,
+            hazard,
+            stats,
+            trace,
+            probed,
+        },
+        recheck,
+    ))
 }
 
 /// Issues whose slots [`warm_slots`] brings into cache at a time.
