@@ -10,14 +10,15 @@ mod common;
 use common::{compile_and_check, count, parse};
 use lpu_isa::Opcode;
 
-/// `rows x k` activations times a `k x n` constant: `MatMulInteger` of
-/// int8 operands (int32 out) or `MatMul` of f32 ones (fp16 on the MXM, f32
-/// accumulation).
-fn product(int8: bool, rows: usize, k: usize, n: usize) -> lpu_graph::Graph {
-    let (ty, op, w) = if int8 {
-        ("I8", "MatMulInteger", 127.0)
+/// `rows x k` activations times a `k x n` constant of type `ty`:
+/// `MatMulInteger` of int8 operands (int32 out), or `MatMul` of f32 or
+/// f16 ones (fp16 on the MXM, fp32 accumulation, the result emitted in
+/// the operands' type).
+fn product(ty: &str, rows: usize, k: usize, n: usize) -> lpu_graph::Graph {
+    let (op, w) = if ty == "I8" {
+        ("MatMulInteger", 127.0)
     } else {
-        ("F32", "MatMul", 1.0)
+        ("MatMul", 1.0)
     };
     parse(&format!(
         r#"Graph(name: "mm", inputs: [ValueInfo(name: "x", dtype: {ty}, shape: [{rows}, {k}])],
@@ -32,7 +33,7 @@ fn product(int8: bool, rows: usize, k: usize, n: usize) -> lpu_graph::Graph {
 /// (three partial sums stored, one result) and added up exactly.
 #[test]
 fn a_long_narrow_int8_product_splits_over_the_planes_exactly() {
-    let g = product(true, 2, 16 * 320, 320);
+    let g = product("I8", 2, 16 * 320, 320);
     let run = compile_and_check(&g, "tsp", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert_eq!(run.check.max_abs_err, 0.0);
@@ -44,27 +45,47 @@ fn a_long_narrow_int8_product_splits_over_the_planes_exactly() {
 
 #[test]
 fn a_split_float_product_agrees_with_the_reference() {
-    let g = product(false, 3, 16 * 320, 320);
+    let g = product("F32", 3, 16 * 320, 320);
     let run = compile_and_check(&g, "tsp", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert!(count(&run.program, Opcode::Emit) > 3);
+}
+
+/// An fp16 product's parts travel and add in fp32 and are rounded to
+/// fp16 once, after the last add (one `cvt` per row).
+#[test]
+fn a_split_fp16_product_adds_its_parts_in_fp32() {
+    let g = product("F16", 2, 16 * 320, 320);
+    let run = compile_and_check(&g, "tsp", 5);
+    assert!(run.check.passed, "{:?}", run.check);
+    assert_eq!(count(&run.program, Opcode::Emit), 2 * 4);
+    assert_eq!(count(&run.program, Opcode::Convert), 2);
+    let emits_f32 = run
+        .program
+        .queues
+        .iter()
+        .flat_map(|q| &q.slots)
+        .filter(|s| s.instr.op == Opcode::Emit)
+        .all(|s| s.instr.ty == lpu_isa::DType::F32);
+    assert!(emits_f32);
 }
 
 /// Two K-tiles are too short a product to pay for the partial sums'
 /// latency: one emit per row.
 #[test]
 fn a_short_product_is_not_split() {
-    let g = product(true, 2, 2 * 320, 320);
+    let g = product("I8", 2, 2 * 320, 320);
     let run = compile_and_check(&g, "tsp", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert_eq!(count(&run.program, Opcode::Emit), 2);
 }
 
-/// `tiny` has 8 streams a direction: no room for the partial sums beside
-/// the epilogue, so even a long product stays whole.
+/// `tiny` has 8 streams a direction, fewer than the 16 that splits need
+/// (room for the partial sums beside the epilogue), so even a long
+/// product stays whole.
 #[test]
 fn a_chip_with_few_streams_does_not_split() {
-    let g = product(true, 1, 64 * 16, 16);
+    let g = product("I8", 1, 64 * 16, 16);
     let run = compile_and_check(&g, "tiny", 5);
     assert!(run.check.passed, "{:?}", run.check);
     assert_eq!(count(&run.program, Opcode::Emit), 1);

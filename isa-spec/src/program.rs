@@ -299,6 +299,27 @@ pub struct Program {
     pub memory: Vec<MemInit>,
 }
 
+/// A writer that keeps the first error of the one it wraps
+/// ([`Program::write_to`]).
+struct KeepError<W> {
+    w: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> std::io::Write for KeepError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.w.write(buf).map_err(|e| {
+            let copy = std::io::Error::new(e.kind(), e.to_string());
+            self.error.get_or_insert(e);
+            copy
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.w.flush()
+    }
+}
+
 /// A program that is malformed or inconsistent with its chip.
 #[derive(Debug, thiserror::Error)]
 pub enum ProgramError {
@@ -387,8 +408,16 @@ impl Program {
     pub fn write_to<W: std::io::Write>(&self, mut w: W) -> std::io::Result<()> {
         w.write_all(MAGIC)?;
         w.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        let mut w = postcard::to_io(self, w).map_err(std::io::Error::other)?;
-        w.flush()
+        // postcard reports a failed write as "the serialize buffer is
+        // full"; the writer's own error (a full disk) is the one to show.
+        let mut kept = KeepError { w, error: None };
+        match postcard::to_io(self, &mut kept) {
+            Ok(_) => std::io::Write::flush(&mut kept),
+            Err(e) => Err(kept
+                .error
+                .take()
+                .unwrap_or_else(|| std::io::Error::other(e))),
+        }
     }
 
     /// Decodes and validates the binary form.

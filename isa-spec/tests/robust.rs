@@ -160,3 +160,38 @@ fn reused_ids_are_refused() {
         assert!(e.contains(&format!("i{first} is used twice")), "{e}");
     }
 }
+
+/// A writer that takes `room` bytes, then fails like a full disk.
+struct Full {
+    room: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::other("No space left on device"));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writing a program to a full disk reports the disk's error, not the
+/// serializer's ("the serialize buffer is full", which is what `lpc
+/// compile` used to print).
+#[test]
+fn a_failed_write_reports_the_writers_error() {
+    let p = sample();
+    for room in [0, 8, 20, 100] {
+        let e = p.write_to(Full { room }).expect_err("fails");
+        assert!(e.to_string().contains("No space left"), "{room}: {e}");
+    }
+    let mut all = Vec::new();
+    p.write_to(&mut all).expect("writes");
+    assert_eq!(all, p.to_bytes());
+}

@@ -455,6 +455,7 @@ pub fn simulate(
     if !recheck {
         return Ok(outcome);
     }
+    drop(outcome);
     Ok(run(p, inputs, opts, DepCheck::Upfront)?.0)
 }
 
@@ -474,7 +475,8 @@ enum DepCheck {
 
 /// The first issue cycle of each instruction id seen so far
 /// ([`DepCheck::AsIssued`]): a table for ids below `limit` (`lpc` numbers
-/// instructions about in issue order, from 0), a map above.
+/// instructions about in issue order, from 0), a map above. Ids are
+/// unique, as [`Program::validate`] requires.
 struct FirstIssues {
     dense: Vec<u64>,
     sparse: BTreeMap<u32, u64>,
@@ -515,8 +517,8 @@ impl FirstIssues {
 }
 
 /// One run of [`simulate`], and whether it must be repeated
-/// [`DepCheck::Upfront`] (never with `Upfront`; the outcome is then
-/// discarded).
+/// [`DepCheck::Upfront`] (never with `Upfront`; the outcome is then a
+/// partial one, to be discarded).
 fn run(
     p: &Program,
     inputs: &BTreeMap<String, Tensor>,
@@ -618,6 +620,20 @@ fn run(
                     .get(on)
                     .is_some_and(|tp| (t as i64) < tp as i64 + gap as i64)
             });
+        if recheck {
+            // Discarded by `simulate`: no outputs to fetch.
+            return Ok((
+                Outcome {
+                    cycles: 0,
+                    outputs: BTreeMap::new(),
+                    hazard,
+                    stats,
+                    trace,
+                    probed: BTreeMap::new(),
+                },
+                true,
+            ));
+        }
     }
     for (q, n) in p.queues.iter().zip(issued) {
         if n > 0 {
@@ -651,7 +667,7 @@ fn run(
             trace,
             probed,
         },
-        recheck,
+        false,
     ))
 }
 

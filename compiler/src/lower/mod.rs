@@ -180,6 +180,17 @@ fn k_run(n: usize, (k, parts): (usize, usize)) -> std::ops::Range<usize> {
     start..start + base + usize::from(k < extra)
 }
 
+/// The type split-K partial sums are stored and added in for a product
+/// that emits `emit_ty`: fp32 for fp16 (an fp16 sum would round each
+/// part's fp32 accumulation) and int32 for int8, else `emit_ty`.
+fn sum_type(emit_ty: DType) -> DType {
+    match emit_ty {
+        DType::F16 => DType::F32,
+        DType::I8 => DType::I32,
+        t => t,
+    }
+}
+
 /// What an item's `emit`s do with split-K partial sums
 /// ([`Lowerer::emit_row`]).
 #[derive(Clone, Copy)]
@@ -187,7 +198,8 @@ enum PartialSums<'t> {
     /// Not the last part: store the row's partial sums here, no epilogue.
     Store(&'t TensorLoc),
     /// The last part: add the other parts' partial sums (none when the
-    /// column tile is not split), then the epilogue.
+    /// column tile is not split), round them to the emit type, then the
+    /// epilogue.
     Add(&'t [TensorLoc]),
 }
 
@@ -1958,11 +1970,12 @@ impl<'a> Lowerer<'a> {
         let c_min = rows.div_ceil(accs).max(1);
         // More chunks than `c_min + n - 1` never balance better.
         let c_max = (c_min + n - 1).min(rows).max(c_min);
-        // The last part's epilogue adds a second wide operand (the partial
-        // sums, 4 bytes an element like the `emit`'s): only a chip with 16
-        // streams a direction or more has room for it beside the rest of
-        // the epilogue (on a 4-stream `tiny`, the int8 MLP's last layer
-        // split could not be scheduled at all).
+        // Partial sums travel and add as fp32 or int32 ([`sum_type`]): the
+        // last part's epilogue takes a second 4-byte operand beside its
+        // `emit`'s, so a chip with fewer than 16 streams a direction does
+        // not split (a margin, not a measured limit: `tiny`, with 8, keeps
+        // its products whole; a 4-stream `tiny` could not schedule the
+        // int8 MLP's split last layer at all).
         let s_max = if self.chip.streams_per_direction >= 16 {
             used.iter().copied().max().unwrap_or(1).clamp(1, n)
         } else {
@@ -2206,14 +2219,15 @@ impl<'a> Lowerer<'a> {
         let used_counts: Vec<usize> = used_tiles.iter().map(Vec::len).collect();
         let items = self.plan_items(plan.rows, &used_counts, &cost, true);
         // Split-K scratch: the partial sums of part `k` of a column tile
-        // (all but the last part), for every result row and column tile.
+        // (all but the last part), for every result row and column tile
+        // (sized for the most parts; freed after the product).
         let parts = items.iter().map(|it| it.part.1).max().unwrap_or(1);
         let partials: Vec<TensorLoc> = (0..parts - 1)
             .map(|k| {
                 self.alloc.tensor(
                     &format!("{} (partial sums {k})", self.cur().name),
                     &[plan.rows, w.vpr * self.lanes],
-                    emit_ty,
+                    sum_type(emit_ty),
                 )
             })
             .collect();
@@ -2429,29 +2443,38 @@ impl<'a> Lowerer<'a> {
             .iter()
             .map(|m| (*m, d_mm))
             .collect();
+        // A split's parts come out, travel and add in their sums' type,
+        // rounded to `emit_ty` once, after the last add.
+        let split = !matches!(sums, PartialSums::Add([]));
+        let out_ty = if split { sum_type(emit_ty) } else { emit_ty };
         let emit = Instr {
             arg: acc as i64,
-            ..Instr::new(Opcode::Emit).typed(emit_ty)
+            ..Instr::new(Opcode::Emit).typed(out_ty)
         };
         let e = self.op(&mut gb, emit, cq, &[], after);
         let mut last = e;
         match sums {
             PartialSums::Store(t) => {
-                self.write(&mut gb, last, t.at(r, j), emit_ty);
+                self.write(&mut gb, last, t.at(r, j), out_ty);
                 return self.finish_emit(gb, p, acc, e);
             }
             PartialSums::Add(ts) => {
                 for t in ts {
-                    let v = self.read(&mut gb, t.at(r, j), emit_ty);
+                    let v = self.read(&mut gb, t.at(r, j), out_ty);
                     last = self.op(
                         &mut gb,
-                        Instr::new(Opcode::Add).typed(emit_ty),
+                        Instr::new(Opcode::Add).typed(out_ty),
                         Place::Vxm,
                         &[last, v],
                         vec![],
                     );
                 }
             }
+        }
+        if out_ty != emit_ty {
+            let mut cvt = Instr::new(Opcode::Convert).typed(out_ty);
+            cvt.to = emit_ty;
+            last = self.op(&mut gb, cvt, Place::Vxm, &[last], vec![]);
         }
         if let Some(alpha) = epi.alpha {
             let mul = Instr {
