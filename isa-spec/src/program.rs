@@ -334,20 +334,47 @@ pub enum ProgramError {
 /// Values by instruction id. `lpc` numbers a program's instructions about
 /// `0..n`, so a table indexed by id serves them with no hashing; a program
 /// whose ids spread far wider than their count (written by hand) gets a map
-/// instead, so memory stays proportional to the instructions.
+/// instead, so memory stays proportional to the instructions. The table
+/// holds the values bare, with one presence bit per id beside them: an
+/// `Option<u64>` table is twice the size, and with it the simulator's
+/// timing-only run of ResNet-50, which looks up each order dependence's
+/// producer by id, took 245-252 ms instead of 226-231 ms.
 #[derive(Clone, Debug)]
 pub struct IdMap<T> {
-    dense: Vec<Option<T>>,
+    dense: Vec<T>,
+    /// Bit `id % 64` of word `id / 64`: whether `dense[id]` is set.
+    present: Vec<u64>,
     sparse: BTreeMap<u32, T>,
+    /// Ids below this go in `dense`, which grows to hold them
+    /// ([`IdMap::growing`]); for a presized map, its length.
+    limit: usize,
 }
 
-impl<T: Copy> IdMap<T> {
+impl<T: Copy + Default> IdMap<T> {
     /// An empty map sized for `count` ids, the largest `max_id`.
     pub fn with_ids(count: usize, max_id: u32) -> IdMap<T> {
-        let dense = max_id as usize <= 2 * count + 1024;
+        let len = if max_id as usize <= 2 * count + 1024 {
+            max_id as usize + 1
+        } else {
+            0
+        };
         IdMap {
-            dense: vec![None; if dense { max_id as usize + 1 } else { 0 }],
+            dense: vec![T::default(); len],
+            present: vec![0; len.div_ceil(64)],
             sparse: BTreeMap::new(),
+            limit: len,
+        }
+    }
+
+    /// An empty map that grows as ids arrive: a table for ids below
+    /// `limit`, a map above (for a caller that does not know the largest
+    /// id ahead, such as one filling it as instructions issue).
+    pub fn growing(limit: usize) -> IdMap<T> {
+        IdMap {
+            dense: Vec::new(),
+            present: Vec::new(),
+            sparse: BTreeMap::new(),
+            limit,
         }
     }
 
@@ -365,18 +392,29 @@ impl<T: Copy> IdMap<T> {
 
     /// Sets `id`'s value; `false` if `id` already had one (now replaced).
     pub fn insert(&mut self, id: u32, v: T) -> bool {
-        match self.dense.get_mut(id as usize) {
-            Some(slot) => slot.replace(v).is_none(),
-            None => self.sparse.insert(id, v).is_none(),
+        let i = id as usize;
+        if i >= self.limit {
+            return self.sparse.insert(id, v).is_none();
         }
+        if i >= self.dense.len() {
+            self.dense.resize(i + 1, T::default());
+            self.present.resize((i + 1).div_ceil(64), 0);
+        }
+        self.dense[i] = v;
+        let (word, bit) = (&mut self.present[i / 64], 1u64 << (i % 64));
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
     }
 
     /// `id`'s value.
     pub fn get(&self, id: u32) -> Option<T> {
-        match self.dense.get(id as usize) {
-            Some(v) => *v,
-            None => self.sparse.get(&id).copied(),
+        let i = id as usize;
+        if i >= self.limit {
+            return self.sparse.get(&id).copied();
         }
+        let word = self.present.get(i / 64)?;
+        (word & (1u64 << (i % 64)) != 0).then(|| self.dense[i])
     }
 }
 
@@ -898,6 +936,45 @@ mod tests {
             let pairs = IdMap::from_pairs(ids.iter().map(|&id| (id, id)));
             assert!(ids.iter().all(|&id| pairs.get(id) == Some(id)));
         }
+    }
+
+    /// A growing map answers like a presized one, its table growing for
+    /// ids below the limit (past a 64-id word of presence bits) and a map
+    /// taking the rest; a value of 0 (the table's filler) is still "set".
+    #[test]
+    fn id_map_grows_as_ids_arrive() {
+        let mut m: IdMap<u64> = IdMap::growing(200);
+        for (id, v) in [
+            (3, 30),
+            (130, 0),
+            (1, 10),
+            (199, 7),
+            (200, 8),
+            (u32::MAX, 9),
+        ] {
+            assert!(m.insert(id, v), "{id}");
+        }
+        assert!(!m.insert(130, 5), "a reused id");
+        let got: Vec<_> = [0, 1, 2, 3, 64, 130, 198, 199, 200, 201, u32::MAX]
+            .iter()
+            .map(|&id| m.get(id))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                None,
+                Some(10),
+                None,
+                Some(30),
+                None,
+                Some(5),
+                None,
+                Some(7),
+                Some(8),
+                None,
+                Some(9)
+            ]
+        );
     }
 
     proptest! {

@@ -473,49 +473,6 @@ enum DepCheck {
     AsIssued,
 }
 
-/// The first issue cycle of each instruction id seen so far
-/// ([`DepCheck::AsIssued`]): a table for ids below `limit` (`lpc` numbers
-/// instructions about in issue order, from 0), a map above. Ids are
-/// unique, as [`Program::validate`] requires.
-struct FirstIssues {
-    dense: Vec<u64>,
-    sparse: BTreeMap<u32, u64>,
-    limit: usize,
-}
-
-impl FirstIssues {
-    const NONE: u64 = u64::MAX;
-
-    fn new(issues: usize) -> FirstIssues {
-        FirstIssues {
-            dense: Vec::with_capacity(issues + 1024),
-            sparse: BTreeMap::new(),
-            limit: 2 * issues + 1024,
-        }
-    }
-
-    fn insert(&mut self, id: u32, t: u64) {
-        let i = id as usize;
-        if i < self.limit {
-            if self.dense.len() <= i {
-                self.dense.resize(i + 1, Self::NONE);
-            }
-            if self.dense[i] == Self::NONE {
-                self.dense[i] = t;
-            }
-        } else {
-            self.sparse.entry(id).or_insert(t);
-        }
-    }
-
-    fn get(&self, id: u32) -> Option<u64> {
-        match self.dense.get(id as usize) {
-            Some(&t) => (t != Self::NONE).then_some(t),
-            None => self.sparse.get(&id).copied(),
-        }
-    }
-}
-
 /// One run of [`simulate`], and whether it must be repeated
 /// [`DepCheck::Upfront`] (never with `Upfront`; the outcome is then a
 /// partial one, to be discarded).
@@ -540,7 +497,10 @@ fn run(
         DepCheck::Upfront => e.check_deps(&issues),
         DepCheck::AsIssued => None,
     };
-    let mut first = FirstIssues::new(issues.len());
+    // Each instruction's first issue cycle, as it issues (`lpc` numbers
+    // instructions about in issue order, from 0; ids are unique, as
+    // `Program::validate` requires).
+    let mut first: IdMap<u64> = IdMap::growing(2 * issues.len() + 1024);
     // Order edges whose producer had not issued when the consumer did:
     // (producer, consumer's cycle, gap).
     let mut later: Vec<(u32, u64, i32)> = Vec::new();
