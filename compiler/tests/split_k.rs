@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{compile_and_check, count, parse};
+use common::{compile_and_check, count, parse, Run};
 use lpu_isa::Opcode;
 
 /// `rows x k` activations times a `k x n` constant of type `ty`:
@@ -28,14 +28,20 @@ fn product(ty: &str, rows: usize, k: usize, n: usize) -> lpu_graph::Graph {
     ))
 }
 
+/// [`product`] compiled for `chip` and simulated, checked against the
+/// reference interpreter (integers exactly, floats within tolerance).
+fn checked(ty: &str, (rows, k, n): (usize, usize, usize), chip: &str) -> Run {
+    let run = compile_and_check(&product(ty, rows, k, n), chip, 5);
+    assert!(run.check.passed, "{ty} on {chip}: {:?}", run.check);
+    run
+}
+
 /// Two rows against 16 K-tiles of one 320-lane column tile on `tsp` (4
 /// planes): split over all four planes, so each row is emitted four times
 /// (three partial sums stored, one result) and added up exactly.
 #[test]
 fn a_long_narrow_int8_product_splits_over_the_planes_exactly() {
-    let g = product("I8", 2, 16 * 320, 320);
-    let run = compile_and_check(&g, "tsp", 5);
-    assert!(run.check.passed, "{:?}", run.check);
+    let run = checked("I8", (2, 16 * 320, 320), "tsp");
     assert_eq!(run.check.max_abs_err, 0.0);
     assert_eq!(count(&run.program, Opcode::Emit), 2 * 4);
     // The partial sums come back for the last part's epilogue: one add
@@ -45,19 +51,15 @@ fn a_long_narrow_int8_product_splits_over_the_planes_exactly() {
 
 #[test]
 fn a_split_float_product_agrees_with_the_reference() {
-    let g = product("F32", 3, 16 * 320, 320);
-    let run = compile_and_check(&g, "tsp", 5);
-    assert!(run.check.passed, "{:?}", run.check);
-    assert!(count(&run.program, Opcode::Emit) > 3);
+    let run = checked("F32", (3, 16 * 320, 320), "tsp");
+    assert_eq!(count(&run.program, Opcode::Emit), 3 * 4);
 }
 
 /// An fp16 product's parts travel and add in fp32 and are rounded to
 /// fp16 once, after the last add (one `cvt` per row).
 #[test]
 fn a_split_fp16_product_adds_its_parts_in_fp32() {
-    let g = product("F16", 2, 16 * 320, 320);
-    let run = compile_and_check(&g, "tsp", 5);
-    assert!(run.check.passed, "{:?}", run.check);
+    let run = checked("F16", (2, 16 * 320, 320), "tsp");
     assert_eq!(count(&run.program, Opcode::Emit), 2 * 4);
     assert_eq!(count(&run.program, Opcode::Convert), 2);
     let emits_f32 = run
@@ -74,9 +76,7 @@ fn a_split_fp16_product_adds_its_parts_in_fp32() {
 /// latency: one emit per row.
 #[test]
 fn a_short_product_is_not_split() {
-    let g = product("I8", 2, 2 * 320, 320);
-    let run = compile_and_check(&g, "tsp", 5);
-    assert!(run.check.passed, "{:?}", run.check);
+    let run = checked("I8", (2, 2 * 320, 320), "tsp");
     assert_eq!(count(&run.program, Opcode::Emit), 2);
 }
 
@@ -85,8 +85,6 @@ fn a_short_product_is_not_split() {
 /// product stays whole.
 #[test]
 fn a_chip_with_few_streams_does_not_split() {
-    let g = product("I8", 1, 64 * 16, 16);
-    let run = compile_and_check(&g, "tiny", 5);
-    assert!(run.check.passed, "{:?}", run.check);
+    let run = checked("I8", (1, 64 * 16, 16), "tiny");
     assert_eq!(count(&run.program, Opcode::Emit), 1);
 }
