@@ -232,14 +232,22 @@ enum SramPlan {
     Roomy,
     /// [`ROW_COPIES`] copies per row near the VXM, fresh vectors first.
     Frugal,
-    /// [`ROW_COPIES`] copies per row, freed vectors first: the smallest
-    /// footprint.
+    /// [`ROW_COPIES`] copies per row, freed vectors first.
     Smallest,
+    /// As [`SramPlan::Smallest`], and no product split over K (no split-K
+    /// scratch for partial sums, [`Lowerer::plan_items`]): the smallest
+    /// footprint, for a graph whose split products do not fit.
+    Unsplit,
 }
 
 impl SramPlan {
     /// The plans [`lower_opts`] tries, most generous first.
-    const ATTEMPTS: [SramPlan; 3] = [SramPlan::Roomy, SramPlan::Frugal, SramPlan::Smallest];
+    const ATTEMPTS: [SramPlan; 4] = [
+        SramPlan::Roomy,
+        SramPlan::Frugal,
+        SramPlan::Smallest,
+        SramPlan::Unsplit,
+    ];
 
     /// The allocator's reuse order under this plan.
     fn reuse(self, chip: &ChipConfig) -> Reuse {
@@ -247,7 +255,7 @@ impl SramPlan {
             SramPlan::Roomy | SramPlan::Frugal => Reuse::FreshFirst {
                 age: fresh_age(chip),
             },
-            SramPlan::Smallest => Reuse::FreedFirst,
+            SramPlan::Smallest | SramPlan::Unsplit => Reuse::FreedFirst,
         }
     }
 }
@@ -516,8 +524,9 @@ pub fn lower_with(graph: &Graph, chip: &ChipConfig, probes: bool) -> Result<Lowe
 /// vectors first](Reuse::FreshFirst), which spares the schedule
 /// write-after-read orderings); a graph that does not fit that way is
 /// lowered again with fewer copies ([`SramPlan::Frugal`]), then reusing
-/// freed vectors first ([`SramPlan::Smallest`], the smallest footprint), so
-/// the generosity never makes a graph fail to fit. An attempt that runs out
+/// freed vectors first ([`SramPlan::Smallest`]), then without split-K's
+/// partial-sum scratch ([`SramPlan::Unsplit`], the smallest footprint), so
+/// neither the generosity nor split-K ever makes a graph fail to fit. An attempt that runs out
 /// of SRAM stops there ([`SramAlloc::overflow_error`]).
 pub fn lower_opts(
     graph: &Graph,
@@ -884,7 +893,7 @@ impl<'a> Lowerer<'a> {
         let row_bytes = values.len() * values.dtype().bytes();
         let copies = match self.plan {
             SramPlan::Roomy => (ROOMY_ROW_BYTES / row_bytes.max(1)).clamp(frugal, mem.len()),
-            SramPlan::Frugal | SramPlan::Smallest => frugal,
+            SramPlan::Frugal | SramPlan::Smallest | SramPlan::Unsplit => frugal,
         };
         let vxm = self.chip.positions_of(SliceKind::Vxm);
         let dist = |p: u16| vxm.iter().map(|&v| p.abs_diff(v)).min().unwrap_or(0);
@@ -1976,7 +1985,7 @@ impl<'a> Lowerer<'a> {
         // not split (a margin, not a measured limit: `tiny`, with 8, keeps
         // its products whole; a 4-stream `tiny` could not schedule the
         // int8 MLP's split last layer at all).
-        let s_max = if self.chip.streams_per_direction >= 16 {
+        let s_max = if self.chip.streams_per_direction >= 16 && self.plan != SramPlan::Unsplit {
             used.iter().copied().max().unwrap_or(1).clamp(1, n)
         } else {
             1
@@ -2626,5 +2635,52 @@ mod tests {
         let reused = lower_planned(&g, &chip, false, false, SramPlan::Smallest).expect("fits");
         assert_eq!(retried.memory, reused.memory);
         assert_eq!(retried.sram_bytes, reused.sram_bytes);
+    }
+
+    /// A long int8 product on `tsp` with room for its weights but not for
+    /// split-K's partial sums beside them: the split attempts do not fit,
+    /// and the last plan keeps the product whole.
+    #[test]
+    fn a_product_whose_partial_sums_do_not_fit_is_not_split() {
+        let (rows, k) = (64, 16 * 320);
+        let g = lpu_graph::parse_graph(
+            &format!(
+                r#"Graph(name: "mm", inputs: [ValueInfo(name: "x", dtype: I8, shape: [{rows}, {k}])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "w", dtype: I8, shape: [{k}, 320], data: Random(seed: 3, dist: Uniform(low: -127.0, high: 127.0)))],
+  nodes: [Node(op_type: "MatMulInteger", inputs: ["x", "w"], outputs: ["y"])])"#
+            ),
+            "<test>",
+            std::path::Path::new("."),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let emits = |l: &Lowered| {
+            let members = l.groups.iter().flat_map(|g| &g.members);
+            members.filter(|m| m.instr.op == Opcode::Emit).count()
+        };
+        let with_banks_of = |addresses: u32| {
+            let mut chip = ChipConfig::preset("tsp").expect("preset");
+            chip.mem.addresses_per_bank = addresses;
+            chip
+        };
+        let tsp = ChipConfig::preset("tsp").expect("preset");
+        let split = lower_planned(&g, &tsp, false, false, SramPlan::Smallest).expect("fits");
+        assert!(emits(&split) > rows, "the product splits when it fits");
+        // The fewest addresses per bank that hold the whole product.
+        let (mut lo, mut hi) = (1, tsp.mem.addresses_per_bank);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match lower_planned(&g, &with_banks_of(mid), false, false, SramPlan::Unsplit) {
+                Ok(_) => hi = mid,
+                Err(_) => lo = mid + 1,
+            }
+        }
+        let chip = with_banks_of(lo);
+        assert!(matches!(
+            lower_planned(&g, &chip, false, false, SramPlan::Smallest),
+            Err(CompileError::DoesNotFit { .. })
+        ));
+        let lowered = lower_opts(&g, &chip, false, false).expect("fits unsplit");
+        assert_eq!(emits(&lowered), rows);
     }
 }
