@@ -330,6 +330,7 @@ fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     }
     let mut y = vec![0.0f32; g.n * g.cout * osize];
     let mut cols = vec![0.0f32; panels * depth * TP];
+    let arch = pulp::Arch::new();
     for n in 0..g.n {
         for grp in 0..g.group {
             let xs = &x[(n * g.cin + grp * cg) * isize..][..cg * isize];
@@ -357,28 +358,66 @@ fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
                 .for_each(|(bi, planes)| {
                     let b = grp * (mg / TM) + bi;
                     let wb = &wt[b * depth * TM..][..depth * TM];
-                    for (pb, panel) in cols.chunks_exact(depth * TP).enumerate() {
-                        let mut acc = [[0.0f32; TM]; TP];
-                        for (xk, wk) in panel.chunks_exact(TP).zip(wb.chunks_exact(TM)) {
-                            let xk: [f32; TP] = std::array::from_fn(|p| xk[p]);
-                            let wk: [f32; TM] = std::array::from_fn(|j| wk[j]);
-                            for p in 0..TP {
-                                for j in 0..TM {
-                                    acc[p][j] += xk[p] * wk[j];
-                                }
-                            }
-                        }
-                        let p0 = pb * TP;
-                        for (p, a) in acc.iter().enumerate().take(osize - p0) {
-                            for (j, &v) in a.iter().enumerate() {
-                                planes[j * osize + p0 + p] = v;
-                            }
-                        }
-                    }
+                    arch.dispatch(PanelTile {
+                        cols: &cols,
+                        wb,
+                        planes,
+                        depth,
+                        osize,
+                    });
                 });
         }
     }
     y
+}
+
+/// One task of [`conv_panels`]: the [`TILE_CHANNELS`] planes of
+/// `planes` over every panel of `cols`, with the channels' packed weights
+/// `wb`. Dispatched by `pulp` to the widest vector instructions the CPU
+/// has (AVX2 or AVX-512 where present): a separate multiply and add per
+/// element in every width (Rust never fuses them), so the bits are the
+/// same on every machine.
+struct PanelTile<'a> {
+    cols: &'a [f32],
+    wb: &'a [f32],
+    planes: &'a mut [f32],
+    depth: usize,
+    osize: usize,
+}
+
+impl pulp::WithSimd for PanelTile<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        const TM: usize = TILE_CHANNELS;
+        const TP: usize = PANEL_POSITIONS;
+        let PanelTile {
+            cols,
+            wb,
+            planes,
+            depth,
+            osize,
+        } = self;
+        for (pb, panel) in cols.chunks_exact(depth * TP).enumerate() {
+            let mut acc = [[0.0f32; TM]; TP];
+            for (xk, wk) in panel.chunks_exact(TP).zip(wb.chunks_exact(TM)) {
+                let xk: [f32; TP] = std::array::from_fn(|p| xk[p]);
+                let wk: [f32; TM] = std::array::from_fn(|j| wk[j]);
+                for p in 0..TP {
+                    for j in 0..TM {
+                        acc[p][j] += xk[p] * wk[j];
+                    }
+                }
+            }
+            let p0 = pb * TP;
+            for (p, a) in acc.iter().enumerate().take(osize - p0) {
+                for (j, &v) in a.iter().enumerate() {
+                    planes[j * osize + p0 + p] = v;
+                }
+            }
+        }
+    }
 }
 
 /// Adds the bias per output channel.
