@@ -31,17 +31,47 @@ pub(super) fn mm_f32(
 /// [`mm_f32`] with `b` already a row-major `[k, n]` slice.
 fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];
-    for (i, row) in y.chunks_mut(n.max(1)).enumerate().take(m) {
-        for kk in 0..k {
-            let av = a(i, kk);
-            let brow = &b[kk * n..(kk + 1) * n];
-            for (acc, &bv) in row.iter_mut().zip(brow) {
-                let p = av * bv;
-                *acc += p;
+    pulp::Arch::new().dispatch(Rows {
+        shape: (m, k, n),
+        a,
+        b,
+        y: &mut y,
+    });
+    y
+}
+
+/// The loops of [`mm_rows`], compiled for AVX2 too and picked at run time
+/// by `pulp` (as the interpreter's f32 `Conv`): a multiply and an add per
+/// element in every width, so the same bits on every machine.
+struct Rows<'a, A> {
+    shape: (usize, usize, usize),
+    a: A,
+    b: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl<A: Fn(usize, usize) -> f32> pulp::WithSimd for Rows<'_, A> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Rows {
+            shape: (m, k, n),
+            a,
+            b,
+            y,
+        } = self;
+        for (i, row) in y.chunks_mut(n.max(1)).enumerate().take(m) {
+            for kk in 0..k {
+                let av = a(i, kk);
+                let brow = &b[kk * n..(kk + 1) * n];
+                for (acc, &bv) in row.iter_mut().zip(brow) {
+                    let p = av * bv;
+                    *acc += p;
+                }
             }
         }
     }
-    y
 }
 
 pub(super) fn matmul(a: &Tensor, b: &Tensor, out: &[usize]) -> Result<Values, String> {
