@@ -288,7 +288,7 @@ fn conv_f32(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (_, isize, osize) = spatial_sizes(g);
     let tiles = (g.cout / g.group).is_multiple_of(TILE_CHANNELS) && isize > 0 && osize > 0;
     if tiles && w.iter().all(|v| v.is_finite()) {
-        conv_panels(g, x, w)
+        conv_panels(g, x, w, PANEL_BLOCK_FLOATS)
     } else {
         conv_loop(g, x, w, 0.0f32, |acc, a, b, _| acc + a * b)
     }
@@ -311,7 +311,7 @@ const PANEL_POSITIONS: usize = 4;
 ///
 /// The caller guarantees a group's output channels are a multiple of
 /// [`TILE_CHANNELS`] and the input and output planes are not empty.
-fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32], block_floats: usize) -> Vec<f32> {
     const TM: usize = TILE_CHANNELS;
     const TP: usize = PANEL_POSITIONS;
     let taps = taps(g);
@@ -329,56 +329,71 @@ fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         }
     }
     let mut y = vec![0.0f32; g.n * g.cout * osize];
-    let mut cols = vec![0.0f32; panels * depth * TP];
+    // The panels are gathered a block at a time, at most `block_floats`
+    // (or one panel), so a large convolution's im2col copy does not grow
+    // with its output plane.
+    let block = (block_floats / (depth * TP)).clamp(1, panels);
+    let mut cols = vec![0.0f32; block * depth * TP];
     let arch = pulp::Arch::new();
-    for n in 0..g.n {
-        for grp in 0..g.group {
-            let xs = &x[(n * g.cin + grp * cg) * isize..][..cg * isize];
-            cols.par_chunks_mut(depth * TP)
-                .enumerate()
-                .for_each(|(b, panel)| {
-                    let ps = b * TP..(b * TP + TP).min(osize);
-                    let channels = panel
-                        .chunks_exact_mut(ksize * TP)
-                        .zip(xs.chunks_exact(isize));
-                    for (rows, xc) in channels {
-                        for (row, tk) in rows.chunks_exact_mut(TP).zip(&taps) {
-                            for (v, &off) in row.iter_mut().zip(&tk[ps.clone()]) {
-                                *v = if off == PAD { 0.0 } else { xc[off as usize] };
-                            }
+    for (n, grp, first) in (0..g.n)
+        .flat_map(|n| (0..g.group).map(move |grp| (n, grp)))
+        .flat_map(|(n, grp)| (0..panels).step_by(block).map(move |first| (n, grp, first)))
+    {
+        let xs = &x[(n * g.cin + grp * cg) * isize..][..cg * isize];
+        let cols = &mut cols[..(panels - first).min(block) * depth * TP];
+        cols.par_chunks_mut(depth * TP)
+            .enumerate()
+            .for_each(|(b, panel)| {
+                let b = first + b;
+                let ps = b * TP..(b * TP + TP).min(osize);
+                let channels = panel
+                    .chunks_exact_mut(ksize * TP)
+                    .zip(xs.chunks_exact(isize));
+                for (rows, xc) in channels {
+                    for (row, tk) in rows.chunks_exact_mut(TP).zip(&taps) {
+                        let (used, past) = row.split_at_mut(ps.len());
+                        for (v, &off) in used.iter_mut().zip(&tk[ps.clone()]) {
+                            *v = if off == PAD { 0.0 } else { xc[off as usize] };
                         }
+                        past.fill(0.0);
                     }
+                }
+            });
+        let cols: &[f32] = cols;
+        let ys = &mut y[(n * g.cout + grp * mg) * osize..][..mg * osize];
+        // Each task owns TM whole output planes; each element keeps its
+        // summation order, so the result does not depend on the thread
+        // count.
+        ys.par_chunks_mut(TM * osize)
+            .enumerate()
+            .for_each(|(bi, planes)| {
+                let b = grp * (mg / TM) + bi;
+                let wb = &wt[b * depth * TM..][..depth * TM];
+                arch.dispatch(PanelTile {
+                    cols,
+                    first,
+                    wb,
+                    planes,
+                    depth,
+                    osize,
                 });
-            let ys = &mut y[(n * g.cout + grp * mg) * osize..][..mg * osize];
-            // Each task owns TM whole output planes; each element keeps its
-            // summation order, so the result does not depend on the thread
-            // count.
-            ys.par_chunks_mut(TM * osize)
-                .enumerate()
-                .for_each(|(bi, planes)| {
-                    let b = grp * (mg / TM) + bi;
-                    let wb = &wt[b * depth * TM..][..depth * TM];
-                    arch.dispatch(PanelTile {
-                        cols: &cols,
-                        wb,
-                        planes,
-                        depth,
-                        osize,
-                    });
-                });
-        }
+            });
     }
     y
 }
 
+/// The most `f32`s [`conv_f32`]'s panels gather at once (16 MiB).
+const PANEL_BLOCK_FLOATS: usize = 1 << 22;
+
 /// One task of [`conv_panels`]: the [`TILE_CHANNELS`] planes of
-/// `planes` over every panel of `cols`, with the channels' packed weights
-/// `wb`. Dispatched by `pulp` to the widest vector instructions the CPU
-/// has (AVX2 or AVX-512 where present): a separate multiply and add per
+/// `planes` over the panels in `cols` (panels `first..` of the output
+/// plane), with the channels' packed weights `wb`. Dispatched by `pulp`
+/// to AVX2 where the CPU has it: a separate multiply and add per
 /// element in every width (Rust never fuses them), so the bits are the
 /// same on every machine.
 struct PanelTile<'a> {
     cols: &'a [f32],
+    first: usize,
     wb: &'a [f32],
     planes: &'a mut [f32],
     depth: usize,
@@ -394,6 +409,7 @@ impl pulp::WithSimd for PanelTile<'_> {
         const TP: usize = PANEL_POSITIONS;
         let PanelTile {
             cols,
+            first,
             wb,
             planes,
             depth,
@@ -410,7 +426,7 @@ impl pulp::WithSimd for PanelTile<'_> {
                     }
                 }
             }
-            let p0 = pb * TP;
+            let p0 = (first + pb) * TP;
             for (p, a) in acc.iter().enumerate().take(osize - p0) {
                 for (j, &v) in a.iter().enumerate() {
                     planes[j * osize + p0 + p] = v;
@@ -618,7 +634,9 @@ mod tests {
             let reference = bits(&conv_planes(&g, &x, &w, 0.0f32, plus));
             prop_assert_eq!(bits(&conv_f32(&g, &x, &w)), reference.clone());
             if spatial_sizes(&g).1 > 0 {
-                prop_assert_eq!(bits(&conv_panels(&g, &x, &w)), reference);
+                prop_assert_eq!(bits(&conv_panels(&g, &x, &w, PANEL_BLOCK_FLOATS)), reference.clone());
+                // Gathered one panel at a time.
+                prop_assert_eq!(bits(&conv_panels(&g, &x, &w, 1)), reference);
             }
             let mut winf = w.clone();
             winf[seed as usize % wn] = f32::INFINITY;
