@@ -28,21 +28,66 @@ pub(super) fn mm_f32(
     mm_rows(m, k, n, a, &bm)
 }
 
-/// [`mm_f32`] with `b` already a row-major `[k, n]` slice.
+/// Rows of `a` in one register tile of [`mm_rows`].
+const TILE_ROWS: usize = 4;
+
+/// Columns of `b` in one register tile of [`mm_rows`].
+const TILE_COLS: usize = 8;
+
+/// [`mm_f32`] with `b` already a row-major `[k, n]` slice. With at least
+/// [`TILE_ROWS`] rows, `a` is gathered into blocks of [`TILE_ROWS`] rows
+/// and `b` into blocks of [`TILE_COLS`] columns (zeros past the edges, whose
+/// sums are dropped), and each tile of accumulators stays in registers for
+/// the whole sum over `k`; fewer rows take the row loop, which reads `b`
+/// once. Both perform every element's operations in [`mm_f32`]'s order.
 fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];
-    pulp::Arch::new().dispatch(Rows {
+    if m == 0 || n == 0 || k == 0 {
+        return y;
+    }
+    let arch = pulp::Arch::new();
+    if m < TILE_ROWS {
+        arch.dispatch(Rows {
+            shape: (m, k, n),
+            a,
+            b,
+            y: &mut y,
+        });
+        return y;
+    }
+    let (rb, cb) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
+    let mut ap = vec![0.0f32; rb * k * TILE_ROWS];
+    for (blk, rows) in ap.chunks_exact_mut(k * TILE_ROWS).enumerate() {
+        for (kk, r) in rows.chunks_exact_mut(TILE_ROWS).enumerate() {
+            for (p, v) in r.iter_mut().enumerate() {
+                let i = blk * TILE_ROWS + p;
+                if i < m {
+                    *v = a(i, kk);
+                }
+            }
+        }
+    }
+    let mut bp = vec![0.0f32; cb * k * TILE_COLS];
+    for (blk, cols) in bp.chunks_exact_mut(k * TILE_COLS).enumerate() {
+        let j0 = blk * TILE_COLS;
+        let width = (n - j0).min(TILE_COLS);
+        for (kk, c) in cols.chunks_exact_mut(TILE_COLS).enumerate() {
+            c[..width].copy_from_slice(&b[kk * n + j0..][..width]);
+        }
+    }
+    arch.dispatch(Tiles {
         shape: (m, k, n),
-        a,
-        b,
+        ap: &ap,
+        bp: &bp,
         y: &mut y,
     });
     y
 }
 
-/// The loops of [`mm_rows`], compiled for AVX2 too and picked at run time
-/// by `pulp` (as the interpreter's f32 `Conv`): a multiply and an add per
-/// element in every width, so the same bits on every machine.
+/// The row loop of [`mm_rows`] (fewer rows than a tile), compiled for
+/// AVX2 too and picked at run time by `pulp` (as the interpreter's f32
+/// `Conv`): a multiply and an add per element in every width, so the same
+/// bits on every machine.
 struct Rows<'a, A> {
     shape: (usize, usize, usize),
     a: A,
@@ -61,13 +106,58 @@ impl<A: Fn(usize, usize) -> f32> pulp::WithSimd for Rows<'_, A> {
             b,
             y,
         } = self;
-        for (i, row) in y.chunks_mut(n.max(1)).enumerate().take(m) {
+        for (i, row) in y.chunks_mut(n).enumerate().take(m) {
             for kk in 0..k {
                 let av = a(i, kk);
                 let brow = &b[kk * n..(kk + 1) * n];
                 for (acc, &bv) in row.iter_mut().zip(brow) {
                     let p = av * bv;
                     *acc += p;
+                }
+            }
+        }
+    }
+}
+
+/// The register tiles of [`mm_rows`] over the gathered blocks `ap` (by row
+/// block, `k`, row) and `bp` (by column block, `k`, column), dispatched by
+/// `pulp` like [`Rows`].
+struct Tiles<'a> {
+    shape: (usize, usize, usize),
+    ap: &'a [f32],
+    bp: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl pulp::WithSimd for Tiles<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        const TR: usize = TILE_ROWS;
+        const TC: usize = TILE_COLS;
+        let Tiles {
+            shape: (m, k, n),
+            ap,
+            bp,
+            y,
+        } = self;
+        for (rblk, arows) in ap.chunks_exact(k * TR).enumerate() {
+            for (cblk, bcols) in bp.chunks_exact(k * TC).enumerate() {
+                let mut acc = [[0.0f32; TC]; TR];
+                for (ak, bk) in arows.chunks_exact(TR).zip(bcols.chunks_exact(TC)) {
+                    let ak: [f32; TR] = std::array::from_fn(|p| ak[p]);
+                    let bk: [f32; TC] = std::array::from_fn(|j| bk[j]);
+                    for p in 0..TR {
+                        for j in 0..TC {
+                            acc[p][j] += ak[p] * bk[j];
+                        }
+                    }
+                }
+                let (i0, j0) = (rblk * TR, cblk * TC);
+                for (p, row) in acc.iter().enumerate().take(m - i0) {
+                    let width = (n - j0).min(TC);
+                    y[(i0 + p) * n + j0..][..width].copy_from_slice(&row[..width]);
                 }
             }
         }
@@ -169,4 +259,49 @@ pub(super) fn gemm(
         });
     }
     Ok(from_f32(dtype, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The tiles and the row loop give the bits of the plain sum
+        /// `acc = 0.0; acc += a[i][k] * b[k][j]` for `k` ascending (any NaN
+        /// counts as one value: its payload may depend on operand order).
+        #[test]
+        fn mm_rows_is_the_plain_sum(
+            (m, k, n) in (0usize..11, 0usize..7, 0usize..19),
+            seed in any::<u64>(),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let pick = |r: &mut rand_chacha::ChaCha8Rng| match r.gen_range(0..16) {
+                0 => -0.0f32,
+                1 => 0.0,
+                2 => f32::INFINITY,
+                3 => 1e38,
+                _ => r.gen_range(-2.0f32..2.0),
+            };
+            let a: Vec<f32> = (0..m * k).map(|_| pick(&mut rng)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| pick(&mut rng)).collect();
+            let bits = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+            let mut want = Vec::with_capacity(m * n);
+            for i in 0..m {
+                for j in 0..n {
+                    let mut acc = 0.0f32;
+                    for kk in 0..k {
+                        acc += a[i * k + kk] * b[kk * n + j];
+                    }
+                    want.push(bits(acc));
+                }
+            }
+            let got: Vec<u32> = mm_rows(m, k, n, |i, kk| a[i * k + kk], &b)
+                .into_iter()
+                .map(bits)
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
 }
