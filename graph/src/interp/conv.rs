@@ -407,26 +407,10 @@ impl pulp::WithSimd for PanelTile<'_> {
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         const TM: usize = TILE_CHANNELS;
         const TP: usize = PANEL_POSITIONS;
-        let PanelTile {
-            cols,
-            first,
-            wb,
-            planes,
-            depth,
-            osize,
-        } = self;
-        for (pb, panel) in cols.chunks_exact(depth * TP).enumerate() {
-            let mut acc = [[0.0f32; TM]; TP];
-            for (xk, wk) in panel.chunks_exact(TP).zip(wb.chunks_exact(TM)) {
-                let xk: [f32; TP] = std::array::from_fn(|p| xk[p]);
-                let wk: [f32; TM] = std::array::from_fn(|j| wk[j]);
-                for p in 0..TP {
-                    for j in 0..TM {
-                        acc[p][j] += xk[p] * wk[j];
-                    }
-                }
-            }
-            let p0 = (first + pb) * TP;
+        let (osize, planes) = (self.osize, self.planes);
+        for (pb, panel) in self.cols.chunks_exact(self.depth * TP).enumerate() {
+            let acc = super::tile::tile_sum::<TP, TM>(panel, self.wb);
+            let p0 = (self.first + pb) * TP;
             for (p, a) in acc.iter().enumerate().take(osize - p0) {
                 for (j, &v) in a.iter().enumerate() {
                     planes[j * osize + p0 + p] = v;

@@ -144,16 +144,7 @@ impl pulp::WithSimd for Tiles<'_> {
         } = self;
         for (rblk, arows) in ap.chunks_exact(k * TR).enumerate() {
             for (cblk, bcols) in bp.chunks_exact(k * TC).enumerate() {
-                let mut acc = [[0.0f32; TC]; TR];
-                for (ak, bk) in arows.chunks_exact(TR).zip(bcols.chunks_exact(TC)) {
-                    let ak: [f32; TR] = std::array::from_fn(|p| ak[p]);
-                    let bk: [f32; TC] = std::array::from_fn(|j| bk[j]);
-                    for p in 0..TR {
-                        for j in 0..TC {
-                            acc[p][j] += ak[p] * bk[j];
-                        }
-                    }
-                }
+                let acc = super::tile::tile_sum::<TR, TC>(arows, bcols);
                 let (i0, j0) = (rblk * TR, cblk * TC);
                 for (p, row) in acc.iter().enumerate().take(m - i0) {
                     let width = (n - j0).min(TC);

@@ -161,6 +161,7 @@ mod norm;
 mod pool;
 mod quant;
 mod reduce;
+mod tile;
 
 use std::collections::BTreeMap;
 
