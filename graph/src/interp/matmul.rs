@@ -45,14 +45,16 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
     if m == 0 || n == 0 || k == 0 {
         return y;
     }
-    let arch = pulp::Arch::new();
     if m < TILE_ROWS {
-        arch.dispatch(Rows {
-            shape: (m, k, n),
-            a,
-            b,
-            y: &mut y,
-        });
+        // A row of accumulators per row of `a`, each row of `b` read once.
+        for (i, row) in y.chunks_mut(n).enumerate() {
+            for (kk, brow) in b.chunks_exact(n).enumerate() {
+                let av = a(i, kk);
+                for (acc, &bv) in row.iter_mut().zip(brow) {
+                    *acc += av * bv;
+                }
+            }
+        }
         return y;
     }
     let (rb, cb) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
@@ -75,7 +77,7 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
             c[..width].copy_from_slice(&b[kk * n + j0..][..width]);
         }
     }
-    arch.dispatch(Tiles {
+    pulp::Arch::new().dispatch(Tiles {
         shape: (m, k, n),
         ap: &ap,
         bp: &bp,
@@ -84,44 +86,11 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
     y
 }
 
-/// The row loop of [`mm_rows`] (fewer rows than a tile), compiled for
+/// The register tiles of [`mm_rows`] over the gathered blocks `ap` (by row
+/// block, `k`, row) and `bp` (by column block, `k`, column), compiled for
 /// AVX2 too and picked at run time by `pulp` (as the interpreter's f32
 /// `Conv`): a multiply and an add per element in every width, so the same
 /// bits on every machine.
-struct Rows<'a, A> {
-    shape: (usize, usize, usize),
-    a: A,
-    b: &'a [f32],
-    y: &'a mut [f32],
-}
-
-impl<A: Fn(usize, usize) -> f32> pulp::WithSimd for Rows<'_, A> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Rows {
-            shape: (m, k, n),
-            a,
-            b,
-            y,
-        } = self;
-        for (i, row) in y.chunks_mut(n).enumerate().take(m) {
-            for kk in 0..k {
-                let av = a(i, kk);
-                let brow = &b[kk * n..(kk + 1) * n];
-                for (acc, &bv) in row.iter_mut().zip(brow) {
-                    let p = av * bv;
-                    *acc += p;
-                }
-            }
-        }
-    }
-}
-
-/// The register tiles of [`mm_rows`] over the gathered blocks `ap` (by row
-/// block, `k`, row) and `bp` (by column block, `k`, column), dispatched by
-/// `pulp` like [`Rows`].
 struct Tiles<'a> {
     shape: (usize, usize, usize),
     ap: &'a [f32],
