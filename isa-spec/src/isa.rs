@@ -371,7 +371,11 @@ impl Instr {
     /// Checks that unused fields are zero and used stream fields are present.
     pub fn check_shape(&self) -> Result<(), String> {
         let info = self.op.info();
-        let has = |o: Operand| info.operands.contains(&o);
+        // One pass over the operand list, then a bit test per question
+        // (this runs for every slot a program loads).
+        const _: () = assert!((Operand::Dst as u32) < 32, "an operand is a bit of a u32");
+        let mask = info.operands.iter().fold(0u32, |m, o| m | 1 << (*o as u32));
+        let has = |o: Operand| mask & 1 << (o as u32) != 0;
         let uses_arg = [
             Operand::Count,
             Operand::Addr,
