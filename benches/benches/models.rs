@@ -28,6 +28,10 @@ use lpu_sim::SimOptions;
 use std::cell::OnceCell;
 use std::path::Path;
 
+/// The allocator `lpc` and `lpsim` use, so that the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The README's results table: model, chip, precision.
 const MODELS: [(&str, &str, Precision); 7] = [
     ("lenet", "tiny", Precision::Int8),

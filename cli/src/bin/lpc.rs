@@ -217,6 +217,11 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// mimalloc: see the workspace `Cargo.toml` (a seventh of a compile or a
+/// simulation was glibc's malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {

@@ -727,6 +727,11 @@ fn save_outputs(dir: &Path, outputs: &BTreeMap<String, Tensor>) -> Result<()> {
     Ok(())
 }
 
+/// mimalloc: see the workspace `Cargo.toml` (a seventh of a compile or a
+/// simulation was glibc's malloc and free).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.command {
