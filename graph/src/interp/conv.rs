@@ -286,9 +286,14 @@ fn conv_planes<T: Copy + Sync, A: Copy + Send>(
 /// otherwise), but not when `w` is infinite or NaN.
 fn conv_f32(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (_, isize, osize) = spatial_sizes(g);
-    let tiles = (g.cout / g.group).is_multiple_of(TILE_CHANNELS) && isize > 0 && osize > 0;
+    let mg = g.cout / g.group;
+    let tiles = mg.is_multiple_of(TILE_CHANNELS) && isize > 0 && osize > 0;
     if tiles && w.iter().all(|v| v.is_finite()) {
-        conv_panels(g, x, w, PANEL_BLOCK_FLOATS)
+        if mg.is_multiple_of(WIDE_PANEL_CHANNELS) && wide_registers() {
+            conv_panels::<WIDE_PANEL_CHANNELS>(g, x, w, PANEL_BLOCK_FLOATS)
+        } else {
+            conv_panels::<TILE_CHANNELS>(g, x, w, PANEL_BLOCK_FLOATS)
+        }
     } else {
         conv_loop(g, x, w, 0.0f32, |acc, a, b, _| acc + a * b)
     }
@@ -296,6 +301,27 @@ fn conv_f32(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// Output positions of one register tile of [`conv_panels`].
 const PANEL_POSITIONS: usize = 4;
+
+/// Output channels of [`conv_panels`]' tile where the registers allow:
+/// 4 x 16 accumulators are eight AVX2 registers, enough independent sums
+/// to keep both of a core's adders busy (the 4 x 8 tile's four sums each
+/// waited on its own last add). With SSE2's 4-lane registers they would
+/// spill, so there the tile stays at [`TILE_CHANNELS`].
+const WIDE_PANEL_CHANNELS: usize = 16;
+
+/// Whether this CPU runs [`WIDE_PANEL_CHANNELS`]' tile in registers:
+/// `pulp`'s AVX2 level (or any other architecture's SIMD, which has as
+/// many registers as lanes need).
+fn wide_registers() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        pulp::x86::V3::try_new().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
 
 /// The f32 `Conv` as a matrix product per (batch element, group), the
 /// convolution's input gathered first (im2col) into panels of
@@ -310,9 +336,14 @@ const PANEL_POSITIONS: usize = 4;
 /// calibration of a convolutional network spends its time in.
 ///
 /// The caller guarantees a group's output channels are a multiple of
-/// [`TILE_CHANNELS`] and the input and output planes are not empty.
-fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32], block_floats: usize) -> Vec<f32> {
-    const TM: usize = TILE_CHANNELS;
+/// the tile's `TM` channels and the input and output planes are not
+/// empty.
+fn conv_panels<const TM: usize>(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    block_floats: usize,
+) -> Vec<f32> {
     const TP: usize = PANEL_POSITIONS;
     let taps = taps(g);
     let (ksize, isize, osize) = spatial_sizes(g);
@@ -369,7 +400,7 @@ fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32], block_floats: usize) -> Vec<f
             .for_each(|(bi, planes)| {
                 let b = grp * (mg / TM) + bi;
                 let wb = &wt[b * depth * TM..][..depth * TM];
-                arch.dispatch(PanelTile {
+                arch.dispatch(PanelTile::<TM> {
                     cols,
                     first,
                     wb,
@@ -385,13 +416,12 @@ fn conv_panels(g: &ConvGeom, x: &[f32], w: &[f32], block_floats: usize) -> Vec<f
 /// The most `f32`s [`conv_f32`]'s panels gather at once (16 MiB).
 const PANEL_BLOCK_FLOATS: usize = 1 << 22;
 
-/// One task of [`conv_panels`]: the [`TILE_CHANNELS`] planes of
-/// `planes` over the panels in `cols` (panels `first..` of the output
-/// plane), with the channels' packed weights `wb`. Dispatched by `pulp`
-/// to AVX2 where the CPU has it: a separate multiply and add per
-/// element in every width (Rust never fuses them), so the bits are the
-/// same on every machine.
-struct PanelTile<'a> {
+/// One task of [`conv_panels`]: the `TM` planes of `planes` over the
+/// panels in `cols` (panels `first..` of the output plane), with the
+/// channels' packed weights `wb`. Dispatched by `pulp` to AVX2 where the
+/// CPU has it: a separate multiply and add per element in every width
+/// (Rust never fuses them), so the bits are the same on every machine.
+struct PanelTile<'a, const TM: usize> {
     cols: &'a [f32],
     first: usize,
     wb: &'a [f32],
@@ -400,12 +430,11 @@ struct PanelTile<'a> {
     osize: usize,
 }
 
-impl pulp::WithSimd for PanelTile<'_> {
+impl<const TM: usize> pulp::WithSimd for PanelTile<'_, TM> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        const TM: usize = TILE_CHANNELS;
         const TP: usize = PANEL_POSITIONS;
         let (osize, planes) = (self.osize, self.planes);
         for (pb, panel) in self.cols.chunks_exact(self.depth * TP).enumerate() {
@@ -618,9 +647,15 @@ mod tests {
             let reference = bits(&conv_planes(&g, &x, &w, 0.0f32, plus));
             prop_assert_eq!(bits(&conv_f32(&g, &x, &w)), reference.clone());
             if spatial_sizes(&g).1 > 0 {
-                prop_assert_eq!(bits(&conv_panels(&g, &x, &w, PANEL_BLOCK_FLOATS)), reference.clone());
+                let panels = conv_panels::<TILE_CHANNELS>;
+                prop_assert_eq!(bits(&panels(&g, &x, &w, PANEL_BLOCK_FLOATS)), reference.clone());
                 // Gathered one panel at a time.
-                prop_assert_eq!(bits(&conv_panels(&g, &x, &w, 1)), reference);
+                prop_assert_eq!(bits(&panels(&g, &x, &w, 1)), reference.clone());
+                if (g.cout / g.group).is_multiple_of(WIDE_PANEL_CHANNELS) {
+                    let wide = conv_panels::<WIDE_PANEL_CHANNELS>;
+                    prop_assert_eq!(bits(&wide(&g, &x, &w, PANEL_BLOCK_FLOATS)), reference.clone());
+                    prop_assert_eq!(bits(&wide(&g, &x, &w, 1)), reference);
+                }
             }
             let mut winf = w.clone();
             winf[seed as usize % wn] = f32::INFINITY;
