@@ -972,7 +972,7 @@ struct Scratch {
     /// ([`MAX_FOOTPRINTS`]; small in tests).
     max_footprints: usize,
     /// The most starts a failing bundle is checked at in one round
-    /// ([`BUNDLE_SCAN`]; 1 in tests, for the plain search).
+    /// ([`BUNDLE_SCAN`]; 1 for the plain search the tests compare with).
     bundle_scan: usize,
 }
 

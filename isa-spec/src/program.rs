@@ -894,8 +894,8 @@ fn sort_issues_with(
     for c in 1..first.len() {
         first[c] += first[c - 1];
     }
-    // Blocks of `1 << shift` cycles holding about `SORT_BLOCK_ISSUES`
-    // issues on average.
+    // Blocks of `1 << shift` cycles holding at most `block_issues`
+    // issues on average (at least one cycle each).
     let cycles = last as usize + 1;
     let mut shift = 0;
     while 1usize << (shift + 1) <= cycles
