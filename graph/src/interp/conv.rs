@@ -289,7 +289,7 @@ fn conv_f32(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let mg = g.cout / g.group;
     let tiles = mg.is_multiple_of(TILE_CHANNELS) && isize > 0 && osize > 0;
     if tiles && w.iter().all(|v| v.is_finite()) {
-        if mg.is_multiple_of(WIDE_PANEL_CHANNELS) && wide_registers() {
+        if mg.is_multiple_of(WIDE_PANEL_CHANNELS) && super::tile::wide_registers() {
             conv_panels::<WIDE_PANEL_CHANNELS>(g, x, w, PANEL_BLOCK_FLOATS)
         } else {
             conv_panels::<TILE_CHANNELS>(g, x, w, PANEL_BLOCK_FLOATS)
@@ -306,22 +306,9 @@ const PANEL_POSITIONS: usize = 4;
 /// 4 x 16 accumulators are eight AVX2 registers, enough independent sums
 /// to keep both of a core's adders busy (the 4 x 8 tile's four sums each
 /// waited on its own last add). With SSE2's 4-lane registers they would
-/// spill, so there the tile stays at [`TILE_CHANNELS`].
+/// spill, so there the tile stays at [`TILE_CHANNELS`]
+/// ([`super::tile::wide_registers`]).
 const WIDE_PANEL_CHANNELS: usize = 16;
-
-/// Whether this CPU runs [`WIDE_PANEL_CHANNELS`]' tile in registers:
-/// `pulp`'s AVX2 level (or any other architecture's SIMD, which has as
-/// many registers as lanes need).
-fn wide_registers() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        pulp::x86::V3::try_new().is_some()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        true
-    }
-}
 
 /// The f32 `Conv` as a matrix product per (batch element, group), the
 /// convolution's input gathered first (im2col) into panels of

@@ -31,15 +31,15 @@ pub(super) fn mm_f32(
 /// Rows of `a` in one register tile of [`mm_rows`].
 const TILE_ROWS: usize = 4;
 
-/// Columns of `b` in one register tile of [`mm_rows`].
+/// Columns of `b` in one register tile of [`mm_rows`] (16 where the
+/// registers allow: [`super::tile::wide_registers`]).
 const TILE_COLS: usize = 8;
 
 /// [`mm_f32`] with `b` already a row-major `[k, n]` slice. With at least
-/// [`TILE_ROWS`] rows, `a` is gathered into blocks of [`TILE_ROWS`] rows
-/// and `b` into blocks of [`TILE_COLS`] columns (zeros past the edges, whose
-/// sums are dropped), and each tile of accumulators stays in registers for
-/// the whole sum over `k`; fewer rows take the row loop, which reads `b`
-/// once. Both perform every element's operations in [`mm_f32`]'s order.
+/// [`TILE_ROWS`] rows, the register tiles ([`mm_tiles`], 16 columns wide
+/// where the registers allow, else [`TILE_COLS`]); fewer rows take the
+/// row loop, which reads `b` once. Both perform every element's
+/// operations in [`mm_f32`]'s order.
 fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f32]) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];
     if m == 0 || n == 0 || k == 0 {
@@ -57,7 +57,27 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
         }
         return y;
     }
-    let (rb, cb) = (m.div_ceil(TILE_ROWS), n.div_ceil(TILE_COLS));
+    if super::tile::wide_registers() {
+        mm_tiles::<{ 2 * TILE_COLS }>(m, k, n, a, b)
+    } else {
+        mm_tiles::<TILE_COLS>(m, k, n, a, b)
+    }
+}
+
+/// [`mm_rows`]' tiles of [`TILE_ROWS`] rows by `TC` columns: `a` gathered
+/// into blocks of [`TILE_ROWS`] rows and `b` into blocks of `TC` columns
+/// (zeros past the edges, whose sums are dropped), each tile of
+/// accumulators in registers for the whole sum over `k`. Needs
+/// `m, k, n > 0`.
+fn mm_tiles<const TC: usize>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: impl Fn(usize, usize) -> f32,
+    b: &[f32],
+) -> Vec<f32> {
+    let mut y = vec![0.0f32; m * n];
+    let (rb, cb) = (m.div_ceil(TILE_ROWS), n.div_ceil(TC));
     let mut ap = vec![0.0f32; rb * k * TILE_ROWS];
     for (blk, rows) in ap.chunks_exact_mut(k * TILE_ROWS).enumerate() {
         for (kk, r) in rows.chunks_exact_mut(TILE_ROWS).enumerate() {
@@ -69,15 +89,15 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
             }
         }
     }
-    let mut bp = vec![0.0f32; cb * k * TILE_COLS];
-    for (blk, cols) in bp.chunks_exact_mut(k * TILE_COLS).enumerate() {
-        let j0 = blk * TILE_COLS;
-        let width = (n - j0).min(TILE_COLS);
-        for (kk, c) in cols.chunks_exact_mut(TILE_COLS).enumerate() {
+    let mut bp = vec![0.0f32; cb * k * TC];
+    for (blk, cols) in bp.chunks_exact_mut(k * TC).enumerate() {
+        let j0 = blk * TC;
+        let width = (n - j0).min(TC);
+        for (kk, c) in cols.chunks_exact_mut(TC).enumerate() {
             c[..width].copy_from_slice(&b[kk * n + j0..][..width]);
         }
     }
-    pulp::Arch::new().dispatch(Tiles {
+    pulp::Arch::new().dispatch(Tiles::<TC> {
         shape: (m, k, n),
         ap: &ap,
         bp: &bp,
@@ -86,25 +106,24 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
     y
 }
 
-/// The register tiles of [`mm_rows`] over the gathered blocks `ap` (by row
-/// block, `k`, row) and `bp` (by column block, `k`, column), compiled for
-/// AVX2 too and picked at run time by `pulp` (as the interpreter's f32
+/// The register tiles of [`mm_tiles`] over the gathered blocks `ap` (by
+/// row block, `k`, row) and `bp` (by column block, `k`, column), compiled
+/// for AVX2 too and picked at run time by `pulp` (as the interpreter's f32
 /// `Conv`): a multiply and an add per element in every width, so the same
 /// bits on every machine.
-struct Tiles<'a> {
+struct Tiles<'a, const TC: usize> {
     shape: (usize, usize, usize),
     ap: &'a [f32],
     bp: &'a [f32],
     y: &'a mut [f32],
 }
 
-impl pulp::WithSimd for Tiles<'_> {
+impl<const TC: usize> pulp::WithSimd for Tiles<'_, TC> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
         const TR: usize = TILE_ROWS;
-        const TC: usize = TILE_COLS;
         let Tiles {
             shape: (m, k, n),
             ap,
@@ -261,7 +280,15 @@ mod tests {
                 .into_iter()
                 .map(bits)
                 .collect();
-            prop_assert_eq!(got, want);
+            prop_assert_eq!(got, want.clone());
+            // Both tile widths, whichever this CPU picks.
+            if m.min(k).min(n) > 0 {
+                let a = |i: usize, kk: usize| a[i * k + kk];
+                let narrow: Vec<u32> = mm_tiles::<TILE_COLS>(m, k, n, a, &b).into_iter().map(bits).collect();
+                prop_assert_eq!(narrow, want.clone());
+                let wide: Vec<u32> = mm_tiles::<{ 2 * TILE_COLS }>(m, k, n, a, &b).into_iter().map(bits).collect();
+                prop_assert_eq!(wide, want);
+            }
         }
     }
 }

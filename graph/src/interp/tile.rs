@@ -23,3 +23,20 @@ pub(super) fn tile_sum<const R: usize, const C: usize>(a: &[f32], b: &[f32]) -> 
     }
     acc
 }
+
+/// Whether this CPU keeps a tile of 4 x 16 `f32` sums in registers: eight
+/// AVX2 registers, enough independent sums to keep both of a core's adders
+/// busy (a 4 x 8 tile's four sums each wait on their own last add). That
+/// is `pulp`'s AVX2 level on x86-64, where SSE2's 4-lane registers would
+/// spill them, and any other architecture's SIMD, whose registers are as
+/// many as the lanes need.
+pub(super) fn wide_registers() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        pulp::x86::V3::try_new().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
