@@ -286,11 +286,12 @@ fn conv_planes<T: Copy + Sync, A: Copy + Send>(
 /// otherwise), but not when `w` is infinite or NaN.
 fn conv_f32(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (_, isize, osize) = spatial_sizes(g);
+    use super::tile::{wide_registers, WIDE_TILE_COLUMNS};
     let mg = g.cout / g.group;
     let tiles = mg.is_multiple_of(TILE_CHANNELS) && isize > 0 && osize > 0;
     if tiles && w.iter().all(|v| v.is_finite()) {
-        if mg.is_multiple_of(WIDE_PANEL_CHANNELS) && super::tile::wide_registers() {
-            conv_panels::<WIDE_PANEL_CHANNELS>(g, x, w, PANEL_BLOCK_FLOATS)
+        if mg.is_multiple_of(WIDE_TILE_COLUMNS) && wide_registers() {
+            conv_panels::<WIDE_TILE_COLUMNS>(g, x, w, PANEL_BLOCK_FLOATS)
         } else {
             conv_panels::<TILE_CHANNELS>(g, x, w, PANEL_BLOCK_FLOATS)
         }
@@ -301,14 +302,6 @@ fn conv_f32(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
 
 /// Output positions of one register tile of [`conv_panels`].
 const PANEL_POSITIONS: usize = 4;
-
-/// Output channels of [`conv_panels`]' tile where the registers allow:
-/// 4 x 16 accumulators are eight AVX2 registers, enough independent sums
-/// to keep both of a core's adders busy (the 4 x 8 tile's four sums each
-/// waited on its own last add). With SSE2's 4-lane registers they would
-/// spill, so there the tile stays at [`TILE_CHANNELS`]
-/// ([`super::tile::wide_registers`]).
-const WIDE_PANEL_CHANNELS: usize = 16;
 
 /// The f32 `Conv` as a matrix product per (batch element, group), the
 /// convolution's input gathered first (im2col) into panels of
@@ -638,8 +631,9 @@ mod tests {
                 prop_assert_eq!(bits(&panels(&g, &x, &w, PANEL_BLOCK_FLOATS)), reference.clone());
                 // Gathered one panel at a time.
                 prop_assert_eq!(bits(&panels(&g, &x, &w, 1)), reference.clone());
-                if (g.cout / g.group).is_multiple_of(WIDE_PANEL_CHANNELS) {
-                    let wide = conv_panels::<WIDE_PANEL_CHANNELS>;
+                use crate::interp::tile::WIDE_TILE_COLUMNS;
+                if (g.cout / g.group).is_multiple_of(WIDE_TILE_COLUMNS) {
+                    let wide = conv_panels::<WIDE_TILE_COLUMNS>;
                     prop_assert_eq!(bits(&wide(&g, &x, &w, PANEL_BLOCK_FLOATS)), reference.clone());
                     prop_assert_eq!(bits(&wide(&g, &x, &w, 1)), reference);
                 }

@@ -2,6 +2,7 @@
 
 use lpu_isa::Values;
 
+use super::tile::{wide_registers, WIDE_TILE_COLUMNS};
 use super::{as_f32, broadcast_strides, for_each_pair, from_f32};
 use crate::infer::broadcast;
 use crate::ir::Node;
@@ -31,21 +32,26 @@ pub(super) fn mm_f32(
 /// Rows of `a` in one register tile of [`mm_rows`].
 const TILE_ROWS: usize = 4;
 
-/// Columns of `b` in one register tile of [`mm_rows`] (16 where the
-/// registers allow: [`super::tile::wide_registers`]).
+/// Columns of `b` in one register tile of [`mm_rows`] where the
+/// registers do not allow [`WIDE_TILE_COLUMNS`] ([`wide_registers`]).
 const TILE_COLS: usize = 8;
 
 /// [`mm_f32`] with `b` already a row-major `[k, n]` slice. With at least
-/// [`TILE_ROWS`] rows, the register tiles ([`mm_tiles`], 16 columns wide
-/// where the registers allow, else [`TILE_COLS`]); fewer rows take the
+/// [`TILE_ROWS`] rows, the register tiles ([`mm_tiles`],
+/// [`WIDE_TILE_COLUMNS`] wide where the registers allow, else
+/// [`TILE_COLS`]); fewer rows take the
 /// row loop, which reads `b` once. Both perform every element's
 /// operations in [`mm_f32`]'s order.
 fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f32]) -> Vec<f32> {
-    let mut y = vec![0.0f32; m * n];
-    if m == 0 || n == 0 || k == 0 {
-        return y;
+    if m >= TILE_ROWS && n > 0 && k > 0 {
+        return if wide_registers() {
+            mm_tiles::<WIDE_TILE_COLUMNS>(m, k, n, a, b)
+        } else {
+            mm_tiles::<TILE_COLS>(m, k, n, a, b)
+        };
     }
-    if m < TILE_ROWS {
+    let mut y = vec![0.0f32; m * n];
+    if n > 0 {
         // A row of accumulators per row of `a`, each row of `b` read once.
         for (i, row) in y.chunks_mut(n).enumerate() {
             for (kk, brow) in b.chunks_exact(n).enumerate() {
@@ -55,13 +61,8 @@ fn mm_rows(m: usize, k: usize, n: usize, a: impl Fn(usize, usize) -> f32, b: &[f
                 }
             }
         }
-        return y;
     }
-    if super::tile::wide_registers() {
-        mm_tiles::<{ 2 * TILE_COLS }>(m, k, n, a, b)
-    } else {
-        mm_tiles::<TILE_COLS>(m, k, n, a, b)
-    }
+    y
 }
 
 /// [`mm_rows`]' tiles of [`TILE_ROWS`] rows by `TC` columns: `a` gathered
@@ -286,7 +287,7 @@ mod tests {
                 let a = |i: usize, kk: usize| a[i * k + kk];
                 let narrow: Vec<u32> = mm_tiles::<TILE_COLS>(m, k, n, a, &b).into_iter().map(bits).collect();
                 prop_assert_eq!(narrow, want.clone());
-                let wide: Vec<u32> = mm_tiles::<{ 2 * TILE_COLS }>(m, k, n, a, &b).into_iter().map(bits).collect();
+                let wide: Vec<u32> = mm_tiles::<WIDE_TILE_COLUMNS>(m, k, n, a, &b).into_iter().map(bits).collect();
                 prop_assert_eq!(wide, want);
             }
         }

@@ -24,7 +24,12 @@ pub(super) fn tile_sum<const R: usize, const C: usize>(a: &[f32], b: &[f32]) -> 
     acc
 }
 
-/// Whether this CPU keeps a tile of 4 x 16 `f32` sums in registers: eight
+/// Columns (or output channels) of the wide tile: 4 rows by this many
+/// sums, where [`wide_registers`] says they fit; the narrow tiles are 8.
+pub(super) const WIDE_TILE_COLUMNS: usize = 16;
+
+/// Whether this CPU keeps a tile of 4 x [`WIDE_TILE_COLUMNS`] `f32` sums
+/// in registers: eight
 /// AVX2 registers, enough independent sums to keep both of a core's adders
 /// busy (a 4 x 8 tile's four sums each wait on their own last add). That
 /// is `pulp`'s AVX2 level on x86-64, where SSE2's 4-lane registers would
