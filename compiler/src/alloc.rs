@@ -22,6 +22,45 @@ use crate::CompileError;
 use lpu_isa::program::{MemInit, VecLoc};
 use lpu_isa::{ChipConfig, DType, SliceKind, Values};
 
+/// The MEM slices each vector of a matrix should live on, by K-tile (every
+/// `tile_rows` rows) and column tile: `slices[kt * vpr + j]` for K-tile
+/// `kt` and column tile `j`. An empty list (or a missing one) is no
+/// preference; the default is none anywhere.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Homes {
+    /// Rows per K-tile (`usize::MAX`: one K-tile, homes per column tile).
+    pub tile_rows: usize,
+    /// Column tiles per row.
+    pub vpr: usize,
+    /// Slice positions per K-tile and column tile.
+    pub slices: Vec<Vec<u16>>,
+}
+
+impl Homes {
+    /// The same slices for every vector of a `vpr`-vector-wide tensor.
+    pub fn everywhere(vpr: usize, slices: &[u16]) -> Homes {
+        Homes::per_column(vec![slices.to_vec(); vpr])
+    }
+
+    /// One list per column tile, for all rows.
+    pub fn per_column(slices: Vec<Vec<u16>>) -> Homes {
+        Homes {
+            tile_rows: usize::MAX,
+            vpr: slices.len(),
+            slices,
+        }
+    }
+
+    /// The preferred slices of row `r`'s vector `j`.
+    fn of(&self, r: usize, j: usize) -> &[u16] {
+        let kt = r / self.tile_rows.max(1);
+        kt.checked_mul(self.vpr)
+            .and_then(|i| i.checked_add(j))
+            .and_then(|i| self.slices.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Where a tensor lives: its 2-D view and one location per vector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorLoc {
@@ -168,14 +207,14 @@ impl SramAlloc {
 
     /// Allocates a tensor of `shape` and `dtype`, named `name` in reports.
     pub fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> TensorLoc {
-        self.place(name, shape, dtype, true, false, &[])
+        self.place(name, shape, dtype, true, false, &Homes::default())
     }
 
     /// Places vectors column tile by column tile when `columns_first`, so
     /// consecutive rows of one column tile (the weight rows an `lw` loads
-    /// together) land on consecutive MEM slices. `homes[j]`, when present
-    /// and not empty, lists the MEM slice positions column tile `j` should
-    /// use (it spills to any slice when those are full).
+    /// together) land on consecutive MEM slices. `homes` lists the MEM
+    /// slice positions each vector should use (it spills to any slice when
+    /// those are full).
     fn place(
         &mut self,
         name: &str,
@@ -183,7 +222,7 @@ impl SramAlloc {
         dtype: DType,
         reuse: bool,
         columns_first: bool,
-        homes: &[Vec<u16>],
+        homes: &Homes,
     ) -> TensorLoc {
         let (rows, cols) = view2d(shape);
         let vpr = cols.div_ceil(self.lanes).max(1);
@@ -196,8 +235,7 @@ impl SramAlloc {
             } else {
                 k
             };
-            let home = homes.get(idx % vpr).map_or(&[][..], |h| &h[..]);
-            vectors[idx] = self.vector(w, reuse, home);
+            vectors[idx] = self.vector(w, reuse, homes.of(idx / vpr, idx % vpr));
         }
         let bytes = n as u64 * w as u64 * self.lanes as u64;
         self.used_bytes += bytes;
@@ -220,7 +258,7 @@ impl SramAlloc {
     /// Constants never take freed storage: the memory image is in place before
     /// the first cycle, when the freed tensor's old value is still needed.
     pub fn constant(&mut self, name: &str, shape: &[usize], values: &Values) -> TensorLoc {
-        self.constant_placed(name, shape, values, false, &[])
+        self.constant_placed(name, shape, values, false, &Homes::default())
     }
 
     /// A constant placed column tiles first (see [`SramAlloc::place`]): the
@@ -231,7 +269,7 @@ impl SramAlloc {
         shape: &[usize],
         values: &Values,
     ) -> TensorLoc {
-        self.constant_placed(name, shape, values, true, &[])
+        self.constant_placed(name, shape, values, true, &Homes::default())
     }
 
     /// A constant placed row-major on the MEM slice positions `home`
@@ -245,7 +283,7 @@ impl SramAlloc {
         home: &[u16],
     ) -> TensorLoc {
         let vpr = view2d(shape).1.div_ceil(self.lanes).max(1);
-        let homes = vec![home.to_vec(); vpr];
+        let homes = Homes::everywhere(vpr, home);
         // A round-robin of its own, so that other tensors' goes on where it
         // was and successive rows take successive `home` slices.
         let cursor = std::mem::replace(&mut self.cursor, self.near_cursor);
@@ -254,8 +292,8 @@ impl SramAlloc {
         loc
     }
 
-    /// Matrix weights placed column tiles first, column tile `j` on the MEM
-    /// slices `homes[j]` (any slice where that list is empty or missing):
+    /// Matrix weights placed column tiles first, each K-tile of each column
+    /// tile on its `homes` (any slice where that list is empty or missing):
     /// the slices nearest the MXM plane that will load the tile, so that two
     /// planes loading weights at once read disjoint slices and their
     /// streams stay short.
@@ -264,7 +302,7 @@ impl SramAlloc {
         name: &str,
         shape: &[usize],
         values: &Values,
-        homes: &[Vec<u16>],
+        homes: &Homes,
     ) -> TensorLoc {
         self.constant_placed(name, shape, values, true, homes)
     }
@@ -275,7 +313,7 @@ impl SramAlloc {
         shape: &[usize],
         values: &Values,
         columns_first: bool,
-        homes: &[Vec<u16>],
+        homes: &Homes,
     ) -> TensorLoc {
         let loc = self.place(name, shape, values.dtype(), false, columns_first, homes);
         if !self.overflow {

@@ -36,7 +36,7 @@ mod spatial;
 mod unary;
 mod variadic;
 
-use crate::alloc::{view2d, Reuse, SramAlloc, TensorLoc};
+use crate::alloc::{view2d, Homes, Reuse, SramAlloc, TensorLoc};
 use crate::group::{retime_reads, Floorplan, Group, Link, Member, MemberRef, Place};
 use crate::CompileError;
 use half::f16;
@@ -1943,14 +1943,16 @@ impl<'a> Lowerer<'a> {
     /// How [`Lowerer::matmul`] divides a product of `rows` result rows and
     /// `used.len()` column tiles (column tile `j` with `used[j]` used
     /// K-tiles) among the MXM planes: [`PlaneItem`]s, in the order they are
-    /// lowered. `cost(j, n, run)` estimates the cycles an item of column
-    /// tile `j`, `n` rows and the used K-tiles `run` keeps its plane busy.
+    /// lowered (column tile by column tile, run by run, chunk by chunk).
+    /// `cost(j, n, run)` estimates the cycles an item of column tile `j`,
+    /// `n` rows and the used K-tiles `run` keeps its plane busy.
     ///
     /// Each column tile's rows are cut into `c` equal chunks (at most one
     /// accumulator per row) and its K-tiles into `s` runs (split-K, at most
     /// one run per plane and K-tile). Every item goes to the plane with the
-    /// least estimated work from this product (ties: the least from all
-    /// products so far, then the lowest). The plan kept is the one whose
+    /// least estimated work from this product (ties: a plane on the VXM's
+    /// side of the run's first item, whose K-tiles it loads too; then the
+    /// least work from all products so far, then the lowest). The plan kept is the one whose
     /// busiest plane ends earliest (ties: fewer runs, then fewer chunks,
     /// which load each weight tile fewer times); a split plan counts the
     /// latency of its partial sums on top, and is tried only for a product
@@ -2022,13 +2024,22 @@ impl<'a> Lowerer<'a> {
                 let mut items = Vec::new();
                 for (j, &tiles) in used.iter().enumerate() {
                     let parts = s.min(tiles.max(1));
-                    let mut r0 = 0;
-                    while r0 < rows {
-                        let r1 = rows.min(r0 + chunk);
-                        for k in 0..parts {
+                    for k in 0..parts {
+                        // The side of the run's first plane: its other row
+                        // chunks load the same K-tiles, so among equally
+                        // busy planes they take one on that side, and the
+                        // run's weights can live there ([`Lowerer::weight_homes`]).
+                        let mut side: Option<bool> = None;
+                        let mut r0 = 0;
+                        while r0 < rows {
+                            let r1 = rows.min(r0 + chunk);
                             let p = (0..n)
-                                .min_by_key(|&p| (load[p], self.planes[p].load, p))
+                                .min_by_key(|&p| {
+                                    let off = side.is_some_and(|w| self.west_of_vxm(p) != w);
+                                    (load[p], off, self.planes[p].load, p)
+                                })
                                 .unwrap_or(0);
+                            side.get_or_insert(self.west_of_vxm(p));
                             load[p] += cost(j, r1 - r0, k_run(tiles, (k, parts)));
                             items.push(PlaneItem {
                                 j,
@@ -2036,8 +2047,8 @@ impl<'a> Lowerer<'a> {
                                 plane: p,
                                 part: (k, parts),
                             });
+                            r0 = r1;
                         }
-                        r0 = r1;
                     }
                 }
                 let end =
@@ -2058,6 +2069,13 @@ impl<'a> Lowerer<'a> {
         items
     }
 
+    /// Whether plane `p` lies west of the (first) VXM; false on a chip
+    /// without one.
+    fn west_of_vxm(&self, p: usize) -> bool {
+        let vxm = self.chip.positions_of(SliceKind::Vxm).first().copied();
+        vxm.is_some_and(|v| self.planes[p].slice < v)
+    }
+
     /// The estimated cycles an item of a product keeps its plane busy (see
     /// [`Lowerer::plan_items`]): per K-tile, the longer of loading its
     /// weights (`lw`s and the `iw`, per weight set) and streaming the rows
@@ -2075,43 +2093,71 @@ impl<'a> Lowerer<'a> {
         (body + rows) as u64
     }
 
-    /// Where each column tile of the next product's weights should live:
-    /// the MEM slices on the VXM's side of the plane (or planes) that
-    /// [`Lowerer::plan_items`] will give the tile's items, for a product of
-    /// `rows` result rows, `k` weight rows and `vpr` column tiles (all
-    /// K-tiles used, one pass); no preference for a tile whose items go to
-    /// both sides (a tile split over planes on both sides then reads all
-    /// the MEM slices' ports, which GPT-2 decode's weight-bound products
-    /// need more than short streams) or when the chip has no VXM to divide
-    /// it.
-    fn weight_homes(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Vec<Vec<u16>> {
-        let Some(&vxm) = self.chip.positions_of(SliceKind::Vxm).first() else {
-            return Vec::new();
-        };
-        let mems = self.chip.positions_of(SliceKind::Mem);
+    /// Where each K-tile of each column tile of the next product's weights
+    /// should live: the MEM slices on the VXM's side of the plane (or
+    /// planes) that [`Lowerer::plan_items`] will give the items loading it
+    /// ([`Lowerer::tile_sides`]). A split-K product's runs of one column
+    /// tile go to different planes, so each K-tile follows its own run:
+    /// BERT-base's one-hot embedding product, its K-tiles split between the
+    /// planes at both edges, read half its table across the VXM's streams
+    /// while the one-hot rows were being made there. No preference for a
+    /// K-tile whose items go to both sides (a tile loaded by planes on both
+    /// sides then reads all the MEM slices' ports, which GPT-2 decode's
+    /// weight-bound products need more than short streams) or when the chip
+    /// has no VXM to divide it.
+    fn weight_homes(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Homes {
+        let sides = self.tile_sides(rows, k, vpr, mm_ty);
+        Homes {
+            tile_rows: self.lanes,
+            vpr,
+            slices: sides.into_iter().map(|s| self.half_of_chip(s)).collect(),
+        }
+    }
+
+    /// For the next product of `rows` result rows, `k` weight rows and
+    /// `vpr` column tiles (all K-tiles used, one pass), planned as
+    /// [`Lowerer::plan_items`] will plan it: per K-tile `kt` and column
+    /// tile `j` (index `kt * vpr + j`), whether every item loading it runs
+    /// on a plane west of the VXM (`Some(true)`), east (`Some(false)`), or
+    /// `None` (both sides, no item, or no VXM).
+    fn tile_sides(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Vec<Option<bool>> {
         let (lanes, per) = (self.lanes, self.rows_per_load(mm_ty));
         let tiles: Vec<usize> = (0..k.div_ceil(lanes))
             .map(|kt| lanes.min(k - kt * lanes))
             .collect();
+        if self.chip.positions_of(SliceKind::Vxm).is_empty() {
+            return vec![None; tiles.len() * vpr];
+        }
         let cost = |_: usize, n: usize, run: std::ops::Range<usize>| {
             Self::item_cost(tiles[run].iter().copied(), n, per, (1, 1))
         };
         let items = self.plan_items(rows, &vec![tiles.len(); vpr], &cost, false);
-        let planes: Vec<u16> = self.planes.iter().map(|p| p.slice).collect();
-        (0..vpr)
-            .map(|j| {
-                let mut west = items
-                    .iter()
-                    .filter(|it| it.j == j)
-                    .map(|it| planes[it.plane] < vxm);
-                let Some(w) = west.next() else {
-                    return Vec::new();
+        let mut side: Vec<Option<Option<bool>>> = vec![None; tiles.len() * vpr];
+        for it in &items {
+            let west = self.west_of_vxm(it.plane);
+            for kt in k_run(tiles.len(), it.part) {
+                let s = &mut side[kt * vpr + it.j];
+                *s = match *s {
+                    None => Some(Some(west)),
+                    Some(Some(w)) if w == west => Some(Some(w)),
+                    Some(_) => Some(None),
                 };
-                if west.any(|x| x != w) {
-                    return Vec::new();
-                }
-                mems.iter().copied().filter(|&m| (m < vxm) == w).collect()
-            })
+            }
+        }
+        side.into_iter().map(Option::flatten).collect()
+    }
+
+    /// The MEM slice positions west (`Some(true)`) or east (`Some(false)`)
+    /// of the VXM; none for `None`.
+    fn half_of_chip(&self, west: Option<bool>) -> Vec<u16> {
+        let (Some(west), Some(&vxm)) = (west, self.chip.positions_of(SliceKind::Vxm).first())
+        else {
+            return Vec::new();
+        };
+        self.chip
+            .positions_of(SliceKind::Mem)
+            .into_iter()
+            .filter(|&m| (m < vxm) == west)
             .collect()
     }
 

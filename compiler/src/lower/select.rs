@@ -454,10 +454,14 @@ impl<'a> Lowerer<'a> {
                             .collect(),
                     )
                 };
-                let l = self.alloc.constant_columns_first(
+                // Each K-tile on the side of the planes that load it (the
+                // product below plans its items the same way).
+                let homes = self.weight_homes(count, vocab, hidden.div_ceil(lanes), mm_ty);
+                let l = self.alloc.constant_weights(
                     &format!("{dn} (as {mm_ty} lookup weights)"),
                     &[vocab, hidden],
                     &vals,
+                    &homes,
                 );
                 self.locs.insert(key, l.clone());
                 l
