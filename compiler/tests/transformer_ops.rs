@@ -208,6 +208,27 @@ fn embedding_lookup_slices_and_pooler() {
 }
 
 #[test]
+fn embedding_lookup_in_a_table_of_more_than_2048_k_tiles() {
+    // 34,000 rows on `tiny`'s 16 lanes: 2,125 K-tiles, past fp16's exact
+    // integers, so the one-hot rows are worked out in f32. Indices in
+    // [-1000, 1000] reach both ends of the table; the negative ones fall
+    // in K-tiles 2,062 to 2,124, where fp16 would round odd K-tiles.
+    let text = r#"Graph(name: "wide", inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 8])],
+  outputs: [ValueInfo(name: "w")],
+  initializers: [
+    Initializer(name: "word", dtype: F32, shape: [34000, 4], data: Random(seed: 1, dist: Normal(mean: 0.0, std: 1.0))),
+  ],
+  nodes: [Node(op_type: "Gather", inputs: ["word", "ids"], outputs: ["w"], attributes: { "axis": Int(0) })])"#;
+    let g = lpu_graph::parse_graph(text, "<test>", std::path::Path::new(".")).expect("parses");
+    for seed in [5, 6] {
+        // The rows rounded to fp16 (the product's weights): within 2^-11
+        // of entries below 8 in magnitude; a wrong row would be off by ~1.
+        let c = check_on(&g, "tiny", seed);
+        assert!(c.passed && c.max_abs_err < 4e-3, "seed {seed}: {c:?}");
+    }
+}
+
+#[test]
 fn binary_and_parameterised_elementwise_ops() {
     let two = |op: &str, b_shape: &str, b_init: bool| {
         let (inputs, inits) = if b_init {

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
 //! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
-//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), compared with constant `iota` rows (`relu(1 - abs(id - (u*lanes + i)))` is 1 exactly at the index and 0 elsewhere, on integers), and the one-hot rows (fp16) are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index `min(8, ceil(V/lanes))` copies of `d = id - lane` (3 reads, 3 VXM ops each), then `ceil(V/lanes)` one-hot vectors `relu(1 - abs(d - u*lanes))` made K-tile by K-tile (1 read, 6 VXM ops (5 for u = 0), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), then split into its K-tile `q = trunc((id + 0.5) / lanes)` (exact below 2^22) in every lane and its lane's one-hot row `A = relu(1 - abs(id - q*lanes - i))` (on integers, exactly 1 at the index's lane and 0 elsewhere); vector `u` of its one-hot row is `relu(A - abs(q - u))` (fp16, exact), and the one-hot rows are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index 3 groups (q, A and q in fp16: 7 reads, 17 VXM ops) and `min(8, ceil(V/lanes)) - 1` copies of q and of A, then `ceil(V/lanes)` one-hot vectors made K-tile by K-tile (2 reads, 4 VXM ops (3 for u = 0; one more to convert to int8), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
 use crate::alloc::TensorLoc;
@@ -14,7 +14,7 @@ use half::f16;
 use lpu_graph::{Node, Tensor};
 use lpu_isa::{DType, Instr, Opcode, Values};
 
-/// Copies of each index's `d = index - lane` row that the one-hot vectors
+/// Copies of each index's K-tile and lane rows that the one-hot vectors
 /// read ([`Lowerer::lower_gather`]).
 const DIST_COPIES: usize = 8;
 
@@ -357,89 +357,160 @@ impl<'a> Lowerer<'a> {
         );
         self.row_sum(&masked, None, &[], &bcast)?;
         self.alloc.free(&masked);
-        // 3. One-hot rows in fp16: relu(1 - |hi*2048 + lo - iota|). First,
-        //    per index, d = hi*2048 + lo - i in lane i (one group each);
-        //    then vector u of its one-hot row is relu(1 - |d - u*lanes|),
-        //    one read and 6 VXM ops (5 for u = 0). Every term is an integer
-        //    below 2^24, so each step is exact in f32 and the rows are
-        //    exactly 0 and 1. The vectors are made K-tile by K-tile (all
-        //    indices' vector u, then u + 1), the order the product reads
-        //    them in, so its first `mm`s need not wait for every index's
-        //    whole row, and neighbouring groups read different indices'
-        //    `d` (different bank ports).
+        // 3. One-hot rows. Index `id` is 1 in lane `a` of vector `q` of
+        //    its row, for `id = q*lanes + a`. First, per index (one group
+        //    each), its K-tile `q` in every lane and its lane `A = [i ==
+        //    a]` in lane `i` (f32, every step exact; `one_hot_parts`);
+        //    then vector u of its one-hot row is relu(A - |q - u|): 1 at
+        //    lane `a` when q = u, else 0 (|q - u| >= 1 >= A). That is two
+        //    reads and 4 VXM ops (3 for u = 0), in the arithmetic type
+        //    `aty` (fp16, exact for K-tiles below 2048), so the one-hot
+        //    vectors, made K-tile by K-tile (all indices' vector u, then
+        //    u + 1, the order the product reads them in), take few of the
+        //    VXM's ALUs and streams while the product runs beside them.
         let vt = vocab.div_ceil(lanes);
+        let aty = if vt <= 2048 { DType::F16 } else { DType::F32 };
         let oh = self
             .alloc
             .tensor(&format!("{name} (one-hot)"), &[count, vocab], mm_ty);
-        // `copies` of each `d` on different slices (row `k * copies + c`):
-        // the `vt` reads of one index's `d` (an f32 read holds its bank port
-        // 4 cycles) spread over that many ports. Copy 0 is computed, the
-        // others are copied from it.
+        // `copies` of each index's `q` and `A` on different slices (row
+        // `k * copies + c`): the `vt` reads of each spread over that many
+        // bank ports. Copy 0 is computed, the others are copied from it.
         let copies = DIST_COPIES.min(vt).max(1);
-        let dist = self.alloc.tensor(
-            &format!("{name} (index minus lane)"),
-            &[count * copies, lanes],
+        let parts = |l: &mut Self, what: &str| {
+            l.alloc.tensor(
+                &format!("{name} (index {what})"),
+                &[count * copies, lanes],
+                aty,
+            )
+        };
+        let (qs, lane_of) = (parts(self, "K-tile"), parts(self, "lane"));
+        let iota = self.iota_row(0);
+        let to = |from: DType, to: DType| {
+            let mut c = Instr::new(Opcode::Convert).typed(from);
+            c.to = to;
+            c
+        };
+        let f32op = |op| Instr::new(op).typed(DType::F32);
+        // `id`, from its two broadcast parts.
+        let index = |l: &mut Self, gb: &mut super::Gb, k: usize| {
+            let h = l.read(gb, bcast.at(2 * k, 0), DType::F32);
+            let h = l.op(gb, f32i(Opcode::MulImm, DIGIT), Place::Vxm, &[h], vec![]);
+            let lo = l.read(gb, bcast.at(2 * k + 1, 0), DType::F32);
+            l.op(gb, f32op(Opcode::Add), Place::Vxm, &[h, lo], vec![])
+        };
+        // Each stream value has one consumer in a group, so `q` goes
+        // through SRAM (as f32) to its two uses.
+        let qf = self.alloc.tensor(
+            &format!("{name} (index K-tile)"),
+            &[count, lanes],
             DType::F32,
         );
-        let iota = self.iota_row(0);
         for k in 0..count {
+            // q = trunc((id + 0.5) / lanes), exact for id < 2^22
+            // (`one_hot_parts_are_exact_for_every_index_below_2_pow_22`).
             let mut gb = self.begin();
-            let h = self.read(&mut gb, bcast.at(2 * k, 0), DType::F32);
-            let h = self.op(
+            let id = index(self, &mut gb, k);
+            let q = self.op(
                 &mut gb,
-                f32i(Opcode::MulImm, DIGIT),
+                f32i(Opcode::AddImm, 0.5),
                 Place::Vxm,
-                &[h],
+                &[id],
                 vec![],
             );
-            let lo = self.read(&mut gb, bcast.at(2 * k + 1, 0), DType::F32);
-            let id = self.op(
+            let q = self.op(
                 &mut gb,
-                Instr::new(Opcode::Add).typed(DType::F32),
+                f32i(Opcode::MulImm, (1.0 / lanes as f32) as f64),
                 Place::Vxm,
-                &[h, lo],
+                &[q],
                 vec![],
             );
-            let io = self.read(&mut gb, iota.at(0, 0), DType::F32);
-            let d = self.op(
+            let q = self.op(
                 &mut gb,
-                Instr::new(Opcode::Sub).typed(DType::F32),
+                to(DType::F32, DType::I32),
                 Place::Vxm,
-                &[id, io],
+                &[q],
                 vec![],
             );
-            self.write(&mut gb, d, dist.at(k * copies, 0), DType::F32);
+            let q = self.op(
+                &mut gb,
+                to(DType::I32, DType::F32),
+                Place::Vxm,
+                &[q],
+                vec![],
+            );
+            self.write(&mut gb, q, qf.at(k, 0), DType::F32);
             self.fin(gb);
         }
+        for k in 0..count {
+            // A = relu(1 - |id - lane - q*lanes|).
+            let mut gb = self.begin();
+            let id = index(self, &mut gb, k);
+            let io = self.read(&mut gb, iota.at(0, 0), DType::F32);
+            let d = self.op(&mut gb, f32op(Opcode::Sub), Place::Vxm, &[id, io], vec![]);
+            let q = self.read(&mut gb, qf.at(k, 0), DType::F32);
+            let ql = self.op(
+                &mut gb,
+                f32i(Opcode::MulImm, lanes as f64),
+                Place::Vxm,
+                &[q],
+                vec![],
+            );
+            let mut a = self.op(&mut gb, f32op(Opcode::Sub), Place::Vxm, &[d, ql], vec![]);
+            for step in [
+                f32op(Opcode::Abs),
+                f32op(Opcode::Neg),
+                f32i(Opcode::AddImm, 1.0),
+                f32op(Opcode::Relu),
+            ] {
+                a = self.op(&mut gb, step, Place::Vxm, &[a], vec![]);
+            }
+            if aty != DType::F32 {
+                a = self.op(&mut gb, to(DType::F32, aty), Place::Vxm, &[a], vec![]);
+            }
+            self.write(&mut gb, a, lane_of.at(k * copies, 0), aty);
+            self.fin(gb);
+            // q in the arithmetic type.
+            let mut gb = self.begin();
+            let mut q = self.read(&mut gb, qf.at(k, 0), DType::F32);
+            if aty != DType::F32 {
+                q = self.op(&mut gb, to(DType::F32, aty), Place::Vxm, &[q], vec![]);
+            }
+            self.write(&mut gb, q, qs.at(k * copies, 0), aty);
+            self.fin(gb);
+        }
+        self.alloc.free(&qf);
         self.alloc.free(&bcast);
         let replicas =
-            (0..count).flat_map(|k| (1..copies).map(move |c| (k * copies, k * copies + c)));
-        self.copy_row_pairs(&dist, &dist, replicas);
+            || (0..count).flat_map(|k| (1..copies).map(move |c| (k * copies, k * copies + c)));
+        self.copy_row_pairs(&qs, &qs, replicas());
+        self.copy_row_pairs(&lane_of, &lane_of, replicas());
+        let aop = |op| Instr::new(op).typed(aty);
         for u in 0..vt {
             for k in 0..count {
                 let mut gb = self.begin();
-                let mut e = self.read(&mut gb, dist.at(k * copies + u % copies, 0), DType::F32);
+                let c = k * copies + u % copies;
+                let mut e = self.read(&mut gb, qs.at(c, 0), aty);
                 if u > 0 {
-                    let shift = f32i(Opcode::AddImm, -((u * lanes) as f64));
+                    let shift = Instr {
+                        imm: -(u as f64),
+                        ..aop(Opcode::AddImm)
+                    };
                     e = self.op(&mut gb, shift, Place::Vxm, &[e], vec![]);
                 }
-                let f32op = |op| Instr::new(op).typed(DType::F32);
-                for step in [
-                    f32op(Opcode::Abs),
-                    f32op(Opcode::Neg),
-                    f32i(Opcode::AddImm, 1.0),
-                    f32op(Opcode::Relu),
-                ] {
-                    e = self.op(&mut gb, step, Place::Vxm, &[e], vec![]);
+                e = self.op(&mut gb, aop(Opcode::Abs), Place::Vxm, &[e], vec![]);
+                let a = self.read(&mut gb, lane_of.at(c, 0), aty);
+                e = self.op(&mut gb, aop(Opcode::Sub), Place::Vxm, &[a, e], vec![]);
+                e = self.op(&mut gb, aop(Opcode::Relu), Place::Vxm, &[e], vec![]);
+                if aty != mm_ty {
+                    e = self.op(&mut gb, to(aty, mm_ty), Place::Vxm, &[e], vec![]);
                 }
-                let mut c = Instr::new(Opcode::Convert).typed(DType::F32);
-                c.to = mm_ty;
-                let e = self.op(&mut gb, c, Place::Vxm, &[e], vec![]);
                 self.write(&mut gb, e, oh.at(k, u), mm_ty);
                 self.fin(gb);
             }
         }
-        self.alloc.free(&dist);
+        self.alloc.free(&qs);
+        self.alloc.free(&lane_of);
         // 4. One-hot rows times the table.
         let key = format!("{dn}#onehot-table");
         let w = match self.locs.get(&key) {
@@ -548,5 +619,29 @@ impl<'a> Lowerer<'a> {
             .constant(&format!("iota from {base}"), &[self.lanes], &Values::F32(v));
         self.locs.insert(key, l.clone());
         l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The one-hot rows' K-tile of index `id`, as the VXM computes it in
+    /// f32: `trunc((id + 0.5) * fl(1 / lanes))`.
+    fn ktile_on_vxm(id: u32, lanes: u32) -> u32 {
+        ((id as f32 + 0.5) * (1.0 / lanes as f32)) as u32
+    }
+
+    #[test]
+    fn one_hot_parts_are_exact_for_every_index_below_2_pow_22() {
+        // The lowering's limit is 2^22 rows (`DIGIT * DIGIT`); every index
+        // below it, on `tsp`'s and `tiny`'s lane counts and a few others.
+        for lanes in [16u32, 64, 100, 320, 1000] {
+            for id in 0..(1u32 << 22) {
+                let q = ktile_on_vxm(id, lanes);
+                assert_eq!(q, id / lanes, "id {id}, {lanes} lanes");
+                // The lane: exact in f32 (integers below 2^24).
+                let a = (id as f32 - (q as f32) * lanes as f32) as u32;
+                assert_eq!(a, id % lanes);
+            }
+        }
     }
 }
