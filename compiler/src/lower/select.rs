@@ -358,9 +358,10 @@ impl<'a> Lowerer<'a> {
         self.row_sum(&masked, None, &[], &bcast)?;
         self.alloc.free(&masked);
         // 3. One-hot rows. Index `id` is 1 in lane `a` of vector `q` of
-        //    its row, for `id = q*lanes + a`. First, per index (one group
-        //    each), its K-tile `q` in every lane and its lane `A = [i ==
-        //    a]` in lane `i` (f32, every step exact; `one_hot_parts`);
+        //    its row, for `id = q*lanes + a`. First, per index (three
+        //    groups), its K-tile `q` in every lane and its lane `A = [i ==
+        //    a]` in lane `i` (f32, every step exact: the test
+        //    `one_hot_parts_are_exact_for_every_index_below_2_pow_22`);
         //    then vector u of its one-hot row is relu(A - |q - u|): 1 at
         //    lane `a` when q = u, else 0 (|q - u| >= 1 >= A). That is two
         //    reads and 4 VXM ops (3 for u = 0), in the arithmetic type
@@ -410,35 +411,15 @@ impl<'a> Lowerer<'a> {
             // q = trunc((id + 0.5) / lanes), exact for id < 2^22
             // (`one_hot_parts_are_exact_for_every_index_below_2_pow_22`).
             let mut gb = self.begin();
-            let id = index(self, &mut gb, k);
-            let q = self.op(
-                &mut gb,
+            let mut q = index(self, &mut gb, k);
+            for step in [
                 f32i(Opcode::AddImm, 0.5),
-                Place::Vxm,
-                &[id],
-                vec![],
-            );
-            let q = self.op(
-                &mut gb,
                 f32i(Opcode::MulImm, (1.0 / lanes as f32) as f64),
-                Place::Vxm,
-                &[q],
-                vec![],
-            );
-            let q = self.op(
-                &mut gb,
                 to(DType::F32, DType::I32),
-                Place::Vxm,
-                &[q],
-                vec![],
-            );
-            let q = self.op(
-                &mut gb,
                 to(DType::I32, DType::F32),
-                Place::Vxm,
-                &[q],
-                vec![],
-            );
+            ] {
+                q = self.op(&mut gb, step, Place::Vxm, &[q], vec![]);
+            }
             self.write(&mut gb, q, qf.at(k, 0), DType::F32);
             self.fin(gb);
         }
