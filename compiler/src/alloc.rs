@@ -39,15 +39,10 @@ pub struct Homes {
 impl Homes {
     /// The same slices for every vector of a `vpr`-vector-wide tensor.
     pub fn everywhere(vpr: usize, slices: &[u16]) -> Homes {
-        Homes::per_column(vec![slices.to_vec(); vpr])
-    }
-
-    /// One list per column tile, for all rows.
-    pub fn per_column(slices: Vec<Vec<u16>>) -> Homes {
         Homes {
             tile_rows: usize::MAX,
-            vpr: slices.len(),
-            slices,
+            vpr,
+            slices: vec![slices.to_vec(); vpr],
         }
     }
 

@@ -77,6 +77,10 @@ struct AccState {
 /// Per-MXM-plane ordering state.
 struct Plane {
     slice: u16,
+    /// Whether the plane lies west of the (first) VXM (false on a chip
+    /// without one): which half of the MEM slices its weights live on
+    /// ([`Lowerer::weight_homes`]).
+    west: bool,
     /// Estimated cycles of the work given to the plane so far
     /// ([`Lowerer::plan_items`]): which plane takes a product's next item
     /// when its planes are equally busy with the product.
@@ -560,11 +564,13 @@ fn lower_planned(
     plan: SramPlan,
 ) -> Result<Lowered, CompileError> {
     let reuse = plan.reuse(chip);
+    let vxm = chip.positions_of(SliceKind::Vxm).first().copied();
     let planes = chip
         .positions_of(SliceKind::Mxm)
         .into_iter()
         .map(|slice| Plane {
             slice,
+            west: vxm.is_some_and(|v| slice < v),
             load: 0,
             last_iw: None,
             lw_since_iw: vec![],
@@ -2035,11 +2041,11 @@ impl<'a> Lowerer<'a> {
                             let r1 = rows.min(r0 + chunk);
                             let p = (0..n)
                                 .min_by_key(|&p| {
-                                    let off = side.is_some_and(|w| self.west_of_vxm(p) != w);
+                                    let off = side.is_some_and(|w| self.planes[p].west != w);
                                     (load[p], off, self.planes[p].load, p)
                                 })
                                 .unwrap_or(0);
-                            side.get_or_insert(self.west_of_vxm(p));
+                            side.get_or_insert(self.planes[p].west);
                             load[p] += cost(j, r1 - r0, k_run(tiles, (k, parts)));
                             items.push(PlaneItem {
                                 j,
@@ -2069,13 +2075,6 @@ impl<'a> Lowerer<'a> {
         items
     }
 
-    /// Whether plane `p` lies west of the (first) VXM; false on a chip
-    /// without one.
-    fn west_of_vxm(&self, p: usize) -> bool {
-        let vxm = self.chip.positions_of(SliceKind::Vxm).first().copied();
-        vxm.is_some_and(|v| self.planes[p].slice < v)
-    }
-
     /// The estimated cycles an item of a product keeps its plane busy (see
     /// [`Lowerer::plan_items`]): per K-tile, the longer of loading its
     /// weights (`lw`s and the `iw`, per weight set) and streaming the rows
@@ -2094,47 +2093,35 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Where each K-tile of each column tile of the next product's weights
-    /// should live: the MEM slices on the VXM's side of the plane (or
-    /// planes) that [`Lowerer::plan_items`] will give the items loading it
-    /// ([`Lowerer::tile_sides`]). A split-K product's runs of one column
-    /// tile go to different planes, so each K-tile follows its own run:
-    /// BERT-base's one-hot embedding product, its K-tiles split between the
-    /// planes at both edges, read half its table across the VXM's streams
-    /// while the one-hot rows were being made there. No preference for a
-    /// K-tile whose items go to both sides (a tile loaded by planes on both
-    /// sides then reads all the MEM slices' ports, which GPT-2 decode's
-    /// weight-bound products need more than short streams) or when the chip
-    /// has no VXM to divide it.
+    /// should live, for a product of `rows` result rows, `k` weight rows
+    /// and `vpr` column tiles (all K-tiles used, one pass), planned as
+    /// [`Lowerer::plan_items`] will plan it: the MEM slices on the VXM's
+    /// side of the planes whose items load that K-tile. A split-K
+    /// product's runs of one column tile go to different planes, so each
+    /// K-tile follows its own run: BERT-base's one-hot embedding product,
+    /// its K-tiles split between the planes at both edges, read half its
+    /// table across the VXM's streams while the one-hot rows were being
+    /// made there. No preference for a K-tile whose items go to both sides
+    /// (a tile loaded by planes on both sides then reads all the MEM
+    /// slices' ports, which GPT-2 decode's weight-bound products need more
+    /// than short streams) or when the chip has no VXM to divide it.
     fn weight_homes(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Homes {
-        let sides = self.tile_sides(rows, k, vpr, mm_ty);
-        Homes {
-            tile_rows: self.lanes,
-            vpr,
-            slices: sides.into_iter().map(|s| self.half_of_chip(s)).collect(),
-        }
-    }
-
-    /// For the next product of `rows` result rows, `k` weight rows and
-    /// `vpr` column tiles (all K-tiles used, one pass), planned as
-    /// [`Lowerer::plan_items`] will plan it: per K-tile `kt` and column
-    /// tile `j` (index `kt * vpr + j`), whether every item loading it runs
-    /// on a plane west of the VXM (`Some(true)`), east (`Some(false)`), or
-    /// `None` (both sides, no item, or no VXM).
-    fn tile_sides(&mut self, rows: usize, k: usize, vpr: usize, mm_ty: DType) -> Vec<Option<bool>> {
         let (lanes, per) = (self.lanes, self.rows_per_load(mm_ty));
+        let Some(&vxm) = self.chip.positions_of(SliceKind::Vxm).first() else {
+            return Homes::default();
+        };
         let tiles: Vec<usize> = (0..k.div_ceil(lanes))
             .map(|kt| lanes.min(k - kt * lanes))
             .collect();
-        if self.chip.positions_of(SliceKind::Vxm).is_empty() {
-            return vec![None; tiles.len() * vpr];
-        }
         let cost = |_: usize, n: usize, run: std::ops::Range<usize>| {
             Self::item_cost(tiles[run].iter().copied(), n, per, (1, 1))
         };
         let items = self.plan_items(rows, &vec![tiles.len(); vpr], &cost, false);
+        // Per K-tile and column tile: `None` before any item, then the
+        // side of its items, `Some(None)` once they disagree.
         let mut side: Vec<Option<Option<bool>>> = vec![None; tiles.len() * vpr];
         for it in &items {
-            let west = self.west_of_vxm(it.plane);
+            let west = self.planes[it.plane].west;
             for kt in k_run(tiles.len(), it.part) {
                 let s = &mut side[kt * vpr + it.j];
                 *s = match *s {
@@ -2144,21 +2131,23 @@ impl<'a> Lowerer<'a> {
                 };
             }
         }
-        side.into_iter().map(Option::flatten).collect()
-    }
-
-    /// The MEM slice positions west (`Some(true)`) or east (`Some(false)`)
-    /// of the VXM; none for `None`.
-    fn half_of_chip(&self, west: Option<bool>) -> Vec<u16> {
-        let (Some(west), Some(&vxm)) = (west, self.chip.positions_of(SliceKind::Vxm).first())
-        else {
-            return Vec::new();
-        };
-        self.chip
+        let (west, east): (Vec<u16>, Vec<u16>) = self
+            .chip
             .positions_of(SliceKind::Mem)
             .into_iter()
-            .filter(|&m| (m < vxm) == west)
-            .collect()
+            .partition(|&m| m < vxm);
+        Homes {
+            tile_rows: lanes,
+            vpr,
+            slices: side
+                .into_iter()
+                .map(|s| match s.flatten() {
+                    Some(true) => west.clone(),
+                    Some(false) => east.clone(),
+                    None => Vec::new(),
+                })
+                .collect(),
+        }
     }
 
     /// [`Lowerer::matmul`] for a product whose activation of result row

@@ -16,7 +16,7 @@ use lpu_isa::{DType, Instr, Opcode, Values};
 
 /// Copies of each index's K-tile and lane rows that the one-hot vectors
 /// read ([`Lowerer::lower_gather`]).
-const DIST_COPIES: usize = 8;
+const INDEX_COPIES: usize = 8;
 
 /// Indices below this are exact in fp16 (the one-hot broadcast's digit).
 const DIGIT: f64 = 2048.0;
@@ -377,7 +377,7 @@ impl<'a> Lowerer<'a> {
         // `copies` of each index's `q` and `A` on different slices (row
         // `k * copies + c`): the `vt` reads of each spread over that many
         // bank ports. Copy 0 is computed, the others are copied from it.
-        let copies = DIST_COPIES.min(vt).max(1);
+        let copies = INDEX_COPIES.min(vt).max(1);
         let parts = |l: &mut Self, what: &str| {
             l.alloc.tensor(
                 &format!("{name} (index {what})"),
