@@ -99,6 +99,10 @@ impl StreamMask {
     fn not(&self) -> StreamMask {
         StreamMask(self.0.map(|w| !w))
     }
+    /// How many bits are set.
+    fn count(&self) -> u32 {
+        self.0.iter().map(|w| w.count_ones()).sum()
+    }
     /// The lowest set bit at or below `last`.
     fn first_upto(&self, last: usize) -> Option<usize> {
         self.0.iter().enumerate().find_map(|(i, &w)| {
@@ -1156,20 +1160,38 @@ fn try_at(
         }));
         let w = g.members[paths[0].0].instr.dst_width() as u32;
         let n = paths.len() as u32;
-        // A value consumed where it is produced may use either direction.
-        let both = [Dir::East, Dir::West];
-        let one = [Dir::between(paths[0].1, pt)];
-        let dirs: &[Dir] = if paths.iter().all(|(_, pf, _)| *pf == pt) {
-            &both
-        } else {
-            &one
-        };
         let key = |dir: Dir, pf: u16, ready: i64| {
             let diag = match dir {
                 Dir::East => ready - pf as i64,
                 Dir::West => ready + pf as i64,
             };
             ((dir, diag), (pf.min(pt), pf.max(pt)))
+        };
+        // A value consumed where it is produced may use either direction:
+        // first the one with fewer streams busy there on that cycle. The
+        // VXM's own operands (a `mov` into an `add`, say) then spread over
+        // both directions instead of filling the eastbound streams at the
+        // VXM, where every bundle crossing it eastwards (a western row
+        // loaded into an eastern plane) needs consecutive free streams:
+        // with east always first, those loads waited about four times as
+        // long as their mirror image (`benches/README.md`).
+        let both = if paths.iter().all(|(_, pf, _)| *pf == pt) {
+            let busy = |dir: Dir| {
+                let (k, seg) = key(dir, pt, paths[0].2);
+                tables.busy_streams(p, k, seg).count()
+            };
+            if busy(Dir::West) < busy(Dir::East) {
+                Some([Dir::West, Dir::East])
+            } else {
+                Some([Dir::East, Dir::West])
+            }
+        } else {
+            None
+        };
+        let one = [Dir::between(paths[0].1, pt)];
+        let dirs: &[Dir] = match &both {
+            Some(d) => d,
+            None => &one,
         };
         let streams = fp.streams as usize;
         let found = dirs.iter().find_map(|&dir| {
