@@ -660,14 +660,9 @@ fn place_group(
             g.members[b].instr.op.info().mnemonic
         ));
     }
-    // Earliest start: every member at cycle >= 0 and after its dependences.
-    let mut start = -min_off;
-    for (m, o) in g.members.iter().zip(off) {
-        for (r, gap) in &m.after {
-            let p = producer(done, *r)?;
-            start = start.max(p.cycle as i64 + *gap as i64 - o);
-        }
-    }
+    // Earliest start of the group's origin: every member at cycle >= 0
+    // and after its dependences.
+    let mut start = earliest_start(g, off, done)? - min_off;
     // A group that does not fit on an empty chip never will (its members'
     // relative timing is fixed): say so instead of searching. Otherwise the
     // search ends at the latest once it passes every reservation made so far.
@@ -1175,23 +1170,17 @@ fn try_at(
         // loaded into an eastern plane) needs consecutive free streams:
         // with east always first, those loads waited about four times as
         // long as their mirror image (`benches/README.md`).
-        let both = if paths.iter().all(|(_, pf, _)| *pf == pt) {
-            let busy = |dir: Dir| {
-                let (k, seg) = key(dir, pt, paths[0].2);
-                tables.busy_streams(p, k, seg).count()
-            };
-            if busy(Dir::West) < busy(Dir::East) {
-                Some([Dir::West, Dir::East])
-            } else {
-                Some([Dir::East, Dir::West])
-            }
-        } else {
-            None
+        // (Counted on the first value's cycle.)
+        let busy = |dir: Dir| {
+            let (k, seg) = key(dir, pt, paths[0].2);
+            tables.busy_streams(p, k, seg).count()
         };
-        let one = [Dir::between(paths[0].1, pt)];
-        let dirs: &[Dir] = match &both {
-            Some(d) => d,
-            None => &one,
+        let dirs: &[Dir] = if !paths.iter().all(|(_, pf, _)| *pf == pt) {
+            &[Dir::between(paths[0].1, pt)]
+        } else if busy(Dir::West) < busy(Dir::East) {
+            &[Dir::West, Dir::East]
+        } else {
+            &[Dir::East, Dir::West]
         };
         let streams = fp.streams as usize;
         let found = dirs.iter().find_map(|&dir| {
