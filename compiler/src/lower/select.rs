@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
 //! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
-//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), then split into its K-tile `q = trunc((id + 0.5) / lanes)` (exact below 2^22) in every lane and its lane's one-hot row `A = relu(1 - abs(id - q*lanes - i))` (on integers, exactly 1 at the index's lane and 0 elsewhere); vector `u` of its one-hot row is `relu(A - abs(q - u))` (fp16, exact), and the one-hot rows are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index 3 groups (q, A and q in fp16: 7 reads, 17 VXM ops) and `min(8, ceil(V/lanes)) - 1` copies of q and of A, then `ceil(V/lanes)` one-hot vectors made K-tile by K-tile (2 reads, 4 VXM ops (3 for u = 0; one more to convert to int8), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), then split into its K-tile `q = trunc((id + 0.5) / lanes)` (exact below 2^22) in every lane and its lane's one-hot row `A = relu(1 - abs(id - q*lanes - i))` (on integers, exactly 1 at the index's lane and 0 elsewhere); vector `u` of its one-hot row is `relu(A - abs(q - u))` (fp16, exact; in int8 for an int8 table of at most 128 K-tiles, where the saturating int8 ops are exact too), and the one-hot rows are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index 3 groups (q, A and q in fp16: 7 reads, 17 VXM ops) and `min(8, ceil(V/lanes)) - 1` copies of q and of A, then `ceil(V/lanes)` one-hot vectors made K-tile by K-tile (2 reads, 4 VXM ops (3 for u = 0; one more to convert fp16 rows to int8 for an int8 table of more than 128 K-tiles), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
 use crate::alloc::TensorLoc;
@@ -20,6 +20,13 @@ const INDEX_COPIES: usize = 8;
 
 /// Indices below this are exact in fp16 (the one-hot broadcast's digit).
 const DIGIT: f64 = 2048.0;
+
+/// An int8 table of at most this many K-tiles builds its one-hot rows in
+/// int8 ([`Lowerer::lower_gather`]): `q - u` then lies in [-127, 127], so
+/// the saturating int8 ops are exact, and each row is one byte per lane
+/// (one stream, one bank-port cycle) instead of fp16's two, with no
+/// conversion before the product.
+const INT8_ONE_HOT_KTILES: usize = 128;
 
 impl<'a> Lowerer<'a> {
     /// A constant known at compile time: an initializer or a value folded
@@ -365,12 +372,20 @@ impl<'a> Lowerer<'a> {
         //    then vector u of its one-hot row is relu(A - |q - u|): 1 at
         //    lane `a` when q = u, else 0 (|q - u| >= 1 >= A). That is two
         //    reads and 4 VXM ops (3 for u = 0), in the arithmetic type
-        //    `aty` (fp16, exact for K-tiles below 2048), so the one-hot
+        //    `aty` (int8 for an int8 table of at most
+        //    `INT8_ONE_HOT_KTILES` K-tiles, else fp16, exact for K-tiles
+        //    below 2048), so the one-hot
         //    vectors, made K-tile by K-tile (all indices' vector u, then
         //    u + 1, the order the product reads them in), take few of the
         //    VXM's ALUs and streams while the product runs beside them.
         let vt = vocab.div_ceil(lanes);
-        let aty = if vt <= 2048 { DType::F16 } else { DType::F32 };
+        let aty = if int8 && vt <= INT8_ONE_HOT_KTILES {
+            DType::I8
+        } else if vt <= 2048 {
+            DType::F16
+        } else {
+            DType::F32
+        };
         let oh = self
             .alloc
             .tensor(&format!("{name} (one-hot)"), &[count, vocab], mm_ty);
