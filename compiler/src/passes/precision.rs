@@ -68,8 +68,11 @@
 //!   chain, and the elementwise ops of [`MIXED_EPILOGUE_OPS`] (activations,
 //!   `Add`, `Mul`, ...) whose runtime float inputs are all f32 already, so
 //!   the epilogue of an int8 product (dequantize, bias, activation,
-//!   residual add, requantize) stays in f32 without casts; every other float
-//!   node in fp16, with `Cast`s where an f32 and an f16 node meet.
+//!   residual add, requantize) stays in f32 without casts; the large
+//!   lookup tables in int8 as under int8 (their gathers are left f32 for
+//!   that rewrite, so the dequantized rows and the elementwise ops after
+//!   them stay f32 too); every other float node in fp16, with `Cast`s
+//!   where an f32 and an f16 node meet.
 //!
 //! Casts and converted initializers are made once per tensor and type and
 //! shared by every reader. The result is validated, and nodes or
@@ -268,6 +271,17 @@ pub fn apply_precision(
     precision: Precision,
     calib: &[BTreeMap<String, Tensor>],
 ) -> Result<PrecisionOutcome, CompileError> {
+    rewrite(graph, precision, calib, INT8_TABLE_ELEMENTS)
+}
+
+/// [`apply_precision`], storing lookup tables of at least `table_elements`
+/// in int8 under int8 and mixed ([`int8_tables`]).
+fn rewrite(
+    graph: &Graph,
+    precision: Precision,
+    calib: &[BTreeMap<String, Tensor>],
+    table_elements: usize,
+) -> Result<PrecisionOutcome, CompileError> {
     if precision == Precision::Fp32 {
         return Ok(PrecisionOutcome {
             node_precision: node_precisions(graph),
@@ -290,7 +304,7 @@ pub fn apply_precision(
     } else {
         BTreeMap::new()
     };
-    let mut r = Rewriter::new(graph, precision, amax);
+    let mut r = Rewriter::new(graph, precision, amax, table_elements);
     for n in &graph.nodes {
         r.visit(n)?;
     }
@@ -299,7 +313,7 @@ pub fn apply_precision(
     let g = parts.rebuild("precision")?;
     let (g, _) = super::dce::eliminate_dead(g)?;
     let (mut g, int8_gathers) = if matches!(precision, Precision::Int8 | Precision::Mixed) {
-        int8_tables(g, INT8_TABLE_ELEMENTS)?
+        int8_tables(g, table_elements)?
     } else {
         (g, Vec::new())
     };
@@ -324,10 +338,12 @@ pub fn apply_precision(
 /// it alone would take 92 MiB of `tsp`'s 220 MiB (768 columns padded to 960
 /// lanes). BERT-base's word embedding (30522 x 768, 23.4M) is another: in
 /// int8 its lookup loads half the bytes into the MXM and builds its one-hot
-/// rows in int8, 254,284 -> 251,953 cycles on `tsp`, and its outputs stay
-/// as far from fp32 as with the fp16 table (on `random_inputs(.., 0)`,
-/// `last_hidden_state` max |err| 0.096 against 0.099, RMS 0.0242 against
-/// 0.0246; the int8 activations dominate). Position tables (512 x 768 and
+/// rows in int8, 254,284 -> 252,634 cycles on `tsp` (mixed: 220,722 ->
+/// 217,470), and its outputs stay as far from fp32 as with the
+/// fp16 table (on `random_inputs(.., 0)`, int8 `last_hidden_state` max
+/// |err| 0.096 against 0.099, RMS 0.0242 against 0.0246; mixed 0.110
+/// against 0.104, RMS 0.0243 against 0.0249; the int8 activations
+/// dominate). Position tables (512 x 768 and
 /// 1024 x 768) stay fp16.
 pub const INT8_TABLE_ELEMENTS: usize = 1 << 24;
 
@@ -336,6 +352,30 @@ fn is_table_gather(g: &Graph, n: &Node) -> bool {
     n.op_type == "Gather"
         && n.input(1)
             .is_some_and(|i| !g.initializers.contains_key(i) && !g.constants.contains_key(i))
+}
+
+/// The f32 lookup tables of `g` that [`int8_tables`] quantizes: `[V, H]`
+/// initializers of at least `min_elements`, read only by gathers along
+/// axis 0 by runtime indices (and not graph outputs).
+fn int8_table_names(g: &Graph, min_elements: usize) -> BTreeSet<String> {
+    g.initializers
+        .iter()
+        .filter(|(t, x)| {
+            x.dtype() == DType::F32
+                && x.shape.len() == 2
+                && x.len() >= min_elements
+                && !g.outputs.contains(*t)
+                && !g.consumers(t).is_empty()
+                && g.consumers(t).iter().all(|&c| {
+                    let n = &g.nodes[c];
+                    is_table_gather(g, n)
+                        && n.input(0) == Some(t.as_str())
+                        && n.inputs.iter().filter(|i| *i == *t).count() == 1
+                        && n.attr_int("axis", 0).ok() == Some(0)
+                })
+        })
+        .map(|(t, _)| t.clone())
+        .collect()
 }
 
 /// int8 and mixed store large lookup tables ([`INT8_TABLE_ELEMENTS`]) in
@@ -349,25 +389,7 @@ fn is_table_gather(g: &Graph, n: &Node) -> bool {
 /// computes it. Tables of fewer than `min_elements` are left alone. Returns
 /// the graph and the rewritten gathers.
 fn int8_tables(g: Graph, min_elements: usize) -> Result<(Graph, Vec<String>), CompileError> {
-    let tables: Vec<String> = g
-        .initializers
-        .iter()
-        .filter(|(t, x)| {
-            x.dtype() == DType::F32
-                && x.shape.len() == 2
-                && x.len() >= min_elements
-                && !g.outputs.contains(*t)
-                && !g.consumers(t).is_empty()
-                && g.consumers(t).iter().all(|&c| {
-                    let n = &g.nodes[c];
-                    is_table_gather(&g, n)
-                        && n.input(0) == Some(t.as_str())
-                        && n.inputs.iter().filter(|i| *i == *t).count() == 1
-                        && n.attr_int("axis", 0).ok() == Some(0)
-                })
-        })
-        .map(|(t, _)| t.clone())
-        .collect();
+    let tables = int8_table_names(&g, min_elements);
     let mut names = Names::of(&g);
     let mut inits: Vec<(String, Tensor)> = Vec::new();
     let mut replace: BTreeMap<usize, Vec<Node>> = BTreeMap::new();
@@ -519,15 +541,28 @@ pub(super) struct Rewriter<'g> {
     pub qcache: BTreeMap<String, String>,
     /// Per int8 activation, its version flattened to rank 2.
     pub flat_cache: BTreeMap<String, String>,
+    /// Under mixed, the lookup tables [`int8_tables`] will quantize: their
+    /// gathers stay f32 here (an fp16 table is not quantized again).
+    int8_tables: BTreeSet<String>,
 }
 
 impl<'g> Rewriter<'g> {
-    fn new(g: &'g Graph, mode: Precision, amax: BTreeMap<String, f32>) -> Rewriter<'g> {
+    fn new(
+        g: &'g Graph,
+        mode: Precision,
+        amax: BTreeMap<String, f32>,
+        table_elements: usize,
+    ) -> Rewriter<'g> {
         let mut r = Rewriter {
             g,
             mode,
             amax,
             names: Names::of(g),
+            int8_tables: if mode == Precision::Mixed {
+                int8_table_names(g, table_elements)
+            } else {
+                BTreeSet::new()
+            },
             nodes: Vec::with_capacity(g.nodes.len()),
             inits: BTreeMap::new(),
             versions: BTreeMap::new(),
@@ -689,6 +724,12 @@ impl<'g> Rewriter<'g> {
             _ if quant => Some(DType::F32),
             Precision::Fp16 => Some(DType::F16),
             Precision::Mixed if MIXED_F32_OPS.contains(&n.op_type.as_str()) => Some(DType::F32),
+            Precision::Mixed
+                if n.op_type == "Gather"
+                    && n.input(0).is_some_and(|t| self.int8_tables.contains(t)) =>
+            {
+                Some(DType::F32)
+            }
             Precision::Mixed if self.extends_f32_chain(n) => Some(DType::F32),
             Precision::Mixed => Some(DType::F16),
         }
@@ -885,6 +926,45 @@ pub(crate) mod tests {
         // fp32 leaves the table alone.
         let out = apply_precision(&g, Precision::Fp32, &[]).expect("fp32");
         assert_eq!(out.graph.initializers["table"].values, before);
+    }
+
+    #[test]
+    fn mixed_stores_large_lookup_tables_in_int8_too() {
+        let g = parse(
+            r#"Graph(name: "emb",
+              inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 3])],
+              outputs: [ValueInfo(name: "y", dtype: F32)],
+              initializers: [
+                Initializer(name: "table", dtype: F32, shape: [1001, 24],
+                  data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0))),
+                Initializer(name: "pos", dtype: F32, shape: [3, 24],
+                  data: Random(seed: 2, dist: Uniform(low: -1.0, high: 1.0)))],
+              nodes: [
+                Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["w"]),
+                Node(name: "add", op_type: "Add", inputs: ["w", "pos"], outputs: ["y"])],
+            )"#,
+        );
+        // Below the threshold: an fp16 table, its gather and the add fp16.
+        let o = rewrite(&g, Precision::Mixed, &[], INT8_TABLE_ELEMENTS).expect("mixed");
+        assert_eq!(o.node_precision["lookup"], "fp16");
+        let table = &o.graph.nodes[0].inputs[0];
+        assert_eq!(o.graph.initializers[table].dtype(), DType::F16);
+        // At it: the int8 rewrite's gather and dequantization, and the add
+        // after them in f32 (its runtime input is f32), as under int8.
+        let o = rewrite(&g, Precision::Mixed, &[], 1).expect("mixed");
+        assert_eq!(o.node_precision["lookup"], "int8");
+        assert_eq!(o.node_precision["add"], "fp32");
+        assert_eq!(o.graph.initializers["table/q"].dtype(), DType::I8);
+        let ops: Vec<&str> = o.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Gather", "DequantizeLinear", "Add"]);
+        let inputs = lpu_graph::random_inputs(&o.graph, 2);
+        let want = lpu_graph::interpret(&o.graph, &inputs).expect("interprets");
+        let chip = lpu_isa::ChipConfig::preset("tiny").expect("preset");
+        let p = crate::compile(&o.graph, &chip).expect("compiles").program;
+        let run = lpu_sim::simulate(&p, &inputs, &Default::default()).expect("runs");
+        assert!(run.hazard.is_none(), "{:?}", run.hazard);
+        let c = lpu_sim::check::compare(&run.outputs, &want);
+        assert!(c.passed && c.max_abs_err == 0.0, "{c:?}");
     }
 
     #[test]
