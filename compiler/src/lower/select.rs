@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
 //! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
-//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), then split into its K-tile `q = trunc((id + 0.5) / lanes)` (exact below 2^22) in every lane and its lane's one-hot row `A = relu(1 - abs(id - q*lanes - i))` (on integers, exactly 1 at the index's lane and 0 elsewhere); vector `u` of its one-hot row is `relu(A - abs(q - u))` (fp16, exact; in int8 for an int8 table of at most 128 K-tiles, where the saturating int8 ops are exact too), and the one-hot rows are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index 3 groups (q, A and q in fp16: 7 reads, 17 VXM ops) and `min(8, ceil(V/lanes)) - 1` copies of q and of A, then `ceil(V/lanes)` one-hot vectors made K-tile by K-tile (2 reads, 4 VXM ops (3 for u = 0; one more to convert fp16 rows to int8 for an int8 table of more than 128 K-tiles), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), then split into its K-tile `q = trunc((id + 0.5) / lanes)` (exact below 2^22) in every lane and its lane's one-hot row `A = relu(1 - abs(id - q*lanes - i))` (on integers, exactly 1 at the index's lane and 0 elsewhere); vector `u` of its one-hot row is `relu(A - abs(q - u))` (fp16, exact; in int8 for an int8 table of at most 128 K-tiles, where the saturating int8 ops are exact too), and the one-hot rows are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index 3 groups (q, A and q in fp16: 7 reads, 17 VXM ops) and `min(4, ceil(V/lanes)) - 1` copies of q and of A, then `ceil(V/lanes)` one-hot vectors made K-tile by K-tile (2 reads, 4 VXM ops (3 for u = 0; one more to convert fp16 rows to int8 for an int8 table of more than 128 K-tiles), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
 
 use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
 use crate::alloc::TensorLoc;
@@ -15,8 +15,12 @@ use lpu_graph::{Node, Tensor};
 use lpu_isa::{DType, Instr, Opcode, Values};
 
 /// Copies of each index's K-tile and lane rows that the one-hot vectors
-/// read ([`Lowerer::lower_gather`]).
-const INDEX_COPIES: usize = 8;
+/// read ([`Lowerer::lower_gather`]): the reads of each spread over that
+/// many bank ports, but every copy is one more group the index's rows wait
+/// for. On `tsp` (BERT-base int8 / mixed, GPT-2 decode-128): 8 copies
+/// 252,634 / 217,470 / 65,748 cycles, 4 copies 252,119 / 216,124 /
+/// 65,732, 2 copies 251,659 / 216,468 / 65,838.
+const INDEX_COPIES: usize = 4;
 
 /// Indices below this are exact in fp16 (the one-hot broadcast's digit).
 const DIGIT: f64 = 2048.0;
