@@ -339,12 +339,11 @@ fn rewrite(
 /// lanes). BERT-base's word embedding (30522 x 768, 23.4M) is another: in
 /// int8 its lookup loads half the bytes into the MXM and builds its one-hot
 /// rows in int8, 254,284 -> 252,634 cycles on `tsp` (mixed: 220,722 ->
-/// 217,470), and its outputs stay as far from fp32 as with the
-/// fp16 table (on `random_inputs(.., 0)`, int8 `last_hidden_state` max
-/// |err| 0.096 against 0.099, RMS 0.0242 against 0.0246; mixed 0.110
-/// against 0.104, RMS 0.0243 against 0.0249; the int8 activations
-/// dominate). Position tables (512 x 768 and
-/// 1024 x 768) stay fp16.
+/// 217,470), and its outputs stay as far from fp32 as with the fp16 table
+/// (on `random_inputs(.., 0)`, int8 `last_hidden_state` max |err| 0.096
+/// against 0.099, RMS 0.0242 against 0.0246; mixed 0.110 against 0.104,
+/// RMS 0.0243 against 0.0249; the int8 activations dominate). Position
+/// tables (512 x 768 and 1024 x 768) stay fp16.
 pub const INT8_TABLE_ELEMENTS: usize = 1 << 24;
 
 /// Whether `n` gathers rows of a table by runtime indices.
@@ -947,6 +946,7 @@ pub(crate) mod tests {
         // Below the threshold: an fp16 table, its gather and the add fp16.
         let o = rewrite(&g, Precision::Mixed, &[], INT8_TABLE_ELEMENTS).expect("mixed");
         assert_eq!(o.node_precision["lookup"], "fp16");
+        assert_eq!(o.node_precision["add"], "fp16");
         let table = &o.graph.nodes[0].inputs[0];
         assert_eq!(o.graph.initializers[table].dtype(), DType::F16);
         // At it: the int8 rewrite's gather and dequantization, and the add
@@ -957,14 +957,20 @@ pub(crate) mod tests {
         assert_eq!(o.graph.initializers["table/q"].dtype(), DType::I8);
         let ops: Vec<&str> = o.graph.nodes.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(ops, ["Gather", "DequantizeLinear", "Add"]);
-        let inputs = lpu_graph::random_inputs(&o.graph, 2);
-        let want = lpu_graph::interpret(&o.graph, &inputs).expect("interprets");
+        assert_lowers_exactly(&o.graph, &lpu_graph::random_inputs(&o.graph, 2), "mixed");
+    }
+
+    /// Compiles `g` for `tiny`, simulates it on `inputs` and requires its
+    /// outputs to equal the interpreter's bit for bit (`what` names the
+    /// case in a failure).
+    fn assert_lowers_exactly(g: &Graph, inputs: &BTreeMap<String, Tensor>, what: &str) {
         let chip = lpu_isa::ChipConfig::preset("tiny").expect("preset");
-        let p = crate::compile(&o.graph, &chip).expect("compiles").program;
-        let run = lpu_sim::simulate(&p, &inputs, &Default::default()).expect("runs");
-        assert!(run.hazard.is_none(), "{:?}", run.hazard);
+        let p = crate::compile(g, &chip).expect("compiles").program;
+        let run = lpu_sim::simulate(&p, inputs, &Default::default()).expect("runs");
+        assert!(run.hazard.is_none(), "{what}: {:?}", run.hazard);
+        let want = lpu_graph::interpret(g, inputs).expect("interprets");
         let c = lpu_sim::check::compare(&run.outputs, &want);
-        assert!(c.passed && c.max_abs_err == 0.0, "{c:?}");
+        assert!(c.passed && c.max_abs_err == 0.0, "{what}: {c:?}");
     }
 
     #[test]
@@ -1000,7 +1006,6 @@ pub(crate) mod tests {
         // The lowering (an int8 one-hot product, then the scale row) is
         // exact: with one-hot rows in int8 (63 and 128 K-tiles of `tiny`'s
         // 16 lanes: the last index's `q - u` reaches -127) and in fp16 (129).
-        let chip = lpu_isa::ChipConfig::preset("tiny").expect("preset");
         for rows in [1001_i32, 2048, 2049] {
             let g = parse(&format!(
                 r#"Graph(name: "emb",
@@ -1016,12 +1021,7 @@ pub(crate) mod tests {
             let ids =
                 Tensor::new(vec![1, 4], lpu_graph::Values::I32(vec![0, last, -1, 17])).unwrap();
             let inputs = BTreeMap::from([("ids".to_string(), ids)]);
-            let p = crate::compile(&q, &chip).expect("compiles").program;
-            let o = lpu_sim::simulate(&p, &inputs, &Default::default()).expect("runs");
-            assert!(o.hazard.is_none(), "{rows} rows: {:?}", o.hazard);
-            let want = lpu_graph::interpret(&q, &inputs).unwrap();
-            let c = lpu_sim::check::compare(&o.outputs, &want);
-            assert!(c.passed && c.max_abs_err == 0.0, "{rows} rows: {c:?}");
+            assert_lowers_exactly(&q, &inputs, &format!("{rows} rows"));
         }
     }
 
