@@ -56,6 +56,23 @@ impl Homes {
     }
 }
 
+/// One run of a lookup table's rows in one bank of one MEM slice, for
+/// `gather` (see [`SramAlloc::constant_table`]): rows `lo .. lo + rows`,
+/// vector `j` of row `r` at address `addr + (j * rows + r - lo) * w` for
+/// elements of `w` bytes, so that one column tile's vectors are a window of
+/// consecutive vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableChunk {
+    /// MEM slice position.
+    pub slice: u16,
+    /// Address of vector 0 of row `lo`.
+    pub addr: u32,
+    /// The first row it holds.
+    pub lo: usize,
+    /// How many rows it holds.
+    pub rows: usize,
+}
+
 /// Where a tensor lives: its 2-D view and one location per vector.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorLoc {
@@ -325,6 +342,97 @@ impl SramAlloc {
             }
         }
         loc
+    }
+
+    /// Places a constant `rows x cols` lookup table (`values` row-major, of
+    /// its element type) for `gather`: in runs of whole rows, each run in
+    /// one bank of one MEM slice (column tile by column tile, see
+    /// [`TableChunk`]), one bank per slice while there are slices left, so
+    /// that the gathers of one looked-up vector run on as many MEM queues
+    /// as there are runs. The banks with the most
+    /// never-used room come first (the farther from `keep_clear`, the MEM
+    /// slices the VXM reads most, on a tie), so that the table takes few
+    /// runs: every run is one more gather per looked-up vector.
+    pub fn constant_table(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        values: &Values,
+        keep_clear: u16,
+    ) -> Vec<TableChunk> {
+        let (rows, cols) = view2d(shape);
+        let vpr = cols.div_ceil(self.lanes).max(1);
+        let w = values.dtype().bytes() as u32;
+        let per_row = vpr as u32 * w;
+        // (rank of the bank within its slice, room in rows, distance from
+        // `keep_clear`, slice index, bank): each slice's roomiest bank
+        // first, its other banks only once those are full.
+        let mut banks: Vec<(usize, u32, u16, usize, usize)> = Vec::new();
+        for s in 0..self.slices.len() {
+            let mut own: Vec<(u32, usize)> = (0..self.banks as usize)
+                .map(|b| ((self.per_bank - self.next[s][b]) / per_row, b))
+                .filter(|&(room, _)| room > 0)
+                .collect();
+            own.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            let dist = self.slices[s].abs_diff(keep_clear);
+            banks.extend(
+                own.into_iter()
+                    .enumerate()
+                    .map(|(rank, (room, b))| (rank, room, dist, s, b)),
+            );
+        }
+        banks.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(b.1.cmp(&a.1))
+                .then(b.2.cmp(&a.2))
+                .then(a.3.cmp(&b.3))
+        });
+        let banks = banks
+            .into_iter()
+            .map(|(_, room, dist, s, b)| (room, dist, s, b));
+        let mut chunks = Vec::new();
+        let mut lo = 0usize;
+        for (room, _, s, b) in banks {
+            if lo == rows {
+                break;
+            }
+            let n = (room as usize).min(rows - lo);
+            let addr = b as u32 * self.per_bank + self.next[s][b];
+            self.next[s][b] += n as u32 * per_row;
+            chunks.push(TableChunk {
+                slice: self.slices[s],
+                addr,
+                lo,
+                rows: n,
+            });
+            lo += n;
+        }
+        let bytes = (rows * vpr) as u64 * w as u64 * self.lanes as u64;
+        self.used_bytes += bytes;
+        self.peak_bytes = self.peak_bytes.max(self.used_bytes);
+        self.requests.push((name.to_string(), bytes));
+        if lo < rows {
+            self.overflow = true;
+            return chunks;
+        }
+        if !self.overflow {
+            for c in &chunks {
+                for j in 0..vpr {
+                    for r in c.lo..c.lo + c.rows {
+                        let start = r * cols + j * self.lanes;
+                        let len = self.lanes.min(cols - j * self.lanes);
+                        self.image.push(MemInit {
+                            at: VecLoc {
+                                slice: c.slice,
+                                addr: c.addr + (j * c.rows + r - c.lo) as u32 * w,
+                            },
+                            values: values.slice_padded_to(start, len, self.lanes),
+                        });
+                    }
+                }
+            }
+        }
+        chunks
     }
 
     /// Returns a tensor's vectors for reuse.

@@ -114,6 +114,8 @@ pub fn format_instr(i: &Instr, src_deps: &[Producer], src2_deps: &[Producer]) ->
                 None => format!("fmt={}", i.arg),
             },
             Operand::Sat => format!("sat={}", i.arg2),
+            Operand::Lo => format!("lo={}", i.arg2),
+            Operand::Window => format!("n={}", i.imm),
             Operand::Src => stream(i.src, src_deps),
             Operand::Src2 => stream(i.src2, src2_deps),
             Operand::Dst => format!("->{}", stream(i.dst, &[])),
@@ -383,6 +385,8 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
                 }
             }
             Operand::Sat => instr.arg2 = parse_int(kv("sat")?)?,
+            Operand::Lo => instr.arg2 = parse_int(kv("lo")?)?,
+            Operand::Window => instr.imm = parse_int(kv("n")?)? as f64,
             Operand::Mode => {
                 instr.accumulate = match kv("mode")? {
                     "add" => true,

@@ -152,6 +152,11 @@ pub enum Operand {
     Format,
     /// `sat=1`: whether a narrow conversion saturates, in `arg2`.
     Sat,
+    /// `lo=30000`: the first map value a gather window holds, in `arg2`.
+    Lo,
+    /// `n=1365`: how many vectors a gather window holds, an integer in
+    /// `imm`.
+    Window,
     /// First source stream.
     Src,
     /// Second source stream.
@@ -222,6 +227,7 @@ opcodes! {
     Permute   = "perm",   Sxm, 0, One,  [Src, Table, Dst],         3, "Permutation: out[i] = in[table[i]] using the program's permutation table tab.";
     Transpose = "trn",    Sxm, 0, One,  [Rows, Src, Dst],          4, "Transpose: reads `rows` (= lanes per superlane) vectors on consecutive stream groups from the source on and writes `rows` vectors on consecutive groups from the destination on; within each superlane s, out[k][s*rows + i] = in[i][s*rows + k].";
     NarrowConvert = "ncvt", Vxm, 0, Two, [Src, Format, Sat, Dst],   2, "Convert each element to a narrow format held widened in the destination type (fp8/fp4/bf16 in f32, int4/int2 in i8; see `narrow`): floats round to nearest even onto the format's grid, overflowing per `sat`; small integers truncate and wrap.";
+    Gather    = "gather", Mem, 0, One,  [Addr, Lo, Window, Src, Dst], 3, "Per-lane read (the TSP's `Gather s,map`): with m the lane's value in the int32 map vector on the source streams (4 streams), each lane of the result is that lane of the vector at address a + (m - lo) * dtype.bytes() when lo <= m < lo + n, and 0 otherwise. The window of n vectors from a lies in one bank, whose port it occupies for dtype.bytes() cycles, as a read does.";
 }
 
 /// One row of the ISA table.
@@ -289,9 +295,9 @@ pub struct Instr {
     pub dst: Option<StreamRef>,
     /// Address, row, accumulator, count, shift or table index.
     pub arg: i64,
-    /// Stride or zero point.
+    /// Stride, zero point, row count or a gather window's first map value.
     pub arg2: i64,
-    /// Immediate scalar or quantization scale.
+    /// Immediate scalar, quantization scale or a gather window's length.
     pub imm: f64,
     /// MM mode: add into the accumulator (true) or overwrite it (false).
     pub accumulate: bool,
@@ -340,9 +346,27 @@ impl Instr {
     }
 
     /// Width in streams of one vector this instruction reads from
-    /// `src`/`src2`.
+    /// `src`/`src2`: the element type's, except for `gather`, whose map is
+    /// int32 whatever the type it reads.
     pub fn src_width(&self) -> usize {
-        self.ty.bytes()
+        self.src_type().bytes()
+    }
+
+    /// The element type of the vectors on `src`/`src2`.
+    pub fn src_type(&self) -> DType {
+        match self.op {
+            Opcode::Gather => DType::I32,
+            _ => self.ty,
+        }
+    }
+
+    /// A gather's window: its first map value `lo` and its length in
+    /// vectors (`None` for other opcodes, or a length that is not a
+    /// non-negative integer below 2^31).
+    pub fn gather_window(&self) -> Option<(i64, u32)> {
+        let n = self.imm;
+        (self.op == Opcode::Gather && n.fract() == 0.0 && (0.0..2f64.powi(31)).contains(&n))
+            .then_some((self.arg2, n as u32))
     }
 
     /// How many vectors the first source carries, on consecutive stream
@@ -387,9 +411,12 @@ impl Instr {
         ]
         .into_iter()
         .any(has);
-        let uses_arg2 =
-            has(Operand::Stride) || has(Operand::Zp) || has(Operand::Rows) || has(Operand::Sat);
-        let uses_imm = has(Operand::Imm) || has(Operand::Scale);
+        let uses_arg2 = has(Operand::Stride)
+            || has(Operand::Zp)
+            || has(Operand::Rows)
+            || has(Operand::Sat)
+            || has(Operand::Lo);
+        let uses_imm = has(Operand::Imm) || has(Operand::Scale) || has(Operand::Window);
         let problems = [
             (has(Operand::Src) != self.src.is_some(), "source stream"),
             (
@@ -456,6 +483,8 @@ pub fn markdown_table() -> String {
                 Operand::Rows => "`rows=`",
                 Operand::Format => "`fmt=`",
                 Operand::Sat => "`sat=0|1`",
+                Operand::Lo => "`lo=`",
+                Operand::Window => "`n=`",
                 Operand::Src => "src",
                 Operand::Src2 => "src2",
                 Operand::Dst => "`->dst`",

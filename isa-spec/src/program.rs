@@ -750,9 +750,13 @@ impl Program {
                 Operand::Count => !(1..=1 << 40).contains(&i.arg),
                 Operand::Stride => !(1..=1 << 20).contains(&i.arg2),
                 Operand::Addr => {
-                    check_addr(chip, i.arg, i.ty.bytes())?;
+                    // A gather may read any vector of its window.
+                    let vectors = i.gather_window().map_or(1, |(_, n)| n.max(1) as usize);
+                    check_addr(chip, i.arg, vectors * i.ty.bytes())?;
                     false
                 }
+                Operand::Lo => i32::try_from(i.arg2).is_err(),
+                Operand::Window => i.gather_window().is_none_or(|(_, n)| n == 0),
                 Operand::Row => !(0..chip.mxm.size as i64).contains(&i.arg),
                 Operand::Rows if i.op == Opcode::Transpose => {
                     i.arg2 != chip.lanes_per_superlane as i64

@@ -204,7 +204,7 @@ pub fn lower_bound(p: &Program) -> Bound {
             slots[qi] += 1 + n * stride;
             min_delay[qi] = min_delay[qi].min(delay);
             match i.op {
-                Opcode::Read | Opcode::Write => {
+                Opcode::Read | Opcode::Write | Opcode::Gather => {
                     let w = i.ty.bytes() as u64;
                     let b = banks
                         .entry((q.queue.slice, i.arg as u32 / per_bank))

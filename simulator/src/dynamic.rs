@@ -342,7 +342,7 @@ fn build(p: &Program) -> Result<Dag, SimError> {
                 delay: chip.delay(op) as u64,
                 deps: Vec::new(),
                 stream: None,
-                mem: matches!(op, Opcode::Read | Opcode::Write).then(|| {
+                mem: matches!(op, Opcode::Read | Opcode::Write | Opcode::Gather).then(|| {
                     let w = i.ty.bytes() as u64;
                     (x, i.arg as u32, w)
                 }),

@@ -112,14 +112,19 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
                     macs_f16 += macs_per_mm * times;
                 }
             }
-            Opcode::Read | Opcode::Write => sram += bytes * times,
+            Opcode::Read | Opcode::Write | Opcode::Gather => sram += bytes * times,
             _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => lane_ops += lanes * times,
             _ => {}
         }
         for d in &slot.deps {
             if matches!(d.kind, DepKind::Src | DepKind::Src2) {
                 if let Some(from) = slice_of.get(d.on) {
-                    hops += bytes * (q.queue.slice as i64 - from as i64).unsigned_abs() * times;
+                    // A stream operand is `src_width()` streams wide (a
+                    // gather's int32 map whatever the type it reads).
+                    hops += lanes
+                        * slot.instr.src_width() as u64
+                        * (q.queue.slice as i64 - from as i64).unsigned_abs()
+                        * times;
                 }
             }
         }

@@ -857,6 +857,57 @@ impl<'p> Engine<'p> {
         Values::from_byte_planes(ty, &planes[..w])
     }
 
+    /// The result of gather `i` on MEM slice `x` for the int32 `map`
+    /// (empty in a timing-only run): every vector of the window must hold
+    /// data, whichever lanes the map selects, so that a timing-only run
+    /// finds the same hazards as a run with values.
+    fn gather(&self, x: u16, i: &Instr, map: &Values) -> Result<Values, Fail> {
+        let (lo, n) = i.gather_window().unwrap_or((0, 0));
+        let w = i.ty.bytes();
+        let a = i.arg as usize;
+        let end = a + n as usize * w;
+        let mem = self.mem.get(x as usize).and_then(Option::as_ref);
+        let Some(m) = mem.filter(|m| m.written.get(a..end).is_some_and(|s| s.iter().all(|b| *b)))
+        else {
+            return Err((
+                HazardKind::UninitializedRead,
+                format!(
+                    "gather of mem@{x}:{a:#x} ({n} vectors of {w} addresses), which does not all hold data yet"
+                ),
+                None,
+            ));
+        };
+        if self.timing {
+            return Ok(Values::zeros(i.ty, 0));
+        }
+        let lanes = self.lanes;
+        let Values::I32(map) = map else {
+            return Err((
+                HazardKind::WrongProducer,
+                format!("gather: the map is {}, not i32", map.dtype()),
+                None,
+            ));
+        };
+        let mut planes = vec![vec![0u8; lanes]; w];
+        for (l, &v) in map.iter().enumerate().take(lanes) {
+            let k = v as i64 - lo;
+            if (0..n as i64).contains(&k) {
+                let addr = a + k as usize * w;
+                for (b, plane) in planes.iter_mut().enumerate() {
+                    plane[l] = m.bytes.get((addr + b) * lanes + l).copied().unwrap_or(0);
+                }
+            }
+        }
+        let planes: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
+        Values::from_byte_planes(i.ty, &planes).ok_or_else(|| {
+            (
+                HazardKind::WrongProducer,
+                "gather: malformed vector".to_string(),
+                None,
+            )
+        })
+    }
+
     fn load_inputs(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(), SimError> {
         for name in inputs.keys() {
             if !self.p.inputs.iter().any(|b| &b.name == name) {
@@ -1273,7 +1324,7 @@ impl<'p> Engine<'p> {
             .iter()
             .find(|dp| dp.kind == which)
             .map(|dp| (dp.on, dp.group));
-        self.read_stream(s, i.ty, x, t, expect)
+        self.read_stream(s, i.src_type(), x, t, expect)
     }
 
     /// Reads the `src_groups()` vectors of a multi-group source (`lw`,
@@ -1364,6 +1415,12 @@ impl<'p> Engine<'p> {
                         None,
                     )
                 })?;
+                out(self, v)
+            }
+            Opcode::Gather => {
+                self.bank(x, i.arg as u32, t, i.ty.bytes() as u64, slot.id)?;
+                let map = self.operand(slot, DepKind::Src, x, t)?;
+                let v = self.gather(x, i, map)?;
                 out(self, v)
             }
             Opcode::Write => {

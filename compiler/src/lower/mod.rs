@@ -11,7 +11,7 @@
 //! | Softmax, LayerNormalization, RMSNormalization, ReduceSum/Mean/Max (last axis) | sums across lanes on the MXM (all-ones weights), maxima by an SXM rotation tree ([`rowwise`]). |
 //! | Reshape/Transpose into and out of attention heads, MatMul `Q.K^T` and `P.V` | head views of `[S, H]` storage, K transposed on the SXM/VXM, products with computed weights ([`attention`]). |
 //! | Decode attention (one new token over a KV cache: `Concat` of a past-key input and the new key, scores, Softmax, context) | the cache stored token-major (one row of `heads*d` lanes per token); per-head lane sums on the MXM, the softmax and `P.V` lane-parallel across token rows on the VXM, no lane moves ([`decode`]). |
-//! | Gather, Slice (rows), nodes of constants only | row copies, one-hot products for embedding lookups, compile-time folding ([`select`]). |
+//! | Gather, Slice (rows), nodes of constants only | row copies, per-bank `gather`s for embedding lookups, compile-time folding ([`select`]). |
 //! | Reshape/Flatten/Squeeze/Unsqueeze that change the tiling, Concat, Split, Slice across lanes, Transpose | lane moves: each result vector built from pieces of source vectors, shifted into place on the SXM and merged by integer adds on the VXM, bit for bit ([`lanes`]); a Reshape whose tiles line up is a view. |
 //!
 //! **Fusion.** An elementwise node (Relu, Cast, QuantizeLinear,
@@ -36,7 +36,7 @@ mod spatial;
 mod unary;
 mod variadic;
 
-use crate::alloc::{view2d, Homes, Reuse, SramAlloc, TensorLoc};
+use crate::alloc::{view2d, Homes, Reuse, SramAlloc, TableChunk, TensorLoc};
 use crate::group::{retime_reads, Floorplan, Group, Link, Member, MemberRef, Place};
 use crate::CompileError;
 use half::f16;
@@ -98,6 +98,8 @@ struct Lowerer<'a> {
     lanes: usize,
     alloc: SramAlloc,
     locs: BTreeMap<String, TensorLoc>,
+    /// Lookup tables placed for `gather`, by key (see `lower_gather`).
+    tables: BTreeMap<String, Vec<TableChunk>>,
     writer: HashMap<(u16, u32), MemberRef>,
     /// Reads of each vector since its last write (for write-after-read
     /// ordering when freed storage is reused).
@@ -585,6 +587,7 @@ fn lower_planned(
         lanes: chip.lanes() as usize,
         alloc: SramAlloc::with_reuse(chip, reuse),
         locs: BTreeMap::new(),
+        tables: BTreeMap::new(),
         writer: HashMap::default(),
         readers: HashMap::default(),
         groups: Vec::new(),
@@ -1971,9 +1974,8 @@ impl<'a> Lowerer<'a> {
     /// product with few rows and long weight loads keeps its rows together
     /// instead of loading the same weights on every plane, and splits its
     /// K-tiles over the planes its column tiles would leave idle (BERT-base's
-    /// one-hot embedding product, 3 column tiles of 96 K-tiles, and its FFN
-    /// output products, 3 of 10; GPT-2 decode's one-hot embedding, 3 of
-    /// 158); one with many rows spreads them over all planes. With `commit`
+    /// FFN output products, 3 column tiles of 10 K-tiles); one with many rows
+    /// spreads them over all planes. With `commit`
     /// the planes' loads are updated.
     fn plan_items(
         &mut self,
@@ -2098,10 +2100,9 @@ impl<'a> Lowerer<'a> {
     /// [`Lowerer::plan_items`] will plan it: the MEM slices on the VXM's
     /// side of the planes whose items load that K-tile. A split-K
     /// product's runs of one column tile go to different planes, so each
-    /// K-tile follows its own run: BERT-base's one-hot embedding product,
-    /// its K-tiles split between the planes at both edges, read half its
-    /// table across the VXM's streams while the one-hot rows were being
-    /// made there. No preference for a K-tile whose items go to both sides
+    /// K-tile follows its own run (BERT-base's embedding lookup, when it
+    /// was a one-hot product split between the planes at both edges, read
+    /// half its table across the VXM's streams otherwise). No preference for a K-tile whose items go to both sides
     /// (a tile loaded by planes on both sides then reads all the MEM
     /// slices' ports, which GPT-2 decode's weight-bound products need more
     /// than short streams) or when the chip has no VXM to divide it.

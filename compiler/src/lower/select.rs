@@ -5,32 +5,21 @@
 //! |---|---|---|
 //! | any node whose inputs are all constants (a Slice of a weight table, ...) | evaluated at compile time (constant folding, as the reference interpreter computes it) and placed as a constant | none at run time |
 //! | Gather / Slice of a computed tensor along a row axis with constant indices | a copy of the selected rows (read, write) | 1 read + 1 write per vector |
-//! | Gather of a constant table by runtime indices (embedding lookup) | a static schedule cannot address SRAM by a runtime value, so the lookup is a one-hot matrix product: each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul), then split into its K-tile `q = trunc((id + 0.5) / lanes)` (exact below 2^22) in every lane and its lane's one-hot row `A = relu(1 - abs(id - q*lanes - i))` (on integers, exactly 1 at the index's lane and 0 elsewhere); vector `u` of its one-hot row is `relu(A - abs(q - u))` (fp16, exact; in int8 for an int8 table of at most 128 K-tiles, where the saturating int8 ops are exact too), and the one-hot rows are multiplied by the table installed in K-tiles (fp16 weights, fp32 accumulation: one nonzero product per output, so the result is the table entry rounded to fp16); an int8 table (a large one, quantized per column by the int8 precision rewrite) runs the same product in int8 with int32 accumulation (exact), converted back to int8 for the `DequantizeLinear` that follows | per index 3 groups (q, A and q in fp16: 7 reads, 17 VXM ops) and `min(4, ceil(V/lanes)) - 1` copies of q and of A, then `ceil(V/lanes)` one-hot vectors made K-tile by K-tile (2 reads, 4 VXM ops (3 for u = 0; one more to convert fp16 rows to int8 for an int8 table of more than 128 K-tiles), 1 write each), and `ceil(V/lanes) x ceil(H/lanes)` `mm`; the whole table is loaded into the MXM (`V x ceil(H/lanes)` weight rows) |
+//! | Gather of a constant table by runtime indices (embedding lookup) | the table is stored in runs of whole rows, one bank of one MEM slice each (`SramAlloc::constant_table`: vector `j` of row `r` of a run at `addr + (j * rows + r - lo) * w`); each index (plus V when negative: `id + V min(relu(-id), 1)`) is broadcast to every lane exactly (split as `hi * 2048 + lo`, both exact in fp16; each part masked to its token's lane and summed across lanes by the ones-matmul) and converted to an int32 map, in one copy per run (in at most 4 MiB) spread over the MEM slices; then per index and column tile, one `gather` per run (the TSP's `Gather s,map`: each lane reads the address its map selects, 0 outside the run's rows) and a tree of VXM adds of the runs' results (all but one are 0, so the sum is the table entry, exact for every type), then the fused tail | per index 2 reads, 5 VXM ops and 1 write for the f32 index, 2 masked parts, 1 map group (2 reads, 3 VXM ops, 1 write) and one map copy per run, less one (fewer when they would pass 4 MiB); per index and column tile `runs` map reads, `runs` gathers and `runs - 1` VXM adds (BERT-base's int8 30,522 x 768 table: 23 runs) |
 
-use super::{Epilogue, KTile, Lowerer, MatmulPlan, Place};
+use super::{Lowerer, Place};
 use crate::alloc::TensorLoc;
 use crate::CompileError;
-use half::f16;
 use lpu_graph::{Node, Tensor};
+use lpu_isa::program::VecLoc;
 use lpu_isa::{DType, Instr, Opcode, Values};
 
-/// Copies of each index's K-tile and lane rows that the one-hot vectors
-/// read ([`Lowerer::lower_gather`]): the reads of each spread over that
-/// many bank ports, but every copy is one more group the index's rows wait
-/// for. On `tsp` (BERT-base int8 / mixed, GPT-2 decode-128): 8 copies
-/// 252,634 / 217,470 / 65,748 cycles, 4 copies 252,119 / 216,124 /
-/// 65,732, 2 copies 251,659 / 216,468 / 65,838.
-const INDEX_COPIES: usize = 4;
-
-/// Indices below this are exact in fp16 (the one-hot broadcast's digit).
+/// Indices below this are exact in fp16 (the index broadcast's digit).
 const DIGIT: f64 = 2048.0;
 
-/// An int8 table of at most this many K-tiles builds its one-hot rows in
-/// int8 ([`Lowerer::lower_gather`]): `q - u` then lies in [-127, 127], so
-/// the saturating int8 ops are exact, and each row is one byte per lane
-/// (one stream, one bank-port cycle) instead of fp16's two, with no
-/// conversion before the product.
-const INT8_ONE_HOT_KTILES: usize = 128;
+/// The most SRAM the copies of a lookup's gather maps may take
+/// ([`Lowerer::lower_gather`]): one copy per run up to it.
+const MAP_BYTES: usize = 4 << 20;
 
 impl<'a> Lowerer<'a> {
     /// A constant known at compile time: an initializer or a value folded
@@ -173,7 +162,7 @@ impl<'a> Lowerer<'a> {
         self.copy_rows(&x, &rows)
     }
 
-    /// Gather: a copy of rows for constant indices, the one-hot product of
+    /// Gather: a copy of rows for constant indices, the per-bank gathers of
     /// the module doc for runtime indices into a constant table.
     fn lower_gather(&mut self, n: &Node) -> Result<(), CompileError> {
         let dn = self.input_name(n, 0)?;
@@ -210,13 +199,6 @@ impl<'a> Lowerer<'a> {
         let ids = self.operand(&in_)?;
         if ids.dtype != DType::I32 && ids.dtype != DType::I8 {
             return self.unsupported("indices must be integers");
-        }
-        // An int8 table (see `passes::precision::int8_tables`) multiplies
-        // int8 one-hot rows with int32 accumulation: exact.
-        let int8 = table.dtype() == DType::I8;
-        let mm_ty = if int8 { DType::I8 } else { DType::F16 };
-        if !self.chip.mxm.dtypes.contains(&mm_ty) {
-            return self.unsupported(&format!("the one-hot product needs a {mm_ty} MXM"));
         }
         let (vocab, hidden) = (ds[0], ds[1]);
         if vocab as f64 > DIGIT * DIGIT {
@@ -368,214 +350,113 @@ impl<'a> Lowerer<'a> {
         );
         self.row_sum(&masked, None, &[], &bcast)?;
         self.alloc.free(&masked);
-        // 3. One-hot rows. Index `id` is 1 in lane `a` of vector `q` of
-        //    its row, for `id = q*lanes + a`. First, per index (three
-        //    groups), its K-tile `q` in every lane and its lane `A = [i ==
-        //    a]` in lane `i` (f32, every step exact: the test
-        //    `one_hot_parts_are_exact_for_every_index_below_2_pow_22`);
-        //    then vector u of its one-hot row is relu(A - |q - u|): 1 at
-        //    lane `a` when q = u, else 0 (|q - u| >= 1 >= A). That is two
-        //    reads and 4 VXM ops (3 for u = 0), in the arithmetic type
-        //    `aty` (int8 for an int8 table of at most
-        //    `INT8_ONE_HOT_KTILES` K-tiles, else fp16, exact for K-tiles
-        //    below 2048), so the one-hot
-        //    vectors, made K-tile by K-tile (all indices' vector u, then
-        //    u + 1, the order the product reads them in), take few of the
-        //    VXM's ALUs and streams while the product runs beside them.
-        let vt = vocab.div_ceil(lanes);
-        let aty = if int8 && vt <= INT8_ONE_HOT_KTILES {
-            DType::I8
-        } else if vt <= 2048 {
-            DType::F16
-        } else {
-            DType::F32
+        // 3. The table, in runs of whole rows, one bank of one MEM slice
+        //    each (`SramAlloc::constant_table`).
+        //    An f32 table whose entries are all fp16 values (int8 and mixed
+        //    round lookup tables to fp16, `passes::precision`) is stored in
+        //    fp16, half the bytes, and its entries converted back exactly.
+        let tty = table.dtype();
+        let as_f16 = match &table.values {
+            Values::F32(v) => v
+                .iter()
+                .all(|x| f32::from(half::f16::from_f32(*x)).to_bits() == x.to_bits()),
+            _ => false,
         };
-        let oh = self
-            .alloc
-            .tensor(&format!("{name} (one-hot)"), &[count, vocab], mm_ty);
-        // `copies` of each index's `q` and `A` on different slices (row
-        // `k * copies + c`): the `vt` reads of each spread over that many
-        // bank ports. Copy 0 is computed, the others are copied from it.
-        let copies = INDEX_COPIES.min(vt).max(1);
-        let parts = |l: &mut Self, what: &str| {
-            l.alloc.tensor(
-                &format!("{name} (index {what})"),
-                &[count * copies, lanes],
-                aty,
-            )
-        };
-        let (qs, lane_of) = (parts(self, "K-tile"), parts(self, "lane"));
-        let iota = self.iota_row(0);
-        let to = |from: DType, to: DType| {
-            let mut c = Instr::new(Opcode::Convert).typed(from);
-            c.to = to;
-            c
-        };
-        let f32op = |op| Instr::new(op).typed(DType::F32);
-        // `id`, from its two broadcast parts.
-        let index = |l: &mut Self, gb: &mut super::Gb, k: usize| {
-            let h = l.read(gb, bcast.at(2 * k, 0), DType::F32);
-            let h = l.op(gb, f32i(Opcode::MulImm, DIGIT), Place::Vxm, &[h], vec![]);
-            let lo = l.read(gb, bcast.at(2 * k + 1, 0), DType::F32);
-            l.op(gb, f32op(Opcode::Add), Place::Vxm, &[h, lo], vec![])
-        };
-        // Each stream value has one consumer in a group, so `q` goes
-        // through SRAM (as f32) to its two uses.
-        let qf = self.alloc.tensor(
-            &format!("{name} (index K-tile)"),
-            &[count, lanes],
-            DType::F32,
-        );
-        for k in 0..count {
-            // q = trunc((id + 0.5) / lanes), exact for id < 2^22
-            // (`one_hot_parts_are_exact_for_every_index_below_2_pow_22`).
-            let mut gb = self.begin();
-            let mut q = index(self, &mut gb, k);
-            for step in [
-                f32i(Opcode::AddImm, 0.5),
-                f32i(Opcode::MulImm, (1.0 / lanes as f32) as f64),
-                to(DType::F32, DType::I32),
-                to(DType::I32, DType::F32),
-            ] {
-                q = self.op(&mut gb, step, Place::Vxm, &[q], vec![]);
-            }
-            self.write(&mut gb, q, qf.at(k, 0), DType::F32);
-            self.fin(gb);
-        }
-        for k in 0..count {
-            // A = relu(1 - |id - lane - q*lanes|).
-            let mut gb = self.begin();
-            let id = index(self, &mut gb, k);
-            let io = self.read(&mut gb, iota.at(0, 0), DType::F32);
-            let d = self.op(&mut gb, f32op(Opcode::Sub), Place::Vxm, &[id, io], vec![]);
-            let q = self.read(&mut gb, qf.at(k, 0), DType::F32);
-            let ql = self.op(
-                &mut gb,
-                f32i(Opcode::MulImm, lanes as f64),
-                Place::Vxm,
-                &[q],
-                vec![],
-            );
-            let mut a = self.op(&mut gb, f32op(Opcode::Sub), Place::Vxm, &[d, ql], vec![]);
-            for step in [
-                f32op(Opcode::Abs),
-                f32op(Opcode::Neg),
-                f32i(Opcode::AddImm, 1.0),
-                f32op(Opcode::Relu),
-            ] {
-                a = self.op(&mut gb, step, Place::Vxm, &[a], vec![]);
-            }
-            if aty != DType::F32 {
-                a = self.op(&mut gb, to(DType::F32, aty), Place::Vxm, &[a], vec![]);
-            }
-            self.write(&mut gb, a, lane_of.at(k * copies, 0), aty);
-            self.fin(gb);
-            // q in the arithmetic type.
-            let mut gb = self.begin();
-            let mut q = self.read(&mut gb, qf.at(k, 0), DType::F32);
-            if aty != DType::F32 {
-                q = self.op(&mut gb, to(DType::F32, aty), Place::Vxm, &[q], vec![]);
-            }
-            self.write(&mut gb, q, qs.at(k * copies, 0), aty);
-            self.fin(gb);
-        }
-        self.alloc.free(&qf);
-        self.alloc.free(&bcast);
-        let replicas =
-            || (0..count).flat_map(|k| (1..copies).map(move |c| (k * copies, k * copies + c)));
-        self.copy_row_pairs(&qs, &qs, replicas());
-        self.copy_row_pairs(&lane_of, &lane_of, replicas());
-        let aop = |op| Instr::new(op).typed(aty);
-        for u in 0..vt {
-            for k in 0..count {
-                let mut gb = self.begin();
-                let c = k * copies + u % copies;
-                let mut e = self.read(&mut gb, qs.at(c, 0), aty);
-                if u > 0 {
-                    let shift = Instr {
-                        imm: -(u as f64),
-                        ..aop(Opcode::AddImm)
-                    };
-                    e = self.op(&mut gb, shift, Place::Vxm, &[e], vec![]);
-                }
-                e = self.op(&mut gb, aop(Opcode::Abs), Place::Vxm, &[e], vec![]);
-                let a = self.read(&mut gb, lane_of.at(c, 0), aty);
-                e = self.op(&mut gb, aop(Opcode::Sub), Place::Vxm, &[a, e], vec![]);
-                e = self.op(&mut gb, aop(Opcode::Relu), Place::Vxm, &[e], vec![]);
-                if aty != mm_ty {
-                    e = self.op(&mut gb, to(aty, mm_ty), Place::Vxm, &[e], vec![]);
-                }
-                self.write(&mut gb, e, oh.at(k, u), mm_ty);
-                self.fin(gb);
-            }
-        }
-        self.alloc.free(&qs);
-        self.alloc.free(&lane_of);
-        // 4. One-hot rows times the table.
-        let key = format!("{dn}#onehot-table");
-        let w = match self.locs.get(&key) {
-            Some(l) => l.clone(),
+        let sty = if as_f16 { DType::F16 } else { tty };
+        let key = format!("{dn}#gather-table-{sty}");
+        let chunks = match self.tables.get(&key) {
+            Some(c) => c.clone(),
             None => {
-                let vals = if int8 {
-                    table.values.clone()
-                } else {
+                let stored = if as_f16 {
                     Values::F16(
                         (0..table.len())
-                            .map(|i| f16::from_f64(table.values.get_f64(i)))
+                            .map(|i| half::f16::from_f64(table.values.get_f64(i)))
                             .collect(),
                     )
+                } else {
+                    table.values.clone()
                 };
-                // Each K-tile on the side of the planes that load it (the
-                // product below plans its items the same way).
-                let homes = self.weight_homes(count, vocab, hidden.div_ceil(lanes), mm_ty);
-                let l = self.alloc.constant_weights(
-                    &format!("{dn} (as {mm_ty} lookup weights)"),
+                let c = self.alloc.constant_table(
+                    &format!("{dn} (lookup table)"),
                     &[vocab, hidden],
-                    &vals,
-                    &homes,
+                    &stored,
+                    self.fp.vxm,
                 );
-                self.locs.insert(key, l.clone());
-                l
+                self.tables.insert(key, c.clone());
+                c
             }
         };
-        let ktiles: Vec<KTile> = (0..vt)
-            .map(|u| KTile {
-                w_row0: u * lanes,
-                rows: lanes.min(vocab - u * lanes),
-            })
-            .collect();
-        let act = |k: usize, u: usize| Some(oh.at(k, u));
-        let used = |_: usize, _: usize| true;
-        let plan = MatmulPlan {
-            rows: count,
-            ktiles: &ktiles,
-            act: &act,
-            used: &used,
-            act_ty: mm_ty,
-            w_lo: None,
-            act_lo: None,
-        };
+        if chunks.is_empty() {
+            // The allocator has overflowed: the capacity error follows.
+            self.alloc.free(&bcast);
+            return Ok(());
+        }
+        // 4. Each index as an int32 map in every lane, in one copy per run
+        //    (the allocator spreads them over the MEM slices): an int32 map
+        //    read holds its bank's port for 4 cycles, so one copy for all
+        //    the gathers of an index would make them wait on one port.
+        //    Copy 0 is computed; copy c is copied from copy (c - 1) / 2, so
+        //    that no copy is read more than twice for the copies. On the
+        //    2-layer BERT-base (int8, `tsp`, 23 runs): maps on the runs' own
+        //    slices 46,827 cycles, spread 43,449; 4, 8, 16, 46 or 69 copies
+        //    43,540, 43,490, 43,473, 43,818, 44,067. Within `MAP_BYTES`:
+        //    an f32 table of BERT-base's size takes 90 runs, and 90 copies
+        //    of 128 maps would take 14 MiB (runs then share copies; GPT-2
+        //    decode's one index in 24 copies for 37 runs: 63,601 cycles
+        //    against 62,349).
+        let runs = chunks.len();
+        let copies = runs.min((MAP_BYTES / (count * lanes * 4)).max(1));
+        let vpr = hidden.div_ceil(lanes);
+        let maps = self.alloc.tensor(
+            &format!("{name} (gather maps)"),
+            &[copies * count, lanes],
+            DType::I32,
+        );
+        let mut to_i32 = Instr::new(Opcode::Convert).typed(DType::F32);
+        to_i32.to = DType::I32;
+        for k in 0..count {
+            let mut gb = self.begin();
+            let h = self.read(&mut gb, bcast.at(2 * k, 0), DType::F32);
+            let h = self.op(
+                &mut gb,
+                f32i(Opcode::MulImm, DIGIT),
+                Place::Vxm,
+                &[h],
+                vec![],
+            );
+            let lo = self.read(&mut gb, bcast.at(2 * k + 1, 0), DType::F32);
+            let id = self.op(
+                &mut gb,
+                Instr::new(Opcode::Add).typed(DType::F32),
+                Place::Vxm,
+                &[h, lo],
+                vec![],
+            );
+            let m = self.op(&mut gb, to_i32.clone(), Place::Vxm, &[id], vec![]);
+            self.write(&mut gb, m, maps.at(k, 0), DType::I32);
+            self.fin(gb);
+        }
+        self.alloc.free(&bcast);
+        self.copy_row_pairs(
+            &maps,
+            &maps,
+            (1..copies)
+                .flat_map(|c| (0..count).map(move |k| (((c - 1) / 2) * count + k, c * count + k))),
+        );
+        // 5. Per index and column tile, one gather per run (each 0 outside
+        //    its run's rows) summed on the VXM: exactly the table's entry
+        //    (x + 0 is x for every type, saturating int8 included), then
+        //    the fused tail.
+        let w = sty.bytes();
         let mut tail = self.prepare_tail()?;
         let out = self.chain_output()?;
         if out.rows != count || out.cols != hidden {
             return self.unsupported("the gather's output storage is not one row per index");
         }
-        self.attn.lane0.clear();
-        let epi = Epilogue {
-            alpha: None,
-            bias: None,
-        };
-        let emit_ty = if int8 {
-            DType::I32
-        } else if out.dtype == DType::F16 {
-            DType::F16
-        } else {
-            DType::F32
-        };
-        if int8 && out.dtype != DType::I32 {
-            // The int32 sums are the table's int8 entries: convert back.
-            let mut c = Instr::new(Opcode::Convert).typed(DType::I32);
-            c.to = out.dtype;
+        let fused = !tail.is_empty();
+        if sty != tty {
+            let mut c = Instr::new(Opcode::Convert).typed(sty);
+            c.to = tty;
             tail.insert(
                 0,
                 super::TailOp {
@@ -584,8 +465,82 @@ impl<'a> Lowerer<'a> {
                 },
             );
         }
-        self.matmul(&plan, &w, &out, mm_ty, emit_ty, &epi, &tail)?;
-        self.alloc.free(&oh);
+        if !fused && out.dtype != tty {
+            let mut c = Instr::new(Opcode::Convert).typed(tty);
+            c.to = out.dtype;
+            tail.push(super::TailOp {
+                node: self.node,
+                kind: super::TailKind::Unary(c),
+            });
+        }
+        // Runs summed per group: as many results as the streams into the
+        // VXM carry (a wider group does not place on a small chip); a
+        // partial sum goes through SRAM to the next group.
+        let batch = (self.chip.streams_per_direction as usize / w).clamp(2, 16);
+        let partial = (runs > batch).then(|| {
+            self.alloc
+                .tensor(&format!("{name} (partial sums)"), &[count, hidden], sty)
+        });
+        for k in 0..count {
+            for j in 0..vpr {
+                for (b, batch_runs) in chunks.chunks(batch).enumerate() {
+                    let mut gb = self.begin();
+                    let mut parts = Vec::with_capacity(batch + 1);
+                    if let (Some(p), true) = (&partial, b > 0) {
+                        parts.push(self.read(&mut gb, p.at(k, j), sty));
+                    }
+                    for (c, ch) in batch_runs.iter().enumerate() {
+                        let c = b * batch + c;
+                        let m = self.read(
+                            &mut gb,
+                            maps.at(((c * vpr + j) % copies) * count + k, 0),
+                            DType::I32,
+                        );
+                        let at = VecLoc {
+                            slice: ch.slice,
+                            addr: ch.addr + (j * ch.rows * w) as u32,
+                        };
+                        let g = Instr {
+                            arg: at.addr as i64,
+                            arg2: ch.lo as i64,
+                            imm: ch.rows as f64,
+                            ..Instr::new(Opcode::Gather).typed(sty)
+                        };
+                        parts.push(self.op(&mut gb, g, Place::Mem(at), &[m], vec![]));
+                    }
+                    while parts.len() > 1 {
+                        let mut next = Vec::with_capacity(parts.len().div_ceil(2));
+                        for pair in parts.chunks(2) {
+                            next.push(match *pair {
+                                [a, b] => self.op(
+                                    &mut gb,
+                                    Instr::new(Opcode::Add).typed(sty),
+                                    Place::Vxm,
+                                    &[a, b],
+                                    vec![],
+                                ),
+                                _ => pair[0],
+                            });
+                        }
+                        parts = next;
+                    }
+                    match &partial {
+                        Some(p) if (b + 1) * batch < runs => {
+                            self.write(&mut gb, parts[0], p.at(k, j), sty);
+                        }
+                        _ => {
+                            let v = self.apply_tail(&mut gb, parts[0], k, j, &tail);
+                            self.write(&mut gb, v, out.at(k, j), out.dtype);
+                        }
+                    }
+                    self.fin(gb);
+                }
+            }
+        }
+        if let Some(p) = &partial {
+            self.alloc.free(p);
+        }
+        self.alloc.free(&maps);
         Ok(())
     }
 
@@ -605,43 +560,5 @@ impl<'a> Lowerer<'a> {
         );
         self.locs.insert(key, l.clone());
         l
-    }
-
-    /// The constant row `base + i` for lane `i`.
-    fn iota_row(&mut self, base: usize) -> TensorLoc {
-        let key = format!("#iota{base}");
-        if let Some(l) = self.locs.get(&key) {
-            return l.clone();
-        }
-        let v: Vec<f32> = (0..self.lanes).map(|i| (base + i) as f32).collect();
-        let l = self
-            .alloc
-            .constant(&format!("iota from {base}"), &[self.lanes], &Values::F32(v));
-        self.locs.insert(key, l.clone());
-        l
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    /// The one-hot rows' K-tile of index `id`, as the VXM computes it in
-    /// f32: `trunc((id + 0.5) * fl(1 / lanes))`.
-    fn ktile_on_vxm(id: u32, lanes: u32) -> u32 {
-        ((id as f32 + 0.5) * (1.0 / lanes as f32)) as u32
-    }
-
-    #[test]
-    fn one_hot_parts_are_exact_for_every_index_below_2_pow_22() {
-        // The lowering's limit is 2^22 rows (`DIGIT * DIGIT`); every index
-        // below it, on `tsp`'s and `tiny`'s lane counts and a few others.
-        for lanes in [16u32, 64, 100, 320, 1000] {
-            for id in 0..(1u32 << 22) {
-                let q = ktile_on_vxm(id, lanes);
-                assert_eq!(q, id / lanes, "id {id}, {lanes} lanes");
-                // The lane: exact in f32 (integers below 2^24).
-                let a = (id as f32 - (q as f32) * lanes as f32) as u32;
-                assert_eq!(a, id % lanes);
-            }
-        }
     }
 }

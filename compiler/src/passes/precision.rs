@@ -337,9 +337,10 @@ fn rewrite(
 /// GPT-2's token embedding (50257 x 768, 38.6M elements) is one: in fp16
 /// it alone would take 92 MiB of `tsp`'s 220 MiB (768 columns padded to 960
 /// lanes). BERT-base's word embedding (30522 x 768, 23.4M) is another: in
-/// int8 its lookup loads half the bytes into the MXM and builds its one-hot
-/// rows in int8, 254,284 -> 252,634 cycles on `tsp` (mixed: 220,722 ->
-/// 217,470), and its outputs stay as far from fp32 as with the fp16 table
+/// int8 it takes half the SRAM, its lookup's gathers and sums move half
+/// the bytes (as a one-hot product it was 254,284 -> 252,634 cycles on
+/// `tsp`, mixed 220,722 -> 217,470), and its outputs stay as far from fp32
+/// as with the fp16 table
 /// (on `random_inputs(.., 0)`, int8 `last_hidden_state` max |err| 0.096
 /// against 0.099, RMS 0.0242 against 0.0246; mixed 0.110 against 0.104,
 /// RMS 0.0243 against 0.0249; the int8 activations dominate). Position
@@ -382,10 +383,9 @@ fn int8_table_names(g: &Graph, min_elements: usize) -> BTreeSet<String> {
 /// indices is quantized per column (`quantize_per_channel` along axis 1,
 /// symmetric, as weights are), and each `Gather(table, ids) -> y` becomes
 /// `Gather(table_q, ids) -> y_q` (int8) then `DequantizeLinear(y_q,
-/// scale, axis = last) -> y`. The lowering's one-hot product then runs
-/// on the MXM in int8 (exact: one nonzero product per output) and the
-/// dequantization is one VXM `mul` by the scale row, as the reference
-/// computes it. Tables of fewer than `min_elements` are left alone. Returns
+/// scale, axis = last) -> y`. The lowering's gathers then read the int8
+/// entries exactly and the dequantization is one VXM `mul` by the scale
+/// row, as the reference computes it. Tables of fewer than `min_elements` are left alone. Returns
 /// the graph and the rewritten gathers.
 fn int8_tables(g: Graph, min_elements: usize) -> Result<(Graph, Vec<String>), CompileError> {
     let tables = int8_table_names(&g, min_elements);
@@ -462,11 +462,10 @@ fn int8_tables(g: Graph, min_elements: usize) -> Result<(Graph, Vec<String>), Co
 
 /// int8 and mixed store lookup tables in fp16: the f32 table of a `Gather`
 /// by runtime indices (an embedding), read by such gathers only, gets its
-/// values rounded to fp16 (its type stays f32). The lowering stores every
-/// such table as the MXM's fp16 weights of a one-hot product anyway (see
-/// `lower/select.rs`); stating it in the graph lets the reference compute
-/// what the chip computes, so an int8 model's first quantization rounds the
-/// same way. Returns the gathers, whose precision the report gives as fp16.
+/// values rounded to fp16 (its type stays f32). The lowering stores a
+/// table of fp16 values in fp16, half the SRAM of f32, and converts what
+/// its gathers read back to f32 exactly (see `lower/select.rs`); the
+/// reference computes with the same rounded values. Returns the gathers, whose precision the report gives as fp16.
 fn fp16_tables(g: &mut Graph) -> Vec<String> {
     let mut tables: BTreeSet<String> = g
         .nodes
@@ -960,6 +959,37 @@ pub(crate) mod tests {
         assert_lowers_exactly(&o.graph, &lpu_graph::random_inputs(&o.graph, 2), "mixed");
     }
 
+    #[test]
+    fn int8_keeps_small_tables_f32_in_the_graph_and_fp16_in_sram() {
+        // The table's values are rounded to fp16 (its type stays f32); the
+        // lowering then stores it in fp16 and gathers fp16 vectors, which
+        // it converts back to f32 exactly.
+        let g = parse(
+            r#"Graph(name: "emb",
+              inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 3])],
+              outputs: [ValueInfo(name: "y", dtype: F32)],
+              initializers: [Initializer(name: "table", dtype: F32, shape: [1001, 24],
+                data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0)))],
+              nodes: [Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["y"])],
+            )"#,
+        );
+        let o = rewrite(&g, Precision::Int8, &[], INT8_TABLE_ELEMENTS).expect("int8");
+        assert_eq!(o.node_precision["lookup"], "fp16");
+        let table = &o.graph.nodes[0].inputs[0];
+        assert_eq!(o.graph.initializers[table].dtype(), DType::F32);
+        let chip = lpu_isa::ChipConfig::preset("tiny").expect("preset");
+        let p = crate::compile(&o.graph, &chip).expect("compiles").program;
+        let gathers: Vec<DType> = p
+            .queues
+            .iter()
+            .flat_map(|q| &q.slots)
+            .filter(|s| s.instr.op == lpu_isa::Opcode::Gather)
+            .map(|s| s.instr.ty)
+            .collect();
+        assert!(!gathers.is_empty() && gathers.iter().all(|t| *t == DType::F16));
+        assert_lowers_exactly(&o.graph, &lpu_graph::random_inputs(&o.graph, 3), "int8");
+    }
+
     /// Compiles `g` for `tiny`, simulates it on `inputs` and requires its
     /// outputs to equal the interpreter's bit for bit (`what` names the
     /// case in a failure).
@@ -1003,9 +1033,10 @@ pub(crate) mod tests {
             let (w, x) = (want.values.get_f64(i), got.values.get_f64(i));
             assert!((w - x).abs() <= 0.5 / 127.0 + 1e-6, "{w} vs {x}");
         }
-        // The lowering (an int8 one-hot product, then the scale row) is
-        // exact: with one-hot rows in int8 (63 and 128 K-tiles of `tiny`'s
-        // 16 lanes: the last index's `q - u` reaches -127) and in fp16 (129).
+        // The lowering (per-bank gathers of int8 entries, then the scale
+        // row) is exact for tables of 63, 128 and 129 vectors per column
+        // tile on `tiny`'s 16 lanes, with the first, the last and a
+        // negative index.
         for rows in [1001_i32, 2048, 2049] {
             let g = parse(&format!(
                 r#"Graph(name: "emb",
