@@ -405,7 +405,7 @@ impl<'a> Lowerer<'a> {
         //    decode's one index in 24 copies for 37 runs: 63,601 cycles
         //    against 62,349).
         let runs = chunks.len();
-        let copies = runs.min((MAP_BYTES / (count * lanes * 4)).max(1));
+        let copies = runs.min((MAP_BYTES / (count * lanes * 4).max(1)).max(1));
         let vpr = hidden.div_ceil(lanes);
         let maps = self.alloc.tensor(
             &format!("{name} (gather maps)"),
