@@ -959,20 +959,21 @@ pub(crate) mod tests {
         assert_lowers_exactly(&o.graph, &lpu_graph::random_inputs(&o.graph, 2), "mixed");
     }
 
+    /// A lookup of 3 runtime indices in a 1001 x 24 f32 table.
+    const LOOKUP: &str = r#"Graph(name: "emb",
+      inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 3])],
+      outputs: [ValueInfo(name: "y", dtype: F32)],
+      initializers: [Initializer(name: "table", dtype: F32, shape: [1001, 24],
+        data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0)))],
+      nodes: [Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["y"])],
+    )"#;
+
     #[test]
     fn int8_keeps_small_tables_f32_in_the_graph_and_fp16_in_sram() {
         // The table's values are rounded to fp16 (its type stays f32); the
         // lowering then stores it in fp16 and gathers fp16 vectors, which
         // it converts back to f32 exactly.
-        let g = parse(
-            r#"Graph(name: "emb",
-              inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 3])],
-              outputs: [ValueInfo(name: "y", dtype: F32)],
-              initializers: [Initializer(name: "table", dtype: F32, shape: [1001, 24],
-                data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0)))],
-              nodes: [Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["y"])],
-            )"#,
-        );
+        let g = parse(LOOKUP);
         let o = rewrite(&g, Precision::Int8, &[], INT8_TABLE_ELEMENTS).expect("int8");
         assert_eq!(o.node_precision["lookup"], "fp16");
         let table = &o.graph.nodes[0].inputs[0];
@@ -1005,15 +1006,7 @@ pub(crate) mod tests {
 
     #[test]
     fn large_lookup_tables_become_int8_gathers_then_dequantize() {
-        let g = parse(
-            r#"Graph(name: "emb",
-              inputs: [ValueInfo(name: "ids", dtype: I32, shape: [1, 3])],
-              outputs: [ValueInfo(name: "y", dtype: F32)],
-              initializers: [Initializer(name: "table", dtype: F32, shape: [1001, 24],
-                data: Random(seed: 1, dist: Uniform(low: -1.0, high: 1.0)))],
-              nodes: [Node(name: "lookup", op_type: "Gather", inputs: ["table", "ids"], outputs: ["y"])],
-            )"#,
-        );
+        let g = parse(LOOKUP);
         // Below the threshold (the example-size default): unchanged.
         let (same, none) = int8_tables(g.clone(), INT8_TABLE_ELEMENTS).expect("rewrite");
         assert!(none.is_empty());
