@@ -387,12 +387,9 @@ impl SramAlloc {
                 .then(b.2.cmp(&a.2))
                 .then(a.3.cmp(&b.3))
         });
-        let banks = banks
-            .into_iter()
-            .map(|(_, room, dist, s, b)| (room, dist, s, b));
         let mut chunks = Vec::new();
         let mut lo = 0usize;
-        for (room, _, s, b) in banks {
+        for (_, room, _, s, b) in banks {
             if lo == rows {
                 break;
             }

@@ -10,6 +10,7 @@
 use super::{Lowerer, Place};
 use crate::alloc::TensorLoc;
 use crate::CompileError;
+use half::f16;
 use lpu_graph::{Node, Tensor};
 use lpu_isa::program::VecLoc;
 use lpu_isa::{DType, Instr, Opcode, Values};
@@ -356,25 +357,24 @@ impl<'a> Lowerer<'a> {
         //    round lookup tables to fp16, `passes::precision`) is stored in
         //    fp16, half the bytes, and its entries converted back exactly.
         let tty = table.dtype();
-        let as_f16 = match &table.values {
+        let as_f16: Option<Vec<f16>> = match &table.values {
             Values::F32(v) => v
                 .iter()
-                .all(|x| f32::from(half::f16::from_f32(*x)).to_bits() == x.to_bits()),
-            _ => false,
+                .map(|x| {
+                    let h = f16::from_f32(*x);
+                    (h.to_f32().to_bits() == x.to_bits()).then_some(h)
+                })
+                .collect(),
+            _ => None,
         };
-        let sty = if as_f16 { DType::F16 } else { tty };
+        let sty = if as_f16.is_some() { DType::F16 } else { tty };
         let key = format!("{dn}#gather-table-{sty}");
         let chunks = match self.tables.get(&key) {
             Some(c) => c.clone(),
             None => {
-                let stored = if as_f16 {
-                    Values::F16(
-                        (0..table.len())
-                            .map(|i| half::f16::from_f64(table.values.get_f64(i)))
-                            .collect(),
-                    )
-                } else {
-                    table.values.clone()
+                let stored = match as_f16 {
+                    Some(h) => Values::F16(h),
+                    None => table.values.clone(),
                 };
                 let c = self.alloc.constant_table(
                     &format!("{dn} (lookup table)"),
