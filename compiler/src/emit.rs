@@ -22,6 +22,8 @@ pub struct EmitInput<'a> {
     pub outputs: Vec<Binding>,
     /// Initial memory image.
     pub memory: Vec<MemInit>,
+    /// Permutation tables (`perm`'s `tab=`).
+    pub perm_tables: Vec<Vec<u16>>,
 }
 
 /// Builds the program. Every queue starts with `sync`; the ICU's `notify` on
@@ -170,7 +172,7 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
         model: input.model.to_string(),
         chip: input.chip.clone(),
         nodes: input.nodes,
-        perm_tables: vec![],
+        perm_tables: input.perm_tables,
         inputs: input.inputs,
         outputs: input.outputs,
         queues,

@@ -238,6 +238,7 @@ pub fn compile_prepared(
             inputs: lowered.inputs,
             outputs: lowered.outputs,
             memory: lowered.memory,
+            perm_tables: lowered.perm_tables,
         },
         &lowered.groups,
         &placed,

@@ -96,6 +96,49 @@ fn layer_norm_softmax_and_reductions() {
     assert_passes(&one("Softmax", &[7, 40], "", "", ""), "softmax 40");
 }
 
+/// A Softmax row of one vector and at most `P` columns (`P` a power of two
+/// below the lanes) takes its maximum by a butterfly of `log2 P` `perm`s
+/// instead of `log2 lanes` rotations, and still leaves its padding lanes
+/// 0: the Reshape after it moves lanes and counts on that padding.
+#[test]
+fn short_softmax_rows_fold_by_butterfly() {
+    let graph = |rows: usize, cols: usize| {
+        common::parse(&format!(
+            r#"Graph(name: "t", inputs: [ValueInfo(name: "x", dtype: F32, shape: [{rows}, {cols}])],
+  outputs: [ValueInfo(name: "y")],
+  initializers: [Initializer(name: "flat", dtype: I32, shape: [2], data: Inline([1, {n}]))],
+  nodes: [
+    Node(op_type: "Softmax", inputs: ["x"], outputs: ["p"], attributes: {{ "axis": Int(-1) }}),
+    Node(op_type: "Reshape", inputs: ["p", "flat"], outputs: ["y"]),
+  ])"#,
+            n = rows * cols
+        ))
+    };
+    // (chip, rows, columns, butterfly steps per row): `tiny` has 16 lanes
+    // (4 rotations a row), `tsp` 320 (9).
+    for (chip, rows, cols, steps) in [("tiny", 6, 5, 3), ("tsp", 3, 100, 7), ("tsp", 2, 33, 6)] {
+        let r = common::compile_and_check(&graph(rows, cols), chip, 11);
+        assert!(
+            r.check.passed,
+            "{chip} {rows}x{cols}: {:?}",
+            r.check.failures
+        );
+        let count = |op| common::count(&r.program, op);
+        assert_eq!(
+            count(lpu_isa::Opcode::Permute),
+            rows * steps,
+            "{chip} {rows}x{cols}"
+        );
+        assert_eq!(count(lpu_isa::Opcode::Rotate), 0, "{chip} {rows}x{cols}");
+        assert_eq!(r.program.perm_tables.len(), steps, "{chip} {rows}x{cols}");
+    }
+    // A row as wide as `tiny`'s vector keeps the rotation tree.
+    let r = common::compile_and_check(&graph(3, 16), "tiny", 11);
+    assert!(r.check.passed, "{:?}", r.check.failures);
+    assert_eq!(common::count(&r.program, lpu_isa::Opcode::Permute), 0);
+    assert_eq!(common::count(&r.program, lpu_isa::Opcode::Rotate), 3 * 4);
+}
+
 /// Compiles and checks a zoo graph on `tiny`.
 fn zoo_passes(file: lpu_graph::format::GraphFile, what: &str) {
     let g = lpu_graph::load::build(file, "<zoo>", std::path::Path::new("."))

@@ -65,6 +65,8 @@ pub struct Lowered {
     /// Every computed tensor that has storage, with its writer node (empty
     /// unless asked for: see [`lower_with`]).
     pub probes: Vec<Probe>,
+    /// The program's permutation tables (`perm`'s `tab=`), in index order.
+    pub perm_tables: Vec<Vec<u16>>,
 }
 
 /// Per-accumulator ordering state.
@@ -100,6 +102,10 @@ struct Lowerer<'a> {
     locs: BTreeMap<String, TensorLoc>,
     /// Lookup tables placed for `gather`, by key (see `lower_gather`).
     tables: BTreeMap<String, Vec<TableChunk>>,
+    /// Permutation tables for `perm`, in index order, and the index of each
+    /// (see [`Lowerer::perm_table`]).
+    perm_tables: Vec<Vec<u16>>,
+    perm_index: BTreeMap<Vec<u16>, i64>,
     writer: HashMap<(u16, u32), MemberRef>,
     /// Reads of each vector since its last write (for write-after-read
     /// ordering when freed storage is reused).
@@ -588,6 +594,8 @@ fn lower_planned(
         alloc: SramAlloc::with_reuse(chip, reuse),
         locs: BTreeMap::new(),
         tables: BTreeMap::new(),
+        perm_tables: Vec::new(),
+        perm_index: BTreeMap::new(),
         writer: HashMap::default(),
         readers: HashMap::default(),
         groups: Vec::new(),
@@ -679,6 +687,7 @@ fn lower_planned(
         memory,
         sram_bytes,
         probes: probed,
+        perm_tables: l.perm_tables,
     })
 }
 
@@ -1019,6 +1028,18 @@ impl<'a> Lowerer<'a> {
         Place::Sxm {
             slice: self.fp.nearest_sxm(pos),
         }
+    }
+
+    /// The index of permutation table `table` (one entry per lane), added
+    /// to the program's tables on first use.
+    fn perm_table(&mut self, table: Vec<u16>) -> i64 {
+        if let Some(&k) = self.perm_index.get(&table) {
+            return k;
+        }
+        let k = self.perm_tables.len() as i64;
+        self.perm_tables.push(table.clone());
+        self.perm_index.insert(table, k);
+        k
     }
 
     /// Adds a member fed by `inputs`, input `k` as operand `k`.

@@ -145,7 +145,7 @@ impl<'a> Lowerer<'a> {
         });
         let src = folded.as_ref().unwrap_or(x);
         if red == Opcode::Max {
-            self.row_max(src, &out, &tail);
+            self.row_max(src, &out, &tail, false);
         } else {
             self.row_sum(src, mean.map(|a| a as f32), &tail, &out)?;
         }
