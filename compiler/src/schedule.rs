@@ -576,13 +576,19 @@ fn earliest_start(g: &Group, off: &[i64], done: &[Vec<Placed>]) -> Result<i64, S
 /// the same cycle, the ones with a long way still to go (a plane's chain
 /// of weight loads and products, the attention's score products) take the
 /// streams and ports before work that the end of the program waits for
-/// less. Measured on `tsp`, int8 (cycles without the height: BERT-base
-/// 265,643, ResNet-50 74,260, GPT-2 decode-128 66,771), shares of 5, 7,
-/// 10 and 20 gave 263,043 / 73,929 / 65,878, 262,360 / 73,876 / 66,065,
-/// 262,263 / 73,981 / 66,108 and 262,500 / 74,248 / 66,680; ordering by
-/// the height alone (the latest start) gave BERT-base 2 layers 58,997
-/// against 57,164.
-const HEIGHT_SHARE: i64 = 7;
+/// less. When the height was introduced (tenth session; cycles without it:
+/// BERT-base 265,643, ResNet-50 74,260, GPT-2 decode-128 66,771, `tsp`,
+/// int8), shares of 5, 7, 10 and 20 gave 263,043 / 73,929 / 65,878,
+/// 262,360 / 73,876 / 66,065, 262,263 / 73,981 / 66,108 and 262,500 /
+/// 74,248 / 66,680, and 7 was kept. Since the planes' remaining `mm`s
+/// count in the height ([`PLANE_TAIL_WEIGHT`]) and the attention's Softmax
+/// leaves its rows unnormalized for the context product, the whole height
+/// does best on `tsp` (thirteenth session): shares of 7, 2 and 1 gave
+/// BERT-base 224,935, 222,063 and 219,025 cycles (2 layers, shares 7, 3,
+/// 2, 1: 40,464, 40,170, 39,806, 39,289), GPT-2 decode 61,386 (7) against 60,456 (1),
+/// ResNet-50 68,524 against 68,662. On `tiny` the transformer block pays
+/// for it (int8 11,457 -> 12,495, fp16 6,215 -> 6,404).
+const HEIGHT_SHARE: i64 = 1;
 
 /// The height ([`heights`]) each `mm` a plane still has to issue for the
 /// same product adds to the groups before it. One cycle each would make
@@ -595,6 +601,10 @@ const HEIGHT_SHARE: i64 = 7;
 /// (8), 229,596 (16); GPT-2 61,386 (4), 60,949 (16); ResNet-50 68,524
 /// (4), 68,740 (16). On `tiny`, where a product has many more `mm`s per
 /// plane, weights above 4 cost up to 8% (transformer block, fp16), so 4.
+/// With the whole height in the key ([`HEIGHT_SHARE`] 1), weights 0, 1,
+/// 2, 4 and 8 gave BERT-base 2 layers 40,943, 40,115, 39,740, 39,289 and
+/// 39,632 cycles, and the transformer block on `tiny` (int8 / fp16)
+/// 11,328 / 6,071, 11,856 / 6,185, 12,080 / 6,291, 12,495 / 6,404 (4).
 const PLANE_TAIL_WEIGHT: i64 = 4;
 
 /// Every group's member offsets ([`offsets`]), worked out once: in one

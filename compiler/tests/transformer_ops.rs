@@ -96,6 +96,51 @@ fn layer_norm_softmax_and_reductions() {
     assert_passes(&one("Softmax", &[7, 40], "", "", ""), "softmax 40");
 }
 
+/// A Softmax read only by an fp32-accurate context product (int8's f32
+/// attention) leaves its rows unnormalized: it issues no `mul` of its own
+/// (the context's epilogue scales each head's lanes by `r r` instead), and
+/// the block still matches the reference to f32 rounding. Under `mixed`
+/// (fp16 values, one MXM pass) the Softmax normalizes its rows itself.
+#[test]
+fn softmax_before_the_context_product_is_left_unnormalized() {
+    let block = || {
+        lpu_graph::load_graph(std::path::Path::new("../examples/transformer-block.graph"))
+            .expect("example")
+    };
+    let softmax_muls = |p: &lpu_isa::program::Program| {
+        let softmax: Vec<u32> = (0..p.nodes.len() as u32)
+            .filter(|&k| p.nodes[k as usize].op == "Softmax")
+            .collect();
+        assert!(!softmax.is_empty());
+        p.queues
+            .iter()
+            .flat_map(|q| &q.slots)
+            .filter(|s| s.instr.op == lpu_isa::Opcode::Mul)
+            .filter(|s| s.node.is_some_and(|k| softmax.contains(&k)))
+            .count()
+    };
+    for chip in ["tiny", "tsp"] {
+        let r = common::compile_and_check(&int8(block()), chip, 0);
+        assert!(r.check.passed, "{chip}: {:?}", r.check.failures);
+        assert!(
+            r.check.max_abs_err < 1e-4,
+            "{chip}: {}",
+            r.check.max_abs_err
+        );
+        assert_eq!(softmax_muls(&r.program), 0, "{chip}");
+    }
+    let options = lpu_compiler::CompileOptions {
+        precision: lpu_compiler::Precision::Mixed,
+        ..Default::default()
+    };
+    let mixed = lpu_compiler::prepare(block(), &options)
+        .expect("mixed")
+        .graph;
+    let r = common::compile_and_check(&mixed, "tsp", 0);
+    assert!(r.check.passed, "{:?}", r.check.failures);
+    assert!(softmax_muls(&r.program) > 0);
+}
+
 /// A Softmax row of one vector and at most `P` columns (`P` a power of two
 /// below the lanes) takes its maximum by a butterfly of `log2 P` `perm`s
 /// instead of `log2 lanes` rotations, and still leaves its padding lanes

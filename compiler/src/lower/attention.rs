@@ -13,7 +13,7 @@
 //! | Reshape `[1,S,H] -> [1,S,heads,d]`, Transpose `[0,2,1,3]` (either way), Reshape back to `[1,S,H]` | views of the `[S, H]` storage | none |
 //! | Transpose `[0,2,3,1]` (K to K^T) | a real transpose to `K^T [H, S]` in fp16 (the MXM weight type), see below | `log2 p` passes over K, then (when `p < lanes`) one relocation pass |
 //! | MatMul `Q . K^T` (scores) | per head, a product whose weights are K^T's rows of that head (installed at the staging rows of the head's lanes in Q's vectors: rows not loaded are zero, so a full Q row contracts with that head only), one K-tile per vector the head touches; `Div` by the constant `sqrt(d)` fuses as a `muli` | per head `S x pieces` `mm`, `d` weight rows loaded |
-//! | MatMul `P . V` (context) | `y = x . W` with W's rows = V's rows contracts over the key index, which is exactly `P . V`: V is installed from its own storage (converted to fp16, and masked to head `h`'s lanes when a vector holds several heads); each output vector accumulates, over the heads it holds and the key tiles, `P_h . V_h`, so the context is written directly in the merged `[S, H]` layout | `S x heads_in_vector x ceil(S/lanes)` `mm` per output vector; one conversion pass over V |
+//! | MatMul `P . V` (context) | `y = x . W` with W's rows = V's rows contracts over the key index, which is exactly `P . V`: V is installed from its own storage (converted to fp16, and masked to head `h`'s lanes when a vector holds several heads); each output vector accumulates, over the heads it holds and the key tiles, `P_h . V_h`, so the context is written directly in the merged `[S, H]` layout. After a Softmax left unnormalized (see below), `P = E r r` is never made: the product takes `E`'s halves and its epilogue multiplies each result vector twice by one holding each head's `r` on that head's lanes | `S x heads_in_vector x ceil(S/lanes)` `mm` per output vector; one conversion pass over V |
 //!
 //! **The transpose.** The MXM cannot move an element to another lane (an
 //! output lane is a column of the installed weights), so `K^T` is built with
@@ -49,6 +49,18 @@
 //! requantization rounds the same way (a plain fp16 product differs from the
 //! f32 reference by about 2^-11 relative, which flips many int8 roundings
 //! downstream).
+//!
+//! **The Softmax before the context.** A Softmax whose only reader is such
+//! a split context product (one-vector rows, f32 values) stops before its
+//! last step ([`Deferred`]): `P = E r r`, `E = exp(x - max)`, `r =
+//! rsqrt(sum E)` per row, and `P . V = (E . V) r r` row by row. Its rows'
+//! sums were already made from `E`'s fp16 halves, so the product takes those
+//! halves as its activations, and neither `P` nor `P`'s halves are made (two
+//! VXM groups of normalization and split per row of `P`, about 50 stream
+//! slots at the VXM, against one group per result vector that gathers the
+//! heads' `r` on their lanes, [`Lowerer::head_scales`], and two `mul`s in
+//! the epilogue). Rounding differs from the reference's `(E r r) . V` by
+//! about one f32 ulp of the products.
 
 use super::{Epilogue, Gb, KTile, Lowerer, MatmulPlan, Place, TailKind};
 use crate::alloc::TensorLoc;
@@ -67,6 +79,24 @@ pub(super) struct State {
     pub(super) lane0: Vec<usize>,
     /// Head views, by tensor name.
     views: BTreeMap<String, View>,
+    /// Softmax outputs left unnormalized for the context product that reads
+    /// them ([`Deferred`]), by tensor name.
+    pub(super) deferred: BTreeMap<String, Deferred>,
+}
+
+/// A Softmax whose only reader is an fp32-accurate context product `P . V`
+/// ([`Lowerer::softmax_feeds_context`]), lowered without its last step:
+/// `P = E r r` with `E = exp(x - max)` and `r = rsqrt(sum E)` per row. The
+/// context product takes `E`'s fp16 halves (those the row sums were made
+/// from) and scales each head's lanes of its result by `r r` instead, so
+/// neither the normalization nor `P`'s own halves are made.
+pub(super) struct Deferred {
+    /// `E`'s fp16 high halves, `[heads * S, S]`.
+    pub(super) hi: TensorLoc,
+    /// `E`'s fp16 low halves.
+    pub(super) lo: TensorLoc,
+    /// `r` per row of `E`, on every lane, `[heads * S, lanes]` (f32).
+    pub(super) r: TensorLoc,
 }
 
 /// How a 4-D tensor sees its 2-D base storage.
@@ -168,6 +198,35 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Whether Softmax node `n` (input `x`) can leave its rows
+    /// unnormalized for the context product that is its only reader
+    /// ([`Deferred`]): one-vector f32 rows, no fused tail, and the reader
+    /// a `P . V` whose `V` head view is f32 (an fp32-accurate product of
+    /// split halves).
+    pub(super) fn softmax_feeds_context(&self, n: &Node, x: &TensorLoc) -> bool {
+        let Some(y) = n.outputs.first() else {
+            return false;
+        };
+        let cons = self.g.consumers(y);
+        let [ci] = cons.as_slice() else {
+            return false;
+        };
+        let c = &self.g.nodes[*ci];
+        x.dtype == DType::F32
+            && x.vpr == 1
+            && !self.g.outputs.contains(y)
+            && self
+                .tails
+                .get(self.node as usize)
+                .is_some_and(Vec::is_empty)
+            && c.op_type == "MatMul"
+            && c.input(0) == Some(y.as_str())
+            && c.input(1)
+                .and_then(|v| self.attn.views.get(v))
+                .is_some_and(|v| v.kind == Kind::Heads && v.base.dtype == DType::F32)
+            && self.tails.get(*ci).is_some_and(Vec::is_empty)
+    }
+
     /// Lowers a node accepted by [`Lowerer::is_head_op`].
     pub(super) fn lower_head_op(&mut self, n: &Node) -> Result<(), CompileError> {
         let xn = self.input_name(n, 0)?;
@@ -243,8 +302,12 @@ impl<'a> Lowerer<'a> {
                         self.lower_scores(&q, &kt)
                     }
                     (None, Some(v)) if v.kind == Kind::Heads => {
+                        if let Some(e) = self.attn.deferred.remove(&xn) {
+                            let hi = e.hi.clone();
+                            return self.lower_context(n, &hi, &v, Some(e));
+                        }
                         let p = self.operand(&xn)?;
-                        self.lower_context(n, &p, &v)
+                        self.lower_context(n, &p, &v, None)
                     }
                     _ => self.unsupported(
                         "a product of head views is lowered only as Q . K^T (scores) or P . V (context)",
@@ -333,7 +396,18 @@ impl<'a> Lowerer<'a> {
 
     /// Context `P . V`, written in the merged `[S, H]` layout; the node's
     /// `[1, heads, S, d]` output becomes a head view of it.
-    fn lower_context(&mut self, n: &Node, p: &TensorLoc, v: &View) -> Result<(), CompileError> {
+    ///
+    /// With `deferred`, `p` is the high halves of the unnormalized `E` and
+    /// the product's epilogue multiplies each result vector twice by the
+    /// vector that holds, on each head's lanes, that head's `r` for the
+    /// row ([`Lowerer::head_scales`]).
+    fn lower_context(
+        &mut self,
+        n: &Node,
+        p: &TensorLoc,
+        v: &View,
+        deferred: Option<Deferred>,
+    ) -> Result<(), CompileError> {
         if !self.tails[self.node as usize].is_empty() {
             return self.unsupported("nothing can be fused after the attention context");
         }
@@ -450,8 +524,31 @@ impl<'a> Lowerer<'a> {
             })
             .collect();
         // An f32 P against split V: P's halves too (an fp32-accurate context).
-        let p_halves =
-            (split && p.dtype == DType::F32).then(|| self.split_tensor(&format!("{name} (P)"), p));
+        let mut tail = Vec::new();
+        let mut scales = None;
+        let p_halves = match deferred {
+            Some(e) => {
+                if !split {
+                    return self.unsupported("an unnormalized Softmax needs split values");
+                }
+                let r = self.head_scales(&name, &e.r, heads, d, s, hidden);
+                self.alloc.free(&e.r);
+                for _ in 0..2 {
+                    tail.push(super::TailOp {
+                        node: self.node,
+                        kind: TailKind::Binary {
+                            instr: Instr::new(Opcode::Mul).typed(DType::F32),
+                            other: r.clone(),
+                            chain_first: true,
+                        },
+                    });
+                }
+                scales = Some(r);
+                Some((e.hi, e.lo))
+            }
+            None => (split && p.dtype == DType::F32)
+                .then(|| self.split_tensor(&format!("{name} (P)"), p)),
+        };
         let pb = p_halves.as_ref().map_or(p, |(hi, _)| hi);
         let pl = p_halves.as_ref().map(|(_, lo)| lo);
         let act = |i: usize, k: usize| Some(pb.at((k / kts) * s + i, k % kts));
@@ -476,10 +573,11 @@ impl<'a> Lowerer<'a> {
             alpha: None,
             bias: None,
         };
-        self.matmul(&plan, &w, &out, DType::F16, out_ty, &epi, &[])?;
+        self.matmul(&plan, &w, &out, DType::F16, out_ty, &epi, &tail)?;
         for t in staged
             .iter()
             .chain(p_halves.iter().flat_map(|(h, l)| [h, l]))
+            .chain(scales.iter())
         {
             self.alloc.free(t);
         }
@@ -495,6 +593,90 @@ impl<'a> Lowerer<'a> {
             },
         );
         Ok(())
+    }
+
+    /// `[S, hidden]` f32: on head `h`'s lanes of row `i`, `r[h * S + i]`
+    /// (a per-row vector of `[heads * S, lanes]`, every lane equal), and 0
+    /// on lanes of no head. One group per result vector: each head's `r`
+    /// times the 0/1 row of its lanes in that vector, summed (the lanes are
+    /// disjoint, so every step is exact).
+    fn head_scales(
+        &mut self,
+        name: &str,
+        r: &TensorLoc,
+        heads: usize,
+        d: usize,
+        s: usize,
+        hidden: usize,
+    ) -> TensorLoc {
+        let lanes = self.lanes;
+        let out = self.alloc.tensor(
+            &format!("{name} (row scales by head)"),
+            &[s, hidden],
+            DType::F32,
+        );
+        let vpr = out.vpr;
+        // Per vector: its heads, and each one's lane mask (None: all lanes).
+        let mut per_vector: Vec<Vec<(usize, Option<TensorLoc>)>> = Vec::with_capacity(vpr);
+        for t in 0..vpr {
+            let (vs, ve) = (t * lanes, ((t + 1) * lanes).min(hidden));
+            let mut hs = Vec::new();
+            for h in (vs / d)..(ve.div_ceil(d)).min(heads) {
+                let (c0, c1) = (h * d, (h + 1) * d);
+                let mask = (c0 > vs || c1 < (t + 1) * lanes).then(|| {
+                    let key = format!("#head-lanes {h} of {heads}x{d} in vector {t}");
+                    if let Some(l) = self.locs.get(&key) {
+                        return l.clone();
+                    }
+                    let m: Vec<f32> = (0..lanes)
+                        .map(|i| f32::from(u8::from((c0..c1).contains(&(vs + i)))))
+                        .collect();
+                    let l = self.const_row(
+                        &format!("head {h} lanes in vector {t} (of {heads} x {d})"),
+                        &float_values(DType::F32, m),
+                    );
+                    self.locs.insert(key, l.clone());
+                    l
+                });
+                hs.push((h, mask));
+            }
+            per_vector.push(hs);
+        }
+        for i in 0..s {
+            for (t, hs) in per_vector.iter().enumerate() {
+                let mut gb = self.begin();
+                let mut acc: Option<u32> = None;
+                for (h, mask) in hs {
+                    let mut x = self.read(&mut gb, r.at(h * s + i, 0), DType::F32);
+                    if let Some(m) = mask {
+                        let mv = Self::row_copy(&gb, m, i, 0);
+                        let mv = self.read(&mut gb, mv, DType::F32);
+                        let mul = Instr::new(Opcode::Mul).typed(DType::F32);
+                        x = self.op(&mut gb, mul, Place::Vxm, &[x, mv], vec![]);
+                    }
+                    acc = Some(match acc {
+                        None => x,
+                        Some(a) => {
+                            let add = Instr::new(Opcode::Add).typed(DType::F32);
+                            self.op(&mut gb, add, Place::Vxm, &[a, x], vec![])
+                        }
+                    });
+                }
+                match acc {
+                    Some(a) => {
+                        self.write(&mut gb, a, out.at(i, t), DType::F32);
+                        self.fin(gb);
+                    }
+                    None => {
+                        let z = self.zero_vector(DType::F32);
+                        let x = self.read(&mut gb, z, DType::F32);
+                        self.write(&mut gb, x, out.at(i, t), DType::F32);
+                        self.fin(gb);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Whether tensor `t` and the `depth` view tensors after it (each the

@@ -32,7 +32,7 @@
 //! | ReduceMax (last axis) | masked `min`, then the rotation tree | `1 + log2 L` groups, `log2 L` `rot` |
 //! | LayerNormalization (last axis; with its optional Mean and InvStdDev outputs, which are the per-row vectors below) | `mean = x.1 / n` (MXM); `q = (x - mean)^2` (VXM, `x - mean` computed twice from rereads); `r = rsqrt(q.1 / n + eps)` (MXM, then `addi`, `rsqrt`); `y = (x - mean) r scale + B` | `2v` `mm`, `2` `emit`, ~`7v + 3` VXM ops, `2v + 2` groups |
 //! | RMSNormalization (last axis) | `r = rsqrt((x x).1 / n + eps)`; `y = x r scale` | `v` `mm`, `1` `emit`, ~`4v + 2` VXM ops |
-//! | Softmax (axis -1) | `m` = row max (rotation tree or butterfly, exact); `e = exp(x - m)` (VXM, written); `r = rsqrt(e.1)` (MXM); `y = e r r` | `v` `mm`, `1 + log2 L` rotation steps (`1 + log2 P` for a row of `P` or fewer columns, `P` a power of two below `L`), ~`5v + 2` VXM ops |
+//! | Softmax (axis -1) | `m` = row max (rotation tree or butterfly, exact); `e = exp(x - m)` (VXM, written); `r = rsqrt(e.1)` (MXM); `y = e r r` (left to the context product when it is an f32 attention's only reader: `attention.rs`) | `v` `mm`, `1 + log2 L` rotation steps (`1 + log2 P` for a row of `P` or fewer columns, `P` a power of two below `L`), ~`5v + 2` VXM ops |
 //!
 //! Errors against the reference: the sums see each operand to about 2^-22
 //! (hi/lo split) and add in fp32 in a different order; Softmax's maximum is
@@ -123,8 +123,6 @@ impl<'a> Lowerer<'a> {
         tail: &[TailOp],
         out: &TensorLoc,
     ) -> Result<(), CompileError> {
-        let w = self.ones_weights();
-        let lanes = self.lanes;
         // An f32 row is summed as two fp16 rows, hi = f16(x) and
         // lo = f16(x - hi), so the sum sees x to about 2^-22 (relative)
         // instead of fp16's 2^-11.
@@ -135,6 +133,27 @@ impl<'a> Lowerer<'a> {
         } else {
             vec![src.clone()]
         };
+        let r = self.row_sum_parts(src, &parts, alpha, tail, out);
+        if parts.len() > 1 {
+            for p in &parts {
+                self.alloc.free(p);
+            }
+        }
+        r
+    }
+
+    /// [`Lowerer::row_sum`] of `src` given as `parts` of its shape (its
+    /// fp16 halves, or itself), which stay allocated.
+    fn row_sum_parts(
+        &mut self,
+        src: &TensorLoc,
+        parts: &[TensorLoc],
+        alpha: Option<f32>,
+        tail: &[TailOp],
+        out: &TensorLoc,
+    ) -> Result<(), CompileError> {
+        let w = self.ones_weights();
+        let lanes = self.lanes;
         let np = parts.len();
         let ktiles: Vec<KTile> = (0..src.vpr * np)
             .map(|k| KTile {
@@ -155,13 +174,7 @@ impl<'a> Lowerer<'a> {
         };
         self.attn.lane0.clear();
         let epi = Epilogue { alpha, bias: None };
-        let r = self.matmul(&plan, &w, out, DType::F16, DType::F32, &epi, tail);
-        if np > 1 {
-            for p in &parts {
-                self.alloc.free(p);
-            }
-        }
-        r
+        self.matmul(&plan, &w, out, DType::F16, DType::F32, &epi, tail)
     }
 
     /// The constant row that keeps real lanes (`f32::MAX`) and sets padding
@@ -375,6 +388,17 @@ impl<'a> Lowerer<'a> {
         );
         let mut rsqrt = vec![self.step(Instr::new(Opcode::Rsqrt).typed(DType::F32))];
         rsqrt.extend(to_stat);
+        if self.softmax_feeds_context(n, x) {
+            // Rows left unnormalized: the context product takes E's halves
+            // and r (see `attention::Deferred`).
+            let (hi, lo) = self.split_tensor(&format!("{name} (exp)"), &e);
+            self.alloc.free(&e);
+            self.row_sum_parts(x, &[hi.clone(), lo.clone()], None, &rsqrt, &rs)?;
+            let y = n.outputs.first().cloned().unwrap_or_default();
+            let deferred = super::attention::Deferred { hi, lo, r: rs };
+            self.attn.deferred.insert(y, deferred);
+            return Ok(());
+        }
         self.row_sum(&e, None, &rsqrt, &rs)?;
         let tail = self.prepare_tail()?;
         let out = self.chain_output()?;
