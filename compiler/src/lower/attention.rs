@@ -437,20 +437,7 @@ impl<'a> Lowerer<'a> {
         for h in 0..heads {
             let (c0, c1) = (h * d, (h + 1) * d);
             for t in c0 / lanes..=(c1 - 1) / lanes {
-                let (vs, ve) = (t * lanes, ((t + 1) * lanes).min(hidden));
-                let mask = (c0 > vs || c1 < ve).then(|| {
-                    let m: Vec<f32> = (0..lanes)
-                        .map(|i| {
-                            if (c0..c1).contains(&(t * lanes + i)) {
-                                1.0
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect();
-                    let key = format!("head {h} lane mask ({})", vb.dtype);
-                    self.const_row(&key, &float_values(vb.dtype, m))
-                });
+                let mask = self.head_lanes(h, d, t, hidden, vb.dtype);
                 let dst = self.alloc.tensor(
                     &format!("{name} (V head {h}, fp16)"),
                     &[sk, lanes],
@@ -595,11 +582,43 @@ impl<'a> Lowerer<'a> {
         Ok(())
     }
 
+    /// The 0/1 row of type `ty` that keeps head `h`'s lanes (`h * d ..
+    /// (h + 1) * d`) of vector `t` of a row of `hidden` columns, placed once
+    /// per program and type; `None` when the head covers every real lane of
+    /// that vector. The values' staging and [`Lowerer::head_scales`] of every
+    /// layer read the same rows.
+    fn head_lanes(
+        &mut self,
+        h: usize,
+        d: usize,
+        t: usize,
+        hidden: usize,
+        ty: DType,
+    ) -> Option<TensorLoc> {
+        let lanes = self.lanes;
+        let (c0, c1) = (h * d, (h + 1) * d);
+        let (vs, ve) = (t * lanes, ((t + 1) * lanes).min(hidden));
+        if c0 <= vs && c1 >= ve {
+            return None;
+        }
+        let key = format!("#head-lanes {c0}..{c1} in vector {t} ({ty})");
+        if let Some(l) = self.locs.get(&key) {
+            return Some(l.clone());
+        }
+        let m: Vec<f32> = (0..lanes)
+            .map(|i| f32::from(u8::from((c0..c1).contains(&(vs + i)))))
+            .collect();
+        let l = self.const_row(&format!("head {h} lane mask ({ty})"), &float_values(ty, m));
+        self.locs.insert(key, l.clone());
+        Some(l)
+    }
+
     /// `[S, hidden]` f32: on head `h`'s lanes of row `i`, `r[h * S + i]`
     /// (a per-row vector of `[heads * S, lanes]`, every lane equal), and 0
-    /// on lanes of no head. One group per result vector: each head's `r`
-    /// times the 0/1 row of its lanes in that vector, summed (the lanes are
-    /// disjoint, so every step is exact).
+    /// on other heads' lanes (a vector's padding lanes may hold its last
+    /// head's `r`: the product is 0 there). One group per result vector:
+    /// each head's `r` times the 0/1 row of its lanes in that vector,
+    /// summed (the lanes are disjoint, so every step is exact).
     fn head_scales(
         &mut self,
         name: &str,
@@ -620,26 +639,9 @@ impl<'a> Lowerer<'a> {
         let mut per_vector: Vec<Vec<(usize, Option<TensorLoc>)>> = Vec::with_capacity(vpr);
         for t in 0..vpr {
             let (vs, ve) = (t * lanes, ((t + 1) * lanes).min(hidden));
-            let mut hs = Vec::new();
-            for h in (vs / d)..(ve.div_ceil(d)).min(heads) {
-                let (c0, c1) = (h * d, (h + 1) * d);
-                let mask = (c0 > vs || c1 < (t + 1) * lanes).then(|| {
-                    let key = format!("#head-lanes {h} of {heads}x{d} in vector {t}");
-                    if let Some(l) = self.locs.get(&key) {
-                        return l.clone();
-                    }
-                    let m: Vec<f32> = (0..lanes)
-                        .map(|i| f32::from(u8::from((c0..c1).contains(&(vs + i)))))
-                        .collect();
-                    let l = self.const_row(
-                        &format!("head {h} lanes in vector {t} (of {heads} x {d})"),
-                        &float_values(DType::F32, m),
-                    );
-                    self.locs.insert(key, l.clone());
-                    l
-                });
-                hs.push((h, mask));
-            }
+            let hs = ((vs / d)..(ve.div_ceil(d)).min(heads))
+                .map(|h| (h, self.head_lanes(h, d, t, hidden, DType::F32)))
+                .collect();
             per_vector.push(hs);
         }
         for i in 0..s {

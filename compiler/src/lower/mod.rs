@@ -102,10 +102,9 @@ struct Lowerer<'a> {
     locs: BTreeMap<String, TensorLoc>,
     /// Lookup tables placed for `gather`, by key (see `lower_gather`).
     tables: BTreeMap<String, Vec<TableChunk>>,
-    /// Permutation tables for `perm`, in index order, and the index of each
-    /// (see [`Lowerer::perm_table`]).
+    /// Permutation tables for `perm`, in index order (see
+    /// [`Lowerer::perm_table`]).
     perm_tables: Vec<Vec<u16>>,
-    perm_index: BTreeMap<Vec<u16>, i64>,
     writer: HashMap<(u16, u32), MemberRef>,
     /// Reads of each vector since its last write (for write-after-read
     /// ordering when freed storage is reused).
@@ -595,7 +594,6 @@ fn lower_planned(
         locs: BTreeMap::new(),
         tables: BTreeMap::new(),
         perm_tables: Vec::new(),
-        perm_index: BTreeMap::new(),
         writer: HashMap::default(),
         readers: HashMap::default(),
         groups: Vec::new(),
@@ -1031,15 +1029,17 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The index of permutation table `table` (one entry per lane), added
-    /// to the program's tables on first use.
+    /// to the program's tables on first use (a program has a handful: a
+    /// search of the list is enough).
     fn perm_table(&mut self, table: Vec<u16>) -> i64 {
-        if let Some(&k) = self.perm_index.get(&table) {
-            return k;
-        }
-        let k = self.perm_tables.len() as i64;
-        self.perm_tables.push(table.clone());
-        self.perm_index.insert(table, k);
-        k
+        let k = match self.perm_tables.iter().position(|t| *t == table) {
+            Some(k) => k,
+            None => {
+                self.perm_tables.push(table);
+                self.perm_tables.len() - 1
+            }
+        };
+        k as i64
     }
 
     /// Adds a member fed by `inputs`, input `k` as operand `k`.
