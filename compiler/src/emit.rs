@@ -100,7 +100,7 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
         id,
         instr,
         node: None,
-        deps: vec![],
+        deps: lpu_isa::program::Deps::new(),
     };
     let mut queues = Vec::with_capacity(runs.len() + 1);
     queues.push(QueueProgram {
@@ -131,7 +131,7 @@ pub fn emit(input: EmitInput<'_>, groups: &[Group], placed: &[Vec<Placed>]) -> P
                 let m = &g.members[r.member as usize];
                 let at = first[r.group as usize] + r.member as usize;
                 let links = &incoming[in_start[at] as usize..in_start[at + 1] as usize];
-                let mut deps = Vec::with_capacity(links.len() + m.after.len());
+                let mut deps = lpu_isa::program::Deps::with_capacity(links.len() + m.after.len());
                 for l in links.iter().map(|&k| &g.links[k as usize]) {
                     let from = MemberRef {
                         group: r.group,

@@ -354,7 +354,7 @@ fn parse_slot(toks: &[&str]) -> Result<Slot, String> {
     if want == 2 {
         instr.to = parse_dtype(types[1])?;
     }
-    let mut deps = Vec::new();
+    let mut deps = crate::program::Deps::new();
     let mut rest = toks[2..].iter();
     for o in info.operands {
         let tok = *rest

@@ -41,19 +41,42 @@ where
     T: DeserializeOwned + Send,
     D: Deserializer<'de>,
 {
+    deserialize_by(d, |bytes| {
+        let (part, rest): (Vec<T>, &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+        if rest.is_empty() {
+            Ok(part)
+        } else {
+            Err(format!("{} trailing bytes", rest.len()))
+        }
+    })
+}
+
+/// [`deserialize`] for the program's queues, each chunk read by the
+/// hand-written [`crate::queue_codec`] (the same values, a few times
+/// faster than serde's visitors).
+pub fn deserialize_queues<'de, D>(d: D) -> Result<Vec<crate::program::QueueProgram>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    deserialize_by(d, crate::queue_codec::decode_chunk)
+}
+
+/// Reads chunks written by [`serialize`], each decoded by `decode` (which
+/// must consume all of its bytes), in parallel.
+fn deserialize_by<'de, T, D>(
+    d: D,
+    decode: impl Fn(&[u8]) -> Result<Vec<T>, String> + Sync,
+) -> Result<Vec<T>, D::Error>
+where
+    T: Send,
+    D: Deserializer<'de>,
+{
     let chunks: Vec<&'de [u8]> = Vec::deserialize(d)?;
     let parts: Vec<Result<Vec<T>, String>> = chunks
         .par_iter()
         .enumerate()
-        .map(|(k, bytes)| {
-            let (part, rest): (Vec<T>, &[u8]) =
-                postcard::take_from_bytes(bytes).map_err(|e| format!("damaged chunk {k}: {e}"))?;
-            if rest.is_empty() {
-                Ok(part)
-            } else {
-                Err(format!("{} trailing bytes in chunk {k}", rest.len()))
-            }
-        })
+        .map(|(k, bytes)| decode(bytes).map_err(|e| format!("damaged chunk {k}: {e}")))
         .collect();
     // The first damaged chunk in order, whichever thread met it first (the
     // same error on any thread count).

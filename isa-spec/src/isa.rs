@@ -183,6 +183,7 @@ macro_rules! opcodes {
                 queue: $q,
                 typing: Typing::$typing,
                 operands: &[$(Operand::$operand),*],
+                operand_mask: operand_mask(&[$(Operand::$operand),*]),
                 delay: $delay,
                 doc: $doc,
             }, )*
@@ -246,10 +247,33 @@ pub struct OpInfo {
     pub typing: Typing,
     /// Operand layout, in text order.
     pub operands: &'static [Operand],
+    /// The same operands as a set: bit `o as u32` for each operand `o`
+    /// ([`OpInfo::has`]), so that the checks every loaded slot goes
+    /// through test a bit instead of searching the list.
+    pub operand_mask: u32,
     /// Default functional delay in cycles.
     pub delay: u32,
     /// What it does.
     pub doc: &'static str,
+}
+
+/// The set of `operands` as bits ([`OpInfo::operand_mask`]).
+const fn operand_mask(operands: &[Operand]) -> u32 {
+    const _: () = assert!((Operand::Dst as u32) < 32, "an operand is a bit of a u32");
+    let mut mask = 0u32;
+    let mut k = 0;
+    while k < operands.len() {
+        mask |= 1 << (operands[k] as u32);
+        k += 1;
+    }
+    mask
+}
+
+impl OpInfo {
+    /// Whether the opcode takes operand `o`.
+    pub fn has(&self, o: Operand) -> bool {
+        self.operand_mask & 1 << (o as u32) != 0
+    }
 }
 
 impl Opcode {
@@ -265,15 +289,13 @@ impl Opcode {
 
     /// Whether the opcode reads streams.
     pub fn reads_streams(self) -> bool {
-        self.info()
-            .operands
-            .iter()
-            .any(|o| matches!(o, Operand::Src | Operand::Src2))
+        let info = self.info();
+        info.has(Operand::Src) || info.has(Operand::Src2)
     }
 
     /// Whether the opcode writes a stream.
     pub fn writes_stream(self) -> bool {
-        self.info().operands.contains(&Operand::Dst)
+        self.info().has(Operand::Dst)
     }
 }
 
@@ -395,11 +417,9 @@ impl Instr {
     /// Checks that unused fields are zero and used stream fields are present.
     pub fn check_shape(&self) -> Result<(), String> {
         let info = self.op.info();
-        // One pass over the operand list, then a bit test per question
-        // (this runs for every slot a program loads).
-        const _: () = assert!((Operand::Dst as u32) < 32, "an operand is a bit of a u32");
-        let mask = info.operands.iter().fold(0u32, |m, o| m | 1 << (*o as u32));
-        let has = |o: Operand| mask & 1 << (o as u32) != 0;
+        // A bit test per question (this runs for every slot a program
+        // loads).
+        let has = |o: Operand| info.has(o);
         let uses_arg = [
             Operand::Count,
             Operand::Addr,

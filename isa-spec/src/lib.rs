@@ -21,6 +21,7 @@ pub mod isa;
 mod le_bytes;
 pub mod narrow;
 pub mod program;
+mod queue_codec;
 
 pub use config::{ChipConfig, DynamicConfig, EnergyConfig, MemoryModel, SliceKind};
 pub use dtype::{DType, Values};

@@ -108,6 +108,10 @@ pub struct Dep {
     pub group: u8,
 }
 
+/// A slot's dependence edges: a vector that holds one edge inline (most
+/// slots have none or one), encoded as a `Vec<Dep>` is.
+pub type Deps = smallvec::SmallVec<[Dep; 1]>;
+
 /// One entry of a queue: an instruction with its id, provenance and
 /// dependence edges.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,8 +122,8 @@ pub struct Slot {
     pub instr: Instr,
     /// Index into [`Program::nodes`] of the graph node it came from.
     pub node: Option<u32>,
-    /// Edges from the instructions it depends on.
-    pub deps: Vec<Dep>,
+    /// Edges from the instructions it depends on (held inline up to one).
+    pub deps: Deps,
 }
 
 /// The instruction list of one queue.
@@ -288,7 +292,7 @@ pub struct Program {
     /// queue index).
     #[serde(
         serialize_with = "crate::chunked::serialize::<_, _, 1>",
-        deserialize_with = "crate::chunked::deserialize"
+        deserialize_with = "crate::chunked::deserialize_queues"
     )]
     pub queues: Vec<QueueProgram>,
     /// Initial SRAM contents.

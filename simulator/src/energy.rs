@@ -19,6 +19,7 @@
 use crate::engine::Outcome;
 use lpu_isa::program::{DepKind, IdMap};
 use lpu_isa::{Opcode, Program, Unit};
+use rayon::prelude::*;
 use serde::Serialize;
 
 /// The LPU's energy for one run.
@@ -54,34 +55,80 @@ pub struct EnergyReport {
     pub inferences_per_j: f64,
 }
 
+/// What the energy terms count, summed over issues.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    instrs: u64,
+    macs_i8: u64,
+    macs_f16: u64,
+    lane_ops: u64,
+    sram: u64,
+    hops: u64,
+}
+
+impl Counts {
+    /// Adds `times` issues of slot `si` of queue `qi`; `shape` is the
+    /// chip's lanes and MACs per `mm`.
+    fn add(
+        &mut self,
+        p: &Program,
+        slice_of: &IdMap<u16>,
+        (lanes, macs_per_mm): (u64, u64),
+        (qi, si, times): (usize, usize, u64),
+    ) {
+        let q = &p.queues[qi];
+        let slot = &q.slots[si];
+        let op = slot.instr.op;
+        if matches!(
+            op,
+            Opcode::Nop | Opcode::Sync | Opcode::Repeat | Opcode::Notify
+        ) {
+            return;
+        }
+        self.instrs += times;
+        let bytes = lanes * slot.instr.ty.bytes() as u64;
+        match op {
+            Opcode::Matmul => {
+                if slot.instr.ty == lpu_isa::DType::I8 {
+                    self.macs_i8 += macs_per_mm * times;
+                } else {
+                    self.macs_f16 += macs_per_mm * times;
+                }
+            }
+            Opcode::Read | Opcode::Write | Opcode::Gather => self.sram += bytes * times,
+            _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => self.lane_ops += lanes * times,
+            _ => {}
+        }
+        for d in &slot.deps {
+            if matches!(d.kind, DepKind::Src | DepKind::Src2) {
+                if let Some(from) = slice_of.get(d.on) {
+                    // A stream operand is `src_width()` streams wide (a
+                    // gather's int32 map whatever the type it reads).
+                    self.hops += lanes
+                        * slot.instr.src_width() as u64
+                        * (q.queue.slice as i64 - from as i64).unsigned_abs()
+                        * times;
+                }
+            }
+        }
+    }
+
+    fn sum(a: Counts, b: Counts) -> Counts {
+        Counts {
+            instrs: a.instrs + b.instrs,
+            macs_i8: a.macs_i8 + b.macs_i8,
+            macs_f16: a.macs_f16 + b.macs_f16,
+            lane_ops: a.lane_ops + b.lane_ops,
+            sram: a.sram + b.sram,
+            hops: a.hops + b.hops,
+        }
+    }
+}
+
 /// The energy of a run, or `None` when the chip has no `energy` section
 /// (or the program cannot be timed).
 pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
     let e = p.chip.energy.as_ref()?;
-    // Every (queue, slot) the run issued, with how many times: the slots
-    // themselves and their REPEATs when the run completed (the sums do not
-    // depend on the order), the issues up to the hazard's cycle otherwise.
-    let issued: Box<dyn Iterator<Item = (usize, usize, u64)>> = match o.hazard.as_ref() {
-        None => Box::new(p.queues.iter().enumerate().flat_map(|(qi, q)| {
-            q.slots.iter().enumerate().map(move |(si, _)| {
-                let repeats = match q.slots.get(si + 1) {
-                    Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
-                    _ => 0,
-                };
-                (qi, si, 1 + repeats)
-            })
-        })),
-        Some(h) => {
-            let stop = h.cycle;
-            Box::new(
-                p.issue_times()
-                    .ok()?
-                    .into_iter()
-                    .take_while(move |iss| iss.cycle <= stop)
-                    .map(|iss| (iss.queue as usize, iss.slot as usize, 1)),
-            )
-        }
-    };
     let lanes = p.chip.lanes() as u64;
     let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
     // Instruction id -> slice.
@@ -90,45 +137,51 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
             .iter()
             .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice))),
     );
-    let (mut instrs, mut macs_i8, mut macs_f16, mut lane_ops, mut sram, mut hops) =
-        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    for (qi, si, times) in issued {
-        let q = &p.queues[qi];
-        let slot = &q.slots[si];
-        let op = slot.instr.op;
-        if matches!(
-            op,
-            Opcode::Nop | Opcode::Sync | Opcode::Repeat | Opcode::Notify
-        ) {
-            continue;
-        }
-        instrs += times;
-        let bytes = lanes * slot.instr.ty.bytes() as u64;
-        match op {
-            Opcode::Matmul => {
-                if slot.instr.ty == lpu_isa::DType::I8 {
-                    macs_i8 += macs_per_mm * times;
-                } else {
-                    macs_f16 += macs_per_mm * times;
+    let count = |c: &mut Counts, qi: usize, si: usize, times: u64| {
+        c.add(p, &slice_of, (lanes, macs_per_mm), (qi, si, times))
+    };
+    // Every (queue, slot) the run issued, with how many times: the slots
+    // themselves and their REPEATs when the run completed (queue by queue
+    // on all cores: the sums do not depend on the order), the issues up
+    // to the hazard's cycle otherwise.
+    let c = match o.hazard.as_ref() {
+        None => p
+            .queues
+            .par_iter()
+            .enumerate()
+            .map(|(qi, q)| {
+                let mut c = Counts::default();
+                for si in 0..q.slots.len() {
+                    let repeats = match q.slots.get(si + 1) {
+                        Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
+                        _ => 0,
+                    };
+                    count(&mut c, qi, si, 1 + repeats);
                 }
+                c
+            })
+            .reduce(Counts::default, Counts::sum),
+        Some(h) => {
+            let mut c = Counts::default();
+            for iss in p
+                .issue_times()
+                .ok()?
+                .iter()
+                .take_while(|iss| iss.cycle <= h.cycle)
+            {
+                count(&mut c, iss.queue as usize, iss.slot as usize, 1);
             }
-            Opcode::Read | Opcode::Write | Opcode::Gather => sram += bytes * times,
-            _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => lane_ops += lanes * times,
-            _ => {}
+            c
         }
-        for d in &slot.deps {
-            if matches!(d.kind, DepKind::Src | DepKind::Src2) {
-                if let Some(from) = slice_of.get(d.on) {
-                    // A stream operand is `src_width()` streams wide (a
-                    // gather's int32 map whatever the type it reads).
-                    hops += lanes
-                        * slot.instr.src_width() as u64
-                        * (q.queue.slice as i64 - from as i64).unsigned_abs()
-                        * times;
-                }
-            }
-        }
-    }
+    };
+    let Counts {
+        instrs,
+        macs_i8,
+        macs_f16,
+        lane_ops,
+        sram,
+        hops,
+    } = c;
     let pj = 1e-12;
     let instructions_j = instrs as f64 * e.instruction_pj * pj;
     let mxm_j = (macs_i8 as f64 * e.mac_int8_pj + macs_f16 as f64 * e.mac_fp16_pj) * pj;

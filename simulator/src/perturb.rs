@@ -83,7 +83,7 @@ pub fn perturb(p: &Program, seed: u64) -> Option<(Program, Perturbation)> {
                 id: fresh,
                 instr: Instr::nop(1),
                 node: None,
-                deps: vec![],
+                deps: lpu_isa::program::Deps::new(),
             },
         );
         at += 1;

@@ -15,7 +15,7 @@ fn slot(id: u32, instr: Instr, deps: Vec<Dep>) -> Slot {
         id,
         instr,
         node: None,
-        deps,
+        deps: deps.into(),
     }
 }
 
