@@ -11,53 +11,147 @@ fn sat8(x: i64) -> i8 {
     x.clamp(i8::MIN as i64, i8::MAX as i64) as i8
 }
 
-fn float_op(op: Opcode, a: f32, b: f32) -> f32 {
+/// `e.run(f)` with `f` the float operation of `op` (`a + b`, `a - b`,
+/// `a * b`, max, min; NaN for any other opcode), chosen once per vector
+/// rather than per element, so that each loop is a plain one the compiler
+/// can vectorize.
+fn with_float_op<E: Elementwise<f32>>(op: Opcode, e: E) -> E::Out {
     match op {
-        Opcode::Add | Opcode::AddImm => a + b,
-        Opcode::Sub => a - b,
-        Opcode::Mul | Opcode::MulImm => a * b,
-        Opcode::Max => a.max(b),
-        Opcode::Min => a.min(b),
-        _ => f32::NAN,
+        Opcode::Add | Opcode::AddImm => e.run(|a, b| a + b),
+        Opcode::Sub => e.run(|a, b| a - b),
+        Opcode::Mul | Opcode::MulImm => e.run(|a, b| a * b),
+        Opcode::Max => e.run(f32::max),
+        Opcode::Min => e.run(f32::min),
+        _ => e.run(|_, _| f32::NAN),
     }
 }
 
-fn int_op(op: Opcode, a: i64, b: i64) -> i64 {
+/// [`with_float_op`] for integers, computed in i64: add, subtract and
+/// multiply wrap; max, min; 0 for any other opcode.
+fn with_int_op<E: Elementwise<i64>>(op: Opcode, e: E) -> E::Out {
     match op {
-        Opcode::Add | Opcode::AddImm => a.wrapping_add(b),
-        Opcode::Sub => a.wrapping_sub(b),
-        Opcode::Mul | Opcode::MulImm => a.wrapping_mul(b),
-        Opcode::Max => a.max(b),
-        Opcode::Min => a.min(b),
-        _ => 0,
+        Opcode::Add | Opcode::AddImm => e.run(i64::wrapping_add),
+        Opcode::Sub => e.run(i64::wrapping_sub),
+        Opcode::Mul | Opcode::MulImm => e.run(i64::wrapping_mul),
+        Opcode::Max => e.run(i64::max),
+        Opcode::Min => e.run(i64::min),
+        _ => e.run(|_, _| 0),
     }
+}
+
+/// A loop over a vector, generic in the operation `f` it applies, computed
+/// in type `C`.
+trait Elementwise<C> {
+    type Out;
+    fn run(self, f: impl Fn(C, C) -> C) -> Self::Out;
+}
+
+/// Elementwise over `x` and `y`, or over `x` and the scalar `imm` when `y`
+/// is `None`: each element converted `into` the computing type, combined,
+/// and converted `out`.
+struct Zip<'a, T, C, In, Out> {
+    x: &'a [T],
+    y: Option<&'a [T]>,
+    imm: C,
+    into: In,
+    out: Out,
+}
+
+impl<T, C, U, In, Out> Elementwise<C> for Zip<'_, T, C, In, Out>
+where
+    T: Copy,
+    C: Copy,
+    In: Fn(T) -> C,
+    Out: Fn(C) -> U,
+{
+    type Out = Vec<U>;
+
+    fn run(self, f: impl Fn(C, C) -> C) -> Vec<U> {
+        let (into, out) = (&self.into, &self.out);
+        match self.y {
+            Some(y) => self
+                .x
+                .iter()
+                .zip(y)
+                .map(|(a, b)| out(f(into(*a), into(*b))))
+                .collect(),
+            None => {
+                let b = self.imm;
+                self.x.iter().map(|a| out(f(into(*a), b))).collect()
+            }
+        }
+    }
+}
+
+/// An int8 element as the i64 it is computed in.
+fn wide8(v: i8) -> i64 {
+    v as i64
+}
+
+/// An int32 element as the i64 it is computed in.
+fn wide32(v: i32) -> i64 {
+    v as i64
+}
+
+/// An int32 result: the low 32 bits (int32 arithmetic wraps).
+fn wrap32(v: i64) -> i32 {
+    v as i32
+}
+
+/// An f32 element, computed as it is.
+fn same32(v: f32) -> f32 {
+    v
+}
+
+/// An fp16 element, computed in f32.
+fn wide16(v: f16) -> f32 {
+    v.to_f32()
 }
 
 /// A binary elementwise op on two vectors of the same type. int8 saturates,
 /// int32 wraps, fp16 computes in fp32 and rounds once.
 pub fn binary(op: Opcode, a: &Values, b: &Values) -> Result<Values, String> {
     Ok(match (a, b) {
-        (Values::F32(x), Values::F32(y)) => {
-            Values::F32(x.iter().zip(y).map(|(p, q)| float_op(op, *p, *q)).collect())
-        }
-        (Values::F16(x), Values::F16(y)) => Values::F16(
-            x.iter()
-                .zip(y)
-                .map(|(p, q)| f16::from_f32(float_op(op, p.to_f32(), q.to_f32())))
-                .collect(),
-        ),
-        (Values::I8(x), Values::I8(y)) => Values::I8(
-            x.iter()
-                .zip(y)
-                .map(|(p, q)| sat8(int_op(op, *p as i64, *q as i64)))
-                .collect(),
-        ),
-        (Values::I32(x), Values::I32(y)) => Values::I32(
-            x.iter()
-                .zip(y)
-                .map(|(p, q)| int_op(op, *p as i64, *q as i64) as i32)
-                .collect(),
-        ),
+        (Values::F32(x), Values::F32(y)) => Values::F32(with_float_op(
+            op,
+            Zip {
+                x,
+                y: Some(y),
+                imm: 0.0,
+                into: same32,
+                out: same32,
+            },
+        )),
+        (Values::F16(x), Values::F16(y)) => Values::F16(with_float_op(
+            op,
+            Zip {
+                x,
+                y: Some(y),
+                imm: 0.0,
+                into: wide16,
+                out: f16::from_f32,
+            },
+        )),
+        (Values::I8(x), Values::I8(y)) => Values::I8(with_int_op(
+            op,
+            Zip {
+                x,
+                y: Some(y),
+                imm: 0,
+                into: wide8,
+                out: sat8,
+            },
+        )),
+        (Values::I32(x), Values::I32(y)) => Values::I32(with_int_op(
+            op,
+            Zip {
+                x,
+                y: Some(y),
+                imm: 0,
+                into: wide32,
+                out: wrap32,
+            },
+        )),
         _ => {
             return Err(format!(
                 "operands of different types {} and {}",
@@ -68,25 +162,51 @@ pub fn binary(op: Opcode, a: &Values, b: &Values) -> Result<Values, String> {
     })
 }
 
-/// A binary op against an immediate scalar.
+/// A binary op against an immediate scalar (as f32 for floats, truncated
+/// to an integer for integers).
 pub fn binary_imm(op: Opcode, a: &Values, imm: f64) -> Values {
+    let (fimm, iimm) = (imm as f32, imm as i64);
     match a {
-        Values::F32(x) => Values::F32(x.iter().map(|p| float_op(op, *p, imm as f32)).collect()),
-        Values::F16(x) => Values::F16(
-            x.iter()
-                .map(|p| f16::from_f32(float_op(op, p.to_f32(), imm as f32)))
-                .collect(),
-        ),
-        Values::I8(x) => Values::I8(
-            x.iter()
-                .map(|p| sat8(int_op(op, *p as i64, imm as i64)))
-                .collect(),
-        ),
-        Values::I32(x) => Values::I32(
-            x.iter()
-                .map(|p| int_op(op, *p as i64, imm as i64) as i32)
-                .collect(),
-        ),
+        Values::F32(x) => Values::F32(with_float_op(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: fimm,
+                into: same32,
+                out: same32,
+            },
+        )),
+        Values::F16(x) => Values::F16(with_float_op(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: fimm,
+                into: wide16,
+                out: f16::from_f32,
+            },
+        )),
+        Values::I8(x) => Values::I8(with_int_op(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: iimm,
+                into: wide8,
+                out: sat8,
+            },
+        )),
+        Values::I32(x) => Values::I32(with_int_op(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: iimm,
+                into: wide32,
+                out: wrap32,
+            },
+        )),
     }
 }
 
@@ -151,6 +271,16 @@ pub fn convert(a: &Values, to: DType) -> Values {
         (Values::I32(x), DType::F16) => {
             Values::F16(x.iter().map(|v| f16::from_f64(*v as f64)).collect())
         }
+        // Typed loops for the common cases; each gives what the general
+        // rule below gives (every f32 and integer value is exact in f64).
+        (Values::F32(x), DType::I8) => {
+            Values::I8(x.iter().map(|v| v.clamp(-128.0, 127.0) as i8).collect())
+        }
+        (Values::I32(x), DType::I8) => {
+            Values::I8(x.iter().map(|v| (*v).clamp(-128, 127) as i8).collect())
+        }
+        (Values::F32(x), DType::I32) => Values::I32(x.iter().map(|v| *v as i32).collect()),
+        (Values::I8(x), DType::I32) => Values::I32(x.iter().map(|v| *v as i32).collect()),
         (_, DType::I8) => Values::I8(
             (0..n)
                 .map(|i| a.get_f64(i).clamp(-128.0, 127.0) as i8)
@@ -183,7 +313,7 @@ pub fn narrow_convert(a: &Values, f: lpu_isa::narrow::Format, saturate: bool) ->
 pub fn quantize(a: &Values, scale: f64, zp: i64, to: DType) -> Values {
     let s = scale as f32;
     let q = |x: f32| -> f32 { (x / s).round_ties_even() + zp as f32 };
-    let xs: Vec<f32> = (0..a.len()).map(|i| a.get_f64(i) as f32).collect();
+    let xs = floats(a);
     match to {
         DType::I32 => Values::I32(xs.iter().map(|x| q(*x) as i32).collect()),
         _ => Values::I8(
@@ -197,11 +327,24 @@ pub fn quantize(a: &Values, scale: f64, zp: i64, to: DType) -> Values {
 /// DequantizeLinear: `((x - zp) as f32) * scale`, the subtraction exact.
 pub fn dequantize(a: &Values, scale: f64, zp: i64) -> Values {
     let s = scale as f32;
-    Values::F32(
-        (0..a.len())
-            .map(|i| ((a.get_f64(i) as i64 - zp) as f32) * s)
-            .collect(),
-    )
+    let d = |v: i64| ((v - zp) as f32) * s;
+    Values::F32(match a {
+        Values::I8(x) => x.iter().map(|v| d(*v as i64)).collect(),
+        Values::I32(x) => x.iter().map(|v| d(*v as i64)).collect(),
+        _ => (0..a.len()).map(|i| d(a.get_f64(i) as i64)).collect(),
+    })
+}
+
+/// Each element as an f32, as `a.get_f64(i) as f32` gives it: exactly for
+/// every type but int32, which rounds to nearest once either way (its
+/// values are exact in f64). A NaN stays a NaN.
+fn floats(a: &Values) -> Vec<f32> {
+    match a {
+        Values::F32(x) => x.clone(),
+        Values::F16(x) => x.iter().map(|v| v.to_f32()).collect(),
+        Values::I8(x) => x.iter().map(|v| *v as f32).collect(),
+        Values::I32(x) => x.iter().map(|v| *v as f32).collect(),
+    }
 }
 
 /// Replaces every NaN of an fp16 product's f32 sums with the positive quiet
@@ -464,6 +607,146 @@ pub fn move_lanes(a: &Values, src: impl Fn(usize) -> Option<usize>) -> Values {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The elementwise ops, element by element as ISA.md states them,
+    /// against the vector loops (which pick the operation once per vector).
+    #[test]
+    fn elementwise_ops_match_the_per_element_rules() {
+        let f = [
+            0.0f32,
+            -0.0,
+            1.5,
+            -2.25,
+            f32::NAN,
+            f32::INFINITY,
+            3e38,
+            -7.0,
+        ];
+        let g = [1.0f32, 0.0, -1.5, f32::NAN, 2.0, -f32::INFINITY, 3e38, 0.5];
+        let i = [
+            0i64,
+            1,
+            -1,
+            127,
+            -128,
+            100,
+            i32::MAX as i64,
+            i32::MIN as i64,
+        ];
+        let j = [5i64, -7, 127, 1, -128, 100, 1, -1];
+        let float = |op, a: f32, b: f32| match op {
+            Opcode::Add | Opcode::AddImm => a + b,
+            Opcode::Sub => a - b,
+            Opcode::Mul | Opcode::MulImm => a * b,
+            Opcode::Max => a.max(b),
+            Opcode::Min => a.min(b),
+            _ => f32::NAN,
+        };
+        let int = |op, a: i64, b: i64| match op {
+            Opcode::Add | Opcode::AddImm => a.wrapping_add(b),
+            Opcode::Sub => a.wrapping_sub(b),
+            Opcode::Mul | Opcode::MulImm => a.wrapping_mul(b),
+            Opcode::Max => a.max(b),
+            Opcode::Min => a.min(b),
+            _ => 0,
+        };
+        let bits =
+            |v: &Values| -> Vec<u64> { (0..v.len()).map(|k| v.get_f64(k).to_bits()).collect() };
+        for op in [
+            Opcode::Add,
+            Opcode::Sub,
+            Opcode::Mul,
+            Opcode::Max,
+            Opcode::Min,
+            Opcode::AddImm,
+            Opcode::MulImm,
+            Opcode::Mov,
+        ] {
+            let (x, y) = (Values::F32(f.to_vec()), Values::F32(g.to_vec()));
+            let want = Values::F32(f.iter().zip(&g).map(|(a, b)| float(op, *a, *b)).collect());
+            assert_eq!(
+                bits(&binary(op, &x, &y).unwrap()),
+                bits(&want),
+                "{op:?} f32"
+            );
+            let want = Values::F32(f.iter().map(|a| float(op, *a, -2.5)).collect());
+            assert_eq!(
+                bits(&binary_imm(op, &x, -2.5)),
+                bits(&want),
+                "{op:?} f32 imm"
+            );
+            let h = |v: &[f32]| Values::F16(v.iter().map(|a| f16::from_f32(*a)).collect());
+            let want = Values::F16(
+                f.iter()
+                    .zip(&g)
+                    .map(|(a, b)| {
+                        let (a, b) = (f16::from_f32(*a).to_f32(), f16::from_f32(*b).to_f32());
+                        f16::from_f32(float(op, a, b))
+                    })
+                    .collect(),
+            );
+            assert_eq!(
+                bits(&binary(op, &h(&f), &h(&g)).unwrap()),
+                bits(&want),
+                "{op:?} f16"
+            );
+            let x8 = Values::I8(i.iter().map(|a| *a as i8).collect());
+            let y8 = Values::I8(j.iter().map(|a| *a as i8).collect());
+            let want = Values::I8(
+                i.iter()
+                    .zip(&j)
+                    .map(|(a, b)| sat8(int(op, *a as i8 as i64, *b as i8 as i64)))
+                    .collect(),
+            );
+            assert_eq!(binary(op, &x8, &y8).unwrap(), want, "{op:?} i8");
+            let want = Values::I8(
+                i.iter()
+                    .map(|a| sat8(int(op, *a as i8 as i64, -3)))
+                    .collect(),
+            );
+            assert_eq!(binary_imm(op, &x8, -3.7), want, "{op:?} i8 imm");
+            let x32 = Values::I32(i.iter().map(|a| *a as i32).collect());
+            let y32 = Values::I32(j.iter().map(|a| *a as i32).collect());
+            let want = Values::I32(
+                i.iter()
+                    .zip(&j)
+                    .map(|(a, b)| int(op, *a as i32 as i64, *b as i32 as i64) as i32)
+                    .collect(),
+            );
+            assert_eq!(binary(op, &x32, &y32).unwrap(), want, "{op:?} i32");
+        }
+        // The typed conversions give the general rule's values.
+        for v in [
+            Values::F32(f.to_vec()),
+            Values::I32(i.iter().map(|a| *a as i32).collect()),
+            Values::I8(j.iter().map(|a| *a as i8).collect()),
+        ] {
+            let n = v.len();
+            let to8 = Values::I8(
+                (0..n)
+                    .map(|k| v.get_f64(k).clamp(-128.0, 127.0) as i8)
+                    .collect(),
+            );
+            assert_eq!(convert(&v, DType::I8), to8);
+            let to32 = Values::I32((0..n).map(|k| v.get_f64(k) as i32).collect());
+            assert_eq!(convert(&v, DType::I32), to32);
+            let q = |x: f32| (x / 0.37f32).round_ties_even() + 3.0;
+            let want = Values::I8(
+                (0..n)
+                    .map(|k| q(v.get_f64(k) as f32).clamp(-128.0, 127.0) as i8)
+                    .collect(),
+            );
+            assert_eq!(quantize(&v, 0.37, 3, DType::I8), want);
+            if v.dtype() != DType::F32 {
+                let want = Values::F32(
+                    (0..n)
+                        .map(|k| ((v.get_f64(k) as i64 - 5) as f32) * 0.25)
+                        .collect(),
+                );
+                assert_eq!(dequantize(&v, 0.25, 5), want);
+            }
+        }
+    }
 
     #[test]
     fn int8_saturates_and_int32_wraps() {
