@@ -17,22 +17,37 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// One chunk, written as the byte string of its elements' encoding (made
-/// as it is written, so a whole second copy of the list is never held).
-struct Chunk<'a, T>(&'a [T]);
+/// One chunk's encoding, written as a byte string.
+struct Encoded<'a>(&'a [u8]);
 
-impl<T: Serialize> Serialize for Chunk<'_, T> {
+impl Serialize for Encoded<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&postcard::to_allocvec(self.0).map_err(S::Error::custom)?)
+        s.serialize_bytes(self.0)
     }
 }
 
-/// Writes `items` as chunks of up to `N` elements.
-pub fn serialize<T: Serialize, S: Serializer, const N: usize>(
+/// Chunks encoded at a time, on all cores: enough to keep the cores busy,
+/// few enough that a whole second copy of a list is never held (a chunk is
+/// one queue, at most a few MB, or 4096 vectors of the memory image).
+const ENCODE_BATCH: usize = 16;
+
+/// Writes `items` as chunks of up to `N` elements, encoding
+/// [`ENCODE_BATCH`] chunks at a time in parallel (the bytes are the same on
+/// any thread count).
+pub fn serialize<T: Serialize + Sync, S: Serializer, const N: usize>(
     items: &[T],
     s: S,
 ) -> Result<S::Ok, S::Error> {
-    s.collect_seq(items.chunks(N).map(Chunk))
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(items.len().div_ceil(N)))?;
+    for batch in items.chunks(N * ENCODE_BATCH) {
+        let encoded: Vec<Result<Vec<u8>, postcard::Error>> =
+            batch.par_chunks(N).map(postcard::to_allocvec).collect();
+        for bytes in encoded {
+            seq.serialize_element(&Encoded(&bytes.map_err(S::Error::custom)?))?;
+        }
+    }
+    seq.end()
 }
 
 /// Reads chunks written by [`serialize`], decoding them in parallel.
