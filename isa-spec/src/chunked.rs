@@ -68,8 +68,8 @@ where
 }
 
 /// [`deserialize`] for the program's queues, each chunk read by the
-/// hand-written [`crate::queue_codec`] (the same values, a few times
-/// faster than serde's visitors).
+/// hand-written [`crate::queue_codec`] (the same values without serde's
+/// visitors: ResNet-50's decode about a third faster).
 pub fn deserialize_queues<'de, D>(d: D) -> Result<Vec<crate::program::QueueProgram>, D::Error>
 where
     D: Deserializer<'de>,

@@ -67,8 +67,9 @@ struct Counts {
 }
 
 impl Counts {
-    /// Adds `times` issues of slot `si` of queue `qi`; `shape` is the
-    /// chip's lanes and MACs per `mm`.
+    /// Adds `times` issues of slot `si` of queue `qi`, on a chip of
+    /// `lanes` lanes whose `mm` makes `macs_per_mm` MACs; `slice_of` gives
+    /// each instruction's slice.
     fn add(
         &mut self,
         p: &Program,
