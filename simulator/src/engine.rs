@@ -1106,11 +1106,35 @@ impl<'p> Engine<'p> {
                         let n = self.chip.mxm.accumulators as usize;
                         let pl = self.planes.entry(plane).or_default();
                         pl.accs.resize(n, None);
-                        let new = match (&pl.accs[acc], add) {
-                            (Some(old), true) => vxm::binary(Opcode::Add, old, &v).unwrap_or(v),
-                            _ => v,
-                        };
-                        pl.accs[acc] = Some(new);
+                        let slot = &mut pl.accs[acc];
+                        match (slot.as_mut(), add) {
+                            // An int32 or f32 sum of equal lengths, added in
+                            // place (what `vxm::binary`'s add gives, without
+                            // a new vector per `mm`).
+                            (Some(Values::I32(old)), true) if v.len() == old.len() => {
+                                if let Values::I32(x) = &v {
+                                    for (o, a) in old.iter_mut().zip(x) {
+                                        *o = o.wrapping_add(*a);
+                                    }
+                                } else {
+                                    *slot = Some(v);
+                                }
+                            }
+                            (Some(Values::F32(old)), true) if v.len() == old.len() => {
+                                if let Values::F32(x) = &v {
+                                    for (o, a) in old.iter_mut().zip(x) {
+                                        *o += *a;
+                                    }
+                                } else {
+                                    *slot = Some(v);
+                                }
+                            }
+                            (Some(old), true) => {
+                                let new = vxm::binary(Opcode::Add, old, &v).unwrap_or(v);
+                                *slot = Some(new);
+                            }
+                            _ => *slot = Some(v),
+                        }
                     }
                 }
             }
