@@ -1107,32 +1107,8 @@ impl<'p> Engine<'p> {
                         let pl = self.planes.entry(plane).or_default();
                         pl.accs.resize(n, None);
                         let slot = &mut pl.accs[acc];
-                        match (slot.as_mut(), add) {
-                            // An int32 or f32 sum of equal lengths, added in
-                            // place (what `vxm::binary`'s add gives, without
-                            // a new vector per `mm`).
-                            (Some(Values::I32(old)), true) if v.len() == old.len() => {
-                                if let Values::I32(x) = &v {
-                                    for (o, a) in old.iter_mut().zip(x) {
-                                        *o = o.wrapping_add(*a);
-                                    }
-                                } else {
-                                    *slot = Some(v);
-                                }
-                            }
-                            (Some(Values::F32(old)), true) if v.len() == old.len() => {
-                                if let Values::F32(x) = &v {
-                                    for (o, a) in old.iter_mut().zip(x) {
-                                        *o += *a;
-                                    }
-                                } else {
-                                    *slot = Some(v);
-                                }
-                            }
-                            (Some(old), true) => {
-                                let new = vxm::binary(Opcode::Add, old, &v).unwrap_or(v);
-                                *slot = Some(new);
-                            }
+                        match slot {
+                            Some(old) if add => vxm::accumulate(old, v),
                             _ => *slot = Some(v),
                         }
                     }

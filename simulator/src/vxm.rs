@@ -162,6 +162,26 @@ pub fn binary(op: Opcode, a: &Values, b: &Values) -> Result<Values, String> {
     })
 }
 
+/// An accumulating `mm`: `acc = acc + v`, as [`binary`]'s add gives it
+/// (`v` replaces `acc` when their types differ). An int32 or f32 sum of
+/// equal lengths, the MXM's accumulators, is added in place rather than
+/// into a new vector per `mm`.
+pub fn accumulate(acc: &mut Values, v: Values) {
+    match (&mut *acc, &v) {
+        (Values::I32(a), Values::I32(x)) if a.len() == x.len() => {
+            for (o, b) in a.iter_mut().zip(x) {
+                *o = o.wrapping_add(*b);
+            }
+        }
+        (Values::F32(a), Values::F32(x)) if a.len() == x.len() => {
+            for (o, b) in a.iter_mut().zip(x) {
+                *o += *b;
+            }
+        }
+        _ => *acc = binary(Opcode::Add, acc, &v).unwrap_or(v),
+    }
+}
+
 /// A binary op against an immediate scalar (as f32 for floats, truncated
 /// to an integer for integers).
 pub fn binary_imm(op: Opcode, a: &Values, imm: f64) -> Values {
@@ -714,6 +734,25 @@ mod tests {
                     .collect(),
             );
             assert_eq!(binary(op, &x32, &y32).unwrap(), want, "{op:?} i32");
+        }
+        // Accumulation in place is `binary`'s add, every type and length.
+        let vectors = [
+            Values::F32(f.to_vec()),
+            Values::F32(g.to_vec()),
+            Values::F32(g[..3].to_vec()),
+            Values::I32(i.iter().map(|a| *a as i32).collect()),
+            Values::I32(j.iter().map(|a| *a as i32).collect()),
+            Values::I8(i.iter().map(|a| *a as i8).collect()),
+            Values::F16(g.iter().map(|a| f16::from_f32(*a)).collect()),
+        ];
+        for a in &vectors {
+            for b in &vectors {
+                let want = binary(Opcode::Add, a, b).unwrap_or_else(|_| b.clone());
+                let mut acc = a.clone();
+                accumulate(&mut acc, b.clone());
+                assert_eq!(bits(&acc), bits(&want), "{a:?} + {b:?}");
+                assert_eq!(acc.dtype(), want.dtype());
+            }
         }
         // The typed conversions give the general rule's values.
         for v in [
