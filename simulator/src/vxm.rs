@@ -61,6 +61,7 @@ impl<T, C, U, In, Out> Elementwise<C> for Zip<'_, T, C, In, Out>
 where
     T: Copy,
     C: Copy,
+    U: Copy + Default,
     In: Fn(T) -> C,
     Out: Fn(C) -> U,
 {
@@ -69,18 +70,70 @@ where
     fn run(self, f: impl Fn(C, C) -> C) -> Vec<U> {
         let (into, out) = (&self.into, &self.out);
         match self.y {
-            Some(y) => self
-                .x
-                .iter()
-                .zip(y)
-                .map(|(a, b)| out(f(into(*a), into(*b))))
-                .collect(),
+            Some(y) => zip_wide(self.x, y, |a, b| out(f(into(a), into(b)))),
             None => {
                 let b = self.imm;
-                self.x.iter().map(|a| out(f(into(*a), b))).collect()
+                map_wide(self.x, |a| out(f(into(a), b)))
             }
         }
     }
+}
+
+/// `f` of each element of `x`, the loop compiled for the widest vectors
+/// this CPU has: `pulp` picks AVX2 on x86-64 at run time, where the build
+/// itself targets the baseline CPU (SSE2). For operations whose result per
+/// element is the same at any width (integer arithmetic, and single IEEE
+/// f32 operations and roundings: Rust never fuses a multiply and an add),
+/// so the bits do not depend on the machine.
+fn map_wide<A: Copy, B: Copy + Default>(x: &[A], f: impl Fn(A) -> B) -> Vec<B> {
+    struct Map<'a, A, B, F> {
+        x: &'a [A],
+        out: &'a mut [B],
+        f: F,
+    }
+    impl<A: Copy, B, F: Fn(A) -> B> pulp::WithSimd for Map<'_, A, B, F> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+            for (o, &a) in self.out.iter_mut().zip(self.x) {
+                *o = (self.f)(a);
+            }
+        }
+    }
+    let mut out = vec![B::default(); x.len()];
+    pulp::Arch::new().dispatch(Map {
+        x,
+        out: &mut out,
+        f,
+    });
+    out
+}
+
+/// [`map_wide`] over the pairs of `x` and `y` (as many as the shorter has).
+fn zip_wide<A: Copy, B: Copy + Default>(x: &[A], y: &[A], f: impl Fn(A, A) -> B) -> Vec<B> {
+    struct Map2<'a, A, B, F> {
+        x: &'a [A],
+        y: &'a [A],
+        out: &'a mut [B],
+        f: F,
+    }
+    impl<A: Copy, B, F: Fn(A, A) -> B> pulp::WithSimd for Map2<'_, A, B, F> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) {
+            for ((o, &a), &b) in self.out.iter_mut().zip(self.x).zip(self.y) {
+                *o = (self.f)(a, b);
+            }
+        }
+    }
+    let mut out = vec![B::default(); x.len().min(y.len())];
+    pulp::Arch::new().dispatch(Map2 {
+        x,
+        y,
+        out: &mut out,
+        f,
+    });
+    out
 }
 
 /// An int8 element as the i64 it is computed in.
@@ -281,9 +334,9 @@ pub fn unary(op: Opcode, a: &Values) -> Values {
 pub fn convert(a: &Values, to: DType) -> Values {
     let n = a.len();
     match (a, to) {
-        (Values::F16(x), DType::F32) => Values::F32(x.iter().map(|v| v.to_f32()).collect()),
-        (Values::I8(x), DType::F32) => Values::F32(x.iter().map(|v| *v as f32).collect()),
-        (Values::I32(x), DType::F32) => Values::F32(x.iter().map(|v| *v as f32).collect()),
+        (Values::F16(x), DType::F32) => Values::F32(map_wide(x, f16::to_f32)),
+        (Values::I8(x), DType::F32) => Values::F32(map_wide(x, |v| v as f32)),
+        (Values::I32(x), DType::F32) => Values::F32(map_wide(x, |v| v as f32)),
         (Values::F32(x), DType::F16) => Values::F16(x.iter().map(|v| f16::from_f32(*v)).collect()),
         (Values::I8(x), DType::F16) => {
             Values::F16(x.iter().map(|v| f16::from_f32(*v as f32)).collect())
@@ -293,14 +346,10 @@ pub fn convert(a: &Values, to: DType) -> Values {
         }
         // Typed loops for the common cases; each gives what the general
         // rule below gives (every f32 and integer value is exact in f64).
-        (Values::F32(x), DType::I8) => {
-            Values::I8(x.iter().map(|v| v.clamp(-128.0, 127.0) as i8).collect())
-        }
-        (Values::I32(x), DType::I8) => {
-            Values::I8(x.iter().map(|v| (*v).clamp(-128, 127) as i8).collect())
-        }
-        (Values::F32(x), DType::I32) => Values::I32(x.iter().map(|v| *v as i32).collect()),
-        (Values::I8(x), DType::I32) => Values::I32(x.iter().map(|v| *v as i32).collect()),
+        (Values::F32(x), DType::I8) => Values::I8(map_wide(x, |v| v.clamp(-128.0, 127.0) as i8)),
+        (Values::I32(x), DType::I8) => Values::I8(map_wide(x, |v| v.clamp(-128, 127) as i8)),
+        (Values::F32(x), DType::I32) => Values::I32(map_wide(x, |v| v as i32)),
+        (Values::I8(x), DType::I32) => Values::I32(map_wide(x, |v| v as i32)),
         (_, DType::I8) => Values::I8(
             (0..n)
                 .map(|i| a.get_f64(i).clamp(-128.0, 127.0) as i8)
@@ -335,12 +384,8 @@ pub fn quantize(a: &Values, scale: f64, zp: i64, to: DType) -> Values {
     let q = |x: f32| -> f32 { (x / s).round_ties_even() + zp as f32 };
     let xs = floats(a);
     match to {
-        DType::I32 => Values::I32(xs.iter().map(|x| q(*x) as i32).collect()),
-        _ => Values::I8(
-            xs.iter()
-                .map(|x| q(*x).clamp(-128.0, 127.0) as i8)
-                .collect(),
-        ),
+        DType::I32 => Values::I32(map_wide(&xs, |x| q(x) as i32)),
+        _ => Values::I8(map_wide(&xs, |x| q(x).clamp(-128.0, 127.0) as i8)),
     }
 }
 
@@ -349,8 +394,8 @@ pub fn dequantize(a: &Values, scale: f64, zp: i64) -> Values {
     let s = scale as f32;
     let d = |v: i64| ((v - zp) as f32) * s;
     Values::F32(match a {
-        Values::I8(x) => x.iter().map(|v| d(*v as i64)).collect(),
-        Values::I32(x) => x.iter().map(|v| d(*v as i64)).collect(),
+        Values::I8(x) => map_wide(x, |v| d(v as i64)),
+        Values::I32(x) => map_wide(x, |v| d(v as i64)),
         _ => (0..a.len()).map(|i| d(a.get_f64(i) as i64)).collect(),
     })
 }
@@ -362,8 +407,8 @@ fn floats(a: &Values) -> Vec<f32> {
     match a {
         Values::F32(x) => x.clone(),
         Values::F16(x) => x.iter().map(|v| v.to_f32()).collect(),
-        Values::I8(x) => x.iter().map(|v| *v as f32).collect(),
-        Values::I32(x) => x.iter().map(|v| *v as f32).collect(),
+        Values::I8(x) => map_wide(x, |v| v as f32),
+        Values::I32(x) => map_wide(x, |v| v as f32),
     }
 }
 
@@ -526,60 +571,120 @@ pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> 
             },
         ) => {
             let mut out = vec![0f32; lanes];
-            for (((x, row), finite), &len) in xv.iter().zip(rows).zip(finite).zip(nonzero) {
-                let xk = x.to_f32();
-                if xk == 0.0 && *finite {
-                    continue;
-                }
-                let row = if xk.is_finite() { &row[..len] } else { row };
-                for (o, wv) in out.iter_mut().zip(row) {
-                    *o += xk * wv;
-                }
-            }
+            pulp::Arch::new().dispatch(MatvecF16 {
+                xv,
+                rows,
+                finite,
+                nonzero,
+                out: &mut out,
+            });
             canonical_nans(&mut out);
             Some(Values::F32(out))
         }
         (Values::I8(xv), WideWeights::I8 { rows, paired }) => {
             let mut out = vec![0i32; lanes];
-            // |x * w| <= 2^14: the i16 product is exact.
-            let add_row = |out: &mut [i32], xk: i16, row: &[i16]| {
-                for (o, &wv) in out.iter_mut().zip(row) {
-                    *o = o.wrapping_add(i32::from(xk.wrapping_mul(wv)));
-                }
-            };
-            let n = xv.len().min(rows.len());
-            let mut k = 0;
-            if *paired {
-                while k + 1 < n {
-                    let (xa, xb) = (i16::from(xv[k]), i16::from(xv[k + 1]));
-                    let (ra, rb) = (&rows[k], &rows[k + 1]);
-                    k += 2;
-                    match (xa, xb) {
-                        (0, 0) => continue,
-                        (_, 0) => add_row(&mut out, xa, ra),
-                        (0, _) => add_row(&mut out, xb, rb),
-                        _ => {
-                            let both = ra.len().min(rb.len());
-                            for ((o, &wa), &wb) in out.iter_mut().zip(&ra[..both]).zip(&rb[..both])
-                            {
-                                let sum = xa.wrapping_mul(wa).wrapping_add(xb.wrapping_mul(wb));
-                                *o = o.wrapping_add(i32::from(sum));
-                            }
-                            add_row(&mut out[both..], xa, &ra[both..]);
-                            add_row(&mut out[both..], xb, &rb[both..]);
-                        }
-                    }
-                }
-            }
-            for (&x, row) in xv[k..n].iter().zip(&rows[k..n]) {
-                let xk = i16::from(x);
-                if xk != 0 {
-                    add_row(&mut out, xk, row);
-                }
-            }
+            pulp::Arch::new().dispatch(MatvecI8 {
+                xv,
+                rows,
+                paired: *paired,
+                out: &mut out,
+            });
             Some(Values::I32(out))
         }
         _ => None,
+    }
+}
+
+/// The int8 body of [`matvec_wide`], `out += xv . rows`, compiled by
+/// `pulp` for the widest vectors the CPU has (AVX2 on x86-64, chosen at
+/// run time; the build itself targets the baseline CPU). Integer
+/// arithmetic, so the bits do not depend on the width.
+struct MatvecI8<'a> {
+    xv: &'a [i8],
+    rows: &'a [Vec<i16>],
+    paired: bool,
+    out: &'a mut [i32],
+}
+
+impl pulp::WithSimd for MatvecI8<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        matvec_i8(self.xv, self.rows, self.paired, self.out);
+    }
+}
+
+/// The fp16 body of [`matvec_wide`], `out += xv . rows` in f32 with `k`
+/// ascending, compiled like [`MatvecI8`]: each lane's sum is the same
+/// sequence of IEEE multiplies and adds at any width (never fused).
+struct MatvecF16<'a> {
+    xv: &'a [f16],
+    rows: &'a [Vec<f32>],
+    finite: &'a [bool],
+    nonzero: &'a [usize],
+    out: &'a mut [f32],
+}
+
+impl pulp::WithSimd for MatvecF16<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let rows = self.rows.iter().zip(self.finite).zip(self.nonzero);
+        for (x, ((row, finite), &len)) in self.xv.iter().zip(rows) {
+            let xk = x.to_f32();
+            if xk == 0.0 && *finite {
+                continue;
+            }
+            let row = if xk.is_finite() { &row[..len] } else { row };
+            for (o, wv) in self.out.iter_mut().zip(row) {
+                *o += xk * wv;
+            }
+        }
+    }
+}
+
+/// `out += xk * row` over `row`'s lanes. (|x * w| <= 2^14: the i16
+/// product is exact.)
+#[inline(always)]
+fn add_row(out: &mut [i32], xk: i16, row: &[i16]) {
+    for (o, &wv) in out.iter_mut().zip(row) {
+        *o = o.wrapping_add(i32::from(xk.wrapping_mul(wv)));
+    }
+}
+
+/// [`MatvecI8`]'s loop (inlined into each width).
+#[inline(always)]
+fn matvec_i8(xv: &[i8], rows: &[Vec<i16>], paired: bool, out: &mut [i32]) {
+    let n = xv.len().min(rows.len());
+    let mut k = 0;
+    if paired {
+        while k + 1 < n {
+            let (xa, xb) = (i16::from(xv[k]), i16::from(xv[k + 1]));
+            let (ra, rb) = (&rows[k], &rows[k + 1]);
+            k += 2;
+            match (xa, xb) {
+                (0, 0) => continue,
+                (_, 0) => add_row(out, xa, ra),
+                (0, _) => add_row(out, xb, rb),
+                _ => {
+                    let both = ra.len().min(rb.len());
+                    for ((o, &wa), &wb) in out.iter_mut().zip(&ra[..both]).zip(&rb[..both]) {
+                        let sum = xa.wrapping_mul(wa).wrapping_add(xb.wrapping_mul(wb));
+                        *o = o.wrapping_add(i32::from(sum));
+                    }
+                    add_row(&mut out[both..], xa, &ra[both..]);
+                    add_row(&mut out[both..], xb, &rb[both..]);
+                }
+            }
+        }
+    }
+    for (&x, row) in xv[k..n].iter().zip(&rows[k..n]) {
+        let xk = i16::from(x);
+        if xk != 0 {
+            add_row(out, xk, row);
+        }
     }
 }
 
@@ -889,11 +994,13 @@ mod tests {
 
     proptest! {
         /// The widened product, rows cut after their last nonzero weight,
-        /// equals the plain one bit for bit.
+        /// equals the plain one bit for bit. (40 lanes: whole AVX2 vectors
+        /// and a remainder, where `pulp` picks AVX2 for the wide one and
+        /// the plain one is built for the baseline CPU.)
         #[test]
         fn wide_matvec_equals_plain_int8(
-            x in prop::collection::vec(int8_value(2), 12),
-            w in prop::collection::vec(prop::collection::vec(int8_value(3), 12), 11..13),
+            x in prop::collection::vec(int8_value(2), 40),
+            w in prop::collection::vec(prop::collection::vec(int8_value(3), 40), 38..41),
             symmetric in any::<bool>(),
         ) {
             let x = Values::I8(x);
@@ -905,19 +1012,19 @@ mod tests {
                 .map(|r| Values::I8(r.into_iter().map(lift).collect()))
                 .collect();
             let wide = WideWeights::new(&rows).expect("int8 rows");
-            prop_assert_eq!(matvec_wide(&x, &wide, 12), Some(matvec(&x, &rows, 12).unwrap()));
+            prop_assert_eq!(matvec_wide(&x, &wide, 40), Some(matvec(&x, &rows, 40).unwrap()));
         }
 
         #[test]
         fn wide_matvec_equals_plain_fp16(
             x in prop::collection::vec(f16_value(), 10),
-            w in prop::collection::vec(prop::collection::vec(f16_value(), 10), 10),
+            w in prop::collection::vec(prop::collection::vec(f16_value(), 20), 10),
         ) {
             let x = Values::F16(x);
             let rows: Vec<Values> = w.into_iter().map(Values::F16).collect();
             let wide = WideWeights::new(&rows).expect("fp16 rows");
-            let got = matvec_wide(&x, &wide, 10).expect("fp16");
-            let want = matvec(&x, &rows, 10).unwrap();
+            let got = matvec_wide(&x, &wide, 20).expect("fp16");
+            let want = matvec(&x, &rows, 20).unwrap();
             prop_assert_eq!(got.to_le_bytes(), want.to_le_bytes());
         }
     }
