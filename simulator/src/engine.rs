@@ -19,7 +19,7 @@ use lpu_graph::Tensor;
 use lpu_isa::asm::format_instr;
 use lpu_isa::program::{Binding, DepKind, IdMap, Issue, Probe, VecLoc};
 use lpu_isa::{
-    ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Values,
+    ChipConfig, DType, Dir, Instr, Opcode, Program, QueueId, SliceKind, StreamRef, Unit, Values,
 };
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
@@ -512,7 +512,11 @@ fn run(
     let mut issued = vec![0u64; p.queues.len()];
     for (k, iss) in issues.iter().enumerate() {
         if k % WARM_BATCH == 0 {
-            warm_slots(p, &issues[k..(k + WARM_BATCH).min(issues.len())]);
+            let batch = &issues[k..(k + WARM_BATCH).min(issues.len())];
+            warm_slots(p, batch);
+            if !opts.timing_only {
+                e.warm_sram(batch);
+            }
         }
         let t = iss.cycle;
         e.apply_effects(t);
@@ -658,6 +662,40 @@ pub fn instr_text(slot: &lpu_isa::program::Slot) -> String {
 }
 
 impl<'p> Engine<'p> {
+    /// Reads one byte per cache line of the SRAM rows that the MEM `read`s
+    /// among `issues` will load, and throws the reads away, as
+    /// [`warm_slots`] does for the slots: the weights are read once each,
+    /// so every row met a cache miss, one at a time behind the work of
+    /// each issue. (The rows' contents may still change before the reads
+    /// issue; this only brings their lines into cache.)
+    fn warm_sram(&self, issues: &[Issue]) {
+        let lanes = self.lanes;
+        let mut sum = 0u8;
+        for iss in issues {
+            let q = &self.p.queues[iss.queue as usize];
+            if q.queue.unit != Unit::Mem {
+                continue;
+            }
+            let i = &q.slots[iss.slot as usize].instr;
+            if i.op != Opcode::Read {
+                continue;
+            }
+            let Some(m) = self
+                .mem
+                .get(q.queue.slice as usize)
+                .and_then(Option::as_ref)
+            else {
+                continue;
+            };
+            let a = i.arg as usize;
+            let rows = m.bytes.get(a * lanes..(a + i.ty.bytes()) * lanes);
+            for b in rows.unwrap_or_default().iter().step_by(64) {
+                sum ^= *b;
+            }
+        }
+        std::hint::black_box(sum);
+    }
+
     /// A machine holding the program's memory image and the inputs.
     pub(crate) fn new(
         p: &'p Program,
