@@ -316,13 +316,17 @@ impl StreamRing {
         }
     }
 
-    fn index(&self, dir: Dir, id: u8, diag: i64) -> usize {
+    /// By direction, then diagonal, then stream: the streams of one
+    /// multi-byte value (consecutive ids, one diagonal) share cache lines.
+    /// `None` for a stream the chip does not have.
+    fn index(&self, dir: Dir, id: u8, diag: i64) -> Option<usize> {
         let d = usize::from(dir == Dir::West);
-        (d * self.streams + id as usize) * self.len + diag.rem_euclid(self.len as i64) as usize
+        let diag = diag.rem_euclid(self.len as i64) as usize;
+        ((id as usize) < self.streams).then(|| (d * self.len + diag) * self.streams + id as usize)
     }
 
     fn get(&self, dir: Dir, id: u8, diag: i64) -> Option<&Recs> {
-        match self.slots.get(self.index(dir, id, diag)) {
+        match self.slots.get(self.index(dir, id, diag)?) {
             Some((d, recs)) if *d == diag => recs.as_ref(),
             _ => None,
         }
@@ -331,7 +335,7 @@ impl StreamRing {
     /// The slot of `(dir, id, diag)`, emptied first when it held another
     /// diagonal.
     fn slot(&mut self, dir: Dir, id: u8, diag: i64) -> Option<&mut Option<Recs>> {
-        let i = self.index(dir, id, diag);
+        let i = self.index(dir, id, diag)?;
         let (d, recs) = self.slots.get_mut(i)?;
         if *d != diag {
             *d = diag;
