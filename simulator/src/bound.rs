@@ -138,6 +138,25 @@ struct Node {
     x: u16,
 }
 
+/// A node as its consumers' edges see it, by instruction id.
+#[derive(Clone, Copy)]
+struct Producer {
+    node: u32,
+    delay: u32,
+    group0: u32,
+    x: u16,
+}
+
+impl Producer {
+    /// No instruction with this id (or not a node).
+    const ABSENT: Producer = Producer {
+        node: u32::MAX,
+        delay: 0,
+        group0: 0,
+        x: 0,
+    };
+}
+
 /// The lower bound of `p` on its own chip. Deterministic, near-linear in the
 /// number of instructions and edges.
 pub fn lower_bound(p: &Program) -> Bound {
@@ -246,12 +265,21 @@ pub fn lower_bound(p: &Program) -> Bound {
         .min()
         .unwrap_or(0);
 
-    // Instruction id -> node index: dense when ids are (as emitted).
+    // Instruction id -> the node and what its consumers' edges need of
+    // it: dense when ids are (as emitted), so that an edge costs one
+    // lookup (a table of node indices and then the node, in queue order,
+    // was two cache misses per edge and half the bound's time).
     let max_id = ids.iter().copied().max().unwrap_or(0) as usize;
-    let dense: Option<Vec<u32>> = (max_id <= 4 * ids.len() + 1024).then(|| {
-        let mut v = vec![u32::MAX; max_id + 1];
+    let producer_of = |n: usize| Producer {
+        node: n as u32,
+        delay: nodes[n].delay,
+        group0: nodes[n].group0,
+        x: nodes[n].x,
+    };
+    let dense: Option<Vec<Producer>> = (max_id <= 4 * ids.len() + 1024).then(|| {
+        let mut v = vec![Producer::ABSENT; max_id + 1];
         for (n, id) in ids.iter().enumerate() {
-            v[*id as usize] = n as u32;
+            v[*id as usize] = producer_of(n);
         }
         v
     });
@@ -260,13 +288,13 @@ pub fn lower_bound(p: &Program) -> Bound {
     } else {
         HashMap::new()
     };
-    let index = |id: u32| -> Option<usize> {
+    let producer = |id: u32| -> Option<Producer> {
         match &dense {
             Some(v) => v
                 .get(id as usize)
-                .filter(|n| **n != u32::MAX)
-                .map(|n| *n as usize),
-            None => sparse.get(&id).copied(),
+                .filter(|p| p.node != Producer::ABSENT.node)
+                .copied(),
+            None => sparse.get(&id).map(|&n| producer_of(n)),
         }
     };
 
@@ -283,8 +311,10 @@ pub fn lower_bound(p: &Program) -> Bound {
             pred_first.push(preds.len() as u32);
             let cx = q.queue.slice;
             for d in &s.deps {
-                let Some(pn) = index(d.on) else { continue };
-                let pnode = &nodes[pn];
+                let Some(pnode) = producer(d.on) else {
+                    continue;
+                };
+                let pn = pnode.node as usize;
                 let lat = edge_latency(d.kind, pnode.delay as u64, pnode.x, cx);
                 preds.push((pn as u32, lat as i32));
                 if matches!(d.kind, DepKind::Src | DepKind::Src2) {
@@ -325,8 +355,8 @@ pub fn lower_bound(p: &Program) -> Bound {
         Some(by_id) => Box::new(
             by_id
                 .iter()
-                .filter(|n| **n != u32::MAX)
-                .map(|n| *n as usize),
+                .filter(|p| p.node != Producer::ABSENT.node)
+                .map(|p| p.node as usize),
         ),
         None => Box::new(0..nodes.len()),
     };
