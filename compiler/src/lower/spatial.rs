@@ -958,10 +958,6 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    /// The epilogue of a (transposed) convolution: its optional constant
-    /// bias (input 2, `co` values) as a replicated row of `emit_ty`.
-    /// One half of a split product's conv weights (`[rows, co]`, fp16),
-    /// placed column tiles first once per `key`.
     /// The weight matrix `[rows, co]` (element `(r, o)` is `weight(r, o)`)
     /// of a convolution, placed columns-first as MXM weights once per
     /// weight tensor `wn` and `kind`/`sfx` (the key), named `what` in the
@@ -1049,6 +1045,8 @@ impl<'a> Lowerer<'a> {
         l
     }
 
+    /// The epilogue of a (transposed) convolution: its optional constant
+    /// bias (input 2, `co` values) as a replicated row of `emit_ty`.
     fn bias_epilogue(
         &mut self,
         n: &Node,
