@@ -11,7 +11,7 @@
 #   benches/ab.sh 5 "before=/tmp/lpsim.old run r50.lpb --gpu none" \
 #                   "after=target/release/lpsim run r50.lpb --gpu none"
 # Each command's own output is discarded; a command that fails stops the
-# script with its exit status.
+# script (exit 1) after printing its standard error.
 set -euo pipefail
 
 if [ $# -lt 2 ] || ! [[ "$1" =~ ^[1-9][0-9]*$ ]]; then
@@ -50,12 +50,12 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 # The minimum and the median (the lower middle one) of column $2 of file $1.
-stat() {
+min_median() {
     sort -g -k"$2,$2" "$1" | awk -v c="$2" '{v[NR] = $c} END {printf "%.2f / %.2f", v[1], v[int((NR + 1) / 2)]}'
 }
 printf '%-12s %-18s %-18s %-18s %s\n' label 'wall min / med' 'user min / med' 'sys min / med' 'peak MB (max)'
 for k in "${!commands[@]}"; do
     peak=$(sort -g -k4,4 "$dir/$k" | tail -1 | awk '{printf "%.0f", $4 / 1024}')
-    printf '%-12s %-18s %-18s %-18s %s\n' "${labels[$k]}" "$(stat "$dir/$k" 1)" \
-        "$(stat "$dir/$k" 2)" "$(stat "$dir/$k" 3)" "$peak"
+    printf '%-12s %-18s %-18s %-18s %s\n' "${labels[$k]}" "$(min_median "$dir/$k" 1)" \
+        "$(min_median "$dir/$k" 2)" "$(min_median "$dir/$k" 3)" "$peak"
 done
