@@ -334,9 +334,7 @@ pub fn unary(op: Opcode, a: &Values) -> Values {
 pub fn convert(a: &Values, to: DType) -> Values {
     let n = a.len();
     match (a, to) {
-        (Values::F16(x), DType::F32) => Values::F32(map_wide(x, f16::to_f32)),
-        (Values::I8(x), DType::F32) => Values::F32(map_wide(x, |v| v as f32)),
-        (Values::I32(x), DType::F32) => Values::F32(map_wide(x, |v| v as f32)),
+        (_, DType::F32) => Values::F32(floats(a)),
         (Values::F32(x), DType::F16) => Values::F16(x.iter().map(|v| f16::from_f32(*v)).collect()),
         (Values::I8(x), DType::F16) => {
             Values::F16(x.iter().map(|v| f16::from_f32(*v as f32)).collect())
@@ -406,7 +404,7 @@ pub fn dequantize(a: &Values, scale: f64, zp: i64) -> Values {
 fn floats(a: &Values) -> Vec<f32> {
     match a {
         Values::F32(x) => x.clone(),
-        Values::F16(x) => x.iter().map(|v| v.to_f32()).collect(),
+        Values::F16(x) => map_wide(x, f16::to_f32),
         Values::I8(x) => map_wide(x, |v| v as f32),
         Values::I32(x) => map_wide(x, |v| v as f32),
     }
@@ -595,10 +593,11 @@ pub fn matvec_wide(x: &Values, w: &WideWeights, lanes: usize) -> Option<Values> 
     }
 }
 
-/// The int8 body of [`matvec_wide`], `out += xv . rows`, compiled by
-/// `pulp` for the widest vectors the CPU has (AVX2 on x86-64, chosen at
-/// run time; the build itself targets the baseline CPU). Integer
-/// arithmetic, so the bits do not depend on the width.
+/// The int8 body of [`matvec_wide`], `out += xv . rows`, run at the
+/// widest vectors the CPU has, as for [`map_wide`] (a struct rather than a
+/// closure: `pulp` compiles only what is inlined into `with_simd` for the
+/// wider vectors, and a closure this large was not). Integer arithmetic,
+/// so the bits do not depend on the width.
 struct MatvecI8<'a> {
     xv: &'a [i8],
     rows: &'a [Vec<i16>],
@@ -611,7 +610,36 @@ impl pulp::WithSimd for MatvecI8<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        matvec_i8(self.xv, self.rows, self.paired, self.out);
+        let (xv, rows, out) = (self.xv, self.rows, self.out);
+        let n = xv.len().min(rows.len());
+        let mut k = 0;
+        if self.paired {
+            while k + 1 < n {
+                let (xa, xb) = (i16::from(xv[k]), i16::from(xv[k + 1]));
+                let (ra, rb) = (&rows[k], &rows[k + 1]);
+                k += 2;
+                match (xa, xb) {
+                    (0, 0) => continue,
+                    (_, 0) => add_row(out, xa, ra),
+                    (0, _) => add_row(out, xb, rb),
+                    _ => {
+                        let both = ra.len().min(rb.len());
+                        for ((o, &wa), &wb) in out.iter_mut().zip(&ra[..both]).zip(&rb[..both]) {
+                            let sum = xa.wrapping_mul(wa).wrapping_add(xb.wrapping_mul(wb));
+                            *o = o.wrapping_add(i32::from(sum));
+                        }
+                        add_row(&mut out[both..], xa, &ra[both..]);
+                        add_row(&mut out[both..], xb, &rb[both..]);
+                    }
+                }
+            }
+        }
+        for (&x, row) in xv[k..n].iter().zip(&rows[k..n]) {
+            let xk = i16::from(x);
+            if xk != 0 {
+                add_row(out, xk, row);
+            }
+        }
     }
 }
 
@@ -651,40 +679,6 @@ impl pulp::WithSimd for MatvecF16<'_> {
 fn add_row(out: &mut [i32], xk: i16, row: &[i16]) {
     for (o, &wv) in out.iter_mut().zip(row) {
         *o = o.wrapping_add(i32::from(xk.wrapping_mul(wv)));
-    }
-}
-
-/// [`MatvecI8`]'s loop (inlined into each width).
-#[inline(always)]
-fn matvec_i8(xv: &[i8], rows: &[Vec<i16>], paired: bool, out: &mut [i32]) {
-    let n = xv.len().min(rows.len());
-    let mut k = 0;
-    if paired {
-        while k + 1 < n {
-            let (xa, xb) = (i16::from(xv[k]), i16::from(xv[k + 1]));
-            let (ra, rb) = (&rows[k], &rows[k + 1]);
-            k += 2;
-            match (xa, xb) {
-                (0, 0) => continue,
-                (_, 0) => add_row(out, xa, ra),
-                (0, _) => add_row(out, xb, rb),
-                _ => {
-                    let both = ra.len().min(rb.len());
-                    for ((o, &wa), &wb) in out.iter_mut().zip(&ra[..both]).zip(&rb[..both]) {
-                        let sum = xa.wrapping_mul(wa).wrapping_add(xb.wrapping_mul(wb));
-                        *o = o.wrapping_add(i32::from(sum));
-                    }
-                    add_row(&mut out[both..], xa, &ra[both..]);
-                    add_row(&mut out[both..], xb, &rb[both..]);
-                }
-            }
-        }
-    }
-    for (&x, row) in xv[k..n].iter().zip(&rows[k..n]) {
-        let xk = i16::from(x);
-        if xk != 0 {
-            add_row(out, xk, row);
-        }
     }
 }
 
