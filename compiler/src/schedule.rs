@@ -402,33 +402,16 @@ impl Tables {
             if stream >= n {
                 continue;
             }
-            if mw == 1 {
-                // One word per position (up to 32 streams, as every
-                // chip here has): set the bit along the run of words.
-                let full = !0u32 >> (32 - n);
-                let bit = 1u32 << stream;
-                let row = &mut table[i * stride..][lo as usize..=hi as usize];
-                for (pos, mask) in (lo as usize..).zip(row) {
-                    *mask |= bit;
-                    if *mask == full {
-                        let sat = &mut self.saturated[d];
-                        if sat.len() < (i + 1) * pw {
-                            sat.resize((i + 1) * pw, 0);
-                        }
-                        sat[i * pw + pos / 64] |= 1 << (pos % 64);
-                    }
-                }
-                continue;
-            }
+            // The full value of each mask word, and the word and bit of
+            // this stream.
+            let full = |w: usize| !0u32 >> (32 - (n - w * 32).min(32));
+            let (word, bit) = (stream / 32, 1u32 << (stream % 32));
             for pos in lo as usize..=hi as usize {
                 let mask = &mut table[i * stride + pos * mw..][..mw];
-                mask[stream / 32] |= 1 << (stream % 32);
-                // Every stream taken here: the position is saturated.
-                let full = mask.iter().enumerate().all(|(w, &m)| {
-                    let bits = (n - w * 32).min(32);
-                    m == !0u32 >> (32 - bits)
-                });
-                if full {
+                mask[word] |= bit;
+                // Every stream taken here: the position is saturated. (The
+                // word just set is tested first, and is rarely full.)
+                if mask[word] == full(word) && mask.iter().enumerate().all(|(w, &m)| m == full(w)) {
                     let sat = &mut self.saturated[d];
                     if sat.len() < (i + 1) * pw {
                         sat.resize((i + 1) * pw, 0);
