@@ -55,9 +55,11 @@ pub struct EnergyReport {
     pub inferences_per_j: f64,
 }
 
-/// What the energy terms count, summed over issues.
-#[derive(Clone, Copy, Default)]
-struct Counts {
+/// What the energy terms count, summed over issues: the work a run did,
+/// before it is priced. [`completed_work`] gives that of a run that
+/// completes from the program alone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
     instrs: u64,
     macs_i8: u64,
     macs_f16: u64,
@@ -126,28 +128,31 @@ impl Counts {
     }
 }
 
-/// The energy of a run, or `None` when the chip has no `energy` section
-/// (or the program cannot be timed).
-pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
-    let e = p.chip.energy.as_ref()?;
+/// Instruction id -> slice, and a closure that adds `times` issues of
+/// slot `si` of queue `qi` to a [`Counts`].
+fn counter(p: &Program) -> impl Fn(&mut Counts, usize, usize, u64) + Sync + '_ {
     let lanes = p.chip.lanes() as u64;
     let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
-    // Instruction id -> slice.
     let slice_of = IdMap::from_pairs(
         p.queues
             .iter()
             .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice))),
     );
-    let count = |c: &mut Counts, qi: usize, si: usize, times: u64| {
+    move |c: &mut Counts, qi: usize, si: usize, times: u64| {
         c.add(p, &slice_of, (lanes, macs_per_mm), (qi, si, times))
-    };
-    // Every (queue, slot) the run issued, with how many times: the slots
-    // themselves and their REPEATs when the run completed (queue by queue
-    // on all cores: the sums do not depend on the order), the issues up
-    // to the hazard's cycle otherwise.
-    let c = match o.hazard.as_ref() {
-        None => p
-            .queues
+    }
+}
+
+/// The work of a run of `p` that completes: every slot and its REPEATs.
+/// It depends on the program alone, so `lpsim` works it out beside the
+/// simulation, with the lower bound; `None` when the chip has no `energy`
+/// section (nothing to price).
+pub fn completed_work(p: &Program) -> Option<Counts> {
+    p.chip.energy.as_ref()?;
+    let count = counter(p);
+    // Queue by queue on all cores: the sums do not depend on the order.
+    Some(
+        p.queues
             .par_iter()
             .enumerate()
             .map(|(qi, q)| {
@@ -162,7 +167,32 @@ pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
                 c
             })
             .reduce(Counts::default, Counts::sum),
+    )
+}
+
+/// The energy of a run, or `None` when the chip has no `energy` section
+/// (or the program cannot be timed).
+pub fn lpu_energy(p: &Program, o: &Outcome) -> Option<EnergyReport> {
+    lpu_energy_with(p, o, None)
+}
+
+/// [`lpu_energy`], given [`completed_work`]'s result when the caller
+/// already has it (it is used only if the run completed).
+pub fn lpu_energy_with(
+    p: &Program,
+    o: &Outcome,
+    completed: Option<Counts>,
+) -> Option<EnergyReport> {
+    let e = p.chip.energy.as_ref()?;
+    // Every issue of the run: the slots and their REPEATs when it
+    // completed, the issues up to the hazard's cycle otherwise.
+    let c = match o.hazard.as_ref() {
+        None => match completed {
+            Some(c) => c,
+            None => completed_work(p)?,
+        },
         Some(h) => {
+            let count = counter(p);
             let mut c = Counts::default();
             for iss in p
                 .issue_times()

@@ -455,12 +455,56 @@ pub fn simulate(
     inputs: &BTreeMap<String, Tensor>,
     opts: &SimOptions,
 ) -> Result<Outcome, SimError> {
-    let (outcome, recheck) = run(p, inputs, opts, DepCheck::AsIssued)?;
-    if !recheck {
-        return Ok(outcome);
-    }
-    drop(outcome);
-    Ok(run(p, inputs, opts, DepCheck::Upfront)?.0)
+    simulate_beside(p, inputs, opts, || ()).0
+}
+
+/// [`simulate`], running `beside` on another core while the engine walks
+/// the issues (`lpsim` works out the lower bound and the energy's counts
+/// there: they depend on the program alone); `beside` runs once, also
+/// when the run fails.
+///
+/// With values, the walk is much the longer, so the issue times and the
+/// engine's initial state (the memory image stored, the inputs loaded) are
+/// made first, on both cores, and `beside` runs during the walk. A
+/// timing-only walk takes about as long as `beside` is expected to, so
+/// `beside` starts at once, beside all of the run.
+pub fn simulate_beside<R: Send>(
+    p: &Program,
+    inputs: &BTreeMap<String, Tensor>,
+    opts: &SimOptions,
+    beside: impl FnOnce() -> R + Send,
+) -> (Result<Outcome, SimError>, R) {
+    let setup =
+        |(issues, engine)| -> Result<(Vec<Issue>, Engine<'_>), SimError> { Ok((issues?, engine?)) };
+    let new = || Engine::new(p, inputs, opts.timing_only);
+    let issue_times = || p.issue_times().map_err(SimError::Program);
+    let (first, r) = if opts.timing_only {
+        rayon::join(
+            || {
+                let (issues, e) = setup((issue_times(), new()))?;
+                Ok((run(p, &issues, e, opts, DepCheck::AsIssued)?, issues))
+            },
+            beside,
+        )
+    } else {
+        match setup(rayon::join(issue_times, new)) {
+            Ok((issues, e)) => {
+                let (run, r) = rayon::join(|| run(p, &issues, e, opts, DepCheck::AsIssued), beside);
+                (run.map(|o| (o, issues)), r)
+            }
+            Err(e) => (Err(e), beside()),
+        }
+    };
+    // A run whose order dependences must be checked first runs again (its
+    // partial outcome, a trace perhaps, dropped first).
+    let outcome = match first {
+        Ok(((partial, true), issues)) => {
+            drop(partial);
+            new().and_then(|e| run(p, &issues, e, opts, DepCheck::Upfront).map(|(o, _)| o))
+        }
+        other => other.map(|((o, _), _)| o),
+    };
+    (outcome, r)
 }
 
 /// How [`run`] checks the order dependences.
@@ -482,12 +526,11 @@ enum DepCheck {
 /// partial one, to be discarded).
 fn run(
     p: &Program,
-    inputs: &BTreeMap<String, Tensor>,
+    issues: &[Issue],
+    mut e: Engine<'_>,
     opts: &SimOptions,
     check: DepCheck,
 ) -> Result<(Outcome, bool), SimError> {
-    let issues = p.issue_times().map_err(SimError::Program)?;
-    let mut e = Engine::new(p, inputs, opts.timing_only)?;
     if !opts.probes.is_empty() && !opts.timing_only {
         e.capture = Some(Capture::new(&opts.probes));
     }
@@ -498,7 +541,7 @@ fn run(
     };
     let mut trace = Vec::new();
     let dep_violation = match check {
-        DepCheck::Upfront => e.check_deps(&issues),
+        DepCheck::Upfront => e.check_deps(issues),
         DepCheck::AsIssued => None,
     };
     // Each instruction's first issue cycle, as it issues (`lpc` numbers

@@ -29,5 +29,5 @@ pub mod vxm;
 
 pub use bound::{lower_bound, Bound};
 pub use dynamic::{simulate_dynamic, DynamicOptions, DynamicOutcome};
-pub use engine::{simulate, Outcome, SimError, SimOptions};
+pub use engine::{simulate, simulate_beside, Outcome, SimError, SimOptions};
 pub use hazard::{Hazard, HazardKind};

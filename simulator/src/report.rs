@@ -2,7 +2,7 @@
 //! Every field is documented in the README ("Reading the report").
 
 use crate::check::Check;
-use crate::energy::{lpu_energy, EnergyReport};
+use crate::energy::{lpu_energy_with, EnergyReport};
 use crate::engine::Outcome;
 use crate::hazard::Hazard;
 use crate::perturb::Perturbation;
@@ -325,19 +325,42 @@ pub fn build(
     check: Option<Check>,
     perturb: Option<Perturbation>,
 ) -> Report {
-    build_with_bound(p, o, crate::bound::lower_bound(p), check, perturb)
+    build_with(p, o, ProgramTerms::of(p), check, perturb)
 }
 
-/// [`build`] with the program's [`crate::bound::lower_bound`] computed by
-/// the caller (who may compute it beside the simulation: it depends on the
-/// program alone).
-pub fn build_with_bound(
+/// The terms of a report that depend on the program alone, not on the run,
+/// so that a caller can work them out beside the simulation (`lpsim` does,
+/// on a second thread).
+#[derive(Clone, Debug)]
+pub struct ProgramTerms {
+    /// The program's [`crate::bound::lower_bound`].
+    pub bound: crate::bound::Bound,
+    /// The work of a completed run ([`crate::energy::completed_work`]).
+    pub completed_work: Option<crate::energy::Counts>,
+}
+
+impl ProgramTerms {
+    /// Works out the terms of `p`.
+    pub fn of(p: &Program) -> ProgramTerms {
+        ProgramTerms {
+            bound: crate::bound::lower_bound(p),
+            completed_work: crate::energy::completed_work(p),
+        }
+    }
+}
+
+/// [`build`] with the program's terms worked out by the caller.
+pub fn build_with(
     p: &Program,
     o: &Outcome,
-    bound: crate::bound::Bound,
+    terms: ProgramTerms,
     check: Option<Check>,
     perturb: Option<Perturbation>,
 ) -> Report {
+    let ProgramTerms {
+        bound,
+        completed_work,
+    } = terms;
     let chip = &p.chip;
     let slices = chip.slices();
     let mut units = BTreeMap::new();
@@ -418,7 +441,7 @@ pub fn build_with_bound(
         hazard: o.hazard.clone(),
         check,
         perturb,
-        energy: lpu_energy(p, o),
+        energy: lpu_energy_with(p, o, completed_work),
         gpu: None,
         dynamic: None,
     }

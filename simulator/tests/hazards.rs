@@ -176,3 +176,60 @@ fn multi_row_weight_load_reads_every_stream_group() {
     let swapped = good.replace("s0w<i2,i3", "s0w<i3,i2");
     assert_eq!(hazard_of(&swapped), Some(HazardKind::WrongProducer));
 }
+
+/// `simulate_beside` reports what `simulate` does, with values and timing
+/// only, and runs its side work exactly once: on a clean run, on one that
+/// stops at a hazard, on one that must run again with its order edges
+/// checked first, and on one whose issue times cannot be worked out.
+#[test]
+fn simulate_beside_matches_simulate_and_runs_beside_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let bodies = [
+        format!(
+            ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n.queue mem@7\n  i3 sync\n  i4 nop n=6\n  i5 write.i8 a=0x0 s1e<i7\n.queue vxm@6.0\n  i6 sync\n  i8 nop n=4\n  i7 relu.i8 s0e<i2 ->s1e\n.data mem@5 0x0 i8 {ONES}\n"
+        ),
+        format!(
+            ".queue mem@5\n  i1 sync\n  i3 read.f32 a=0x0 ->s0e\n  i5 read.i8 a=0x10 ->s4e\n.queue mem@7\n  i2 sync\n  i4 read.i8 a=0x0 ->s0w after=i7+0\n  i6 nop n=6\n  i7 read.i8 a=0x0 ->s1w\n.data mem@5 0x0 f32 {}\n.data mem@5 0x10 i8 {ONES}\n.data mem@7 0x0 i8 {ONES}\n",
+            ONES.repeat(4)
+        ),
+        ".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x40 ->s0e\n".to_string(),
+        // A second SYNC with no NOTIFY after the first: no issue times.
+        ".queue mem@5\n  i1 sync\n  i2 nop n=1\n  i3 sync\n".to_string(),
+    ];
+    let mut seen = Vec::new();
+    for body in &bodies {
+        let p = program(body);
+        for timing_only in [false, true] {
+            let opts = SimOptions {
+                timing_only,
+                ..SimOptions::default()
+            };
+            let summary = |o: lpu_sim::Outcome| {
+                let hazard = o.hazard.map(|h| (h.kind, h.to_string()));
+                (o.cycles, hazard, o.outputs, o.stats.issued)
+            };
+            let plain = simulate(&p, &BTreeMap::new(), &opts).map(summary);
+            let calls = AtomicUsize::new(0);
+            let (beside, r) = lpu_sim::simulate_beside(&p, &BTreeMap::new(), &opts, || {
+                calls.fetch_add(1, SeqCst) + 41
+            });
+            assert_eq!((r, calls.load(SeqCst)), (41, 1), "{body}");
+            match (plain, beside.map(summary)) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a, b, "{body}");
+                    seen.push(a.1.map_or("clean".to_string(), |h| format!("{:?}", h.0)));
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string(), "{body}");
+                    seen.push("error".into());
+                }
+                (a, b) => panic!("{body}: {a:?} against {b:?}"),
+            }
+        }
+    }
+    assert_eq!(seen.len(), 8);
+    assert_eq!(seen[0], "clean");
+    assert_eq!(seen[2], "DependenceViolated");
+    assert_eq!(seen[4], "UninitializedRead");
+    assert_eq!(seen[6], "error");
+}

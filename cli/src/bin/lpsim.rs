@@ -361,12 +361,16 @@ fn run(args: RunArgs) -> Result<u8> {
         timing_only: args.timing_only,
         probes,
     };
-    // The lower bound depends on the program alone: it is worked out on a
-    // second thread while the first simulates.
-    let (run, bound) = rayon::join(
-        || match dynamic {
-            None => Ok::<_, anyhow::Error>((lpu_sim::simulate(&program, &inputs, &opts)?, None)),
-            Some(()) => {
+    // The lower bound and the energy's counts depend on the program alone:
+    // they are worked out on a second core while the first simulates.
+    let terms = || report::ProgramTerms::of(&program);
+    let (run, terms) = match dynamic {
+        None => {
+            let (run, terms) = lpu_sim::simulate_beside(&program, &inputs, &opts, terms);
+            (run.map(|o| (o, None)).map_err(anyhow::Error::new), terms)
+        }
+        Some(()) => rayon::join(
+            || {
                 let o = DynamicOptions {
                     trace: opts.trace,
                     ..dynamic_options(&args, &program)?
@@ -380,11 +384,11 @@ fn run(args: RunArgs) -> Result<u8> {
                 if let Some(n) = args.seeds {
                     dr.distribution = Some(seeds(&args, &program, &inputs, &o, n)?);
                 }
-                Ok((d.outcome, Some(dr)))
-            }
-        },
-        || lpu_sim::lower_bound(&program),
-    );
+                Ok::<_, anyhow::Error>((d.outcome, Some(dr)))
+            },
+            terms,
+        ),
+    };
     let (mut outcome, dyn_report) = run?;
     let check = match (&graph, args.check && outcome.hazard.is_none()) {
         (Some(g), true) => {
@@ -424,7 +428,7 @@ fn run(args: RunArgs) -> Result<u8> {
         save_outputs(dir, &outcome.outputs)?;
     }
     let found = outcome.hazard.is_some() || check.as_ref().is_some_and(|c| !c.passed);
-    let mut r = report::build_with_bound(&program, &outcome, bound, check, perturbation);
+    let mut r = report::build_with(&program, &outcome, terms, check, perturbation);
     r.set_precisions(&args.prepare.precision, &node_precision);
     r.dynamic = dyn_report;
     if let Some(g) = &graph {
