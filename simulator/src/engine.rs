@@ -1671,15 +1671,10 @@ impl<'p> Engine<'p> {
             }
             Opcode::Shift | Opcode::Rotate => {
                 let a = self.operand(slot, DepKind::Src, x, t)?;
-                let n = self.lanes as i64;
-                let k = i.arg;
                 let v = if i.op == Opcode::Shift {
-                    vxm::move_lanes(a, |l| {
-                        let s = l as i64 - k;
-                        (0..n).contains(&s).then_some(s as usize)
-                    })
+                    vxm::shift_lanes(a, i.arg)
                 } else {
-                    vxm::move_lanes(a, |l| Some((l as i64 - k).rem_euclid(n) as usize))
+                    vxm::rotate_lanes(a, i.arg)
                 };
                 out(self, v)
             }
