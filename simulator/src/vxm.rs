@@ -763,6 +763,19 @@ pub fn move_lanes(a: &Values, src: impl Fn(usize) -> Option<usize>) -> Values {
     }
 }
 
+/// `f(elements, args..)` for `a` of any type, a vector of the same type
+/// (`f` generic over the element type).
+macro_rules! same_type {
+    ($a:expr, $f:ident($($arg:expr),*)) => {
+        match $a {
+            Values::F32(x) => Values::F32($f(x, $($arg),*)),
+            Values::F16(x) => Values::F16($f(x, $($arg),*)),
+            Values::I8(x) => Values::I8($f(x, $($arg),*)),
+            Values::I32(x) => Values::I32($f(x, $($arg),*)),
+        }
+    };
+}
+
 /// `shl`: `out[l] = in[l - k]` where `0 <= l - k < n` (the vector's `n`
 /// lanes), zero elsewhere: [`move_lanes`]' result, as two slice copies.
 pub fn shift_lanes(a: &Values, k: i64) -> Values {
@@ -777,12 +790,7 @@ pub fn shift_lanes(a: &Values, k: i64) -> Values {
         }
         out
     }
-    match a {
-        Values::F32(x) => Values::F32(shift(x, k)),
-        Values::F16(x) => Values::F16(shift(x, k)),
-        Values::I8(x) => Values::I8(shift(x, k)),
-        Values::I32(x) => Values::I32(shift(x, k)),
-    }
+    same_type!(a, shift(k))
 }
 
 /// `rot`: `out[l] = in[(l - k) mod n]` over the vector's `n` lanes:
@@ -797,12 +805,7 @@ pub fn rotate_lanes(a: &Values, k: i64) -> Values {
         }
         out
     }
-    match a {
-        Values::F32(x) => Values::F32(rotate(x, k)),
-        Values::F16(x) => Values::F16(rotate(x, k)),
-        Values::I8(x) => Values::I8(rotate(x, k)),
-        Values::I32(x) => Values::I32(rotate(x, k)),
-    }
+    same_type!(a, rotate(k))
 }
 
 #[cfg(test)]
