@@ -82,3 +82,33 @@ fn repeats_count_every_issue() {
     assert_eq!(r.sram_bytes, 96);
     assert_eq!(r.stream_byte_hops, 96);
 }
+
+/// The counts of a completed run worked out beside it
+/// (`energy::completed_work`, what `lpsim` does) give the same energy as
+/// counting after the run; a run stopped by a hazard counts its own
+/// issues, whatever counts it is handed; no `energy` section, no counts.
+#[test]
+fn counts_worked_out_beside_the_run_price_the_same() {
+    use lpu_sim::energy::{completed_work, lpu_energy_with};
+    let chip = ChipConfig::preset("tiny").expect("tiny");
+    let p = program(&body(), chip.clone());
+    let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
+    let beside = completed_work(&p);
+    assert!(beside.is_some());
+    let whole = lpu_energy(&p, &o);
+    assert_eq!(lpu_energy_with(&p, &o, beside), whole);
+    // i3 reads an empty stream: a hazard at its first issue. The counts
+    // handed over (the other program's) are not used.
+    let stopped = program(
+        &format!(".queue mem@5\n  i1 sync\n  i2 read.i8 a=0x0 ->s0e\n  i3 write.i8 a=0x10 s1e\n.data mem@5 0x0 i8 {ONES}\n"),
+        chip.clone(),
+    );
+    let o = simulate(&stopped, &BTreeMap::new(), &SimOptions::default()).expect("runs");
+    assert!(o.hazard.is_some());
+    let counted = lpu_energy(&stopped, &o);
+    assert_ne!(counted, whole);
+    assert_eq!(lpu_energy_with(&stopped, &o, beside), counted);
+    let mut bare = chip;
+    bare.energy = None;
+    assert_eq!(completed_work(&program(&body(), bare)), None);
+}
