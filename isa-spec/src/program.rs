@@ -506,14 +506,6 @@ impl Program {
         let lanes = chip.lanes() as usize;
         let err = |m: String| Err(ProgramError::Invalid(m));
         let mut seen_queues = BTreeSet::new();
-        // Output stream groups by instruction id, filled in as the ids are
-        // checked (an id met twice is an error).
-        let (count, max_id) = self
-            .queues
-            .iter()
-            .flat_map(|q| &q.slots)
-            .fold((0, 0), |(n, m), s| (n + 1, m.max(s.id)));
-        let mut outputs = IdMap::with_ids(count, max_id);
         // (As u16, saturating: a stream group index is a u8, and a small
         // table stays in cache.)
         let groups_of = |s: &Slot| -> u16 {
@@ -524,22 +516,34 @@ impl Program {
             }
         };
         // The slots' own rules, queue by queue on all cores: the first
-        // broken one of each queue (its index and message).
-        let slot_errors: Vec<Option<(usize, String)>> = self
+        // broken one of each queue (its index and message), and each
+        // slot's id and output stream groups, in a compact list the
+        // sequential pass below reads instead of the slots.
+        type Checked = (Option<(usize, String)>, Vec<(u32, u16)>);
+        let checked_queues: Vec<Checked> = self
             .queues
             .par_iter()
             .map(|q| {
-                q.slots.iter().enumerate().find_map(|(k, s)| {
+                let error = q.slots.iter().enumerate().find_map(|(k, s)| {
                     let prev = k.checked_sub(1).map(|p| &q.slots[p].instr);
                     self.check_slot(q.queue, s, prev, lanes)
                         .err()
                         .map(|m| (k, format!("queue {}, instruction i{}: {m}", q.queue, s.id)))
-                })
+                });
+                let ids = q.slots.iter().map(|s| (s.id, groups_of(s))).collect();
+                (error, ids)
             })
             .collect();
+        // Output stream groups by instruction id, filled in as the ids are
+        // checked (an id met twice is an error).
+        let (count, max_id) = checked_queues
+            .iter()
+            .flat_map(|(_, ids)| ids)
+            .fold((0, 0), |(n, m), &(id, _)| (n + 1, m.max(id)));
+        let mut outputs = IdMap::with_ids(count, max_id);
         // Reported as a walk in queue order would meet them: a queue's own
         // rules, then per slot a reused id before the slot's rules.
-        for (q, slot_error) in self.queues.iter().zip(slot_errors) {
+        for (q, (slot_error, ids)) in self.queues.iter().zip(checked_queues) {
             if !seen_queues.insert(q.queue) {
                 return err(format!("queue {} appears twice", q.queue));
             }
@@ -566,10 +570,10 @@ impl Program {
             } else if q.queue != QueueId::ICU {
                 return err(format!("queue {}: malformed ICU queue id", q.queue));
             }
-            let checked = slot_error.as_ref().map_or(q.slots.len(), |e| e.0 + 1);
-            for s in &q.slots[..checked] {
-                if !outputs.insert(s.id, groups_of(s)) {
-                    return err(format!("instruction id i{} is used twice", s.id));
+            let checked = slot_error.as_ref().map_or(ids.len(), |e| e.0 + 1);
+            for &(id, groups) in &ids[..checked] {
+                if !outputs.insert(id, groups) {
+                    return err(format!("instruction id i{id} is used twice"));
                 }
             }
             if let Some((_, m)) = slot_error {
