@@ -283,55 +283,81 @@ pub fn binary_imm(op: Opcode, a: &Values, imm: f64) -> Values {
     }
 }
 
-fn float_unary(op: Opcode, x: f32) -> f32 {
+/// [`with_float_op`] for the unary ops (the second operand unused):
+/// relu (`-0.0` and NaN kept), neg, abs, exp, tanh, `1 / sqrt`; NaN for
+/// any other opcode.
+fn with_float_unary<E: Elementwise<f32>>(op: Opcode, e: E) -> E::Out {
     match op {
-        Opcode::Relu => {
-            if x < 0.0 {
-                0.0
-            } else {
-                x
-            }
-        }
-        Opcode::Neg => -x,
-        Opcode::Abs => x.abs(),
-        Opcode::Exp => x.exp(),
-        Opcode::Tanh => x.tanh(),
-        Opcode::Rsqrt => 1.0 / x.sqrt(),
-        _ => f32::NAN,
+        Opcode::Relu => e.run(|a, _| if a < 0.0 { 0.0 } else { a }),
+        Opcode::Neg => e.run(|a, _| -a),
+        Opcode::Abs => e.run(|a, _| a.abs()),
+        Opcode::Exp => e.run(|a, _| a.exp()),
+        Opcode::Tanh => e.run(|a, _| a.tanh()),
+        Opcode::Rsqrt => e.run(|a, _| 1.0 / a.sqrt()),
+        _ => e.run(|_, _| f32::NAN),
     }
 }
 
-fn int_unary(op: Opcode, x: i64) -> i64 {
+/// [`with_int_op`] for the unary ops, computed in i64: relu, neg, abs; 0
+/// for any other opcode.
+fn with_int_unary<E: Elementwise<i64>>(op: Opcode, e: E) -> E::Out {
     match op {
-        Opcode::Relu => x.max(0),
-        Opcode::Neg => -x,
-        Opcode::Abs => x.abs(),
-        _ => 0,
+        Opcode::Relu => e.run(|a, _| a.max(0)),
+        Opcode::Neg => e.run(|a, _| -a),
+        Opcode::Abs => e.run(|a, _| a.abs()),
+        _ => e.run(|_, _| 0),
     }
 }
 
-/// A unary elementwise op.
+/// An int32 unary result: saturated (`neg` and `abs` of `i32::MIN`).
+fn sat32(v: i64) -> i32 {
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// A unary elementwise op, picked once per vector (as [`binary`]'s):
+/// int8 and int32 saturate, fp16 computes in fp32 and rounds once.
 pub fn unary(op: Opcode, a: &Values) -> Values {
     match a {
-        // The common ones with the operation picked once per vector (per
-        // element, `relu` took 0.5 us a vector).
-        Values::F32(x) if op == Opcode::Relu => {
-            Values::F32(map_wide(x, |v| if v < 0.0 { 0.0 } else { v }))
-        }
-        Values::F32(x) if op == Opcode::Neg => Values::F32(map_wide(x, |v| -v)),
-        Values::F32(x) if op == Opcode::Abs => Values::F32(map_wide(x, f32::abs)),
-        Values::F32(x) => Values::F32(x.iter().map(|p| float_unary(op, *p)).collect()),
-        Values::F16(x) => Values::F16(
-            x.iter()
-                .map(|p| f16::from_f32(float_unary(op, p.to_f32())))
-                .collect(),
-        ),
-        Values::I8(x) => Values::I8(x.iter().map(|p| sat8(int_unary(op, *p as i64))).collect()),
-        Values::I32(x) => Values::I32(
-            x.iter()
-                .map(|p| int_unary(op, *p as i64).clamp(i32::MIN as i64, i32::MAX as i64) as i32)
-                .collect(),
-        ),
+        Values::F32(x) => Values::F32(with_float_unary(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: 0.0,
+                into: same32,
+                out: same32,
+            },
+        )),
+        Values::F16(x) => Values::F16(with_float_unary(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: 0.0,
+                into: wide16,
+                out: f16::from_f32,
+            },
+        )),
+        Values::I8(x) => Values::I8(with_int_unary(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: 0,
+                into: wide8,
+                out: sat8,
+            },
+        )),
+        Values::I32(x) => Values::I32(with_int_unary(
+            op,
+            Zip {
+                x,
+                y: None,
+                imm: 0,
+                into: wide32,
+                out: sat32,
+            },
+        )),
     }
 }
 
@@ -1005,13 +1031,40 @@ mod tests {
         }
     }
 
-    /// The f32 unary ops, whose common ones pick the operation once per
-    /// vector, give the per-element rule's bits (NaNs and signed zeros
-    /// among them), over whole AVX2 vectors and a remainder.
+    /// The unary ops, element by element as ISA.md states them, against
+    /// the vector loops (which pick the operation once per vector), in
+    /// every type: NaNs, signed zeros and the int extremes among the
+    /// elements, over whole AVX2 vectors and a remainder.
     #[test]
-    fn unary_f32_matches_the_per_element_rule() {
+    fn unary_ops_match_the_per_element_rules() {
+        let float = |op, x: f32| match op {
+            Opcode::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            Opcode::Neg => -x,
+            Opcode::Abs => x.abs(),
+            Opcode::Exp => x.exp(),
+            Opcode::Tanh => x.tanh(),
+            Opcode::Rsqrt => 1.0 / x.sqrt(),
+            _ => f32::NAN,
+        };
+        let int = |op, x: i64| match op {
+            Opcode::Relu => x.max(0),
+            Opcode::Neg => -x,
+            Opcode::Abs => x.abs(),
+            _ => 0,
+        };
         let specials = [0.0f32, -0.0, 1.5, -2.25, f32::NAN, -f32::NAN, f32::INFINITY];
         let f: Vec<f32> = specials.iter().cycle().take(19).copied().collect();
+        let h: Vec<f16> = f.iter().map(|v| f16::from_f32(*v)).collect();
+        let extremes = [0i64, 1, -1, 127, -128, i32::MAX as i64, i32::MIN as i64];
+        let i: Vec<i64> = extremes.iter().cycle().take(19).copied().collect();
+        let bits =
+            |v: &Values| -> Vec<u64> { (0..v.len()).map(|k| v.get_f64(k).to_bits()).collect() };
         for op in [
             Opcode::Relu,
             Opcode::Neg,
@@ -1019,13 +1072,30 @@ mod tests {
             Opcode::Exp,
             Opcode::Tanh,
             Opcode::Rsqrt,
+            Opcode::Mov,
         ] {
-            let want: Vec<u32> = f.iter().map(|x| float_unary(op, *x).to_bits()).collect();
+            let want: Vec<u32> = f.iter().map(|x| float(op, *x).to_bits()).collect();
             let got: Vec<u32> = match unary(op, &Values::F32(f.clone())) {
                 Values::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
                 other => panic!("{op:?} gave {other:?}"),
             };
-            assert_eq!(got, want, "{op:?}");
+            assert_eq!(got, want, "{op:?} f32");
+            let want = Values::F16(
+                h.iter()
+                    .map(|x| f16::from_f32(float(op, x.to_f32())))
+                    .collect(),
+            );
+            assert_eq!(
+                bits(&unary(op, &Values::F16(h.clone()))),
+                bits(&want),
+                "{op:?} f16"
+            );
+            let want = Values::I8(i.iter().map(|&x| sat8(int(op, x as i8 as i64))).collect());
+            let got = unary(op, &Values::I8(i.iter().map(|&x| x as i8).collect()));
+            assert_eq!(got, want, "{op:?} i8");
+            let want = Values::I32(i.iter().map(|&x| sat32(int(op, x as i32 as i64))).collect());
+            let got = unary(op, &Values::I32(i.iter().map(|&x| x as i32).collect()));
+            assert_eq!(got, want, "{op:?} i32");
         }
     }
 
