@@ -6,6 +6,7 @@
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 use lpu_isa::{DType, Opcode, Values};
+use std::borrow::Cow;
 
 fn sat8(x: i64) -> i8 {
     x.clamp(i8::MIN as i64, i8::MAX as i64) as i8
@@ -426,17 +427,14 @@ pub fn quantize(a: &Values, scale: f64, zp: i64, to: DType) -> Values {
             ((v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32) as i8
         }
     };
-    let owned;
-    let xs = match a {
-        Values::F32(x) => x,
-        _ => {
-            owned = floats(a);
-            &owned
-        }
+    // f32 elements read in place, others converted first.
+    let xs: Cow<[f32]> = match a {
+        Values::F32(x) => Cow::Borrowed(x),
+        _ => Cow::Owned(floats(a)),
     };
     match to {
-        DType::I32 => Values::I32(map_wide(xs, |x| q(x) as i32)),
-        _ => Values::I8(map_wide(xs, to_i8)),
+        DType::I32 => Values::I32(map_wide(&xs, |x| q(x) as i32)),
+        _ => Values::I8(map_wide(&xs, to_i8)),
     }
 }
 
