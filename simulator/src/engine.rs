@@ -474,24 +474,26 @@ pub fn simulate_beside<R: Send>(
     opts: &SimOptions,
     beside: impl FnOnce() -> R + Send,
 ) -> (Result<Outcome, SimError>, R) {
-    let setup =
-        |(issues, engine)| -> Result<(Vec<Issue>, Engine<'_>), SimError> { Ok((issues?, engine?)) };
     let new = || Engine::new(p, inputs, opts.timing_only);
     let issue_times = || p.issue_times().map_err(SimError::Program);
+    // The issue times and the engine's initial state, on both cores or
+    // one after the other.
+    let setup = |both: bool| -> Result<(Vec<Issue>, Engine<'_>), SimError> {
+        let (issues, engine) = if both {
+            rayon::join(issue_times, new)
+        } else {
+            (issue_times(), new())
+        };
+        Ok((issues?, engine?))
+    };
+    let first_run = |(issues, e): (Vec<Issue>, Engine<'_>)| {
+        run(p, &issues, e, opts, DepCheck::AsIssued).map(|o| (o, issues))
+    };
     let (first, r) = if opts.timing_only {
-        rayon::join(
-            || {
-                let (issues, e) = setup((issue_times(), new()))?;
-                Ok((run(p, &issues, e, opts, DepCheck::AsIssued)?, issues))
-            },
-            beside,
-        )
+        rayon::join(|| setup(false).and_then(first_run), beside)
     } else {
-        match setup(rayon::join(issue_times, new)) {
-            Ok((issues, e)) => {
-                let (run, r) = rayon::join(|| run(p, &issues, e, opts, DepCheck::AsIssued), beside);
-                (run.map(|o| (o, issues)), r)
-            }
+        match setup(true) {
+            Ok(ready) => rayon::join(|| first_run(ready), beside),
             Err(e) => (Err(e), beside()),
         }
     };
