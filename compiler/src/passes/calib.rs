@@ -72,22 +72,46 @@ pub fn max_abs(
 /// Folds `|x|` of a float tensor into `amax[name]`.
 fn record(amax: &mut BTreeMap<String, f32>, name: &str, t: &Tensor) {
     let m = match &t.values {
-        Values::F32(v) => max_abs_of(v.iter().copied()),
-        Values::F16(v) => max_abs_of(v.iter().map(|h| h.to_f32())),
+        Values::F32(v) => max_abs_of(v, |x| x),
+        Values::F16(v) => max_abs_of(v, |h| h.to_f32()),
         _ => return,
     };
     let e = amax.entry(name.to_string()).or_insert(0.0);
     *e = e.max(m);
 }
 
-/// The largest `|x|` of `values` (0 if none), NaNs ignored. Each `|x|`
-/// (NaN as 0) is non-negative and not NaN, so a plain `>` picks the
-/// maximum, which is one of the values, and the loop vectorizes to SSE2's
-/// `maxps` (an integer maximum needs SSE4.1, and `f32::max` a NaN fix-up).
-fn max_abs_of(values: impl Iterator<Item = f32>) -> f32 {
-    values
-        .map(|x| if x.is_nan() { 0.0 } else { x.abs() })
-        .fold(0.0f32, |m, a| if a > m { a } else { m })
+/// Running maxima [`max_abs_of`] keeps, one per lane of a vector loop.
+const MAX_ABS_LANES: usize = 16;
+
+/// The largest `|x|` of `values` as `f32`s (0 if none), NaNs ignored.
+///
+/// Each `|x|` (NaN as 0) is non-negative and not NaN, so a plain `>` picks
+/// the maximum, which is one of the values and the same whatever the
+/// order. The values are folded into [`MAX_ABS_LANES`] independent running
+/// maxima, which LLVM turns into a vector `maxps` loop; a single running
+/// maximum stayed scalar, each `maxss` waiting on the one before (about
+/// 170 ms of CPU time in ResNet-50's int8 compile).
+fn max_abs_of<T: Copy>(values: &[T], to_f32: impl Fn(T) -> f32) -> f32 {
+    let abs = |x: T| {
+        let x = to_f32(x);
+        if x.is_nan() {
+            0.0
+        } else {
+            x.abs()
+        }
+    };
+    let larger = |m: f32, a: f32| if a > m { a } else { m };
+    let mut lanes = [0.0f32; MAX_ABS_LANES];
+    let mut blocks = values.chunks_exact(MAX_ABS_LANES);
+    for block in &mut blocks {
+        for (m, &x) in lanes.iter_mut().zip(block) {
+            *m = larger(*m, abs(x));
+        }
+    }
+    for (m, &x) in lanes.iter_mut().zip(blocks.remainder()) {
+        *m = larger(*m, abs(x));
+    }
+    lanes.into_iter().fold(0.0, larger)
 }
 
 /// The largest `|x|` of every float input and node output on one sample.
@@ -202,7 +226,7 @@ mod tests {
 
     #[test]
     fn max_abs_ignores_nans_and_keeps_infinities() {
-        let m = |v: &[f32]| super::max_abs_of(v.iter().copied());
+        let m = |v: &[f32]| super::max_abs_of(v, |x| x);
         assert_eq!(m(&[]), 0.0);
         assert_eq!(m(&[-0.0]).to_bits(), 0.0f32.to_bits());
         assert_eq!(m(&[1.0, -3.5, 2.0]), 3.5);
@@ -210,5 +234,40 @@ mod tests {
         assert_eq!(m(&[-f32::NAN]), 0.0);
         assert_eq!(m(&[1.0, f32::NEG_INFINITY, f32::NAN]), f32::INFINITY);
         assert_eq!(m(&[f32::MIN_POSITIVE / 2.0, -0.0]), f32::MIN_POSITIVE / 2.0);
+    }
+
+    proptest::proptest! {
+        /// The lane-wise maxima give the one-at-a-time fold's bits, over
+        /// whole blocks and a remainder, with NaNs, infinities, signed
+        /// zeros and subnormals anywhere.
+        #[test]
+        fn max_abs_is_the_plain_fold(bits in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::num::u32::ANY,
+                proptest::sample::select(vec![
+                    f32::NAN.to_bits(),
+                    (-f32::NAN).to_bits(),
+                    f32::INFINITY.to_bits(),
+                    f32::NEG_INFINITY.to_bits(),
+                    (-0.0f32).to_bits(),
+                    1,
+                ]),
+            ],
+            0..80,
+        )) {
+            let v: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
+            let plain = v
+                .iter()
+                .map(|x| if x.is_nan() { 0.0 } else { x.abs() })
+                .fold(0.0f32, |m, a| if a > m { a } else { m });
+            proptest::prop_assert_eq!(super::max_abs_of(&v, |x| x).to_bits(), plain.to_bits());
+            let h: Vec<half::f16> = v.iter().map(|&x| half::f16::from_f32(x)).collect();
+            let plain16 = h
+                .iter()
+                .map(|x| x.to_f32())
+                .map(|x| if x.is_nan() { 0.0 } else { x.abs() })
+                .fold(0.0f32, |m, a| if a > m { a } else { m });
+            proptest::prop_assert_eq!(super::max_abs_of(&h, |x| x.to_f32()).to_bits(), plain16.to_bits());
+        }
     }
 }
