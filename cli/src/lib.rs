@@ -103,9 +103,50 @@ pub fn load_with(path: &Path, opts: &lpu_onnx::ImportOptions) -> Result<Artifact
     }
 }
 
+/// Files at least this large are read in pieces at once ([`read_file`]).
+const PARALLEL_READ_BYTES: u64 = 16 << 20;
+
+/// Reads a whole file, as [`std::fs::read`] does. A large one (ResNet-50's
+/// program is 128 MB) is read in one piece per core at once, each through
+/// its own handle: the copy out of the page cache and the page faults of
+/// the new buffer then share the cores (ResNet-50 on 2 cores: 65-75 ms
+/// down to 36-45 ms). A file whose length changes meanwhile is read again
+/// whole.
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_in_pieces(path, PARALLEL_READ_BYTES).or_else(|_| std::fs::read(path))
+}
+
+/// [`read_file`] without its second try: reads in pieces from `min_bytes`
+/// on, and fails if the file's length is not the one it had at first.
+fn read_in_pieces(path: &Path, min_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use rayon::prelude::*;
+    use std::io::{Read, Seek, SeekFrom};
+    let len = std::fs::metadata(path)?.len();
+    if len < min_bytes.max(2) {
+        return std::fs::read(path);
+    }
+    let mut bytes = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+    let total = bytes.len();
+    let per = total.div_ceil(rayon::current_num_threads().max(2));
+    let whole = bytes
+        .par_chunks_mut(per)
+        .enumerate()
+        .try_for_each(|(k, piece)| {
+            let mut f = std::fs::File::open(path)?;
+            f.seek(SeekFrom::Start((k * per) as u64))?;
+            f.read_exact(piece)?;
+            // The last piece also checks that nothing follows.
+            if (k + 1) * per >= total && f.read(&mut [0u8])? != 0 {
+                return Err(std::io::Error::other("the file grew while read"));
+            }
+            Ok::<(), std::io::Error>(())
+        });
+    whole.map(|()| bytes)
+}
+
 /// Loads a binary or assembly program.
 pub fn load_program(path: &Path) -> Result<Program> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let bytes = read_file(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if bytes.starts_with(lpu_isa::program::MAGIC) {
         return Program::from_bytes(&bytes)
             .with_context(|| format!("{}: not a valid program", path.display()));
@@ -276,4 +317,25 @@ pub fn precision_summary(node_precision: &std::collections::BTreeMap<String, Str
         .map(|(p, n)| format!("{p} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_read_in_pieces_is_the_whole_file() {
+        let dir = std::env::temp_dir().join(format!("lpu-read-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in [0usize, 1, 2, 3, 1000, 65_537] {
+            let path = dir.join(format!("f{n}"));
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(read_in_pieces(&path, 0).unwrap(), bytes, "{n} bytes");
+            assert_eq!(read_file(&path).unwrap(), bytes, "{n} bytes");
+        }
+        let e = read_in_pieces(&dir.join("missing"), 0).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
