@@ -129,22 +129,34 @@ impl BoundBreakdown {
     }
 }
 
-/// Per-instruction facts the terms need.
-struct Node {
-    queue: u32,
-    delay: u32,
-    /// Offset of its first output stream group in the extent table.
-    group0: u32,
-    x: u16,
-}
-
-/// A node as its consumers' edges see it, by instruction id.
+/// Per-instruction facts the terms need, and its consumers' use of its
+/// results: one entry per instruction, read and updated through its id
+/// ([`Producers`]), so that an edge costs one lookup (a table of node
+/// indices and then the node, in queue order, was two cache misses per
+/// edge and half the bound's time; a separate table of result extents
+/// was another miss per edge).
 #[derive(Clone, Copy)]
 struct Producer {
+    /// Its node index (queue order), or [`Producer::ABSENT`]'s.
     node: u32,
     delay: u32,
-    group0: u32,
+    /// The queue index if it is a MEM or MXM queue ([`fan_in_bound`]),
+    /// else `u32::MAX`.
+    fixed_queue: u32,
+    /// Where the extents of its output groups after the first are kept.
+    more_groups: u32,
+    /// Its output stream groups (0: it writes no stream).
+    groups: u16,
+    /// Its position.
     x: u16,
+    /// The positions of its first output group's consumers and its own
+    /// (`lo > hi`: no consumer yet).
+    lo: u16,
+    hi: u16,
+    /// Whether it writes westwards.
+    west: bool,
+    /// The width in streams of each output group.
+    width: u8,
 }
 
 impl Producer {
@@ -152,9 +164,63 @@ impl Producer {
     const ABSENT: Producer = Producer {
         node: u32::MAX,
         delay: 0,
-        group0: 0,
+        fixed_queue: u32::MAX,
+        more_groups: 0,
+        groups: 0,
         x: 0,
+        lo: 1,
+        hi: 0,
+        west: false,
+        width: 0,
     };
+}
+
+/// Every node's [`Producer`] entry, by instruction id: a dense table when
+/// the ids are dense (as `lpc` emits them), else a map from id to node and
+/// the entries in node order.
+struct Producers {
+    entries: Vec<Producer>,
+    /// Id to index in `entries` when the ids are sparse.
+    sparse: Option<HashMap<u32, usize>>,
+}
+
+impl Producers {
+    fn new(nodes: Vec<Producer>, ids: &[u32]) -> Producers {
+        let max_id = ids.iter().copied().max().unwrap_or(0) as usize;
+        if max_id > 4 * ids.len() + 1024 {
+            let sparse = ids.iter().enumerate().map(|(n, id)| (*id, n)).collect();
+            return Producers {
+                entries: nodes,
+                sparse: Some(sparse),
+            };
+        }
+        let mut entries = vec![Producer::ABSENT; max_id + 1];
+        for (node, id) in nodes.into_iter().zip(ids) {
+            entries[*id as usize] = node;
+        }
+        Producers {
+            entries,
+            sparse: None,
+        }
+    }
+
+    /// The entry of instruction `id`, if it is a node.
+    fn get_mut(&mut self, id: u32) -> Option<&mut Producer> {
+        let i = match &self.sparse {
+            Some(m) => *m.get(&id)?,
+            None => id as usize,
+        };
+        self.entries
+            .get_mut(i)
+            .filter(|p| p.node != Producer::ABSENT.node)
+    }
+
+    /// Every node's entry, in id order for dense ids (the DFS's roots).
+    fn iter(&self) -> impl Iterator<Item = &Producer> {
+        self.entries
+            .iter()
+            .filter(|p| p.node != Producer::ABSENT.node)
+    }
 }
 
 /// The lower bound of `p` on its own chip. Deterministic, near-linear in the
@@ -191,10 +257,13 @@ pub fn lower_bound(p: &Program) -> Bound {
 
     // Nodes: every instruction that is work (not NOP, SYNC, NOTIFY, REPEAT).
     let total: usize = p.queues.iter().map(|q| q.slots.len()).sum();
-    let mut nodes: Vec<Node> = Vec::with_capacity(total);
+    let mut nodes: Vec<Producer> = Vec::with_capacity(total);
     let mut repeats: Vec<(usize, u64)> = Vec::new();
     let mut ids: Vec<u32> = Vec::with_capacity(total);
-    let mut groups = 0usize;
+    // Each node's earliest issue: its queue's first cycle, at first.
+    let mut es: Vec<i64> = Vec::with_capacity(total);
+    // Extents of output groups after the first (only `trn` has them).
+    let mut more_groups = 0usize;
     // Per queue: issue slots and the smallest delay; per bank: busy cycles
     // and the smallest `delay - busy`.
     let mut slots = vec![0u64; p.queues.len()];
@@ -208,6 +277,7 @@ pub fn lower_bound(p: &Program) -> Bound {
     // Pooled VXM and SXM issue slots and their smallest delays.
     let (mut vxm, mut vxm_delay, mut sxm, mut sxm_delay) = (0u64, u64::MAX, 0u64, u64::MAX);
     for (qi, q) in p.queues.iter().enumerate() {
+        let fixed = matches!(q.queue.unit, Unit::Mem | Unit::Mxm);
         for (k, s) in q.slots.iter().enumerate() {
             let i = &s.instr;
             if i.op.info().unit == Unit::Icu {
@@ -245,16 +315,22 @@ pub fn lower_bound(p: &Program) -> Bound {
             if n * stride > 0 {
                 repeats.push((nodes.len(), n * stride));
             }
-            nodes.push(Node {
-                queue: qi as u32,
+            let dst = i.dst.filter(|_| i.op.writes_stream());
+            let groups = dst.map_or(0, |_| i.dst_groups());
+            nodes.push(Producer {
+                node: nodes.len() as u32,
                 delay: delay as u32,
-                group0: groups as u32,
+                fixed_queue: if fixed { qi as u32 } else { u32::MAX },
+                more_groups: more_groups as u32,
+                groups: groups.min(u16::MAX as usize) as u16,
                 x: q.queue.slice,
+                west: dst.is_some_and(|d| d.dir == Dir::West),
+                width: i.dst_width().min(u8::MAX as usize) as u8,
+                ..Producer::ABSENT
             });
+            more_groups += groups.saturating_sub(1);
             ids.push(s.id);
-            if i.op.writes_stream() && i.dst.is_some() {
-                groups += i.dst_groups();
-            }
+            es.push(starts[qi] as i64);
         }
     }
     let start = starts
@@ -265,44 +341,18 @@ pub fn lower_bound(p: &Program) -> Bound {
         .min()
         .unwrap_or(0);
 
-    // Instruction id -> the node and what its consumers' edges need of
-    // it: dense when ids are (as emitted), so that an edge costs one
-    // lookup (a table of node indices and then the node, in queue order,
-    // was two cache misses per edge and half the bound's time).
-    let max_id = ids.iter().copied().max().unwrap_or(0) as usize;
-    let producer_of = |n: usize| Producer {
-        node: n as u32,
-        delay: nodes[n].delay,
-        group0: nodes[n].group0,
-        x: nodes[n].x,
-    };
-    let dense: Option<Vec<Producer>> = (max_id <= 4 * ids.len() + 1024).then(|| {
-        let mut v = vec![Producer::ABSENT; max_id + 1];
-        for (n, id) in ids.iter().enumerate() {
-            v[*id as usize] = producer_of(n);
-        }
-        v
-    });
-    let sparse: HashMap<u32, usize> = if dense.is_none() {
-        ids.iter().enumerate().map(|(n, id)| (*id, n)).collect()
-    } else {
-        HashMap::new()
-    };
-    let producer = |id: u32| -> Option<Producer> {
-        match &dense {
-            Some(v) => v
-                .get(id as usize)
-                .filter(|p| p.node != Producer::ABSENT.node)
-                .copied(),
-            None => sparse.get(&id).map(|&n| producer_of(n)),
-        }
-    };
+    // Each node's delay, for the critical path's end.
+    let delays: Vec<u32> = nodes.iter().map(|n| n.delay).collect();
+    let mut producers = Producers::new(nodes, &ids);
+    drop(ids);
 
-    // Each node's producers with the edge latency (in node order), and the
-    // stream extents per (producer, output group).
-    let mut pred_first: Vec<u32> = Vec::with_capacity(nodes.len() + 1);
-    let mut preds: Vec<(u32, i32)> = Vec::new();
-    let mut extent: Vec<Option<(u16, u16)>> = vec![None; groups];
+    // Each node's producers with the edge latency and, for one on a MEM or
+    // MXM queue, that queue (in node order), and the positions each result
+    // is consumed at.
+    let node_count = delays.len();
+    let mut pred_first: Vec<u32> = Vec::with_capacity(node_count + 1);
+    let mut preds: Vec<(u32, i32, u32)> = Vec::new();
+    let mut more_extents: Vec<(u16, u16)> = vec![(1, 0); more_groups];
     for q in &p.queues {
         for s in &q.slots {
             if s.instr.op.info().unit == Unit::Icu {
@@ -311,18 +361,23 @@ pub fn lower_bound(p: &Program) -> Bound {
             pred_first.push(preds.len() as u32);
             let cx = q.queue.slice;
             for d in &s.deps {
-                let Some(pnode) = producer(d.on) else {
+                let Some(pnode) = producers.get_mut(d.on) else {
                     continue;
                 };
-                let pn = pnode.node as usize;
                 let lat = edge_latency(d.kind, pnode.delay as u64, pnode.x, cx);
-                preds.push((pn as u32, lat as i32));
-                if matches!(d.kind, DepKind::Src | DepKind::Src2) {
-                    let g = pnode.group0 as usize + d.group as usize;
-                    if let Some(e) = extent.get_mut(g) {
-                        let (lo, hi) = e.unwrap_or((pnode.x, pnode.x));
-                        *e = Some((lo.min(cx), hi.max(cx)));
-                    }
+                preds.push((pnode.node, lat as i32, pnode.fixed_queue));
+                if matches!(d.kind, DepKind::Src | DepKind::Src2) && (d.group as u16) < pnode.groups
+                {
+                    let e = match d.group {
+                        0 => (&mut pnode.lo, &mut pnode.hi),
+                        g => {
+                            let e = &mut more_extents[pnode.more_groups as usize + g as usize - 1];
+                            (&mut e.0, &mut e.1)
+                        }
+                    };
+                    let x = pnode.x;
+                    let (lo, hi) = if *e.0 > *e.1 { (x, x) } else { (*e.0, *e.1) };
+                    (*e.0, *e.1) = (lo.min(cx), hi.max(cx));
                 }
             }
         }
@@ -334,33 +389,16 @@ pub fn lower_bound(p: &Program) -> Bound {
     // over the producers from roots in id order (the static issue order, so
     // the stack stays shallow). An edge that would close a cycle (a
     // malformed program) is left out, the same one on every run.
-    let mut es: Vec<i64> = nodes
-        .iter()
-        .map(|n| starts[n.queue as usize] as i64)
-        .collect();
     const NEW: u8 = 0;
     const ACTIVE: u8 = 1;
     const DONE: u8 = 2;
-    let mut state = vec![NEW; nodes.len()];
+    let mut state = vec![NEW; node_count];
     let mut stack: Vec<(usize, usize)> = Vec::new();
-    // MEM and MXM queues (fixed before scheduling): producers that share
-    // one issue in distinct cycles ([`fan_in_bound`]).
-    let fixed: Vec<bool> = p
-        .queues
-        .iter()
-        .map(|q| matches!(q.queue.unit, Unit::Mem | Unit::Mxm))
-        .collect();
     let mut fan: Vec<(u32, i64, i32)> = Vec::new();
-    let roots: Box<dyn Iterator<Item = usize>> = match &dense {
-        Some(by_id) => Box::new(
-            by_id
-                .iter()
-                .filter(|p| p.node != Producer::ABSENT.node)
-                .map(|p| p.node as usize),
-        ),
-        None => Box::new(0..nodes.len()),
-    };
+    // (In id order when the ids are dense.)
+    let roots: Vec<u32> = producers.iter().map(|p| p.node).collect();
     for root in roots {
+        let root = root as usize;
         if state[root] != NEW {
             continue;
         }
@@ -371,7 +409,7 @@ pub fn lower_bound(p: &Program) -> Bound {
             while *k < ps.len() && state[ps[*k].0 as usize] != NEW {
                 *k += 1;
             }
-            if let Some(&(pn, _)) = ps.get(*k) {
+            if let Some(&(pn, _, _)) = ps.get(*k) {
                 state[pn as usize] = ACTIVE;
                 stack.push((pn as usize, 0));
                 continue;
@@ -379,13 +417,12 @@ pub fn lower_bound(p: &Program) -> Bound {
             let n = *n;
             let mut e = es[n];
             fan.clear();
-            for &(pn, lat) in ps {
+            for &(pn, lat, queue) in ps {
                 if state[pn as usize] == DONE {
                     let pe = es[pn as usize];
                     e = e.max(pe + lat as i64);
-                    let q = nodes[pn as usize].queue;
-                    if fixed[q as usize] {
-                        fan.push((q, pe, lat));
+                    if queue != u32::MAX {
+                        fan.push((queue, pe, lat));
                     }
                 }
             }
@@ -395,11 +432,11 @@ pub fn lower_bound(p: &Program) -> Bound {
         }
     }
     let mut end = start;
-    for (n, node) in nodes.iter().enumerate() {
-        end = end.max(es[n] as u64 + node.delay as u64);
+    for (e, delay) in es.iter().zip(&delays) {
+        end = end.max(*e as u64 + *delay as u64);
     }
     for &(n, r) in &repeats {
-        end = end.max(es[n] as u64 + r + nodes[n].delay as u64);
+        end = end.max(es[n] as u64 + r + delays[n] as u64);
     }
     let critical_path = Term {
         resource: "critical-path".into(),
@@ -437,28 +474,20 @@ pub fn lower_bound(p: &Program) -> Bound {
     let positions = chip.slices().len();
     let mut diff = [vec![0i64; positions + 1], vec![0i64; positions + 1]];
     let mut local = vec![0u64; positions];
-    let mut k = 0usize;
-    for q in &p.queues {
-        for s in &q.slots {
-            let i = &s.instr;
-            if i.op.info().unit == Unit::Icu {
-                continue;
+    for pr in producers.iter().filter(|pr| pr.groups > 0) {
+        let first = (pr.lo <= pr.hi).then_some((pr.lo, pr.hi));
+        let more = &more_extents[pr.more_groups as usize..][..pr.groups as usize - 1];
+        let consumed = more.iter().filter(|e| e.0 <= e.1).copied();
+        for e in first.into_iter().chain(consumed) {
+            let d = usize::from(pr.west);
+            let w = pr.width as i64;
+            let (lo, hi) = (e.0 as usize, (e.1 as usize + 1).min(positions));
+            if lo + 1 == hi {
+                local[lo] += w as u64;
+            } else if lo < hi {
+                diff[d][lo] += w;
+                diff[d][hi] -= w;
             }
-            if let (true, Some(dst)) = (i.op.writes_stream(), i.dst) {
-                let g0 = nodes[k].group0 as usize;
-                for e in extent[g0..g0 + i.dst_groups()].iter().flatten() {
-                    let d = usize::from(dst.dir == Dir::West);
-                    let w = i.dst_width() as i64;
-                    let (lo, hi) = (e.0 as usize, (e.1 as usize + 1).min(positions));
-                    if lo + 1 == hi {
-                        local[lo] += w as u64;
-                    } else if lo < hi {
-                        diff[d][lo] += w;
-                        diff[d][hi] -= w;
-                    }
-                }
-            }
-            k += 1;
         }
     }
     // Per position: each direction's own values, and both directions'
