@@ -226,6 +226,17 @@ impl Producers {
 /// The lower bound of `p` on its own chip. Deterministic, near-linear in the
 /// number of instructions and edges.
 pub fn lower_bound(p: &Program) -> Bound {
+    lower_bound_and_hops(p).0
+}
+
+/// [`lower_bound`], and the hops of the stream operands of a completed
+/// run: over every `Src` and `Src2` edge, the consumer's source width in
+/// streams times the positions between it and its producer, times the
+/// consumer's issues (its REPEATs included). [`crate::energy`] prices
+/// them per lane ([`crate::energy::completed_work_given_hops`]); the edge
+/// pass finds each producer's position anyway, where the energy's own
+/// count looks it up again by id.
+pub(crate) fn lower_bound_and_hops(p: &Program) -> (Bound, u64) {
     let chip = &p.chip;
     let skew = chip.superlane_skew() as u64;
     let notify_delay = chip.delay(Opcode::Notify) as u64;
@@ -353,13 +364,19 @@ pub fn lower_bound(p: &Program) -> Bound {
     let mut pred_first: Vec<u32> = Vec::with_capacity(node_count + 1);
     let mut preds: Vec<(u32, i32, u32)> = Vec::new();
     let mut more_extents: Vec<(u16, u16)> = vec![(1, 0); more_groups];
+    let mut hops = 0u64;
     for q in &p.queues {
-        for s in &q.slots {
+        for (k, s) in q.slots.iter().enumerate() {
             if s.instr.op.info().unit == Unit::Icu {
                 continue;
             }
             pred_first.push(preds.len() as u32);
             let cx = q.queue.slice;
+            let issues = match q.slots.get(k + 1) {
+                Some(r) if r.instr.op == Opcode::Repeat => 1 + r.instr.arg.max(0) as u64,
+                _ => 1,
+            };
+            let width = s.instr.src_width() as u64;
             for d in &s.deps {
                 let Some(pnode) = producers.get_mut(d.on) else {
                     continue;
@@ -368,6 +385,7 @@ pub fn lower_bound(p: &Program) -> Bound {
                 preds.push((pnode.node, lat as i32, pnode.fixed_queue));
                 if matches!(d.kind, DepKind::Src | DepKind::Src2) && (d.group as u16) < pnode.groups
                 {
+                    hops += width * u64::from(cx.abs_diff(pnode.x)) * issues;
                     let e = match d.group {
                         0 => (&mut pnode.lo, &mut pnode.hi),
                         g => {
@@ -547,11 +565,12 @@ pub fn lower_bound(p: &Program) -> Bound {
         })
         .cloned()
         .unwrap_or_else(|| breakdown.critical_path.clone());
-    Bound {
+    let bound = Bound {
         cycles: best.cycles,
         kind: best.resource,
         breakdown,
-    }
+    };
+    (bound, hops)
 }
 
 /// The earliest issue a consumer's producers on fixed queues allow when

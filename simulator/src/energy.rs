@@ -71,11 +71,11 @@ pub struct Counts {
 impl Counts {
     /// Adds `times` issues of slot `si` of queue `qi`, on a chip of
     /// `lanes` lanes whose `mm` makes `macs_per_mm` MACs; `slice_of` gives
-    /// each instruction's slice.
+    /// each instruction's slice (without it, no stream hops are counted).
     fn add(
         &mut self,
         p: &Program,
-        slice_of: &IdMap<u16>,
+        slice_of: Option<&IdMap<u16>>,
         (lanes, macs_per_mm): (u64, u64),
         (qi, si, times): (usize, usize, u64),
     ) {
@@ -102,6 +102,9 @@ impl Counts {
             _ if matches!(q.queue.unit, Unit::Vxm | Unit::Sxm) => self.lane_ops += lanes * times,
             _ => {}
         }
+        let Some(slice_of) = slice_of else {
+            return;
+        };
         for d in &slot.deps {
             if matches!(d.kind, DepKind::Src | DepKind::Src2) {
                 if let Some(from) = slice_of.get(d.on) {
@@ -139,7 +142,7 @@ fn counter(p: &Program) -> impl Fn(&mut Counts, usize, usize, u64) + Sync + '_ {
             .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice))),
     );
     move |c: &mut Counts, qi: usize, si: usize, times: u64| {
-        c.add(p, &slice_of, (lanes, macs_per_mm), (qi, si, times))
+        c.add(p, Some(&slice_of), (lanes, macs_per_mm), (qi, si, times))
     }
 }
 
@@ -150,24 +153,42 @@ fn counter(p: &Program) -> impl Fn(&mut Counts, usize, usize, u64) + Sync + '_ {
 pub fn completed_work(p: &Program) -> Option<Counts> {
     p.chip.energy.as_ref()?;
     let count = counter(p);
-    // Queue by queue on all cores: the sums do not depend on the order.
-    Some(
-        p.queues
-            .par_iter()
-            .enumerate()
-            .map(|(qi, q)| {
-                let mut c = Counts::default();
-                for si in 0..q.slots.len() {
-                    let repeats = match q.slots.get(si + 1) {
-                        Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
-                        _ => 0,
-                    };
-                    count(&mut c, qi, si, 1 + repeats);
-                }
-                c
-            })
-            .reduce(Counts::default, Counts::sum),
-    )
+    Some(per_slot(p, count))
+}
+
+/// [`completed_work`] with the stream operands' hops already counted by
+/// [`crate::bound::lower_bound_and_hops`] (what `lpsim` does: the lower
+/// bound finds every producer's position anyway), so that no table of
+/// positions by id is built and no edge is looked up again.
+pub(crate) fn completed_work_given_hops(p: &Program, hops: u64) -> Option<Counts> {
+    p.chip.energy.as_ref()?;
+    let lanes = p.chip.lanes() as u64;
+    let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
+    let mut c = per_slot(p, |c: &mut Counts, qi: usize, si: usize, times: u64| {
+        c.add(p, None, (lanes, macs_per_mm), (qi, si, times))
+    });
+    c.hops = lanes * hops;
+    Some(c)
+}
+
+/// The sum of `count` over every slot with its REPEATs' issues, queue by
+/// queue on all cores (the sums do not depend on the order).
+fn per_slot(p: &Program, count: impl Fn(&mut Counts, usize, usize, u64) + Sync) -> Counts {
+    p.queues
+        .par_iter()
+        .enumerate()
+        .map(|(qi, q)| {
+            let mut c = Counts::default();
+            for si in 0..q.slots.len() {
+                let repeats = match q.slots.get(si + 1) {
+                    Some(r) if r.instr.op == Opcode::Repeat => r.instr.arg.max(0) as u64,
+                    _ => 0,
+                };
+                count(&mut c, qi, si, 1 + repeats);
+            }
+            c
+        })
+        .reduce(Counts::default, Counts::sum)
 }
 
 /// The energy of a run, or `None` when the chip has no `energy` section

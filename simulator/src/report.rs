@@ -335,16 +335,18 @@ pub fn build(
 pub struct ProgramTerms {
     /// The program's [`crate::bound::lower_bound`].
     pub bound: crate::bound::Bound,
-    /// The work of a completed run ([`crate::energy::completed_work`]).
+    /// The work of a completed run ([`crate::energy::completed_work`]; its
+    /// stream hops counted by the lower bound's pass over the edges).
     pub completed_work: Option<crate::energy::Counts>,
 }
 
 impl ProgramTerms {
     /// Works out the terms of `p`.
     pub fn of(p: &Program) -> ProgramTerms {
+        let (bound, hops) = crate::bound::lower_bound_and_hops(p);
         ProgramTerms {
-            bound: crate::bound::lower_bound(p),
-            completed_work: crate::energy::completed_work(p),
+            bound,
+            completed_work: crate::energy::completed_work_given_hops(p, hops),
         }
     }
 }

@@ -81,6 +81,14 @@ fn repeats_count_every_issue() {
     assert_eq!(r.lane_ops, 48);
     assert_eq!(r.sram_bytes, 96);
     assert_eq!(r.stream_byte_hops, 96);
+    // The lower bound's count of the hops (what `lpsim` uses) includes
+    // the REPEATs' issues too.
+    let terms = lpu_sim::report::ProgramTerms::of(&p);
+    assert_eq!(terms.completed_work, lpu_sim::energy::completed_work(&p));
+    assert_eq!(
+        lpu_sim::energy::lpu_energy_with(&p, &o, terms.completed_work),
+        Some(r)
+    );
 }
 
 /// The counts of a completed run worked out beside it
@@ -95,6 +103,9 @@ fn counts_worked_out_beside_the_run_price_the_same() {
     let o = simulate(&p, &BTreeMap::new(), &SimOptions::default()).expect("runs");
     let beside = completed_work(&p);
     assert!(beside.is_some());
+    // The same counts with the hops from the lower bound's edge pass
+    // (what `lpsim` works out beside the run).
+    assert_eq!(lpu_sim::report::ProgramTerms::of(&p).completed_work, beside);
     let whole = lpu_energy(&p, &o);
     assert_eq!(lpu_energy_with(&p, &o, beside), whole);
     // i3 reads an empty stream: a hazard at its first issue. The counts
