@@ -414,9 +414,7 @@ pub(crate) fn lower_bound_and_hops(p: &Program) -> (Bound, u64) {
     let mut stack: Vec<(usize, usize)> = Vec::new();
     let mut fan: Vec<(u32, i64, i32)> = Vec::new();
     // (In id order when the ids are dense.)
-    let roots: Vec<u32> = producers.iter().map(|p| p.node).collect();
-    for root in roots {
-        let root = root as usize;
+    for root in producers.iter().map(|p| p.node as usize) {
         if state[root] != NEW {
             continue;
         }
