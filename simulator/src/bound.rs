@@ -229,13 +229,12 @@ pub fn lower_bound(p: &Program) -> Bound {
     lower_bound_and_hops(p).0
 }
 
-/// [`lower_bound`], and the hops of the stream operands of a completed
-/// run: over every `Src` and `Src2` edge, the consumer's source width in
-/// streams times the positions between it and its producer, times the
-/// consumer's issues (its REPEATs included). [`crate::energy`] prices
-/// them per lane ([`crate::energy::completed_work_given_hops`]); the edge
-/// pass finds each producer's position anyway, where the energy's own
-/// count looks it up again by id.
+/// [`lower_bound`], and the stream hops of a completed run: the sum over
+/// every `Src` and `Src2` edge of [`crate::energy::operand_hops`] (its
+/// consumer's REPEATs included), which
+/// [`crate::energy::completed_work_given_hops`] prices. The edge pass finds
+/// each producer's position anyway, where the energy's own count looks it
+/// up again by id.
 pub(crate) fn lower_bound_and_hops(p: &Program) -> (Bound, u64) {
     let chip = &p.chip;
     let skew = chip.superlane_skew() as u64;
@@ -376,7 +375,7 @@ pub(crate) fn lower_bound_and_hops(p: &Program) -> (Bound, u64) {
                 Some(r) if r.instr.op == Opcode::Repeat => 1 + r.instr.arg.max(0) as u64,
                 _ => 1,
             };
-            let width = s.instr.src_width() as u64;
+            let width = s.instr.src_width();
             for d in &s.deps {
                 let Some(pnode) = producers.get_mut(d.on) else {
                     continue;
@@ -385,7 +384,7 @@ pub(crate) fn lower_bound_and_hops(p: &Program) -> (Bound, u64) {
                 preds.push((pnode.node, lat as i32, pnode.fixed_queue));
                 if matches!(d.kind, DepKind::Src | DepKind::Src2) && (d.group as u16) < pnode.groups
                 {
-                    hops += width * u64::from(cx.abs_diff(pnode.x)) * issues;
+                    hops += crate::energy::operand_hops(width, pnode.x, cx, issues);
                     let e = match d.group {
                         0 => (&mut pnode.lo, &mut pnode.hi),
                         g => {

@@ -108,12 +108,8 @@ impl Counts {
         for d in &slot.deps {
             if matches!(d.kind, DepKind::Src | DepKind::Src2) {
                 if let Some(from) = slice_of.get(d.on) {
-                    // A stream operand is `src_width()` streams wide (a
-                    // gather's int32 map whatever the type it reads).
-                    self.hops += lanes
-                        * slot.instr.src_width() as u64
-                        * (q.queue.slice as i64 - from as i64).unsigned_abs()
-                        * times;
+                    let hops = operand_hops(slot.instr.src_width(), from, q.queue.slice, times);
+                    self.hops += lanes * hops;
                 }
             }
         }
@@ -131,18 +127,35 @@ impl Counts {
     }
 }
 
-/// Instruction id -> slice, and a closure that adds `times` issues of
-/// slot `si` of queue `qi` to a [`Counts`].
-fn counter(p: &Program) -> impl Fn(&mut Counts, usize, usize, u64) + Sync + '_ {
-    let lanes = p.chip.lanes() as u64;
-    let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
-    let slice_of = IdMap::from_pairs(
+/// The stream hops of one operand, per lane: its width in streams (a
+/// `src_width()`: a gather's int32 map whatever the type it reads) times
+/// the positions from its producer at `from` to its consumer at `to`,
+/// times the consumer's issues. The one rule for both counts of a run's
+/// hops: [`Counts::add`]'s and the lower bound's edge pass
+/// ([`crate::bound::lower_bound_and_hops`]).
+pub(crate) fn operand_hops(width: usize, from: u16, to: u16, issues: u64) -> u64 {
+    width as u64 * u64::from(from.abs_diff(to)) * issues
+}
+
+/// Every instruction's slice, by id (for the stream hops).
+fn slices_by_id(p: &Program) -> IdMap<u16> {
+    IdMap::from_pairs(
         p.queues
             .iter()
             .flat_map(|q| q.slots.iter().map(|s| (s.id, q.queue.slice))),
-    );
+    )
+}
+
+/// A closure that adds `times` issues of slot `si` of queue `qi` to a
+/// [`Counts`], the stream hops through `slice_of` (none without it).
+fn counter(
+    p: &Program,
+    slice_of: Option<IdMap<u16>>,
+) -> impl Fn(&mut Counts, usize, usize, u64) + Sync + '_ {
+    let lanes = p.chip.lanes() as u64;
+    let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
     move |c: &mut Counts, qi: usize, si: usize, times: u64| {
-        c.add(p, Some(&slice_of), (lanes, macs_per_mm), (qi, si, times))
+        c.add(p, slice_of.as_ref(), (lanes, macs_per_mm), (qi, si, times))
     }
 }
 
@@ -152,8 +165,7 @@ fn counter(p: &Program) -> impl Fn(&mut Counts, usize, usize, u64) + Sync + '_ {
 /// section (nothing to price).
 pub fn completed_work(p: &Program) -> Option<Counts> {
     p.chip.energy.as_ref()?;
-    let count = counter(p);
-    Some(per_slot(p, count))
+    Some(per_slot(p, counter(p, Some(slices_by_id(p)))))
 }
 
 /// [`completed_work`] with the stream operands' hops already counted by
@@ -162,12 +174,8 @@ pub fn completed_work(p: &Program) -> Option<Counts> {
 /// positions by id is built and no edge is looked up again.
 pub(crate) fn completed_work_given_hops(p: &Program, hops: u64) -> Option<Counts> {
     p.chip.energy.as_ref()?;
-    let lanes = p.chip.lanes() as u64;
-    let macs_per_mm = (p.chip.mxm.size as u64).pow(2);
-    let mut c = per_slot(p, |c: &mut Counts, qi: usize, si: usize, times: u64| {
-        c.add(p, None, (lanes, macs_per_mm), (qi, si, times))
-    });
-    c.hops = lanes * hops;
+    let mut c = per_slot(p, counter(p, None));
+    c.hops = p.chip.lanes() as u64 * hops;
     Some(c)
 }
 
@@ -213,7 +221,7 @@ pub fn lpu_energy_with(
             None => completed_work(p)?,
         },
         Some(h) => {
-            let count = counter(p);
+            let count = counter(p, Some(slices_by_id(p)));
             let mut c = Counts::default();
             for iss in p
                 .issue_times()
