@@ -445,7 +445,7 @@ const MAGIC: f32 = 12_582_912.0;
 /// DequantizeLinear: `((x - zp) as f32) * scale`, the subtraction exact.
 pub fn dequantize(a: &Values, scale: f64, zp: i64) -> Values {
     let s = scale as f32;
-    let d = |v: i64| ((v - zp) as f32) * s;
+    let d = |v: i64| (v.wrapping_sub(zp) as f32) * s;
     // For a zero point of 32 bits (as every `dqnt` has), `x - zp` is exact
     // in f64, and rounding it to f32 gives what the integer's conversion
     // gives (one rounding to nearest); the compiler vectorizes an i32 to
@@ -836,6 +836,12 @@ pub fn rotate_lanes(a: &Values, k: i64) -> Values {
 mod tests {
     use super::*;
 
+    /// Each element's bits as an f64 (NaN payloads and signed zeros kept),
+    /// to compare vectors of any type exactly.
+    fn bits(v: &Values) -> Vec<u64> {
+        (0..v.len()).map(|k| v.get_f64(k).to_bits()).collect()
+    }
+
     /// The slice forms of `shl` and `rot` against [`move_lanes`] with the
     /// per-lane rules, for every shift from past one end to past the
     /// other, in each type.
@@ -912,8 +918,6 @@ mod tests {
             Opcode::Min => a.min(b),
             _ => 0,
         };
-        let bits =
-            |v: &Values| -> Vec<u64> { (0..v.len()).map(|k| v.get_f64(k).to_bits()).collect() };
         for op in [
             Opcode::Add,
             Opcode::Sub,
@@ -1061,8 +1065,6 @@ mod tests {
         let h: Vec<f16> = f.iter().map(|v| f16::from_f32(*v)).collect();
         let extremes = [0i64, 1, -1, 127, -128, i32::MAX as i64, i32::MIN as i64];
         let i: Vec<i64> = extremes.iter().cycle().take(19).copied().collect();
-        let bits =
-            |v: &Values| -> Vec<u64> { (0..v.len()).map(|k| v.get_f64(k).to_bits()).collect() };
         for op in [
             Opcode::Relu,
             Opcode::Neg,
